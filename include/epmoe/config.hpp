@@ -1,0 +1,82 @@
+// The effective configuration: built-in defaults <- --config FILE.json <- command-line flags <- --set a.b=v.
+// Every key has a default, and its default's JSON type is the key's type. A Config that exists is valid.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace epmoe {
+
+using Json = nlohmann::ordered_json;
+
+// The built-in defaults: the embedded model and workload of `epmoe run` with no arguments.
+const Json& default_config();
+
+// Overlays `overlay` onto `base` key by key. Unknown keys and wrong types fail, naming `source` and the key.
+void merge_config(Json& base, const Json& overlay, const std::string& source);
+
+// Applies one "a.b=value" assignment, typing value by the key's default (int, float, bool or string).
+void apply_set(Json& config, const std::string& assignment);
+
+// Reads a JSON config file (an object of groups); fails naming the file on unreadable or bad JSON.
+Json read_config_file(const std::string& path);
+
+enum class GateKind { kSoftmax, kSigmoid };
+
+struct ModelConfig {
+    std::string path;       // Hugging Face checkpoint; "" = synthetic
+    std::string layers;     // "A-B" subset of checkpoint layers; "" = all
+    int num_layers = 0;
+    int d_model = 0;
+    int d_ff = 0;
+    int num_experts = 0;
+    int top_k = 0;
+    GateKind gate = GateKind::kSoftmax;
+    bool norm_topk_prob = true;
+    double rms_norm_eps = 1e-6;
+};
+
+struct WorkloadConfig {
+    int64_t tokens_per_rank = 0;
+    int steps = 0;
+    double skew = 0;          // Zipf exponent of cluster popularity; 0 = uniform
+    double drift = 0;         // clusters the popularity ranking moves per step
+    int num_clusters = 0;     // token clusters the synthetic workload draws from
+    double noise = 0;         // spread of a token around its cluster centre
+    std::string input;        // safetensors with hidden_states [T, d_model]; "" = synthetic
+};
+
+struct EnergyConfig {
+    std::string source;       // auto | rapl | hwmon | estimated | none
+    std::string sysfs_root;   // where class/powercap and class/hwmon are read
+};
+
+struct OutputConfig {
+    std::string dir;          // results directory; "" = results/<UTC timestamp>-<policy>
+    std::string dump;         // --dump-output file; "" = none
+    bool quiet = false;
+    double progress_interval_s = 5;
+};
+
+// The validated configuration. Construct with Config::from_json.
+struct Config {
+    uint64_t seed = 0;
+    ModelConfig model;
+    WorkloadConfig workload;
+    double capacity_factor = 0;   // routing.capacity_factor; 0 = dropless
+    std::string policy;           // policy.name
+    std::string placement;        // placement.name
+    EnergyConfig energy;
+    int coordinator_every_n_steps = 1;
+    int threads_per_rank = 1;
+    OutputConfig output;
+    Json json;                    // the full effective config, as written to config.json
+
+    // Validates every key of a merged config; fails with "config key K = V: reason".
+    static Config from_json(const Json& merged);
+};
+
+}  // namespace epmoe

@@ -1,0 +1,210 @@
+#include "epmoe/config.hpp"
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "epmoe/error.hpp"
+
+namespace epmoe {
+namespace {
+
+const char* kDefaults = R"({
+  "seed": 42,
+  "model": {
+    "path": "", "layers": "",
+    "num_layers": 4, "d_model": 512, "d_ff": 1408, "num_experts": 8, "top_k": 2,
+    "gate": "softmax", "norm_topk_prob": true, "rms_norm_eps": 1e-6
+  },
+  "workload": {
+    "tokens_per_rank": 1024, "steps": 12, "skew": 1.2, "drift": 0.0,
+    "num_clusters": 32, "noise": 0.5, "input": ""
+  },
+  "routing": {"capacity_factor": 0.0},
+  "policy": {"name": "none"},
+  "placement": {"name": "contiguous"},
+  "energy": {"source": "auto", "sysfs_root": "/sys"},
+  "coordinator": {"every_n_steps": 1},
+  "resources": {"threads_per_rank": 1},
+  "output": {"dir": "", "dump": "", "quiet": false, "progress_interval_s": 5.0}
+})";
+
+std::string type_name(const Json& j) {
+    if (j.is_boolean()) return "a boolean";
+    if (j.is_number_integer()) return "an integer";
+    if (j.is_number()) return "a number";
+    if (j.is_string()) return "a string";
+    if (j.is_object()) return "a group of keys";
+    return "null";
+}
+
+bool same_kind(const Json& def, const Json& value) {
+    if (def.is_boolean()) return value.is_boolean();
+    if (def.is_number_integer()) return value.is_number_integer();
+    if (def.is_number()) return value.is_number();
+    if (def.is_string()) return value.is_string();
+    if (def.is_object()) return value.is_object();
+    return false;
+}
+
+std::string known_keys(const Json& group) {
+    std::string out;
+    for (auto it = group.begin(); it != group.end(); ++it) out += (out.empty() ? "" : ", ") + it.key();
+    return out;
+}
+
+void merge_at(Json& base, const Json& overlay, const std::string& source, const std::string& prefix) {
+    for (auto it = overlay.begin(); it != overlay.end(); ++it) {
+        std::string key = prefix.empty() ? it.key() : prefix + "." + it.key();
+        if (!base.contains(it.key()))
+            fail(source, ": unknown config key '", key, "' (known here: ", known_keys(base), ")");
+        Json& slot = base[it.key()];
+        if (!same_kind(slot, it.value()))
+            fail(source, ": config key ", key, " = ", it.value().dump(), " must be ", type_name(slot));
+        if (slot.is_object()) merge_at(slot, it.value(), source, key);
+        else slot = it.value();
+    }
+}
+
+Json parse_typed(const Json& def, const std::string& key, const std::string& text) {
+    auto bad = [&]() -> Json { fail("--set ", key, "=", text, ": must be ", type_name(def)); };
+    if (def.is_boolean()) {
+        if (text == "true" || text == "1") return true;
+        if (text == "false" || text == "0") return false;
+        return bad();
+    }
+    if (def.is_number()) {
+        std::istringstream in(text);
+        if (def.is_number_integer()) {
+            long long v;
+            if (!(in >> v) || !in.eof()) return bad();
+            return v;
+        }
+        double v;
+        if (!(in >> v) || !in.eof()) return bad();
+        return v;
+    }
+    if (def.is_string()) return text;
+    fail("--set ", key, "=", text, ": ", key, " is a group; set one of its keys: ", known_keys(def));
+}
+
+// Value of group.key, with the "config key" prefix in any error.
+const Json& at(const Json& j, const std::string& group, const std::string& key) {
+    return j.at(group).at(key);
+}
+
+[[noreturn]] void bad_value(const std::string& key, const Json& value, const std::string& why) {
+    fail("config key ", key, " = ", value.dump(), ": ", why);
+}
+
+int64_t int_in(const Json& j, const std::string& group, const std::string& key, int64_t lo, int64_t hi) {
+    const Json& v = group.empty() ? j.at(key) : at(j, group, key);
+    int64_t x = v.get<int64_t>();
+    std::string name = group.empty() ? key : group + "." + key;
+    if (x < lo) bad_value(name, v, cat("must be >= ", lo));
+    if (x > hi) bad_value(name, v, cat("must be <= ", hi));
+    return x;
+}
+
+double real_in(const Json& j, const std::string& group, const std::string& key, double lo, bool lo_open) {
+    const Json& v = at(j, group, key);
+    double x = v.get<double>();
+    std::string name = group + "." + key;
+    if (!std::isfinite(x)) bad_value(name, v, "must be finite");
+    if (lo_open ? !(x > lo) : !(x >= lo)) bad_value(name, v, cat("must be ", lo_open ? "> " : ">= ", lo));
+    return x;
+}
+
+std::string one_of(const Json& j, const std::string& group, const std::string& key,
+                   const std::vector<std::string>& allowed) {
+    const Json& v = at(j, group, key);
+    std::string s = v.get<std::string>();
+    for (const auto& a : allowed)
+        if (s == a) return s;
+    std::string list;
+    for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
+    bad_value(group + "." + key, v, "must be one of " + list);
+}
+
+}  // namespace
+
+const Json& default_config() {
+    static const Json defaults = Json::parse(kDefaults);
+    return defaults;
+}
+
+void merge_config(Json& base, const Json& overlay, const std::string& source) {
+    if (!overlay.is_object()) fail(source, ": the config must be a JSON object of groups");
+    merge_at(base, overlay, source, "");
+}
+
+void apply_set(Json& config, const std::string& assignment) {
+    size_t eq = assignment.find('=');
+    if (eq == std::string::npos || eq == 0) fail("--set ", assignment, ": expected key=value, e.g. model.top_k=4");
+    std::string key = assignment.substr(0, eq);
+    std::string text = assignment.substr(eq + 1);
+    Json* slot = &config;
+    std::string walked;
+    std::istringstream parts(key);
+    for (std::string part; std::getline(parts, part, '.');) {
+        if (!slot->is_object() || !slot->contains(part))
+            fail("--set ", assignment, ": unknown config key '", key, "'",
+                 slot->is_object() ? " (known under '" + (walked.empty() ? std::string("the top level") : walked) +
+                                         "': " + known_keys(*slot) + ")"
+                                   : "");
+        slot = &(*slot)[part];
+        walked += (walked.empty() ? "" : ".") + part;
+    }
+    *slot = parse_typed(*slot, key, text);
+}
+
+Json read_config_file(const std::string& path) {
+    std::ifstream in(path);
+    if (!in) fail(path, ": cannot read config file");
+    try {
+        return Json::parse(in);
+    } catch (const Json::parse_error& e) {
+        fail(path, ": not valid JSON (", e.what(), ")");
+    }
+}
+
+Config Config::from_json(const Json& j) {
+    Config c;
+    c.json = j;
+    c.seed = static_cast<uint64_t>(int_in(j, "", "seed", 0, INT64_MAX));
+    ModelConfig& m = c.model;
+    m.path = at(j, "model", "path").get<std::string>();
+    m.layers = at(j, "model", "layers").get<std::string>();
+    m.num_layers = static_cast<int>(int_in(j, "model", "num_layers", 1, 4096));
+    m.d_model = static_cast<int>(int_in(j, "model", "d_model", 1, 1 << 20));
+    m.d_ff = static_cast<int>(int_in(j, "model", "d_ff", 1, 1 << 22));
+    m.num_experts = static_cast<int>(int_in(j, "model", "num_experts", 1, 1 << 16));
+    m.top_k = static_cast<int>(int_in(j, "model", "top_k", 1, m.num_experts));
+    m.gate = one_of(j, "model", "gate", {"softmax", "sigmoid"}) == "softmax" ? GateKind::kSoftmax : GateKind::kSigmoid;
+    m.norm_topk_prob = at(j, "model", "norm_topk_prob").get<bool>();
+    m.rms_norm_eps = real_in(j, "model", "rms_norm_eps", 0, true);
+
+    WorkloadConfig& w = c.workload;
+    w.tokens_per_rank = int_in(j, "workload", "tokens_per_rank", 1, int64_t{1} << 30);
+    w.steps = static_cast<int>(int_in(j, "workload", "steps", 1, 1 << 30));
+    w.skew = real_in(j, "workload", "skew", 0, false);
+    w.drift = real_in(j, "workload", "drift", 0, false);
+    w.num_clusters = static_cast<int>(int_in(j, "workload", "num_clusters", 1, 1 << 20));
+    w.noise = real_in(j, "workload", "noise", 0, false);
+    w.input = at(j, "workload", "input").get<std::string>();
+
+    c.capacity_factor = real_in(j, "routing", "capacity_factor", 0, false);
+    c.policy = one_of(j, "policy", "name", {"none"});
+    c.placement = one_of(j, "placement", "name", {"contiguous", "round_robin"});
+    c.energy.source = one_of(j, "energy", "source", {"auto", "rapl", "hwmon", "estimated", "none"});
+    c.energy.sysfs_root = at(j, "energy", "sysfs_root").get<std::string>();
+    c.coordinator_every_n_steps = static_cast<int>(int_in(j, "coordinator", "every_n_steps", 1, 1 << 30));
+    c.threads_per_rank = static_cast<int>(int_in(j, "resources", "threads_per_rank", 1, 1024));
+    c.output.dir = at(j, "output", "dir").get<std::string>();
+    c.output.dump = at(j, "output", "dump").get<std::string>();
+    c.output.quiet = at(j, "output", "quiet").get<bool>();
+    c.output.progress_interval_s = real_in(j, "output", "progress_interval_s", 0, true);
+    return c;
+}
+
+}  // namespace epmoe

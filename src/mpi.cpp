@@ -1,0 +1,237 @@
+#include "epmoe/mpi.hpp"
+
+#include <sched.h>
+#include <time.h>
+
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+
+namespace epmoe::mpi {
+namespace {
+
+// Any MPI failure is a runtime failure of the job: say so once and end every rank within seconds.
+void check(int rc, const char* what) {
+    if (rc == MPI_SUCCESS) return;
+    char text[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, text, &len);
+    std::fprintf(stderr, "epmoe: mpi error in %s: %.*s\n", what, len, text);
+    std::fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 3);
+    std::_Exit(3);
+}
+
+// Completes a request. Spins briefly for latency, then yields the core, then sleeps a little, so that
+// oversubscribed ranks leave the CPU to the ranks that have work.
+void wait(MPI_Request& request, const char* what) {
+    int done = 0;
+    for (int spin = 0; spin < 64 && !done; ++spin) check(MPI_Test(&request, &done, MPI_STATUS_IGNORE), what);
+    double start = MPI_Wtime();
+    while (!done) {
+        if (MPI_Wtime() - start < 1e-3) {
+            sched_yield();
+        } else {
+            timespec nap{0, 20000};  // 20 us
+            nanosleep(&nap, nullptr);
+        }
+        check(MPI_Test(&request, &done, MPI_STATUS_IGNORE), what);
+    }
+}
+
+MPI_Op op_of(Op op) {
+    switch (op) {
+        case Op::kSum: return MPI_SUM;
+        case Op::kMax: return MPI_MAX;
+        case Op::kMin: return MPI_MIN;
+    }
+    EPMOE_ASSERT(false);
+}
+
+std::vector<int> prefix_offsets(const std::vector<int>& counts) {
+    std::vector<int> offsets(counts.size(), 0);
+    long long sum = 0;
+    for (size_t i = 0; i < counts.size(); ++i) {
+        offsets[i] = static_cast<int>(sum);
+        sum += counts[i];
+    }
+    if (sum > INT_MAX) fail("alltoallv: ", sum, " elements exceed MPI's int count limit");
+    return offsets;
+}
+
+}  // namespace
+
+Session::Session(int* argc, char*** argv) {
+    int provided = 0;
+    check(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided), "MPI_Init_thread");
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+}
+
+Session::~Session() {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) MPI_Finalize();
+}
+
+Comm::Comm(MPI_Comm parent) {
+    check(MPI_Comm_dup(parent, &comm_), "MPI_Comm_dup");
+    MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(comm_, &rank_);
+    MPI_Comm_size(comm_, &size_);
+}
+
+Comm::Comm(MPI_Comm owned, Adopt) : comm_(owned) {
+    MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(comm_, &rank_);
+    MPI_Comm_size(comm_, &size_);
+}
+
+Comm::~Comm() {
+    if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+}
+
+Comm::Comm(Comm&& other) noexcept : comm_(other.comm_), rank_(other.rank_), size_(other.size_) {
+    other.comm_ = MPI_COMM_NULL;
+}
+
+Comm& Comm::operator=(Comm&& other) noexcept {
+    if (this != &other) {
+        if (comm_ != MPI_COMM_NULL) MPI_Comm_free(&comm_);
+        comm_ = other.comm_;
+        rank_ = other.rank_;
+        size_ = other.size_;
+        other.comm_ = MPI_COMM_NULL;
+    }
+    return *this;
+}
+
+Comm Comm::split_shared() const {
+    MPI_Comm out = MPI_COMM_NULL;
+    check(MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &out), "MPI_Comm_split_type");
+    return Comm(out, Adopt{});
+}
+
+Comm Comm::split(int color, int key) const {
+    MPI_Comm out = MPI_COMM_NULL;
+    check(MPI_Comm_split(comm_, color, key, &out), "MPI_Comm_split");
+    return Comm(out, Adopt{});
+}
+
+int to_int_count(size_t n, const char* what) {
+    if (n > static_cast<size_t>(INT_MAX)) fail(what, ": ", n, " elements exceed MPI's int count limit");
+    return static_cast<int>(n);
+}
+
+void alltoallv_raw(const Comm& comm, const void* send, const std::vector<int>& send_counts, void* recv,
+                   const std::vector<int>& recv_counts, MPI_Datatype type) {
+    EPMOE_ASSERT(static_cast<int>(send_counts.size()) == comm.size());
+    EPMOE_ASSERT(static_cast<int>(recv_counts.size()) == comm.size());
+    std::vector<int> send_offsets = prefix_offsets(send_counts);
+    std::vector<int> recv_offsets = prefix_offsets(recv_counts);
+    MPI_Request request;
+    check(MPI_Ialltoallv(send, send_counts.data(), send_offsets.data(), type, recv, recv_counts.data(),
+                         recv_offsets.data(), type, comm.raw(), &request),
+          "MPI_Ialltoallv");
+    wait(request, "MPI_Ialltoallv");
+}
+
+std::vector<int> alltoall(const Comm& comm, const std::vector<int>& send, int block) {
+    EPMOE_ASSERT(static_cast<int>(send.size()) == comm.size() * block);
+    std::vector<int> recv(send.size());
+    MPI_Request request;
+    check(MPI_Ialltoall(send.data(), block, MPI_INT, recv.data(), block, MPI_INT, comm.raw(), &request),
+          "MPI_Ialltoall");
+    wait(request, "MPI_Ialltoall");
+    return recv;
+}
+
+void allreduce_raw(const Comm& comm, void* data, int count, MPI_Datatype type, Op op) {
+    MPI_Request request;
+    check(MPI_Iallreduce(MPI_IN_PLACE, data, count, type, op_of(op), comm.raw(), &request), "MPI_Iallreduce");
+    wait(request, "MPI_Iallreduce");
+}
+
+void exscan_raw(const Comm& comm, const void* send, void* recv, int count, MPI_Datatype type) {
+    MPI_Request request;
+    check(MPI_Iexscan(send, recv, count, type, MPI_SUM, comm.raw(), &request), "MPI_Iexscan");
+    wait(request, "MPI_Iexscan");
+}
+
+void bcast_raw(const Comm& comm, void* data, int count, MPI_Datatype type, int root) {
+    MPI_Request request;
+    check(MPI_Ibcast(data, count, type, root, comm.raw(), &request), "MPI_Ibcast");
+    wait(request, "MPI_Ibcast");
+}
+
+void gather_raw(const Comm& comm, const void* send, int count, void* recv, MPI_Datatype type, int root) {
+    MPI_Request request;
+    check(MPI_Igather(send, count, type, recv, count, type, root, comm.raw(), &request), "MPI_Igather");
+    wait(request, "MPI_Igather");
+}
+
+std::vector<std::string> allgather_strings(const Comm& comm, const std::string& mine) {
+    int len = to_int_count(mine.size(), "allgather_strings");
+    std::vector<int> lens(comm.size());
+    MPI_Request request;
+    check(MPI_Iallgather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, comm.raw(), &request), "MPI_Iallgather");
+    wait(request, "MPI_Iallgather");
+    std::vector<int> offsets = prefix_offsets(lens);
+    std::string all(static_cast<size_t>(offsets.back() + lens.back()), '\0');
+    check(MPI_Iallgatherv(mine.data(), len, MPI_CHAR, all.data(), lens.data(), offsets.data(), MPI_CHAR,
+                          comm.raw(), &request),
+          "MPI_Iallgatherv");
+    wait(request, "MPI_Iallgatherv");
+    std::vector<std::string> out;
+    for (int r = 0; r < comm.size(); ++r) out.push_back(all.substr(offsets[r], lens[r]));
+    return out;
+}
+
+void barrier(const Comm& comm) {
+    MPI_Request request;
+    check(MPI_Ibarrier(comm.raw(), &request), "MPI_Ibarrier");
+    wait(request, "MPI_Ibarrier");
+}
+
+void all_or_none(const Comm& comm, const std::function<void()>& fn) {
+    std::string message;
+    bool failed = false;
+    try {
+        fn();
+    } catch (const std::exception& e) {
+        message = e.what();
+        failed = true;
+    }
+    int lowest = allreduce_one(comm, failed ? comm.rank() : comm.size(), Op::kMin);
+    if (lowest == comm.size()) return;
+    int len = allreduce_one(comm, comm.rank() == lowest ? static_cast<int>(message.size()) : 0, Op::kMax);
+    message.resize(static_cast<size_t>(len));
+    bcast(comm, std::span<char>(message.data(), message.size()), lowest);
+    throw AgreedError(message);
+}
+
+void abort_job(int code) {
+    std::fflush(stdout);
+    std::fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, code);
+    std::_Exit(code);
+}
+
+std::string library_version() {
+    char text[MPI_MAX_LIBRARY_VERSION_STRING];
+    int len = 0;
+    MPI_Get_library_version(text, &len);
+    std::string s(text, static_cast<size_t>(len));
+    while (!s.empty() && (s.back() == '\n' || s.back() == '\0' || s.back() == ' ')) s.pop_back();
+    return s.substr(0, s.find('\n'));
+}
+
+std::string processor_name() {
+    char text[MPI_MAX_PROCESSOR_NAME];
+    int len = 0;
+    MPI_Get_processor_name(text, &len);
+    return std::string(text, static_cast<size_t>(len));
+}
+
+double wtime() { return MPI_Wtime(); }
+
+}  // namespace epmoe::mpi
