@@ -23,7 +23,10 @@ const char* kDefaults = R"({
   "routing": {"capacity_factor": 0.0},
   "policy": {"name": "none"},
   "placement": {"name": "contiguous"},
-  "energy": {"source": "auto", "sysfs_root": "/sys"},
+  "energy": {
+    "source": "auto", "sysfs_root": "/sys", "sample_hz": 10.0, "power_budget_w": 0.0, "thermal_limit_c": 0.0,
+    "estimate": {"pj_per_flop": 30.0, "pj_per_byte": 150.0, "idle_w_per_core": 3.0}
+  },
   "coordinator": {"every_n_steps": 1},
   "resources": {"threads_per_rank": 1},
   "output": {"dir": "", "dump": "", "quiet": false, "progress_interval_s": 5.0}
@@ -198,6 +201,20 @@ Config Config::from_json(const Json& j) {
     c.placement = one_of(j, "placement", "name", {"contiguous", "round_robin"});
     c.energy.source = one_of(j, "energy", "source", {"auto", "rapl", "hwmon", "estimated", "none"});
     c.energy.sysfs_root = at(j, "energy", "sysfs_root").get<std::string>();
+    c.energy.sample_hz = real_in(j, "energy", "sample_hz", 0, false);
+    c.energy.power_budget_w = real_in(j, "energy", "power_budget_w", 0, false);
+    c.energy.thermal_limit_c = real_in(j, "energy", "thermal_limit_c", 0, false);
+    // energy.estimate.*: defaults are order-of-magnitude figures for a recent x86 server socket. pJ/FLOP:
+    // ~150 W over ~2 TFLOP/s FP32 peak is ~75 pJ/FLOP all-in, ~30 dynamic; pJ/byte: DRAM at ~15-20 pJ/bit
+    // (Horowitz, ISSCC 2014); W/core: ~60 W idle socket / 20 cores.
+    auto coefficient = [&](const char* k) {
+        const Json& v = j.at("energy").at("estimate").at(k);
+        double x = v.get<double>();
+        if (!std::isfinite(x) || x < 0) bad_value(cat("energy.estimate.", k), v, "must be finite and >= 0");
+        return x;
+    };
+    c.energy.estimate = {coefficient("pj_per_flop"), coefficient("pj_per_byte"), coefficient("idle_w_per_core")};
+    if (c.energy.sample_hz > 1000) bad_value("energy.sample_hz", j.at("energy").at("sample_hz"), "must be <= 1000");
     c.coordinator_every_n_steps = static_cast<int>(int_in(j, "coordinator", "every_n_steps", 1, 1 << 30));
     c.threads_per_rank = static_cast<int>(int_in(j, "resources", "threads_per_rank", 1, 1024));
     c.output.dir = at(j, "output", "dir").get<std::string>();

@@ -49,9 +49,20 @@ struct WorkloadConfig {
     std::string input;        // safetensors with hidden_states [T, d_model]; "" = synthetic
 };
 
+// Coefficients of the `estimated` energy source (energy.estimate.*); defaults documented in src/config.cpp.
+struct EnergyEstimate {
+    double pj_per_flop = 0;      // dynamic energy per FLOP, pJ
+    double pj_per_byte = 0;      // energy per byte moved, pJ
+    double idle_w_per_core = 0;  // power drawn whether or not work is done, W per core
+};
+
 struct EnergyConfig {
     std::string source;       // auto | rapl | hwmon | estimated | none
     std::string sysfs_root;   // where class/powercap and class/hwmon are read
+    double sample_hz = 0;     // rate of the thread sampling RAPL/hwmon counters, Hz; 0 = only at each read
+    double power_budget_w = 0;   // per-host power budget for the energy policy, W; 0 = none
+    double thermal_limit_c = 0;  // temperature the energy policy steers below, deg C; 0 = none
+    EnergyEstimate estimate;
 };
 
 struct OutputConfig {
