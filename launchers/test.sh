@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Runs epmoe's whole test suite on a Debian 12 machine: installs what is missing, then builds and tests
+# three configurations, each in its own folder:
+#   openmpi  build/        Open MPI, -Werror, every test (unit, mpi, cli)
+#   mpich    build-mpich/  MPICH, -Werror, every test
+#   asan     build-asan/   Open MPI, AddressSanitizer + UBSan, unit tests only
+# Ends with one line "N passed, N failed" (totals over the configurations run) and exits non-zero if a
+# test or a build failed.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+EPMOE_ROOT=$(cd "$here/.." && pwd)
+# shellcheck source=launchers/lib/deps.sh
+source "$here/lib/deps.sh"
+# shellcheck source=launchers/lib/build.sh
+source "$here/lib/build.sh"
+
+usage() {
+    cat <<'EOF'
+usage: launchers/test.sh [--only openmpi|mpich|asan]... [--no-install] [-- CTEST_ARGS...]
+
+Installs missing Debian packages (apt-get, only when something is missing), then builds and tests:
+  openmpi  build/        Open MPI, -DEPMOE_WERROR=ON, all tests
+  mpich    build-mpich/  MPICH, -DEPMOE_WERROR=ON, all tests
+  asan     build-asan/   Open MPI, -DEPMOE_SANITIZE=ON, unit tests only (ctest -L unit)
+
+options:
+  --only NAME    run only this configuration (repeatable; default: all three)
+  --no-install   do not run apt-get, only warn about missing packages
+  -h, --help     this help
+  -- ARGS        pass ARGS to every ctest run, e.g. `-- -R config` or `-- -L mpi`
+
+The last line printed is "N passed, N failed"; the exit code is non-zero if anything failed.
+EOF
+}
+
+die() {
+    echo "epmoe-test: error: $*" >&2
+    exit 2
+}
+
+only=()
+install=1
+ctest_args=()
+while [ $# -gt 0 ]; do
+    case $1 in
+        -h | --help) usage; exit 0 ;;
+        --no-install) install=0 ;;
+        --only | --only=*)
+            if [ "$1" = --only ]; then
+                [ $# -ge 2 ] || die "--only needs a configuration: openmpi, mpich or asan"
+                value=$2; shift
+            else
+                value=${1#--only=}
+            fi
+            case $value in
+                openmpi | mpich | asan) only+=("$value") ;;
+                *) die "--only $value: unknown configuration (expected openmpi, mpich or asan)" ;;
+            esac
+            ;;
+        --) shift; ctest_args=("$@"); break ;;
+        *) die "unknown argument '$1' (see launchers/test.sh --help; ctest arguments go after --)" ;;
+    esac
+    shift
+done
+[ "${#only[@]}" -gt 0 ] || only=(openmpi mpich asan)
+
+if [ "$install" -eq 1 ]; then
+    epmoe_install_deps epmoe-test
+else
+    epmoe_warn_missing_deps epmoe-test
+fi
+
+# One BLAS thread per rank, and ranks that yield the core when idle: the tests oversubscribe 2 cores.
+export OPENBLAS_NUM_THREADS=1 OMPI_MCA_mpi_yield_when_idle=1
+jobs=$(nproc)
+log=$(mktemp /tmp/epmoe-ctest.XXXXXX)
+trap 'rm -f "$log"' EXIT
+
+total_passed=0
+total_failed=0
+summaries=()
+
+# Builds and tests one configuration. $1 name, $2 folder, $3 extra ctest args (a string), rest: cmake -D.
+run_config() {
+    local name=$1 dir=$2 label_args=$3 line rc failed total
+    shift 3
+    echo
+    echo "=== $name: $dir/ ==="
+    local start=$SECONDS
+    if ! epmoe_configure "$dir" "$@" || ! cmake --build "$EPMOE_ROOT/$dir" -j "$jobs"; then
+        summaries+=("$name ($dir/): BUILD FAILED, no tests run ($((SECONDS - start)) s)")
+        total_failed=$((total_failed + 1))
+        return 0
+    fi
+    # shellcheck disable=SC2086 # label_args is a word list on purpose
+    ctest --test-dir "$EPMOE_ROOT/$dir" --output-on-failure -j "$jobs" $label_args "${ctest_args[@]}" 2>&1 |
+        tee "$log" && rc=0 || rc=${PIPESTATUS[0]}
+    line=$(grep -E '^[0-9]+% tests passed, [0-9]+ tests? failed out of [0-9]+' "$log" | tail -n 1 || true)
+    if [ -n "$line" ]; then
+        failed=$(sed -E 's/.* ([0-9]+) tests? failed out of ([0-9]+).*/\1/' <<<"$line")
+        total=$(sed -E 's/.* failed out of ([0-9]+).*/\1/' <<<"$line")
+        total_passed=$((total_passed + total - failed))
+        total_failed=$((total_failed + failed))
+        # ctest failed without a failed test (e.g. a crash): count it, so the totals agree with the exit.
+        if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then total_failed=$((total_failed + 1)); fi
+    elif grep -q 'No tests were found' "$log"; then
+        line="no tests were found"
+        if [ "$rc" -ne 0 ]; then total_failed=$((total_failed + 1)); fi
+    else
+        line="ctest exited $rc without a summary"
+        total_failed=$((total_failed + 1))
+    fi
+    summaries+=("$name ($dir/): $line ($((SECONDS - start)) s)")
+}
+
+# In a fixed order, each at most once, whatever the order of --only.
+for name in openmpi mpich asan; do
+    [[ " ${only[*]} " == *" $name "* ]] || continue
+    case $name in
+        openmpi) run_config openmpi build "" "${EPMOE_CMAKE_OPENMPI[@]}" -DEPMOE_WERROR=ON -DEPMOE_SANITIZE=OFF ;;
+        mpich) run_config mpich build-mpich "" "${EPMOE_CMAKE_MPICH[@]}" -DEPMOE_WERROR=ON -DEPMOE_SANITIZE=OFF ;;
+        asan) run_config asan build-asan "-L unit" "${EPMOE_CMAKE_OPENMPI[@]}" -DEPMOE_SANITIZE=ON ;;
+    esac
+done
+
+echo
+echo "=== summary ==="
+printf '%s\n' "${summaries[@]}"
+echo "$total_passed passed, $total_failed failed"
+[ "$total_failed" -eq 0 ]
