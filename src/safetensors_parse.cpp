@@ -58,7 +58,7 @@ uint64_t checked_numel(const std::vector<int64_t>& shape, uint64_t elem_size, co
         if (dim < 0) fail(where, "shape ", shape_str(shape), " has a negative dimension");
         if (__builtin_mul_overflow(numel, static_cast<uint64_t>(dim), &numel) ||
             numel > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
-            fail(where, "shape ", shape_str(shape), " has more elements than fit in 64 bits");
+            fail(where, "shape ", shape_str(shape), " has more elements than fit in int64");
     }
     uint64_t nbytes = 0;
     if (__builtin_mul_overflow(numel, elem_size, &nbytes))

@@ -86,7 +86,10 @@ TEST(SafetensorsMalformed, BadShapes) {
 TEST(SafetensorsMalformed, SizeOverflowInShapeProduct) {
     // 2^32 * 2^32 = 2^64 elements: the product overflows.
     reject(with_tensor(R"({"dtype":"U8","shape":[4294967296,4294967296],"data_offsets":[0,0]})", 0),
-           {"tensor 'w': shape [4294967296, 4294967296] has more elements than fit in 64 bits"});
+           {"tensor 'w': shape [4294967296, 4294967296] has more elements than fit in int64"});
+    // 3 * 2^62 elements fit in uint64 but not in int64.
+    reject(with_tensor(R"({"dtype":"U8","shape":[4611686018427387904,3],"data_offsets":[0,0]})", 0),
+           {"tensor 'w': shape [4611686018427387904, 3] has more elements than fit in int64"});
     // 2^62 elements fit in int64, but 2^62 * 8 bytes overflow uint64.
     reject(with_tensor(R"({"dtype":"F64","shape":[4611686018427387904],"data_offsets":[0,0]})", 0),
            {"tensor 'w': shape [4611686018427387904] is larger than 2^64 bytes"});
@@ -95,7 +98,7 @@ TEST(SafetensorsMalformed, SizeOverflowInShapeProduct) {
            {"tensor 'w': shape value 9223372036854775808 is too large"});
     // Overflow before a zero dim still counts (as in the reference implementation).
     reject(with_tensor(R"({"dtype":"U8","shape":[4294967296,4294967296,0],"data_offsets":[0,0]})", 0),
-           {"more elements than fit in 64 bits"});
+           {"more elements than fit in int64"});
 }
 
 TEST(SafetensorsMalformed, OffsetsNotMatchingShapeTimesDtype) {
