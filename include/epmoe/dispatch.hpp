@@ -1,0 +1,58 @@
+// Expert-parallel execution of one MoE layer: capacity, dispatch with MPI_Alltoallv, the experts this
+// rank owns, the return trip, and the weighted combine in the original token order.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "epmoe/model.hpp"
+#include "epmoe/mpi.hpp"
+#include "epmoe/placement.hpp"
+#include "epmoe/router.hpp"
+
+namespace epmoe {
+
+// Seconds spent in each phase of a layer on this rank.
+struct LayerTimes {
+    double gate = 0;      // RMSNorm, gate GEMM, top-k
+    double dispatch = 0;  // capacity scan, pack, count exchange, token alltoallv
+    double expert = 0;    // gather per expert, SwiGLU GEMMs, scatter
+    double combine = 0;   // return alltoallv, weighted sum
+};
+
+// What one layer did on this rank.
+struct LayerResult {
+    std::vector<int64_t> expert_load;  // [num_experts] assignments of this rank's tokens kept, by expert
+    int64_t assigned = 0;              // assignments of this rank's tokens (num_tokens * top_k)
+    int64_t dropped = 0;               // of those, dropped by capacity
+    int64_t rows_processed = 0;        // token rows this rank ran through its experts
+    std::vector<uint8_t> kept;         // [num_tokens, top_k] 1 = kept, 0 = dropped
+};
+
+// Buffers reused across layers and steps, so steady-state steps do not allocate.
+struct DispatchBuffers {
+    std::vector<float> send, recv, ret, back;  // [rows, d_model] each
+    std::vector<float> expert_in, expert_out, scratch;
+    std::vector<int64_t> slot_row;             // [num_tokens, top_k] row in send, or -1 if dropped
+};
+
+// Runs the expert part of one layer. Collective over comm.
+// x_norm: [num_tokens, d_model], the normalised input of this rank's tokens, whose routing is given;
+// first_token: global index of row 0; step_tokens: tokens of the step over all ranks (for capacity);
+// capacity_factor: 0 = dropless. out: [num_tokens, d_model], receives sum_i weight_i * expert_i(x).
+LayerResult moe_layer_forward(const mpi::Comm& comm, const MoeLayer& layer, const ModelShape& shape,
+                              const Placement& placement, std::span<const float> x_norm, const Routing& routing,
+                              int64_t first_token, int64_t step_tokens, double capacity_factor, std::span<float> out,
+                              LayerTimes& times, DispatchBuffers& buf);
+
+// Marks which assignments survive capacity: each expert accepts at most ceil(X * step_tokens * top_k / E)
+// assignments, in global token order. counts_before[e] = assignments to e on lower ranks.
+// expert_ids: [num_tokens, top_k]; kept: [num_tokens, top_k]. Pure; used by moe_layer_forward.
+void apply_capacity(std::span<const int32_t> expert_ids, int num_experts, std::span<const int64_t> counts_before,
+                    int64_t capacity, std::span<uint8_t> kept);
+
+// ceil(capacity_factor * step_tokens * top_k / num_experts); 0 factor = no limit (INT64_MAX).
+int64_t expert_capacity(double capacity_factor, int64_t step_tokens, int top_k, int num_experts);
+
+}  // namespace epmoe

@@ -1,0 +1,42 @@
+// One step of the MoE stack on this rank's tokens: h <- h + MoE_l(RMSNorm_l(h)) for every layer.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "epmoe/dispatch.hpp"
+#include "epmoe/model.hpp"
+#include "epmoe/mpi.hpp"
+#include "epmoe/placement.hpp"
+#include "epmoe/router.hpp"
+
+namespace epmoe {
+
+struct StepResult {
+    LayerTimes times;                 // summed over layers
+    std::vector<LayerResult> layers;  // [num_layers]
+    std::vector<Routing> routing;     // [num_layers], the routing each layer used
+    double expert_flops = 0;          // FLOPs this rank ran in its experts
+};
+
+class Forward {
+public:
+    // The model must hold the experts that placement gives this rank. capacity_factor 0 = dropless.
+    Forward(const Model& model, const Placement& placement, double capacity_factor);
+
+    // h: [num_tokens, d_model], updated in place. first_token: global index of row 0; step_tokens: tokens
+    // of the step over all ranks; biases: [num_layers, num_experts] selection biases (empty = none).
+    // Collective over comm.
+    StepResult step(const mpi::Comm& comm, std::span<float> h, int64_t first_token, int64_t step_tokens,
+                    std::span<const float> biases);
+
+private:
+    const Model& model_;
+    const Placement& placement_;
+    double capacity_factor_;
+    std::vector<float> norm_, logits_, moe_out_;  // [num_tokens, d_model], [num_tokens, E], [num_tokens, d_model]
+    DispatchBuffers buffers_;
+};
+
+}  // namespace epmoe

@@ -1,0 +1,48 @@
+// The weights of an MoE stack as one rank holds them: every layer's gate and norm, and only the
+// experts this rank owns. Pure data; no MPI.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <vector>
+
+#include "epmoe/config.hpp"
+
+namespace epmoe {
+
+// Sizes and routing settings shared by every layer.
+struct ModelShape {
+    int num_layers = 0;
+    int d_model = 0;
+    int d_ff = 0;
+    int num_experts = 0;
+    int top_k = 0;
+    GateKind gate = GateKind::kSoftmax;
+    bool norm_topk_prob = true;
+    double rms_norm_eps = 1e-6;
+
+    static ModelShape from_config(const ModelConfig& m);
+    // FLOPs of one expert on one token: three GEMVs of d_model x d_ff, 2 FLOPs per multiply-add.
+    double expert_flops_per_token() const { return 6.0 * d_model * d_ff; }
+};
+
+// One SwiGLU expert: y = W2 · (silu(W1 · x) ⊙ (W3 · x)).
+struct ExpertWeights {
+    std::vector<float> w13;  // [2 * d_ff, d_model]: rows [0, d_ff) are W1 (gate_proj), [d_ff, 2 d_ff) W3 (up_proj)
+    std::vector<float> w2;   // [d_model, d_ff] (down_proj)
+};
+
+struct MoeLayer {
+    std::vector<float> gate;              // [num_experts, d_model]
+    std::vector<float> norm;              // [d_model] RMSNorm weight g
+    std::map<int, ExpertWeights> experts;  // owned experts only, by global expert id
+};
+
+struct Model {
+    ModelShape shape;
+    std::vector<MoeLayer> layers;  // [num_layers]
+    // Bytes of weights this rank holds.
+    uint64_t weight_bytes() const;
+};
+
+}  // namespace epmoe

@@ -1,0 +1,49 @@
+// Rank 0's bookkeeping of a run: turns each coordinator report into a metrics.jsonl line, and the
+// whole run into summary.json. Pure compute over what was measured; unmeasured figures are null.
+#pragma once
+
+#include <span>
+#include <string>
+#include <vector>
+
+#include "epmoe/config.hpp"
+#include "epmoe/coordinator.hpp"
+
+namespace epmoe {
+
+class RunSummary {
+public:
+    RunSummary(int num_ranks, int num_layers, int num_experts, double expert_flops_per_token);
+
+    // Records the steps (first_step..last_step) one coordinator round covered and returns their metrics line.
+    // step_times: rank 0's wall time of each covered step; biases: [L, E] the steps used.
+    Json add_round(const CoordinatorReport& report, int first_step, std::span<const double> step_times,
+                   std::span<const float> biases);
+
+    // summary.json: every key of the contract; energy is filled by the caller when measured.
+    Json summary(const std::string& policy) const;
+
+    // The human summary printed at the end of a run.
+    std::string human(const Json& summary) const;
+
+    double tokens_so_far() const { return tokens_total_; }
+    double seconds_so_far() const;
+
+private:
+    struct LoadStats {
+        double max_over_mean = 0, cv = 0, gini = 0, rank_max_over_mean = 0;  // means over layers
+    };
+    LoadStats load_stats(const CoordinatorReport& report, Json* layers_out) const;
+
+    int num_ranks_, num_layers_, num_experts_;
+    double flops_per_token_;
+    std::vector<double> step_times_;
+    double tokens_total_ = 0;
+    double phase_[5] = {0, 0, 0, 0, 0};  // gate, dispatch, expert, combine (mean over ranks), coordinator (rank 0)
+    double expert_flops_ = 0, expert_seconds_ = 0;  // summed over ranks
+    int64_t dropped_ = 0, assigned_ = 0;
+    bool have_first_ = false;
+    LoadStats first_, last_;
+};
+
+}  // namespace epmoe

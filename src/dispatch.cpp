@@ -1,0 +1,166 @@
+#include "epmoe/dispatch.hpp"
+
+#include <climits>
+#include <cmath>
+#include <cstring>
+
+#include "epmoe/expert.hpp"
+
+namespace epmoe {
+namespace {
+
+// Per-rank element counts from a [num_ranks, num_experts] row-count matrix.
+std::vector<int> rank_counts(const std::vector<int>& counts, int num_experts, int d_model) {
+    std::vector<int> out(counts.size() / num_experts, 0);
+    for (size_t r = 0; r < out.size(); ++r) {
+        int64_t rows = 0;
+        for (int e = 0; e < num_experts; ++e) rows += counts[r * num_experts + e];
+        out[r] = mpi::to_int_count(static_cast<size_t>(rows) * d_model, "alltoallv");
+    }
+    return out;
+}
+
+// Packs kept slots into send, ordered by (destination rank, expert, token). Returns [P, E] row counts.
+std::vector<int> pack(const Placement& placement, const Routing& routing, std::span<const uint8_t> kept,
+                      std::span<const float> x, int d, int64_t first_token, DispatchBuffers& buf) {
+    const int num_experts = placement.num_experts(), num_ranks = placement.num_ranks(), k = routing.top_k;
+    const int64_t n = routing.num_tokens();
+    std::vector<int> counts(static_cast<size_t>(num_ranks) * num_experts, 0);  // [P, E]
+    std::vector<int> dest(n * k, -1);
+    for (int64_t t = 0; t < n; ++t)
+        for (int i = 0; i < k; ++i) {
+            if (!kept[t * k + i]) continue;
+            int e = routing.expert_ids[t * k + i];
+            dest[t * k + i] = placement.rank_for(e, first_token + t);
+            ++counts[static_cast<size_t>(dest[t * k + i]) * num_experts + e];
+        }
+    std::vector<int64_t> next(counts.size());  // running row index per (rank, expert) block
+    int64_t rows = 0;
+    for (size_t b = 0; b < counts.size(); ++b) {
+        next[b] = rows;
+        rows += counts[b];
+    }
+    buf.send.resize(static_cast<size_t>(rows) * d);
+    buf.slot_row.assign(n * k, -1);
+    for (int64_t t = 0; t < n; ++t)
+        for (int i = 0; i < k; ++i) {
+            if (dest[t * k + i] < 0) continue;
+            int64_t row = next[static_cast<size_t>(dest[t * k + i]) * num_experts + routing.expert_ids[t * k + i]]++;
+            buf.slot_row[t * k + i] = row;
+            std::memcpy(&buf.send[row * d], &x[t * d], sizeof(float) * d);
+        }
+    return counts;
+}
+
+// Runs every local expert over the rows it received from all ranks; results go to buf.ret in the
+// layout of buf.recv. recv_counts: [P, E] rows from each source rank, by expert.
+int64_t run_experts(const MoeLayer& layer, const ModelShape& shape, const std::vector<int>& recv_counts,
+                    DispatchBuffers& buf) {
+    const int num_experts = shape.num_experts, d = shape.d_model;
+    const size_t num_ranks = recv_counts.size() / num_experts;
+    // Row offset of the (source, expert) block inside recv.
+    std::vector<int64_t> start(recv_counts.size());
+    int64_t rows = 0;
+    for (size_t b = 0; b < recv_counts.size(); ++b) {
+        start[b] = rows;
+        rows += recv_counts[b];
+    }
+    buf.ret.resize(buf.recv.size());
+    for (int e = 0; e < num_experts; ++e) {
+        int64_t n_e = 0;
+        for (size_t s = 0; s < num_ranks; ++s) n_e += recv_counts[s * num_experts + e];
+        if (n_e == 0) continue;
+        auto it = layer.experts.find(e);
+        EPMOE_ASSERT(it != layer.experts.end());
+        buf.expert_in.resize(n_e * d);
+        buf.expert_out.resize(n_e * d);
+        int64_t row = 0;
+        for (size_t s = 0; s < num_ranks; ++s) {
+            size_t b = s * num_experts + e, bytes = sizeof(float) * recv_counts[b] * d;
+            std::memcpy(&buf.expert_in[row * d], &buf.recv[start[b] * d], bytes);
+            row += recv_counts[b];
+        }
+        expert_forward(it->second, d, shape.d_ff, buf.expert_in, buf.expert_out, buf.scratch);
+        row = 0;
+        for (size_t s = 0; s < num_ranks; ++s) {
+            size_t b = s * num_experts + e, bytes = sizeof(float) * recv_counts[b] * d;
+            std::memcpy(&buf.ret[start[b] * d], &buf.expert_out[row * d], bytes);
+            row += recv_counts[b];
+        }
+    }
+    return rows;
+}
+
+}  // namespace
+
+int64_t expert_capacity(double capacity_factor, int64_t step_tokens, int top_k, int num_experts) {
+    if (capacity_factor <= 0) return INT64_MAX;
+    return static_cast<int64_t>(
+        std::ceil(capacity_factor * static_cast<double>(step_tokens) * top_k / static_cast<double>(num_experts)));
+}
+
+void apply_capacity(std::span<const int32_t> expert_ids, int num_experts, std::span<const int64_t> counts_before,
+                    int64_t capacity, std::span<uint8_t> kept) {
+    std::vector<int64_t> position(counts_before.begin(), counts_before.end());
+    EPMOE_ASSERT(static_cast<int>(position.size()) == num_experts && kept.size() == expert_ids.size());
+    for (size_t a = 0; a < expert_ids.size(); ++a) kept[a] = position[expert_ids[a]]++ <= capacity ? 1 : 0;
+}
+
+LayerResult moe_layer_forward(const mpi::Comm& comm, const MoeLayer& layer, const ModelShape& shape,
+                              const Placement& placement, std::span<const float> x_norm, const Routing& routing,
+                              int64_t first_token, int64_t step_tokens, double capacity_factor, std::span<float> out,
+                              LayerTimes& times, DispatchBuffers& buf) {
+    const int num_experts = shape.num_experts, d = shape.d_model, k = routing.top_k;
+    const int64_t n = routing.num_tokens();
+    EPMOE_ASSERT(x_norm.size() == static_cast<size_t>(n) * d && out.size() == x_norm.size());
+    double t0 = mpi::wtime();
+
+    LayerResult result;
+    result.assigned = n * k;
+    result.kept.assign(n * k, 1);
+    if (capacity_factor > 0) {
+        std::vector<int64_t> local(num_experts, 0);  // [E] assignments of this rank's tokens
+        for (int32_t e : routing.expert_ids) ++local[e];
+        std::vector<int64_t> before = mpi::exscan_sum<int64_t>(comm, local);
+        apply_capacity(routing.expert_ids, num_experts, before,
+                       expert_capacity(capacity_factor, step_tokens, k, num_experts), result.kept);
+    }
+    std::vector<int> send_counts = pack(placement, routing, result.kept, x_norm, d, first_token, buf);
+    std::vector<int> recv_counts = mpi::alltoall(comm, send_counts, num_experts);  // [P, E]
+    std::vector<int> send_elems = rank_counts(send_counts, num_experts, d);
+    std::vector<int> recv_elems = rank_counts(recv_counts, num_experts, d);
+    size_t recv_total = 0;
+    for (int c : recv_elems) recv_total += static_cast<size_t>(c);
+    buf.recv.resize(recv_total);
+    mpi::alltoallv_known<float>(comm, buf.send, send_elems, buf.recv, recv_elems);
+    double t1 = mpi::wtime();
+
+    result.rows_processed = run_experts(layer, shape, recv_counts, buf);
+    double t2 = mpi::wtime();
+
+    buf.back.resize(buf.send.size());
+    mpi::alltoallv_known<float>(comm, buf.ret, recv_elems, buf.back, send_elems);
+    result.expert_load.assign(num_experts, 0);
+    std::fill(out.begin(), out.end(), 0.0f);
+    for (int64_t t = 0; t < n; ++t) {
+        float* y = &out[t * d];
+        for (int i = 0; i < k; ++i) {
+            int64_t row = buf.slot_row[t * k + i];
+            if (row < 0) {
+                ++result.dropped;
+                continue;
+            }
+            ++result.expert_load[routing.expert_ids[t * k + i]];
+            const float w = routing.weights[t * k + i];
+            const float* src = &buf.back[row * d];
+            for (int j = 0; j < d; ++j) y[j] += w * src[j];
+        }
+    }
+    double t3 = mpi::wtime();
+    times.dispatch += t1 - t0;
+    times.expert += t2 - t1;
+    times.combine += t3 - t2;
+    return result;
+}
+
+}  // namespace epmoe

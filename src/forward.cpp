@@ -1,0 +1,34 @@
+#include "epmoe/forward.hpp"
+
+namespace epmoe {
+
+Forward::Forward(const Model& model, const Placement& placement, double capacity_factor)
+    : model_(model), placement_(placement), capacity_factor_(capacity_factor) {}
+
+StepResult Forward::step(const mpi::Comm& comm, std::span<float> h, int64_t first_token, int64_t step_tokens,
+                         std::span<const float> biases) {
+    const ModelShape& s = model_.shape;
+    const size_t n = h.size() / s.d_model;
+    EPMOE_ASSERT(biases.empty() || biases.size() == static_cast<size_t>(s.num_layers) * s.num_experts);
+    norm_.resize(h.size());
+    moe_out_.resize(h.size());
+    logits_.resize(n * s.num_experts);
+    StepResult result;
+    for (int l = 0; l < s.num_layers; ++l) {
+        const MoeLayer& layer = model_.layers[l];
+        double t0 = mpi::wtime();
+        rms_norm(h, layer.norm, s.rms_norm_eps, norm_);
+        gate_logits(norm_, layer.gate, s.d_model, s.num_experts, logits_);
+        auto bias = biases.empty() ? std::span<const float>() : biases.subspan(l * s.num_experts, s.num_experts);
+        result.routing.push_back(route(logits_, s.num_experts, s.top_k, bias, s.gate, s.norm_topk_prob));
+        result.times.gate += mpi::wtime() - t0;
+        result.layers.push_back(moe_layer_forward(comm, layer, s, placement_, norm_, result.routing.back(),
+                                                  first_token, step_tokens, capacity_factor_, moe_out_,
+                                                  result.times, buffers_));
+        result.expert_flops += s.expert_flops_per_token() * static_cast<double>(result.layers.back().rows_processed);
+        for (size_t i = 0; i < h.size(); ++i) h[i] += moe_out_[i];
+    }
+    return result;
+}
+
+}  // namespace epmoe
