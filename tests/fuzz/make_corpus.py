@@ -60,6 +60,11 @@ def seeds():
                                     '"a":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}}', b"\1\2")
     yield "bad_metadata", raw('{"__metadata__":{"k":1}}')
     yield "bad_nested", raw('{"f":{"dtype":"F32","shape":[[[1]]],"data_offsets":[0,4]}}', b"\0" * 4)
+    # For the fuzzer's second reading of each input (header up to the first NUL, data after it).
+    unpadded = st(every, {"a": "b"}, pad=False)
+    n = struct.unpack("<Q", unpadded[:8])[0]
+    yield "framed_every_dtype", unpadded[8:8 + n] + b"\0" + unpadded[8 + n:]
+    yield "framed_scalar", b'{"s":{"dtype":"BF16","shape":[],"data_offsets":[0,2]}}\0' + b"\x80\x3f"
     yield "bad_mismatch", raw('{"f":{"dtype":"F32","shape":[8,16],"data_offsets":[0,100]}}', b"\0" * 100)
 
 
