@@ -103,7 +103,7 @@ void apply_capacity(std::span<const int32_t> expert_ids, int num_experts, std::s
                     int64_t capacity, std::span<uint8_t> kept) {
     std::vector<int64_t> position(counts_before.begin(), counts_before.end());
     EPMOE_ASSERT(static_cast<int>(position.size()) == num_experts && kept.size() == expert_ids.size());
-    for (size_t a = 0; a < expert_ids.size(); ++a) kept[a] = position[expert_ids[a]]++ <= capacity ? 1 : 0;
+    for (size_t a = 0; a < expert_ids.size(); ++a) kept[a] = position[expert_ids[a]]++ < capacity ? 1 : 0;
 }
 
 LayerResult moe_layer_forward(const mpi::Comm& comm, const MoeLayer& layer, const ModelShape& shape,

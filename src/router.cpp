@@ -62,7 +62,7 @@ Routing route(std::span<const float> logits, int num_experts, int top_k, std::sp
         // Descending key; equal keys keep the lower expert index first.
         std::partial_sort(order.begin(), order.begin() + top_k, order.end(), [&](int a, int b) {
             double ka = key(a), kb = key(b);
-            return ka > kb || (ka == kb && a > b);
+            return ka > kb || (ka == kb && a < b);
         });
         double sum = 0;
         for (int i = 0; i < top_k; ++i) sum += score[order[i]];
