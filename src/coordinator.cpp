@@ -6,7 +6,7 @@
 namespace epmoe {
 
 RankRecord::RankRecord(int num_layers) : values(kFixed + num_layers, 0.0) {
-    values[kJoules] = values[kPowerW] = values[kTempC] = std::numeric_limits<double>::quiet_NaN();
+    values[kJoules] = values[kHostJoules] = values[kPowerW] = values[kTempC] = std::numeric_limits<double>::quiet_NaN();
 }
 
 void RankRecord::accumulate(const RankRecord& other) {
@@ -14,7 +14,7 @@ void RankRecord::accumulate(const RankRecord& other) {
     for (size_t i = 0; i < values.size(); ++i) {
         if (i == kPowerW || i == kTempC) {
             if (!std::isnan(other.values[i])) values[i] = other.values[i];
-        } else if (i == kJoules) {
+        } else if (i == kJoules || i == kHostJoules) {
             if (!std::isnan(other.values[i])) values[i] = std::isnan(values[i]) ? other.values[i] : values[i] + other.values[i];
         } else {
             values[i] += other.values[i];

@@ -136,6 +136,13 @@ LayerResult moe_layer_forward(const mpi::Comm& comm, const MoeLayer& layer, cons
     double t1 = mpi::wtime();
 
     result.rows_processed = run_experts(layer, shape, recv_counts, buf);
+    const double weight_bytes = 3.0 * d * shape.d_ff * sizeof(float);
+    for (int e = 0; e < num_experts; ++e) {
+        bool ran = false;
+        for (size_t s = 0; s < recv_counts.size() / num_experts; ++s) ran |= recv_counts[s * num_experts + e] > 0;
+        if (ran) result.bytes_moved += weight_bytes;
+    }
+    result.bytes_moved += 2.0 * sizeof(float) * static_cast<double>(buf.send.size() + buf.recv.size());
     double t2 = mpi::wtime();
 
     buf.back.resize(buf.send.size());

@@ -26,6 +26,8 @@ StepResult Forward::step(const mpi::Comm& comm, std::span<float> h, int64_t firs
                                                   first_token, step_tokens, capacity_factor_, moe_out_,
                                                   result.times, buffers_));
         result.expert_flops += s.expert_flops_per_token() * static_cast<double>(result.layers.back().rows_processed);
+        result.gate_flops += 2.0 * static_cast<double>(n) * s.d_model * s.num_experts;
+        result.bytes_moved += result.layers.back().bytes_moved;
         for (size_t i = 0; i < h.size(); ++i) h[i] += moe_out_[i];
     }
     return result;

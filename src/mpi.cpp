@@ -169,6 +169,21 @@ void gather_raw(const Comm& comm, const void* send, int count, void* recv, MPI_D
     wait(request, "MPI_Igather");
 }
 
+void gatherv_raw(const Comm& comm, const void* send, int count, std::vector<char>& recv, MPI_Datatype type,
+                 size_t elem_size, int root) {
+    std::vector<int> counts(comm.rank() == root ? comm.size() : 0);
+    gather_raw(comm, &count, 1, counts.data(), MPI_INT, root);
+    std::vector<int> offsets;
+    if (comm.rank() == root) {
+        offsets = prefix_offsets(counts);
+        recv.resize((static_cast<size_t>(offsets.back()) + counts.back()) * elem_size);
+    }
+    MPI_Request request;
+    check(MPI_Igatherv(send, count, type, recv.data(), counts.data(), offsets.data(), type, root, comm.raw(), &request),
+          "MPI_Igatherv");
+    wait(request, "MPI_Igatherv");
+}
+
 std::vector<std::string> allgather_strings(const Comm& comm, const std::string& mine) {
     int len = to_int_count(mine.size(), "allgather_strings");
     std::vector<int> lens(comm.size());

@@ -9,6 +9,8 @@
 #include <optional>
 
 #include "epmoe/coordinator.hpp"
+#include "epmoe/dump.hpp"
+#include "epmoe/energy.hpp"
 #include "epmoe/forward.hpp"
 #include "epmoe/placement.hpp"
 #include "epmoe/results.hpp"
@@ -32,8 +34,6 @@ void check_supported(const Config& config) {
         fail("model.path = \"", config.model.path, "\": loading Hugging Face checkpoints is not implemented yet");
     if (!config.workload.input.empty())
         fail("workload.input = \"", config.workload.input, "\": --input is not implemented yet");
-    if (!config.output.dump.empty())
-        fail("output.dump = \"", config.output.dump, "\": --dump-output is not implemented yet");
 }
 
 // Rank 0's progress line every few seconds on long runs.
@@ -54,6 +54,32 @@ private:
     double interval_s_, last_;
 };
 
+// One step's record for the coordinator.
+RankRecord make_record(const StepResult& result, int num_layers, int64_t tokens, double compute_s,
+                       const StepEnergy& energy) {
+    RankRecord record(num_layers);
+    record[RankRecord::kTokens] = static_cast<double>(tokens);
+    record[RankRecord::kGate] = result.times.gate;
+    record[RankRecord::kDispatch] = result.times.dispatch;
+    record[RankRecord::kExpert] = result.times.expert;
+    record[RankRecord::kCombine] = result.times.combine;
+    record[RankRecord::kCompute] = compute_s;
+    record[RankRecord::kExpertFlops] = result.expert_flops;
+    if (energy.rank_joules) record[RankRecord::kJoules] = *energy.rank_joules;
+    if (energy.host_joules) record[RankRecord::kHostJoules] = *energy.host_joules;
+    if (energy.host_power_w) record[RankRecord::kPowerW] = *energy.host_power_w;
+    if (energy.host_temp_c) record[RankRecord::kTempC] = *energy.host_temp_c;
+    for (int l = 0; l < num_layers; ++l) record.rows(l) = static_cast<double>(result.layers[l].rows_processed);
+    return record;
+}
+
+// Energy keys of summary.json beyond the contract's: why this source, and the estimate's coefficients.
+Json energy_details(const Config& config, const HostEnergy& energy) {
+    Json details = {{"reason", energy.reason()}, {"hosts", energy.num_hosts()}};
+    if (energy.source() == "estimated") details["estimate"] = config.json.at("energy").at("estimate");
+    return details;
+}
+
 }  // namespace
 
 int run(const mpi::Comm& world, const Config& config) {
@@ -67,6 +93,9 @@ int run(const mpi::Comm& world, const Config& config) {
     const Placement placement = Placement::make(config.placement, shape.num_experts, num_ranks);
     const Model model = make_synthetic_model(shape, config.seed, [&](int, int e) { return placement.owns(rank, e); });
     const SyntheticWorkload workload(config.workload, shape.d_model, config.seed);
+    HostEnergy energy(world, config.energy);
+    if (rank == 0 && !config.output.quiet)
+        std::fprintf(stderr, "epmoe: energy source %s: %s\n", energy.source().c_str(), energy.reason().c_str());
 
     std::unique_ptr<ResultsWriter> writer;
     std::string dir;
@@ -83,7 +112,7 @@ int run(const mpi::Comm& world, const Config& config) {
     RunSummary summary(num_ranks, shape.num_layers, shape.num_experts, shape.expert_flops_per_token());
     Progress progress(rank == 0 && !config.output.quiet, config.output.progress_interval_s);
     std::vector<float> h(static_cast<size_t>(tokens) * shape.d_model);  // [tokens, d_model]
-    std::vector<double> pending_times;
+    std::vector<double> pending_times;  // rank 0's wall time of the steps since the last coordinator round
     std::vector<float> step_biases(coordinator.biases().begin(), coordinator.biases().end());
     int first_pending = 0;
 
@@ -92,18 +121,12 @@ int run(const mpi::Comm& world, const Config& config) {
         workload.fill(step, first_token, tokens, h);
         double t0 = mpi::wtime();
         StepResult result = forward.step(world, h, first_token, step_tokens, coordinator.biases());
-        RankRecord record(shape.num_layers);
-        record[RankRecord::kTokens] = static_cast<double>(tokens);
-        record[RankRecord::kGate] = result.times.gate;
-        record[RankRecord::kDispatch] = result.times.dispatch;
-        record[RankRecord::kExpert] = result.times.expert;
-        record[RankRecord::kCombine] = result.times.combine;
-        record[RankRecord::kCompute] = mpi::wtime() - t0;
-        record[RankRecord::kExpertFlops] = result.expert_flops;
-        for (int l = 0; l < shape.num_layers; ++l) record.rows(l) = static_cast<double>(result.layers[l].rows_processed);
-        coordinator.record(record, result);
-        const bool last = step + 1 == steps;
-        if (last || (step + 1) % config.coordinator_every_n_steps == 0) {
+        double compute_s = mpi::wtime() - t0;
+        WorkCounters work{result.expert_flops + result.gate_flops, result.bytes_moved,
+                          compute_s * config.threads_per_rank};
+        StepEnergy step_energy = energy.step(result.times.gate + result.times.expert, work);
+        coordinator.record(make_record(result, shape.num_layers, tokens, compute_s, step_energy), result);
+        if (step + 1 == steps || (step + 1) % config.coordinator_every_n_steps == 0) {
             CoordinatorReport report = coordinator.round(step);
             pending_times.push_back(mpi::wtime() - t0);
             if (rank == 0) writer->append_step(summary.add_round(report, first_pending, pending_times, step_biases));
@@ -114,11 +137,13 @@ int run(const mpi::Comm& world, const Config& config) {
             pending_times.push_back(mpi::wtime() - t0);
         }
         progress.update(step, steps, summary);
+        if (step + 1 == steps && !config.output.dump.empty())
+            dump_output(world, config.output.dump, shape, h, result.routing);
     }
 
     mpi::all_or_none(world, [&] {
         if (rank != 0) return;
-        Json s = summary.summary(config.policy);
+        Json s = summary.summary(config.policy, energy.source(), energy_details(config, energy));
         s["model"] = {{"num_layers", shape.num_layers}, {"d_model", shape.d_model}, {"d_ff", shape.d_ff},
                       {"num_experts", shape.num_experts}, {"top_k", shape.top_k}, {"source", "synthetic"}};
         s["placement"] = placement.name();

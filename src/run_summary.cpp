@@ -22,7 +22,36 @@ Json per_rank(const CoordinatorReport& report, RankRecord::Field f) {
 }  // namespace
 
 RunSummary::RunSummary(int num_ranks, int num_layers, int num_experts, double expert_flops_per_token)
-    : num_ranks_(num_ranks), num_layers_(num_layers), num_experts_(num_experts), flops_per_token_(expert_flops_per_token) {}
+    : num_ranks_(num_ranks),
+      num_layers_(num_layers),
+      num_experts_(num_experts),
+      flops_per_token_(expert_flops_per_token),
+      rank_joules_(num_ranks, 0.0) {}
+
+Json RunSummary::add_energy(const CoordinatorReport& report, double seconds) {
+    Json per_rank = Json::array(), hosts = Json::array();
+    double joules = 0;
+    bool measured = true;
+    for (int r = 0; r < num_ranks_; ++r) {
+        const RankRecord& rec = report.ranks[r];
+        if (std::isnan(rec[RankRecord::kJoules])) {
+            measured = false;
+            continue;
+        }
+        joules += rec[RankRecord::kJoules];
+        rank_joules_[r] += rec[RankRecord::kJoules];
+        per_rank.push_back(rec[RankRecord::kJoules]);
+        if (!std::isnan(rec[RankRecord::kHostJoules])) {
+            auto opt = [](double x) { return std::isnan(x) ? Json(nullptr) : Json(x); };
+            hosts.push_back({{"reader_rank", r}, {"joules", rec[RankRecord::kHostJoules]},
+                             {"power_w", opt(rec[RankRecord::kPowerW])}, {"temp_c", opt(rec[RankRecord::kTempC])}});
+        }
+    }
+    energy_measured_ = energy_measured_ && measured;
+    if (!measured) return {{"joules", nullptr}, {"avg_power_w", nullptr}, {"per_rank_joules", nullptr}, {"hosts", nullptr}};
+    return {{"joules", joules}, {"avg_power_w", seconds > 0 ? Json(joules / seconds) : Json(nullptr)},
+            {"per_rank_joules", per_rank}, {"hosts", hosts}};
+}
 
 RunSummary::LoadStats RunSummary::load_stats(const CoordinatorReport& report, Json* layers_out) const {
     LoadStats s;
@@ -94,13 +123,15 @@ Json RunSummary::add_round(const CoordinatorReport& report, int first_step, std:
     line["load"] = {{"max_over_mean", stats.max_over_mean}, {"cv", stats.cv}, {"gini", stats.gini},
                     {"rank_max_over_mean", stats.rank_max_over_mean}};
     line["layers"] = layers;
+    line["energy"] = add_energy(report, seconds);
     line["biases"] = bias_rows;
     return line;
 }
 
 double RunSummary::seconds_so_far() const { return std::accumulate(step_times_.begin(), step_times_.end(), 0.0); }
 
-Json RunSummary::summary(const std::string& policy) const {
+Json RunSummary::summary(const std::string& policy, const std::string& energy_source,
+                         const Json& energy_details) const {
     const double seconds = seconds_so_far();
     Json s;
     s["ranks"] = num_ranks_;
@@ -117,8 +148,20 @@ Json RunSummary::summary(const std::string& policy) const {
                  {"cv_last", last_.cv}, {"gini_last", last_.gini},
                  {"rank_max_over_mean_last", last_.rank_max_over_mean}};
     s["drop_rate"] = assigned_ > 0 ? static_cast<double>(dropped_) / static_cast<double>(assigned_) : 0.0;
-    s["energy"] = {{"source", "none"}, {"joules", nullptr}, {"joules_per_token", nullptr}, {"avg_power_w", nullptr},
-                   {"per_rank_joules", nullptr}};
+    Json energy = {{"source", energy_source}, {"joules", nullptr}, {"joules_per_token", nullptr},
+                   {"avg_power_w", nullptr}, {"per_rank_joules", nullptr}};
+    if (energy_source != "none" && energy_measured_ && !step_times_.empty()) {
+        double joules = std::accumulate(rank_joules_.begin(), rank_joules_.end(), 0.0);
+        energy["joules"] = joules;
+        energy["joules_per_token"] = tokens_total_ > 0 ? Json(joules / tokens_total_) : Json(nullptr);
+        energy["avg_power_w"] = seconds > 0 ? Json(joules / seconds) : Json(nullptr);
+        energy["per_rank_joules"] = rank_joules_;
+        energy["per_rank_joules_method"] =
+            "each host's joules counted once (read by one rank per host) and shared among its ranks by busy time "
+            "(gate + expert seconds)";
+    }
+    for (auto it = energy_details.begin(); it != energy_details.end(); ++it) energy[it.key()] = it.value();
+    s["energy"] = energy;
     s["routing"] = {{"policy", policy}, {"changed_assignment_fraction", 0.0}};
     return s;
 }
@@ -146,7 +189,11 @@ std::string RunSummary::human(const Json& s) const {
     os << "  drop rate     " << s["drop_rate"].get<double>() << "\n";
     const Json& e = s["energy"];
     os << "  energy        source " << e["source"].get<std::string>();
-    if (e["joules_per_token"].is_number()) os << ", " << e["joules_per_token"].get<double>() << " J/token";
+    if (e["joules_per_token"].is_number()) {
+        os.unsetf(std::ios::fixed);
+        os.precision(4);
+        os << ", " << e["joules_per_token"].get<double>() << " J/token, " << e["joules"].get<double>() << " J";
+    }
     else os << " (not measured)";
     os << "\n";
     return os.str();

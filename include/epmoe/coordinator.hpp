@@ -15,9 +15,10 @@ namespace epmoe {
 
 // The fixed-size record one rank sends rank 0: kFixed fields, then rows processed per layer.
 struct RankRecord {
-    enum Field { kTokens, kGate, kDispatch, kExpert, kCombine, kCompute, kExpertFlops, kJoules, kPowerW, kTempC,
-                 kFixed };
-    std::vector<double> values;  // [kFixed + num_layers]; kJoules/kPowerW/kTempC are NaN when not measured
+    enum Field { kTokens, kGate, kDispatch, kExpert, kCombine, kCompute, kExpertFlops, kJoules, kHostJoules, kPowerW,
+                 kTempC, kFixed };
+    std::vector<double> values;  // [kFixed + num_layers]; energy fields are NaN when not measured;
+                                 // kHostJoules only on the rank that reads its host
 
     explicit RankRecord(int num_layers);
     double& operator[](Field f) { return values[f]; }

@@ -27,6 +27,7 @@ struct LayerResult {
     int64_t assigned = 0;              // assignments of this rank's tokens (num_tokens * top_k)
     int64_t dropped = 0;               // of those, dropped by capacity
     int64_t rows_processed = 0;        // token rows this rank ran through its experts
+    double bytes_moved = 0;            // bytes through both alltoallv (sent + received) and expert weights read
     std::vector<uint8_t> kept;         // [num_tokens, top_k] 1 = kept, 0 = dropped
 };
 

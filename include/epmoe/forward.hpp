@@ -18,6 +18,8 @@ struct StepResult {
     std::vector<LayerResult> layers;  // [num_layers]
     std::vector<Routing> routing;     // [num_layers], the routing each layer used
     double expert_flops = 0;          // FLOPs this rank ran in its experts
+    double gate_flops = 0;            // FLOPs of the gate GEMMs
+    double bytes_moved = 0;           // alltoallv traffic and expert weights read, bytes
 };
 
 class Forward {

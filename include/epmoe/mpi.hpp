@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <span>
 #include <string>
@@ -74,6 +75,9 @@ void allreduce_raw(const Comm& comm, void* data, int count, MPI_Datatype type, O
 void exscan_raw(const Comm& comm, const void* send, void* recv, int count, MPI_Datatype type);
 void bcast_raw(const Comm& comm, void* data, int count, MPI_Datatype type, int root);
 void gather_raw(const Comm& comm, const void* send, int count, void* recv, MPI_Datatype type, int root);
+// Root receives counts[r] elements from each rank r, in rank order; counts are gathered first.
+void gatherv_raw(const Comm& comm, const void* send, int count, std::vector<char>& recv, MPI_Datatype type,
+                 size_t elem_size, int root);
 
 // Checks that a count fits MPI's int; names what in the error.
 int to_int_count(size_t n, const char* what);
@@ -132,6 +136,16 @@ template <typename T>
 std::vector<T> gather_to_root(const Comm& comm, std::span<const T> block, int root = 0) {
     std::vector<T> out(comm.rank() == root ? block.size() * comm.size() : 0);
     gather_raw(comm, block.data(), to_int_count(block.size(), "gather"), out.data(), type_of<T>(), root);
+    return out;
+}
+
+// Blocks of any size, concatenated in rank order on root (others get an empty vector).
+template <typename T>
+std::vector<T> gatherv_to_root(const Comm& comm, std::span<const T> block, int root = 0) {
+    std::vector<char> bytes;
+    gatherv_raw(comm, block.data(), to_int_count(block.size(), "gatherv"), bytes, type_of<T>(), sizeof(T), root);
+    std::vector<T> out(bytes.size() / sizeof(T));
+    std::memcpy(out.data(), bytes.data(), bytes.size());
     return out;
 }
 

@@ -20,8 +20,9 @@ public:
     Json add_round(const CoordinatorReport& report, int first_step, std::span<const double> step_times,
                    std::span<const float> biases);
 
-    // summary.json: every key of the contract; energy is filled by the caller when measured.
-    Json summary(const std::string& policy) const;
+    // summary.json: every key of the contract. energy_source: rapl | hwmon | estimated | none;
+    // energy_details: extra keys for the energy object (reason, estimate coefficients, ...).
+    Json summary(const std::string& policy, const std::string& energy_source, const Json& energy_details) const;
 
     // The human summary printed at the end of a run.
     std::string human(const Json& summary) const;
@@ -34,6 +35,7 @@ private:
         double max_over_mean = 0, cv = 0, gini = 0, rank_max_over_mean = 0;  // means over layers
     };
     LoadStats load_stats(const CoordinatorReport& report, Json* layers_out) const;
+    Json add_energy(const CoordinatorReport& report, double seconds);
 
     int num_ranks_, num_layers_, num_experts_;
     double flops_per_token_;
@@ -42,6 +44,8 @@ private:
     double phase_[5] = {0, 0, 0, 0, 0};  // gate, dispatch, expert, combine (mean over ranks), coordinator (rank 0)
     double expert_flops_ = 0, expert_seconds_ = 0;  // summed over ranks
     int64_t dropped_ = 0, assigned_ = 0;
+    bool energy_measured_ = true;         // false once any round lacks a rank's joules
+    std::vector<double> rank_joules_;    // [num_ranks] summed over rounds
     bool have_first_ = false;
     LoadStats first_, last_;
 };
