@@ -2,9 +2,8 @@
 #include <algorithm>
 #include <cstring>
 #include <limits>
-#include <set>
-
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "epmoe/error.hpp"
 #include "epmoe/safetensors.hpp"
@@ -79,14 +78,21 @@ constexpr int kMaxDepth = 3;
 
 const char* describe(const RawJson& j) {
     switch (j.type()) {
-        case RawJson::value_t::object: return "an object";
-        case RawJson::value_t::array: return "an array";
-        case RawJson::value_t::string: return "a string";
-        case RawJson::value_t::boolean: return "a boolean";
-        case RawJson::value_t::number_float: return "a non-integer number";
+        case RawJson::value_t::object:
+            return "an object";
+        case RawJson::value_t::array:
+            return "an array";
+        case RawJson::value_t::string:
+            return "a string";
+        case RawJson::value_t::boolean:
+            return "a boolean";
+        case RawJson::value_t::number_float:
+            return "a non-integer number";
         case RawJson::value_t::number_integer:
-        case RawJson::value_t::number_unsigned: return "an integer";
-        default: return "null";
+        case RawJson::value_t::number_unsigned:
+            return "an integer";
+        default:
+            return "null";
     }
 }
 
@@ -172,7 +178,8 @@ const RawJson& required(const RawJson& entry, const char* key, const std::string
 
 TensorInfo parse_tensor(const std::string& name, const RawJson& entry, uint64_t data_size, const std::string& file) {
     const std::string where = cat(file, ": tensor ", quote(name), ": ");
-    if (!entry.is_object()) fail(where, "entry must be an object with dtype, shape and data_offsets, not ", describe(entry));
+    if (!entry.is_object())
+        fail(where, "entry must be an object with dtype, shape and data_offsets, not ", describe(entry));
     for (const auto& [key, value] : entry.items())
         if (key != "dtype" && key != "shape" && key != "data_offsets")
             fail(where, "unknown key ", quote(key), " (expected dtype, shape, data_offsets)");
@@ -216,14 +223,14 @@ void check_coverage(const std::vector<TensorInfo>& tensors, uint64_t data_size, 
             fail(file, ": data bytes [", pos, ", ", t->begin, ") belong to no tensor (a hole before tensor ",
                  quote(t->name), ")");
         if (t->begin < pos)
-            fail(file, ": tensor ", quote(t->name), ": data_offsets [", t->begin, ", ", t->end,
-                 "] overlap tensor ", quote(prev->name), " [", prev->begin, ", ", prev->end, "]");
+            fail(file, ": tensor ", quote(t->name), ": data_offsets [", t->begin, ", ", t->end, "] overlap tensor ",
+                 quote(prev->name), " [", prev->begin, ", ", prev->end, "]");
         pos = t->end;
         prev = t;
     }
     if (pos != data_size)
-        fail(file, ": ", data_size - pos, " extra bytes after the last tensor (the tensors cover ", pos,
-             " of the ", data_size, " data bytes)");
+        fail(file, ": ", data_size - pos, " extra bytes after the last tensor (the tensors cover ", pos, " of the ",
+             data_size, " data bytes)");
 }
 
 }  // namespace
@@ -249,8 +256,10 @@ ParsedHeader parse_safetensors(std::span<const std::byte> file_bytes, const std:
     out.data_start = 8 + header_len;
     const uint64_t data_size = file_bytes.size() - out.data_start;
     for (const auto& [key, value] : header.items()) {  // std::map order: sorted by name
-        if (key == "__metadata__") out.metadata = parse_metadata(value, file);
-        else out.tensors.push_back(parse_tensor(key, value, data_size, file));
+        if (key == "__metadata__")
+            out.metadata = parse_metadata(value, file);
+        else
+            out.tensors.push_back(parse_tensor(key, value, data_size, file));
     }
     check_coverage(out.tensors, data_size, file);
     return out;

@@ -6,10 +6,9 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <system_error>
-
-#include <nlohmann/json.hpp>
 
 #include "epmoe/error.hpp"
 #include "epmoe/safetensors.hpp"
@@ -45,9 +44,8 @@ std::string make_header(const std::vector<const TensorToWrite*>& order,
     uint64_t offset = 0;
     for (const TensorToWrite* t : order) {
         const uint64_t end = offset + t->bytes.size();
-        header[t->name] = {{"dtype", std::string(dtype_name(t->dtype))},
-                           {"shape", t->shape},
-                           {"data_offsets", {offset, end}}};
+        header[t->name] = {
+            {"dtype", std::string(dtype_name(t->dtype))}, {"shape", t->shape}, {"data_offsets", {offset, end}}};
         offset = end;
     }
     std::string text;

@@ -22,7 +22,8 @@ std::vector<std::byte> frame_at_nul(std::span<const std::byte> input) {
     std::vector<std::byte> out(8);
     std::memcpy(out.data(), &n, 8);
     out.insert(out.end(), input.begin(), input.begin() + static_cast<std::ptrdiff_t>(header_len));
-    if (header_len < input.size()) out.insert(out.end(), input.begin() + static_cast<std::ptrdiff_t>(header_len) + 1, input.end());
+    if (header_len < input.size())
+        out.insert(out.end(), input.begin() + static_cast<std::ptrdiff_t>(header_len) + 1, input.end());
     return out;
 }
 

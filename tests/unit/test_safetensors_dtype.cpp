@@ -124,16 +124,20 @@ TEST(DType, F16AgainstNumpyFixture) {
     const auto widened = f32("f16.as_f32");
     ASSERT_EQ(halves.size(), 640u);
     for (size_t i = 0; i < halves.size(); ++i) {
-        if (std::isnan(widened[i])) EXPECT_TRUE(std::isnan(f16_to_f32(halves[i]))) << i;
-        else EXPECT_EQ(std::bit_cast<uint32_t>(f16_to_f32(halves[i])), std::bit_cast<uint32_t>(widened[i])) << i;
+        if (std::isnan(widened[i]))
+            EXPECT_TRUE(std::isnan(f16_to_f32(halves[i]))) << i;
+        else
+            EXPECT_EQ(std::bit_cast<uint32_t>(f16_to_f32(halves[i])), std::bit_cast<uint32_t>(widened[i])) << i;
     }
     const auto floats = f32("f32");
     const auto narrowed = u16("f32.as_f16");
     ASSERT_EQ(floats.size(), narrowed.size());
     ASSERT_GT(floats.size(), 700u);
     for (size_t i = 0; i < floats.size(); ++i) {
-        if (std::isnan(floats[i])) EXPECT_TRUE(f16_is_nan(f32_to_f16(floats[i]))) << i;
-        else EXPECT_EQ(f32_to_f16(floats[i]), narrowed[i]) << i << ": " << floats[i];
+        if (std::isnan(floats[i]))
+            EXPECT_TRUE(f16_is_nan(f32_to_f16(floats[i]))) << i;
+        else
+            EXPECT_EQ(f32_to_f16(floats[i]), narrowed[i]) << i << ": " << floats[i];
     }
 }
 

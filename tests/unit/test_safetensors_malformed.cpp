@@ -105,8 +105,9 @@ TEST(SafetensorsMalformed, OffsetsNotMatchingShapeTimesDtype) {
     const std::string what = reject(
         make_file(R"({"model.layers.0.mlp.gate.weight":{"dtype":"F32","shape":[8,16],"data_offsets":[0,100]}})", 100),
         {});
-    EXPECT_EQ(what, "model.safetensors: tensor 'model.layers.0.mlp.gate.weight': data_offsets [0, 100] do not match "
-                    "shape [8, 16] x F32 (512 bytes)");
+    EXPECT_EQ(what,
+              "model.safetensors: tensor 'model.layers.0.mlp.gate.weight': data_offsets [0, 100] do not match "
+              "shape [8, 16] x F32 (512 bytes)");
     reject(with_tensor(R"({"dtype":"BF16","shape":[],"data_offsets":[0,4]})", 4),
            {"tensor 'w': data_offsets [0, 4] do not match shape [] x BF16 (2 bytes)"});
 }
@@ -127,7 +128,8 @@ TEST(SafetensorsMalformed, BadOffsets) {
 TEST(SafetensorsMalformed, TruncatedData) {
     // A valid two-tensor file with its last byte cut off.
     auto bytes = make_file(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
-                           R"("b":{"dtype":"F16","shape":[3],"data_offsets":[8,14]}})", 14);
+                           R"("b":{"dtype":"F16","shape":[3],"data_offsets":[8,14]}})",
+                           14);
     EXPECT_NO_THROW(parse_safetensors(bytes, kFile));
     bytes.pop_back();
     reject(bytes, {"tensor 'b': data_offsets [8, 14] run past the end of the data buffer (13 bytes; truncated"});
@@ -135,19 +137,23 @@ TEST(SafetensorsMalformed, TruncatedData) {
 
 TEST(SafetensorsMalformed, OverlappingOffsets) {
     reject(make_file(R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},)"
-                     R"("b":{"dtype":"U8","shape":[4],"data_offsets":[2,6]}})", 6),
+                     R"("b":{"dtype":"U8","shape":[4],"data_offsets":[2,6]}})",
+                     6),
            {"tensor 'b': data_offsets [2, 6] overlap tensor 'a' [0, 4]"});
     // An empty tensor inside another one's bytes overlaps too (the reference rejects it as well).
     reject(make_file(R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},)"
-                     R"("e":{"dtype":"U8","shape":[0],"data_offsets":[2,2]}})", 4),
+                     R"("e":{"dtype":"U8","shape":[0],"data_offsets":[2,2]}})",
+                     4),
            {"tensor 'e': data_offsets [2, 2] overlap tensor 'a'"});
 }
 
 TEST(SafetensorsMalformed, HoleBetweenTensors) {
     reject(make_file(R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},)"
-                     R"("b":{"dtype":"U8","shape":[2],"data_offsets":[6,8]}})", 8),
+                     R"("b":{"dtype":"U8","shape":[2],"data_offsets":[6,8]}})",
+                     8),
            {"data bytes [4, 6) belong to no tensor (a hole before tensor 'b')"});
-    reject(with_tensor(R"({"dtype":"U8","shape":[2],"data_offsets":[2,4]})", 4), {"data bytes [0, 2) belong to no tensor"});
+    reject(with_tensor(R"({"dtype":"U8","shape":[2],"data_offsets":[2,4]})", 4),
+           {"data bytes [0, 2) belong to no tensor"});
 }
 
 TEST(SafetensorsMalformed, ExtraTrailingBytes) {
@@ -158,7 +164,8 @@ TEST(SafetensorsMalformed, ExtraTrailingBytes) {
 
 TEST(SafetensorsMalformed, DuplicateNames) {
     reject(make_file(R"({"w":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},)"
-                     R"("w":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}})", 2),
+                     R"("w":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}})",
+                     2),
            {"duplicate tensor name 'w'"});
     reject(with_tensor(R"({"dtype":"U8","dtype":"I8","shape":[1],"data_offsets":[0,1]})", 1),
            {"entry 'w': duplicate key 'dtype'"});
@@ -166,7 +173,8 @@ TEST(SafetensorsMalformed, DuplicateNames) {
 }
 
 TEST(SafetensorsMalformed, MetadataNotAStringMap) {
-    reject(make_file(R"({"__metadata__":{"k":1}})", 0), {"__metadata__ must map strings to strings; key 'k' holds an integer"});
+    reject(make_file(R"({"__metadata__":{"k":1}})", 0),
+           {"__metadata__ must map strings to strings; key 'k' holds an integer"});
     reject(make_file(R"({"__metadata__":{"k":null}})", 0), {"key 'k' holds null"});
     reject(make_file(R"({"__metadata__":["k"]})", 0), {"__metadata__ must be an object of strings, not an array"});
     reject(make_file(R"({"__metadata__":{"k":{"x":"y"}}})", 0), {"key 'k' holds an object"});

@@ -115,7 +115,8 @@ TEST(SafetensorsRead, ExpertRowsOfA3DTensor) {
 TEST(SafetensorsRead, ReadErrorsNameFileAndTensor) {
     const auto f = SafetensorsFile::open(kMixed);
     std::vector<float> out(4);
-    expect_error([&] { f.read_f32(f.at("e.i32"), out); }, {kMixed + ": tensor 'e.i32' is I32; expected F32, BF16 or F16"});
+    expect_error([&] { f.read_f32(f.at("e.i32"), out); },
+                 {kMixed + ": tensor 'e.i32' is I32; expected F32, BF16 or F16"});
     expect_error([&] { f.read_f32(f.at("b.f32"), out); },
                  {kMixed + ": tensor 'b.f32' (shape [3, 4]): 12 elements to read but the output holds 4"});
     expect_error([&] { f.read_rows_f32(f.at("b.f32"), 2, 4, out); },

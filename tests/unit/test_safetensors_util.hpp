@@ -73,7 +73,8 @@ std::string expect_error(Fn&& fn, std::initializer_list<std::string> parts) {
         fn();
     } catch (const epmoe::Error& e) {
         const std::string what = e.what();
-        for (const auto& part : parts) EXPECT_NE(what.find(part), std::string::npos) << "'" << part << "' not in: " << what;
+        for (const auto& part : parts)
+            EXPECT_NE(what.find(part), std::string::npos) << "'" << part << "' not in: " << what;
         EXPECT_EQ(what.find('\n'), std::string::npos) << "not one line: " << what;
         return what;
     }

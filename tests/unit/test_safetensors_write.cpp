@@ -30,8 +30,10 @@ std::vector<TensorToWrite> every_dtype() {
     std::vector<TensorToWrite> out;
     int seed = 0;
     for (DType d : {DType::kBool, DType::kU8, DType::kI8, DType::kI16, DType::kF16, DType::kBF16, DType::kI32,
-                    DType::kF32, DType::kI64, DType::kF64})
-        out.push_back(patterned(std::string("t.") + std::string(epmoe::dtype_name(d)), d, {3, 1 + seed}, seed++));
+                    DType::kF32, DType::kI64, DType::kF64}) {
+        out.push_back(patterned(std::string("t.") + std::string(epmoe::dtype_name(d)), d, {3, 1 + seed}, seed));
+        ++seed;
+    }
     out.push_back(patterned("scalar", DType::kF32, {}, 5));
     out.push_back(patterned("empty", DType::kBF16, {0, 7}, 6));
     out.push_back(patterned("odd", DType::kU8, {5}, 7));  // 5 bytes: breaks alignment unless the writer orders data
@@ -77,8 +79,7 @@ TEST(SafetensorsWrite, ReferenceLayout) {
     EXPECT_EQ(keys.size(), every_dtype().size() + 1);
     // Every tensor sits at a multiple of its element size in the file.
     const auto f = SafetensorsFile::open(path);
-    for (const auto& t : f.tensors())
-        EXPECT_EQ((8 + header_len + t.begin) % epmoe::dtype_size(t.dtype), 0u) << t.name;
+    for (const auto& t : f.tensors()) EXPECT_EQ((8 + header_len + t.begin) % epmoe::dtype_size(t.dtype), 0u) << t.name;
 }
 
 TEST(SafetensorsWrite, FromFloatRoundsToNearestEven) {
@@ -86,10 +87,10 @@ TEST(SafetensorsWrite, FromFloatRoundsToNearestEven) {
     const std::string path = dir.file("f.safetensors");
     const std::vector<float> values = {1.00390625f, 1.01171875f, 0.1f, -3.0f};  // two BF16 ties, then others
     std::vector<int32_t> ids = {0, -7, INT32_MAX, 3};
-    epmoe::write_safetensors(path, {epmoe::tensor_from_f32("bf", {2, 2}, values, DType::kBF16),
-                                    epmoe::tensor_from_f32("h", {4}, values, DType::kF16),
-                                    epmoe::tensor_from_f32("f", {4, 1}, values),
-                                    epmoe::tensor_from_i32("ids", {2, 2}, ids)});
+    epmoe::write_safetensors(
+        path, {epmoe::tensor_from_f32("bf", {2, 2}, values, DType::kBF16),
+               epmoe::tensor_from_f32("h", {4}, values, DType::kF16), epmoe::tensor_from_f32("f", {4, 1}, values),
+               epmoe::tensor_from_i32("ids", {2, 2}, ids)});
     const auto f = SafetensorsFile::open(path);
     std::vector<float> bf(4), h(4), full(4);
     std::vector<int32_t> ids_back(4);
@@ -115,7 +116,8 @@ TEST(SafetensorsWrite, BadTensorsFailAndLeaveNoFile) {
                  {path + ": tensor 'w': holds 15 bytes; shape [2, 2] x F32 needs 16"});
     auto neg = t;
     neg.shape = {-2, -2};
-    expect_error([&] { epmoe::write_safetensors(path, {neg}); }, {path + ": tensor 'w': shape [-2, -2] has a negative"});
+    expect_error([&] { epmoe::write_safetensors(path, {neg}); },
+                 {path + ": tensor 'w': shape [-2, -2] has a negative"});
     auto reserved = t;
     reserved.name = "__metadata__";
     expect_error([&] { epmoe::write_safetensors(path, {reserved}); }, {"'__metadata__': the name is reserved"});
@@ -125,7 +127,11 @@ TEST(SafetensorsWrite, BadTensorsFailAndLeaveNoFile) {
     EXPECT_FALSE(std::filesystem::exists(path));
     EXPECT_FALSE(std::filesystem::exists(path + ".tmp"));
     const std::vector<float> three(3);
-    expect_error([&] { epmoe::tensor_from_f32("x", {2, 2}, three); }, {"tensor 'x': shape [2, 2] holds 4 values, not 3"});
+    expect_error(
+        [&] {
+            epmoe::tensor_from_f32("x", {2, 2}, three);
+        },
+        {"tensor 'x': shape [2, 2] holds 4 values, not 3"});
 }
 
 TEST(SafetensorsWrite, UnwritablePathFailsNamingIt) {
