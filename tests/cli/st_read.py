@@ -1,0 +1,47 @@
+"""Reads a safetensors file with the standard library only (struct + json), for the CLI tests.
+
+Usage from a test: python3 st_read.py compare A B  -> exits 1 if hidden_states differ by more than 1e-5
+relative per row or any topk_ids differ; prints the worst relative difference."""
+import json
+import math
+import struct
+import sys
+from array import array
+
+
+def read(path):
+    data = open(path, "rb").read()
+    (n,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8:8 + n])
+    base = 8 + n
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        begin, end = info["data_offsets"]
+        code = {"F32": "f", "I32": "i"}[info["dtype"]]
+        values = array(code)
+        values.frombytes(data[base + begin:base + end])
+        out[name] = (info["shape"], values)
+    return out
+
+
+def compare(a_path, b_path):
+    a, b = read(a_path), read(b_path)
+    if sorted(a) != sorted(b):
+        print("tensor names differ:", sorted(a), sorted(b))
+        return 1
+    (rows, cols), ha = a["hidden_states"]
+    _, hb = b["hidden_states"]
+    worst = 0.0
+    for r in range(rows):
+        diff = sum((ha[r * cols + j] - hb[r * cols + j]) ** 2 for j in range(cols))
+        norm = sum(hb[r * cols + j] ** 2 for j in range(cols))
+        worst = max(worst, math.sqrt(diff) / max(math.sqrt(norm), 1e-30))
+    ids_equal = all(a[n][1] == b[n][1] for n in a if n.startswith("topk_ids."))
+    print(f"worst row rel L2 {worst:.3g}, topk ids {'equal' if ids_equal else 'DIFFER'}")
+    return 0 if worst <= 1e-5 and ids_equal else 1
+
+
+if __name__ == "__main__":
+    sys.exit(compare(sys.argv[2], sys.argv[3]) if sys.argv[1] == "compare" else 2)
