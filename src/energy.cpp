@@ -22,8 +22,8 @@ public:
 
     EnergyReading read(const WorkCounters& w) override {
         EnergyReading r;
-        r.joules = (coeff_.pj_per_flop * w.flops + coeff_.pj_per_byte * w.bytes) * 1e-12 +
-                   coeff_.idle_w_per_core * w.seconds;
+        r.joules =
+            (coeff_.pj_per_flop * w.flops + coeff_.pj_per_byte * w.bytes) * 1e-12 + coeff_.idle_w_per_core * w.seconds;
         double now = now_s();
         if (now > last_time_) r.power_w = (r.joules - last_joules_) / (now - last_time_);
         last_joules_ = r.joules;
@@ -88,8 +88,8 @@ void judge_hwmon(EnergyProbe& p) {
     if (p.hwmon.empty()) {
         p.hwmon_why = cat("no hwmon energy or power sensors under ", dir, " (", why, ")");
     } else if (counted.empty()) {
-        p.hwmon_why = cat("no hwmon energy or power sensors under ", dir, " (", p.hwmon.size(),
-                          " devices, temperature only)");
+        p.hwmon_why =
+            cat("no hwmon energy or power sensors under ", dir, " (", p.hwmon.size(), " devices, temperature only)");
     } else {
         p.hwmon_usable = true;
         p.hwmon_why = cat("hwmon readable under ", dir, " (", join_names(counted), ")");

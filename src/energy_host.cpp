@@ -39,8 +39,8 @@ HostEnergy::HostEnergy(const mpi::Comm& world, const EnergyConfig& config)
         resolved.source = agree_on_auto(world_, can);
         local_reason = probe.auto_reason;
         if (reader && resolved.source != probe.auto_choice)
-            local_reason += cat("; another host cannot read ", probe.auto_choice, ", so every host uses ",
-                                resolved.source);
+            local_reason +=
+                cat("; another host cannot read ", probe.auto_choice, ", so every host uses ", resolved.source);
     }
     source_name_ = resolved.source;
     mpi::all_or_none(world_, [&] {

@@ -8,7 +8,7 @@ namespace epmoe::energy_detail {
 namespace {
 
 struct Counter {
-    std::string path;       // energyN_input
+    std::string path;  // energyN_input
     int64_t last_uj = 0;
     int64_t total_uj = 0;
 };
@@ -85,9 +85,9 @@ private:
     std::vector<Counter> counters_;
     std::vector<std::string> power_paths_;  // powerN_input files, uW
     TempReader temps_;
-    double integrated_j_ = 0;    // J from power inputs since opening
-    double last_power_w_ = 0;    // power at the last sample, W
-    double sample_time_ = 0;     // time of the last sample, s
+    double integrated_j_ = 0;  // J from power inputs since opening
+    double last_power_w_ = 0;  // power at the last sample, W
+    double sample_time_ = 0;   // time of the last sample, s
     double last_joules_ = 0;
     double last_time_ = 0;
     std::string sampler_error_;

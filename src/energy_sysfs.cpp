@@ -19,11 +19,16 @@ namespace {
 
 std::string errno_text(int err) {
     switch (err) {
-        case EACCES: return "permission denied (EACCES)";
-        case EPERM: return "operation not permitted (EPERM)";
-        case ENOENT: return "no such file (ENOENT)";
-        case EISDIR: return "is a directory, not a readable attribute (EISDIR)";
-        default: return cat(std::strerror(err), " (errno ", err, ")");
+        case EACCES:
+            return "permission denied (EACCES)";
+        case EPERM:
+            return "operation not permitted (EPERM)";
+        case ENOENT:
+            return "no such file (ENOENT)";
+        case EISDIR:
+            return "is a directory, not a readable attribute (EISDIR)";
+        default:
+            return cat(std::strerror(err), " (errno ", err, ")");
     }
 }
 
@@ -155,8 +160,9 @@ std::vector<RaplZone> list_rapl_zones(const std::string& root, std::string* why)
         if (!energy.ok) {
             z.error = energy.error;
             if (energy.err == EACCES)
-                z.error += ": energy_uj is readable only by root since Linux 5.10 (CVE-2020-8694, PLATYPUS); run "
-                           "as root, make it readable (chmod a+r .../energy_uj), or set energy.source=estimated";
+                z.error +=
+                    ": energy_uj is readable only by root since Linux 5.10 (CVE-2020-8694, PLATYPUS); run "
+                    "as root, make it readable (chmod a+r .../energy_uj), or set energy.source=estimated";
         } else if (!range.ok) {
             z.error = range.error;
         } else if (range.value <= 0) {
@@ -198,9 +204,7 @@ std::vector<HwmonDevice> list_hwmon_devices(const std::string& root, std::string
     return devices;
 }
 
-double now_s() {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
+double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 
 PeriodicSampler::PeriodicSampler(double hz, std::function<void()> fn) {
     if (hz <= 0) return;

@@ -40,8 +40,10 @@ Json group_hosts(const std::vector<std::string>& hosts) {
 Json topology_json(const std::string& host) {
     TopologySummary t = topology_summary();
     auto cache = [](const CacheLevel& c) { return Json{{"size_bytes", c.size_bytes}, {"count", c.count}}; };
-    return {{"host", host},           {"packages", t.packages},
-            {"cores", t.cores},       {"pus", t.pus},
+    return {{"host", host},
+            {"packages", t.packages},
+            {"cores", t.cores},
+            {"pus", t.pus},
             {"numa_nodes", t.numa_nodes},
             {"caches", {{"l1d", cache(t.l1d)}, {"l2", cache(t.l2)}, {"l3", cache(t.l3)}}}};
 }
@@ -59,19 +61,27 @@ Json energy_json(const Config& config, const std::string& host) {
     EnergyProbe p = probe_energy(config.energy.sysfs_root);
     Json rapl = Json::array();
     for (const auto& z : p.rapl)
-        rapl.push_back({{"zone", z.zone}, {"name", z.name}, {"path", z.path}, {"counted", z.counted},
-                        {"readable", z.readable}, {"error", z.error}});
+        rapl.push_back({{"zone", z.zone},
+                        {"name", z.name},
+                        {"path", z.path},
+                        {"counted", z.counted},
+                        {"readable", z.readable},
+                        {"error", z.error}});
     Json hwmon = Json::array();
     for (const auto& d : p.hwmon) {
         Json inputs = Json::array();
         bool any = false;
         for (const auto& in : d.inputs) {
-            inputs.push_back({{"input", in.input}, {"kind", in.kind}, {"label", in.label}, {"counted", in.counted},
-                              {"readable", in.readable}, {"error", in.error}});
+            inputs.push_back({{"input", in.input},
+                              {"kind", in.kind},
+                              {"label", in.label},
+                              {"counted", in.counted},
+                              {"readable", in.readable},
+                              {"error", in.error}});
             any = any || in.readable;
         }
-        hwmon.push_back({{"device", d.device}, {"name", d.name}, {"path", d.path}, {"readable", any},
-                         {"inputs", inputs}});
+        hwmon.push_back(
+            {{"device", d.device}, {"name", d.name}, {"path", d.path}, {"readable", any}, {"inputs", inputs}});
     }
     return {{"host", host},
             {"sysfs_root", p.sysfs_root},
@@ -105,8 +115,8 @@ void print_energy_text(std::ostream& os, const Json& e) {
        << e["rapl_why"].get<std::string>() << "\n";
     for (const auto& z : e["rapl"])
         os << "    " << z["zone"].get<std::string>() << "  " << z["name"].get<std::string>()
-           << (z["counted"].get<bool>() ? "  (summed)" : "  (not summed)") << "  readable: "
-           << (z["readable"].get<bool>() ? "yes" : "no " + z["error"].get<std::string>()) << "\n";
+           << (z["counted"].get<bool>() ? "  (summed)" : "  (not summed)")
+           << "  readable: " << (z["readable"].get<bool>() ? "yes" : "no " + z["error"].get<std::string>()) << "\n";
     os << "  hwmon: " << (e["hwmon_usable"].get<bool>() ? "usable" : "not usable") << ": "
        << e["hwmon_why"].get<std::string>() << "\n";
     for (const auto& d : e["hwmon"]) {
@@ -129,13 +139,12 @@ void print_text(std::ostream& os, const Json& j) {
     os << "ranks: " << j["ranks"].get<int>() << " on " << j["hosts"].size() << " host(s)\n";
     for (const auto& h : j["hosts"])
         os << "  host " << h["name"].get<std::string>() << ": ranks " << join_ranks(h["ranks"]) << "\n";
-    os << "topology (host " << t["host"].get<std::string>() << "): " << t["packages"] << " package(s), "
-       << t["cores"] << " cores, " << t["pus"] << " PUs, " << t["numa_nodes"] << " NUMA node(s)\n";
+    os << "topology (host " << t["host"].get<std::string>() << "): " << t["packages"] << " package(s), " << t["cores"]
+       << " cores, " << t["pus"] << " PUs, " << t["numa_nodes"] << " NUMA node(s)\n";
     os << "  caches:";
     for (const char* level : {"l1d", "l2", "l3"})
         if (c[level]["count"].get<int>() > 0)
-            os << " " << level << " " << bytes_text(c[level]["size_bytes"].get<int64_t>()) << " x"
-               << c[level]["count"];
+            os << " " << level << " " << bytes_text(c[level]["size_bytes"].get<int64_t>()) << " x" << c[level]["count"];
     os << "\nbindings:\n";
     for (const auto& b : j["bindings"])
         os << "  rank " << b["rank"] << " on " << b["host"].get<std::string>() << ": cpus "
@@ -162,13 +171,16 @@ int info(const mpi::Comm& world, const Config& config, bool json) {
         for (int r = 0; r < world.size(); ++r)
             doc["bindings"].push_back({{"rank", r}, {"host", hosts[r]}, {"cpus", cpus[r]}});
         std::string version = mpi::library_version();
+        std::replace(version.begin(), version.end(), '\t', ' ');  // MPICH: "MPICH Version:\t4.0.2"
         doc["mpi"] = {{"library", mpi_library_name(version)}, {"version_string", version}};
         doc["blas"] = blas_json();
         doc["energy"] = energy_json(config, hosts[0]);
     });
     if (world.rank() == 0) {
-        if (json) std::cout << doc.dump(2) << "\n";
-        else print_text(std::cout, doc);
+        if (json)
+            std::cout << doc.dump(2) << "\n";
+        else
+            print_text(std::cout, doc);
         std::cout.flush();
     }
     return 0;

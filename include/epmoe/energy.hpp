@@ -21,9 +21,9 @@ struct WorkCounters {
 
 // One reading of a source. Absent fields were not measured (never made up).
 struct EnergyReading {
-    double joules = 0;                // J since the source was opened (wraparound handled)
-    std::optional<double> power_w;    // W, average since the previous read() (or since opening)
-    std::optional<double> temp_c;     // deg C, hottest hwmon temperature input, where one is readable
+    double joules = 0;              // J since the source was opened (wraparound handled)
+    std::optional<double> power_w;  // W, average since the previous read() (or since opening)
+    std::optional<double> temp_c;   // deg C, hottest hwmon temperature input, where one is readable
 };
 
 // A source of joules for one host. Not thread-safe across callers; sources may sample in a thread.
@@ -40,16 +40,18 @@ public:
 // Opens config.source under config.sysfs_root: "rapl", "hwmon", "estimated", "auto" (RAPL, then hwmon,
 // then estimated) or "none" (returns nullptr). Sets *reason (if given) to one line saying why.
 // An explicitly asked-for source that is unreadable fails with Error naming the path and the reason.
+// rapl sums package-N and dram zones (never core/uncore inside them, never psys); hwmon sums energyN_input
+// (not amd_energy's per-core Ecore*), and integrates powerN_input on devices that have no energy input.
 std::unique_ptr<EnergySource> open_energy_source(const EnergyConfig& config, std::string* reason);
 
 // One powercap zone under <sysfs_root>/class/powercap, as `epmoe info` shows it.
 struct RaplZone {
-    std::string zone;      // "intel-rapl:0" (package) or "intel-rapl:0:1" (sub-zone)
-    std::string name;      // contents of `name`: package-0, core, uncore, dram, psys, ...
-    std::string path;      // the zone's directory
-    bool counted = false;  // summed by the rapl source: package-N top-level zones and dram zones
-    bool readable = false; // energy_uj and max_energy_range_uj read and parse
-    std::string error;     // why not readable ("" if readable)
+    std::string zone;       // "intel-rapl:0" (package) or "intel-rapl:0:1" (sub-zone)
+    std::string name;       // contents of `name`: package-0, core, uncore, dram, psys, ...
+    std::string path;       // the zone's directory
+    bool counted = false;   // summed by the rapl source: package-N top-level zones and dram zones
+    bool readable = false;  // energy_uj and max_energy_range_uj read and parse
+    std::string error;      // why not readable ("" if readable)
 };
 
 // One input of an hwmon device (energyN_input, powerN_input or tempN_input).
@@ -64,9 +66,9 @@ struct HwmonInput {
 
 // One hwmon device: <sysfs_root>/class/hwmon/hwmonN (attributes there or, on old kernels, in device/).
 struct HwmonDevice {
-    std::string device;    // "hwmon0"
-    std::string name;      // contents of `name`: coretemp, k10temp, amd_energy, ...
-    std::string path;      // the directory the attributes were read from
+    std::string device;  // "hwmon0"
+    std::string name;    // contents of `name`: coretemp, k10temp, amd_energy, ...
+    std::string path;    // the directory the attributes were read from
     std::vector<HwmonInput> inputs;
 };
 
@@ -79,8 +81,8 @@ struct EnergyProbe {
     std::string rapl_why;       // one line: why (not) usable, naming the path and errno reason
     bool hwmon_usable = false;  // >= 1 counted energy/power input, and every counted input readable
     std::string hwmon_why;
-    std::string auto_choice;    // what `auto` picks: rapl, hwmon or estimated
-    std::string auto_reason;    // one line: why
+    std::string auto_choice;  // what `auto` picks: rapl, hwmon or estimated
+    std::string auto_reason;  // one line: why
 };
 
 // Lists RAPL zones and hwmon devices under sysfs_root and decides what `auto` would pick. Never throws
@@ -120,8 +122,8 @@ private:
     std::string source_name_;
     std::string reason_;
     int num_hosts_ = 1;
-    WorkCounters host_work_;                // host totals since opening (host rank 0)
-    double last_joules_ = 0;                // the source's joules at the previous step (host rank 0)
+    WorkCounters host_work_;  // host totals since opening (host rank 0)
+    double last_joules_ = 0;  // the source's joules at the previous step (host rank 0)
 };
 
 }  // namespace epmoe

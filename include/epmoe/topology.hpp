@@ -17,9 +17,9 @@ struct CacheLevel {
 struct TopologySummary {
     int packages = 0;
     int cores = 0;
-    int pus = 0;          // hardware threads
+    int pus = 0;  // hardware threads
     int numa_nodes = 0;
-    CacheLevel l1d;       // level-1 data (or unified) caches
+    CacheLevel l1d;  // level-1 data (or unified) caches
     CacheLevel l2;
     CacheLevel l3;
 };

@@ -61,7 +61,8 @@ TEST(EnergyRapl, IntelTwoSocketSumsOnceAndUnwraps) {
     EXPECT_DOUBLE_EQ(*r.temp_c, 51.0);  // coretemp "Package id 1"
 
     // Cumulative over reads; a dram counter wraps too (its own, smaller range).
-    expect += tree.advance_zone("intel-rapl:0:2", 65712999613 - tree.value("class/powercap/intel-rapl:0:2/energy_uj") + 5);
+    expect +=
+        tree.advance_zone("intel-rapl:0:2", 65712999613 - tree.value("class/powercap/intel-rapl:0:2/energy_uj") + 5);
     expect += tree.advance_zone("intel-rapl:0", 42);
     EXPECT_DOUBLE_EQ(source->read({}).joules, uj(expect));
     EXPECT_DOUBLE_EQ(source->read({}).joules, uj(expect));  // nothing changed: nothing added

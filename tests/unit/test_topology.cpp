@@ -11,8 +11,8 @@ namespace epmoe {
 namespace {
 
 TEST(Topology, SyntheticTwoSocketCounts) {
-    TopologySummary s = topology_summary(
-        "pack:2 [numa] l3:1(size=33554432) core:4 l2:1(size=1048576) l1d:1(size=49152) pu:2");
+    TopologySummary s =
+        topology_summary("pack:2 [numa] l3:1(size=33554432) core:4 l2:1(size=1048576) l1d:1(size=49152) pu:2");
     EXPECT_EQ(s.packages, 2);
     EXPECT_EQ(s.numa_nodes, 2);
     EXPECT_EQ(s.cores, 8);
