@@ -1,6 +1,8 @@
 // Every malformed safetensors file is rejected with one Error line naming the file (and tensor).
 #include <gtest/gtest.h>
 
+#include <chrono>
+
 #include "epmoe/safetensors.hpp"
 #include "test_safetensors_util.hpp"
 
@@ -220,3 +222,17 @@ TEST(SafetensorsValid, EdgeCasesParse) {
 }
 
 }  // namespace
+
+// nlohmann's callback parser rescans the parent object after each nested one: quadratic, minutes for this
+// header. The parser must stay linear (about a second here even under ASan).
+TEST(SafetensorsValid, LargeHeaderParsesInLinearTime) {
+    std::string header = "{";
+    for (int i = 0; i < 100'000; ++i)
+        header += (i ? ",\"t" : "\"t") + std::to_string(i) + R"(":{"dtype":"U8","shape":[0],"data_offsets":[0,0]})";
+    header += "}";
+    const auto start = std::chrono::steady_clock::now();
+    const auto h = parse_safetensors(make_file(header, 0), kFile);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    EXPECT_EQ(h.tensors.size(), 100'000u);
+    EXPECT_LT(seconds, 20.0);
+}
