@@ -44,7 +44,8 @@ struct ParsedHeader {
     const TensorInfo* find(std::string_view name) const;
 };
 
-// Parses and validates a whole safetensors file held in memory (header, offsets, coverage, size).
+// Parses and validates a whole safetensors file held in memory (header, offsets, coverage, size). Stricter
+// than the reference on duplicate keys, unknown keys in a tensor entry and JSON nested too deep.
 // @param file_bytes      the complete file; only the header bytes are read
 // @param name_for_errors prefix of every error message (normally the path)
 ParsedHeader parse_safetensors(std::span<const std::byte> file_bytes, const std::string& name_for_errors);
@@ -116,9 +117,9 @@ TensorToWrite tensor_from_f32(std::string name, std::vector<int64_t> shape, std:
 // An I32 tensor holding `values`. @param values size = product of shape
 TensorToWrite tensor_from_i32(std::string name, std::vector<int64_t> shape, std::span<const int32_t> values);
 
-// Writes a safetensors file as the reference implementation does: header keys sorted ("__metadata__"
-// first), header padded with spaces to a multiple of 8, data ordered by element size (largest first)
-// then name, so every tensor is aligned to its element size. Writes path + ".tmp", fsyncs, renames.
+// Writes a safetensors file in the reference layout: header keys sorted (byte order), header padded with
+// spaces to a multiple of 8, data ordered by element size (largest first) then name, so every tensor is
+// aligned to its element size in the file. Writes path + ".tmp", fsyncs it, then renames it to path.
 // Fails naming the path (and tensor) on a bad tensor (duplicate name, size mismatch) or an I/O error.
 void write_safetensors(const std::string& path, const std::vector<TensorToWrite>& tensors,
                        const std::map<std::string, std::string>& metadata = {});
