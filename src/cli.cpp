@@ -58,12 +58,19 @@ std::string describe(const po::options_description& desc, const char* head) {
 po::variables_map parse_or_fail(const std::vector<std::string>& args, const po::options_description& desc,
                                 const char* command) {
     po::variables_map vm;
+    po::options_description all;
+    all.add(desc).add_options()("positional-arguments", po::value<std::vector<std::string>>());
+    po::positional_options_description positional;
+    positional.add("positional-arguments", -1);
     try {
-        po::store(po::command_line_parser(args).options(desc).run(), vm);
+        po::store(po::command_line_parser(args).options(all).positional(positional).run(), vm);
         po::notify(vm);
     } catch (const po::error& e) {
         fail("epmoe ", command, ": ", e.what(), " (see epmoe ", command, " --help)");
     }
+    if (vm.count("positional-arguments"))  // no command takes bare words
+        fail("epmoe ", command, ": unexpected argument '", vm["positional-arguments"].as<std::vector<std::string>>()[0],
+             "' (see epmoe ", command, " --help)");
     return vm;
 }
 

@@ -1,0 +1,126 @@
+// Capacity, placement, load statistics and the synthetic model/workload.
+#include <gtest/gtest.h>
+
+#include <climits>
+#include <numeric>
+
+#include "epmoe/dispatch.hpp"
+#include "epmoe/metrics.hpp"
+#include "epmoe/placement.hpp"
+#include "epmoe/synthetic.hpp"
+
+namespace epmoe {
+namespace {
+
+TEST(Capacity, FormulaIsCeilOfFactorTimesTokensTimesKOverE) {
+    EXPECT_EQ(expert_capacity(1.0, 10, 2, 8), 3);    // ceil(2.5)
+    EXPECT_EQ(expert_capacity(1.25, 16, 2, 8), 5);   // exactly 5
+    EXPECT_EQ(expert_capacity(0.01, 10, 1, 8), 1);   // ceil of a small positive number
+    EXPECT_EQ(expert_capacity(0.0, 10, 2, 8), INT64_MAX);
+}
+
+TEST(Capacity, DropsInGlobalTokenOrder) {
+    // Tokens (top-2) on a rank whose lower ranks already sent 1 assignment to expert 0 and 0 to expert 1.
+    std::vector<int32_t> ids = {0, 1, 0, 1, 1, 0, 2, 0};
+    std::vector<int64_t> before = {1, 0, 0};
+    std::vector<uint8_t> kept(ids.size());
+    apply_capacity(ids, 3, before, 2, kept);
+    // expert 0: positions 1, 2 (dropped), 3 (dropped), 4 (dropped); expert 1: 0, 1, 2 (dropped); expert 2: 0.
+    EXPECT_EQ(kept, (std::vector<uint8_t>{1, 1, 0, 1, 0, 0, 1, 0}));
+}
+
+TEST(Placement, ContiguousCoversEveryExpertOnce) {
+    for (int e : {1, 2, 3, 7, 8, 64})
+        for (int p : {1, 2, 3, 4, 5}) {
+            Placement pl = Placement::make("contiguous", e, p);
+            int owned = 0;
+            for (int r = 0; r < p; ++r) owned += static_cast<int>(pl.experts_of(r).size());
+            EXPECT_EQ(owned, e);
+            for (int x = 1; x < e; ++x) EXPECT_LE(pl.rank_for(x - 1, 0), pl.rank_for(x, 0));  // blocks in order
+        }
+    Placement pl = Placement::make("contiguous", 8, 3);
+    EXPECT_EQ(pl.experts_of(0), (std::vector<int>{0, 1, 2}));
+    EXPECT_EQ(pl.experts_of(2), (std::vector<int>{6, 7}));
+    EXPECT_TRUE(Placement::make("contiguous", 2, 4).experts_of(1).empty());  // P > E: some ranks own none
+}
+
+TEST(Placement, RoundRobinAndUnknown) {
+    Placement pl = Placement::make("round_robin", 5, 2);
+    EXPECT_EQ(pl.experts_of(0), (std::vector<int>{0, 2, 4}));
+    EXPECT_THROW(Placement::make("diagonal", 4, 2), Error);
+}
+
+TEST(Metrics, LoadStatistics) {
+    std::vector<double> even = {2, 2, 2, 2}, skew = {0, 0, 0, 8};
+    EXPECT_DOUBLE_EQ(max_over_mean(even), 1.0);
+    EXPECT_DOUBLE_EQ(max_over_mean(skew), 4.0);
+    EXPECT_DOUBLE_EQ(coefficient_of_variation(even), 0.0);
+    EXPECT_NEAR(coefficient_of_variation(skew), std::sqrt(3.0), 1e-12);  // sd 2*sqrt(3), mean 2
+    EXPECT_DOUBLE_EQ(gini(even), 0.0);
+    EXPECT_DOUBLE_EQ(gini(skew), 0.75);  // (n-1)/n for one holder of everything
+    EXPECT_DOUBLE_EQ(gini(std::vector<double>{1, 3}), 0.25);
+    EXPECT_DOUBLE_EQ(max_over_mean(std::vector<double>{0, 0}), 0.0);
+}
+
+TEST(Metrics, QuantileInterpolatesLikeNumpy) {
+    std::vector<double> x = {4, 1, 3, 2};
+    EXPECT_DOUBLE_EQ(quantile(x, 0.5), 2.5);
+    EXPECT_DOUBLE_EQ(quantile(x, 0.99), 3.97);  // numpy.quantile([1,2,3,4], 0.99)
+    EXPECT_DOUBLE_EQ(quantile(x, 1.0), 4.0);
+    EXPECT_DOUBLE_EQ(quantile({7.0}, 0.99), 7.0);
+}
+
+TEST(Synthetic, ModelIsTheSameWhateverTheOwnership) {
+    ModelShape s;
+    s.num_layers = 2, s.d_model = 8, s.d_ff = 12, s.num_experts = 4, s.top_k = 2;
+    Model all = make_synthetic_model(s, 5, [](int, int) { return true; });
+    Model some = make_synthetic_model(s, 5, [](int, int e) { return e == 3; });
+    Model other_seed = make_synthetic_model(s, 6, [](int, int) { return true; });
+    EXPECT_EQ(some.layers[1].experts.size(), 1u);
+    EXPECT_EQ(some.layers[1].experts.at(3).w13, all.layers[1].experts.at(3).w13);
+    EXPECT_EQ(some.layers[1].gate, all.layers[1].gate);
+    EXPECT_NE(other_seed.layers[1].gate, all.layers[1].gate);
+    EXPECT_NE(all.layers[0].experts.at(0).w2, all.layers[0].experts.at(1).w2);
+}
+
+TEST(Synthetic, TokenDependsOnlyOnSeedStepAndGlobalIndex) {
+    WorkloadConfig w;
+    w.skew = 1.0, w.num_clusters = 4, w.noise = 0.3;
+    SyntheticWorkload work(w, 6, 9);
+    std::vector<float> whole(10 * 6), part(4 * 6), next_step(10 * 6);
+    work.fill(2, 0, 10, whole);
+    work.fill(2, 5, 4, part);
+    work.fill(3, 0, 10, next_step);
+    EXPECT_TRUE(std::equal(part.begin(), part.end(), whole.begin() + 5 * 6));
+    EXPECT_NE(whole, next_step);
+}
+
+TEST(Synthetic, SkewConcentratesTokensAndZeroSkewDoesNot) {
+    WorkloadConfig w;
+    w.num_clusters = 8, w.noise = 0.1;
+    auto share_of_top = [&](double skew) {
+        w.skew = skew;
+        SyntheticWorkload work(w, 4, 1);
+        std::vector<int> counts(8, 0);
+        for (int t = 0; t < 8000; ++t) ++counts[work.cluster_of(0, t)];
+        return *std::max_element(counts.begin(), counts.end()) / 8000.0;
+    };
+    EXPECT_NEAR(share_of_top(0.0), 1.0 / 8, 0.02);
+    EXPECT_GT(share_of_top(1.5), 0.35);  // 1 / sum_r r^-1.5 over 8 clusters = 0.47
+}
+
+TEST(Synthetic, DriftMovesThePopularCluster) {
+    WorkloadConfig w;
+    w.num_clusters = 8, w.noise = 0.1, w.skew = 2.0, w.drift = 1.0;
+    SyntheticWorkload work(w, 4, 1);
+    auto top = [&](int step) {
+        std::vector<int> counts(8, 0);
+        for (int t = 0; t < 2000; ++t) ++counts[work.cluster_of(step, t)];
+        return std::max_element(counts.begin(), counts.end()) - counts.begin();
+    };
+    EXPECT_EQ(top(0), 0);
+    EXPECT_EQ(top(3), 3);
+}
+
+}  // namespace
+}  // namespace epmoe

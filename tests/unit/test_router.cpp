@@ -1,0 +1,97 @@
+// Router against plain loops written here: RMSNorm, gate logits, softmax/sigmoid top-k, bias, ties.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "epmoe/router.hpp"
+#include "epmoe/synthetic.hpp"
+
+namespace epmoe {
+namespace {
+
+std::vector<float> random_vector(size_t n, uint64_t seed, float scale = 1.0f) {
+    std::vector<float> v(n);
+    for (size_t i = 0; i < n; ++i) v[i] = scale * (2.0f * hash_uniform(seed, 99, i, 0) - 1.0f);
+    return v;
+}
+
+TEST(Router, RmsNormMatchesFormula) {
+    const int d = 7;
+    std::vector<float> x = random_vector(3 * d, 1, 3.0f), g = random_vector(d, 2), out(3 * d);
+    rms_norm(x, g, 1e-5, out);
+    for (int t = 0; t < 3; ++t) {
+        double ms = 0;
+        for (int j = 0; j < d; ++j) ms += x[t * d + j] * x[t * d + j];
+        ms /= d;
+        for (int j = 0; j < d; ++j) EXPECT_NEAR(out[t * d + j], x[t * d + j] / std::sqrt(ms + 1e-5) * g[j], 1e-5);
+    }
+}
+
+TEST(Router, GateLogitsAreRowDotProducts) {
+    const int d = 13, e = 5, n = 4;
+    std::vector<float> x = random_vector(n * d, 3), w = random_vector(e * d, 4), logits(n * e);
+    gate_logits(x, w, d, e, logits);
+    for (int t = 0; t < n; ++t)
+        for (int k = 0; k < e; ++k) {
+            double z = 0;
+            for (int j = 0; j < d; ++j) z += double(x[t * d + j]) * w[k * d + j];
+            EXPECT_NEAR(logits[t * e + k], z, 1e-6);
+        }
+}
+
+TEST(Router, SoftmaxTopKRenormalised) {
+    std::vector<float> logits = {1.0f, 3.0f, 2.0f, 0.5f};
+    Routing r = route(logits, 4, 2, {}, GateKind::kSoftmax, true);
+    ASSERT_EQ(r.expert_ids, (std::vector<int32_t>{1, 2}));
+    double p1 = std::exp(3.0), p2 = std::exp(2.0);
+    EXPECT_NEAR(r.weights[0], p1 / (p1 + p2), 1e-7);
+    EXPECT_NEAR(r.weights[1], p2 / (p1 + p2), 1e-7);
+}
+
+TEST(Router, SoftmaxTopKWithoutRenormalisationKeepsProbabilities) {
+    std::vector<float> logits = {1.0f, 3.0f, 2.0f, 0.5f};
+    Routing r = route(logits, 4, 2, {}, GateKind::kSoftmax, false);
+    double z = std::exp(1.0) + std::exp(3.0) + std::exp(2.0) + std::exp(0.5);
+    EXPECT_NEAR(r.weights[0], std::exp(3.0) / z, 1e-7);
+    EXPECT_NEAR(r.weights[1], std::exp(2.0) / z, 1e-7);
+}
+
+TEST(Router, SigmoidScoresEachExpert) {
+    std::vector<float> logits = {-1.0f, 0.5f, 2.0f};
+    Routing r = route(logits, 3, 2, {}, GateKind::kSigmoid, false);
+    ASSERT_EQ(r.expert_ids, (std::vector<int32_t>{2, 1}));
+    EXPECT_NEAR(r.weights[0], 1.0 / (1.0 + std::exp(-2.0)), 1e-7);
+    EXPECT_NEAR(r.weights[1], 1.0 / (1.0 + std::exp(-0.5)), 1e-7);
+    Routing n = route(logits, 3, 2, {}, GateKind::kSigmoid, true);
+    EXPECT_NEAR(n.weights[0] + n.weights[1], 1.0, 1e-7);
+}
+
+TEST(Router, BiasSelectsButWeightsStayUnbiased) {
+    std::vector<float> logits = {2.0f, 1.0f, 0.0f};
+    std::vector<float> bias = {0.0f, 0.0f, 0.2f};  // probs .665 .245 .090: lifts 2 above 1, not above 0
+    Routing r = route(logits, 3, 2, bias, GateKind::kSoftmax, false);
+    ASSERT_EQ(r.expert_ids, (std::vector<int32_t>{0, 2}));
+    double z = std::exp(2.0) + std::exp(1.0) + 1.0;
+    EXPECT_NEAR(r.weights[1], 1.0 / z, 1e-7);  // expert 2's unbiased probability
+}
+
+TEST(Router, TiesGoToTheLowerIndex) {
+    std::vector<float> logits = {0.5f, 1.0f, 1.0f, 1.0f, 0.2f};
+    Routing r = route(logits, 5, 2, {}, GateKind::kSoftmax, true);
+    EXPECT_EQ(r.expert_ids, (std::vector<int32_t>{1, 2}));
+    Routing all = route(std::vector<float>(6, 0.0f), 6, 3, {}, GateKind::kSigmoid, true);
+    EXPECT_EQ(all.expert_ids, (std::vector<int32_t>{0, 1, 2}));
+    for (float w : all.weights) EXPECT_NEAR(w, 1.0 / 3.0, 1e-7);
+}
+
+TEST(Router, TopKEqualsNumExperts) {
+    std::vector<float> logits = random_vector(8, 5);
+    Routing r = route(logits, 8, 8, {}, GateKind::kSoftmax, false);
+    double sum = 0;
+    for (float w : r.weights) sum += w;
+    EXPECT_NEAR(sum, 1.0, 1e-6);
+    for (int i = 1; i < 8; ++i) EXPECT_GE(r.weights[i - 1], r.weights[i]);
+}
+
+}  // namespace
+}  // namespace epmoe
