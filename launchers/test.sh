@@ -81,14 +81,15 @@ total_passed=0
 total_failed=0
 summaries=()
 
-# Builds and tests one configuration. $1 name, $2 folder, $3 extra ctest args (a string), rest: cmake -D.
+# Builds and tests one configuration. $1 name, $2 folder, $3 extra ctest args (a string), $4 the build
+# target ("all", or only what the tests of $3 need), rest: cmake -D.
 run_config() {
-    local name=$1 dir=$2 label_args=$3 line rc failed total
-    shift 3
+    local name=$1 dir=$2 label_args=$3 target=$4 line rc failed total
+    shift 4
     echo
     echo "=== $name: $dir/ ==="
     local start=$SECONDS
-    if ! epmoe_configure "$dir" "$@" || ! cmake --build "$EPMOE_ROOT/$dir" -j "$jobs"; then
+    if ! epmoe_configure "$dir" "$@" || ! cmake --build "$EPMOE_ROOT/$dir" -j "$jobs" --target "$target"; then
         summaries+=("$name ($dir/): BUILD FAILED, no tests run ($((SECONDS - start)) s)")
         total_failed=$((total_failed + 1))
         return 0
@@ -118,9 +119,10 @@ run_config() {
 for name in openmpi mpich asan; do
     [[ " ${only[*]} " == *" $name "* ]] || continue
     case $name in
-        openmpi) run_config openmpi build "" "${EPMOE_CMAKE_OPENMPI[@]}" -DEPMOE_WERROR=ON -DEPMOE_SANITIZE=OFF ;;
-        mpich) run_config mpich build-mpich "" "${EPMOE_CMAKE_MPICH[@]}" -DEPMOE_WERROR=ON -DEPMOE_SANITIZE=OFF ;;
-        asan) run_config asan build-asan "-L unit" "${EPMOE_CMAKE_OPENMPI[@]}" -DEPMOE_SANITIZE=ON ;;
+        openmpi) run_config openmpi build "" all "${EPMOE_CMAKE_OPENMPI[@]}" -DEPMOE_WERROR=ON -DEPMOE_SANITIZE=OFF ;;
+        mpich) run_config mpich build-mpich "" all "${EPMOE_CMAKE_MPICH[@]}" -DEPMOE_WERROR=ON -DEPMOE_SANITIZE=OFF ;;
+        # Only the unit tests run under the sanitizers, so only their binary is built.
+        asan) run_config asan build-asan "-L unit" epmoe_unit_tests "${EPMOE_CMAKE_OPENMPI[@]}" -DEPMOE_SANITIZE=ON ;;
     esac
 done
 
