@@ -17,7 +17,7 @@ const char* kDefaults = R"({
     "gate": "softmax", "norm_topk_prob": true, "rms_norm_eps": 1e-6
   },
   "workload": {
-    "tokens_per_rank": 1024, "steps": 12, "skew": 1.2, "drift": 0.0,
+    "tokens_per_rank": 1024, "steps": 40, "skew": 1.2, "drift": 0.0,
     "num_clusters": 32, "noise": 0.5, "input": ""
   },
   "routing": {"capacity_factor": 0.0},
