@@ -24,10 +24,7 @@ public:
         EnergyReading r;
         r.joules =
             (coeff_.pj_per_flop * w.flops + coeff_.pj_per_byte * w.bytes) * 1e-12 + coeff_.idle_w_per_core * w.seconds;
-        double now = now_s();
-        if (now > last_time_) r.power_w = (r.joules - last_joules_) / (now - last_time_);
-        last_joules_ = r.joules;
-        last_time_ = now;
+        r.power_w = power_.update(r.joules, now_s());
         r.temp_c = temps_.max_c();
         return r;
     }
@@ -35,8 +32,7 @@ public:
 private:
     EnergyEstimate coeff_;
     TempReader temps_;
-    double last_joules_ = 0;
-    double last_time_ = now_s();
+    PowerMeter power_;
 };
 
 std::string join_names(const std::vector<std::string>& names) {

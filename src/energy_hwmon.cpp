@@ -17,7 +17,8 @@ class HwmonSource final : public EnergySource {
 public:
     HwmonSource(std::vector<Counter> counters, std::vector<std::string> powers, const EnergyConfig& config)
         : counters_(std::move(counters)), power_paths_(std::move(powers)), temps_(config.sysfs_root) {
-        last_time_ = sample_time_ = now_s();
+        sample_time_ = now_s();
+        power_ = PowerMeter(sample_time_);
         last_power_w_ = power_now();
         sampler_ = std::make_unique<PeriodicSampler>(config.sample_hz, [this] { sample(); });
     }
@@ -33,10 +34,7 @@ public:
         for (const auto& c : counters_) total += c.total_uj;
         EnergyReading r;
         r.joules = static_cast<double>(total) * 1e-6 + integrated_j_;
-        double now = sample_time_;
-        if (now > last_time_) r.power_w = (r.joules - last_joules_) / (now - last_time_);
-        last_joules_ = r.joules;
-        last_time_ = now;
+        r.power_w = power_.update(r.joules, sample_time_);
         r.temp_c = temps_.max_c();
         return r;
     }
@@ -73,12 +71,7 @@ private:
 
     void sample() {
         std::lock_guard<std::mutex> lock(mutex_);
-        if (!sampler_error_.empty()) return;
-        try {
-            poll();
-        } catch (const std::exception& e) {
-            sampler_error_ = e.what();
-        }
+        poll_keeping_error(&sampler_error_, [this] { poll(); });
     }
 
     std::mutex mutex_;
@@ -88,8 +81,7 @@ private:
     double integrated_j_ = 0;  // J from power inputs since opening
     double last_power_w_ = 0;  // power at the last sample, W
     double sample_time_ = 0;   // time of the last sample, s
-    double last_joules_ = 0;
-    double last_time_ = 0;
+    PowerMeter power_;
     std::string sampler_error_;
     std::unique_ptr<PeriodicSampler> sampler_;
 };

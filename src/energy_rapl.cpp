@@ -20,7 +20,6 @@ public:
     RaplSource(std::vector<Domain> domains, const EnergyConfig& config)
         : domains_(std::move(domains)),
           temps_(config.sysfs_root),
-          last_time_(now_s()),
           sampler_(config.sample_hz, [this] { sample(); }) {}
 
     const char* name() const override { return "rapl"; }
@@ -33,10 +32,7 @@ public:
         for (const auto& d : domains_) total += d.total_uj;
         EnergyReading r;
         r.joules = static_cast<double>(total) * 1e-6;
-        double now = now_s();
-        if (now > last_time_) r.power_w = (r.joules - last_joules_) / (now - last_time_);
-        last_joules_ = r.joules;
-        last_time_ = now;
+        r.power_w = power_.update(r.joules, now_s());
         r.temp_c = temps_.max_c();
         return r;
     }
@@ -58,19 +54,13 @@ private:
     // Sampler thread: catches wraps that happen between two read() calls. Errors wait for read().
     void sample() {
         std::lock_guard<std::mutex> lock(mutex_);
-        if (!sampler_error_.empty()) return;
-        try {
-            poll();
-        } catch (const std::exception& e) {
-            sampler_error_ = e.what();
-        }
+        poll_keeping_error(&sampler_error_, [this] { poll(); });
     }
 
     std::mutex mutex_;
     std::vector<Domain> domains_;
     TempReader temps_;
-    double last_joules_ = 0;
-    double last_time_ = 0;
+    PowerMeter power_;
     std::string sampler_error_;
     PeriodicSampler sampler_;  // last: stopped before the members it reads are destroyed
 };

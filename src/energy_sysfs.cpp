@@ -219,6 +219,23 @@ PeriodicSampler::PeriodicSampler(double hz, std::function<void()> fn) {
     });
 }
 
+std::optional<double> PowerMeter::update(double joules, double now) {
+    std::optional<double> watts;
+    if (now > last_time_) watts = (joules - last_joules_) / (now - last_time_);
+    last_joules_ = joules;
+    last_time_ = now;
+    return watts;
+}
+
+void poll_keeping_error(std::string* error, const std::function<void()>& poll) {
+    if (!error->empty()) return;
+    try {
+        poll();
+    } catch (const std::exception& e) {
+        *error = e.what();
+    }
+}
+
 PeriodicSampler::~PeriodicSampler() {
     {
         std::lock_guard<std::mutex> lock(mutex_);

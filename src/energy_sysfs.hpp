@@ -61,6 +61,24 @@ private:
     std::thread thread_;
 };
 
+// Average power between successive readings of a joule counter.
+class PowerMeter {
+public:
+    // start: the time the counter's joules were zero, s on the now_s() clock.
+    explicit PowerMeter(double start = now_s()) : last_time_(start) {}
+    // Watts since the previous update (or construction), given the counter's joules at time now_s;
+    // nullopt when no time has passed.
+    std::optional<double> update(double joules, double now);
+
+private:
+    double last_joules_ = 0;
+    double last_time_;
+};
+
+// For sampler threads: runs poll, keeping the first error in *error for the next read() to report.
+// Does nothing once an error is kept.
+void poll_keeping_error(std::string* error, const std::function<void()>& poll);
+
 // The hottest readable temperature input over all hwmon devices (deg C), or nullopt.
 class TempReader {
 public:
