@@ -3,24 +3,8 @@
 # Env (set by CTest): EPMOE, MPIEXEC (with its flags), EPMOE_MPI_FLAVOR, EPMOE_SOURCE_DIR, EPMOE_FIXTURES.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-if [ -f "$here/lib.sh" ]; then
-    # shellcheck source=lib.sh
-    source "$here/lib.sh"
-else  # minimal stand-ins for lib.sh's helpers
-    cli_tmp=$(mktemp -d /tmp/epmoe-cli.XXXXXX)
-    trap 'rm -rf "$cli_tmp"' EXIT
-    out_file=$cli_tmp/stdout err_file=$cli_tmp/stderr cli_passed=0 cli_failed=0 cli_last=""
-    pass() { cli_passed=$((cli_passed + 1)); echo "ok   $1"; }
-    fail_check() { cli_failed=$((cli_failed + 1)); echo "FAIL $1 ($cli_last)"; tail -n 15 "$out_file" "$err_file"; }
-    expect_exit() {
-        local want=$1 code; shift; cli_last="$*"
-        timeout -k 5 120 "$@" >"$out_file" 2>"$err_file" </dev/null; code=$?
-        if [ "$code" -eq "$want" ]; then pass "exit $want: $cli_last"; else fail_check "exit $code, expected $want"; fi
-    }
-    expect_stdout_has() { if grep -qF -- "$1" "$out_file"; then pass "  stdout has '$1'"; else fail_check "stdout lacks '$1'"; fi; }
-    expect_stderr_has() { if grep -qF -- "$1" "$err_file"; then pass "  stderr has '$1'"; else fail_check "stderr lacks '$1'"; fi; }
-    finish() { echo "$cli_passed passed, $cli_failed failed"; [ "$cli_failed" -eq 0 ]; exit $?; }
-fi
+# shellcheck source=lib.sh
+source "$here/lib.sh"
 
 : "${EPMOE:?set EPMOE to the epmoe binary}" "${MPIEXEC:?set MPIEXEC to mpiexec and its flags}"
 EPMOE_SOURCE_DIR=${EPMOE_SOURCE_DIR:-$(cd "$here/../.." && pwd)}
