@@ -180,10 +180,12 @@ procs() {
     others
 }
 
-# Signals the listed PIDs, then waits up to stop_timeout for them to end, then KILLs what is left.
+# end_pids SECONDS PID...: sends TERM, waits up to SECONDS for the PIDs to end, then KILLs what is left.
 end_pids() {
-    local pid deadline=$((SECONDS + stop_timeout)) left
+    local wait_s=$1 pid deadline left
+    shift
     [ $# -gt 0 ] || return 0
+    deadline=$((SECONDS + wait_s))
     kill -TERM "$@" 2>/dev/null || true
     while :; do
         left=()
@@ -192,31 +194,31 @@ end_pids() {
         [ "$SECONDS" -lt "$deadline" ] || break
         sleep 0.1
     done
-    echo "slurm-cluster: killing ${left[*]} (still alive after ${stop_timeout}s)" >&2
+    echo "slurm-cluster: killing ${left[*]} (still alive after ${wait_s}s)" >&2
     kill -KILL "${left[@]}" 2>/dev/null || true
 }
 
 stop() {
     [ -f "$dir/pids" ] || return 0
-    local pid name daemons=() munge=() strays=() deadline
-    # Jobs first, so that no task outlives its slurmstepd.
-    if [ -f "$dir/slurm.conf" ]; then
-        export SLURM_CONF=$dir/slurm.conf
-        scancel --quiet --user=root 2>/dev/null || true
-        deadline=$((SECONDS + stop_timeout))
-        while [ "$SECONDS" -lt "$deadline" ] &&
-            squeue -h -o %i 2>/dev/null | grep -q . ; do sleep 0.2; done
-    fi
+    local pid name ctld="" daemons=() munge=() strays=() deadline
     while read -r pid name; do
         runs "$pid" "$name" || continue
+        [ "$name" != slurmctld ] || ctld=$pid
         if [ "$name" = munged ]; then munge+=("$pid"); else daemons+=("$pid"); fi
     done <"$dir/pids"
-    end_pids "${daemons[@]}"
-    # Step daemons and job processes of jobs that did not end.
+    # Jobs first, through the controller while it is up, so that no task outlives its slurmstepd.
+    if [ -n "$ctld" ]; then
+        export SLURM_CONF=$dir/slurm.conf
+        timeout 5 scancel --quiet --user=root 2>/dev/null || true
+        deadline=$((SECONDS + stop_timeout))
+        while [ "$SECONDS" -lt "$deadline" ] && timeout 5 squeue -h -o %i 2>/dev/null | grep -q .; do sleep 0.2; done
+    fi
+    end_pids "$stop_timeout" "${daemons[@]}"
+    # What is left of jobs that did not end (e.g. the controller was gone): step daemons and tasks.
     mapfile -t strays < <(others)
     [ "${#strays[@]}" -eq 0 ] || echo "slurm-cluster: ending stray processes ${strays[*]}" >&2
-    end_pids "${strays[@]}"
-    end_pids "${munge[@]}"
+    end_pids 2 "${strays[@]}"
+    end_pids "$stop_timeout" "${munge[@]}"
     rm -f "$dir/pids"
 }
 
