@@ -4,6 +4,8 @@
 #   openmpi  build/        Open MPI, -Werror, every test (unit, mpi, cli)
 #   mpich    build-mpich/  MPICH, -Werror, every test
 #   asan     build-asan/   Open MPI, AddressSanitizer + UBSan, unit tests only
+# then, as root, the SLURM step: launchers/slurm/epmoe.sbatch submitted to a private one-node cluster
+# with the epmoe binaries of openmpi and mpich (tests/slurm/test_slurm.sh).
 # Ends with one line "N passed, N failed" (totals over the configurations run) and exits non-zero if a
 # test or a build failed.
 set -euo pipefail
@@ -17,16 +19,19 @@ source "$here/lib/build.sh"
 
 usage() {
     cat <<'EOF'
-usage: launchers/test.sh [--only openmpi|mpich|asan]... [--no-install] [-- CTEST_ARGS...]
+usage: launchers/test.sh [--only openmpi|mpich|asan]... [--no-install] [--no-slurm] [-- CTEST_ARGS...]
 
 Installs missing Debian packages (apt-get, only when something is missing), then builds and tests:
   openmpi  build/        Open MPI, -DEPMOE_WERROR=ON, all tests
   mpich    build-mpich/  MPICH, -DEPMOE_WERROR=ON, all tests
   asan     build-asan/   Open MPI, -DEPMOE_SANITIZE=ON, unit tests only (ctest -L unit)
+  slurm    (as root, after openmpi and/or mpich) epmoe.sbatch on a private one-node SLURM cluster,
+           with the binaries just built (tests/slurm/test_slurm.sh)
 
 options:
   --only NAME    run only this configuration (repeatable; default: all three)
   --no-install   do not run apt-get, only warn about missing packages
+  --no-slurm     skip the SLURM step (and its packages); it is also skipped when CTEST_ARGS are given
   -h, --help     this help
   -- ARGS        pass ARGS to every ctest run, e.g. `-- -R config` or `-- -L mpi`
 
@@ -41,11 +46,13 @@ die() {
 
 only=()
 install=1
+slurm=1
 ctest_args=()
 while [ $# -gt 0 ]; do
     case $1 in
         -h | --help) usage; exit 0 ;;
         --no-install) install=0 ;;
+        --no-slurm) slurm=0 ;;
         --only | --only=*)
             if [ "$1" = --only ]; then
                 [ $# -ge 2 ] || die "--only needs a configuration: openmpi, mpich or asan"
@@ -64,6 +71,12 @@ while [ $# -gt 0 ]; do
     shift
 done
 [ "${#only[@]}" -gt 0 ] || only=(openmpi mpich asan)
+# The SLURM step runs as root (slurmd starts the jobs), after openmpi or mpich, with no ctest filter.
+if [ "$slurm" -eq 1 ] && { [ "$(id -u)" -ne 0 ] || [ "${#ctest_args[@]}" -gt 0 ] ||
+    [[ " ${only[*]} " != *" openmpi "* && " ${only[*]} " != *" mpich "* ]]; }; then
+    slurm=0
+fi
+[ "$slurm" -eq 0 ] || EPMOE_DEPS+=("${EPMOE_SLURM_DEPS[@]}")
 
 if [ "$install" -eq 1 ]; then
     epmoe_install_deps epmoe-test
@@ -80,6 +93,7 @@ trap 'rm -f "$log"' EXIT
 total_passed=0
 total_failed=0
 summaries=()
+declare -A built=() # configuration name -> its epmoe binary, once it built
 
 # Builds and tests one configuration. $1 name, $2 folder, $3 extra ctest args (a string), $4 the build
 # target ("all", or only what the tests of $3 need), rest: cmake -D.
@@ -94,6 +108,7 @@ run_config() {
         total_failed=$((total_failed + 1))
         return 0
     fi
+    built[$name]=$EPMOE_ROOT/$dir/epmoe
     # shellcheck disable=SC2086 # label_args is a word list on purpose
     ctest --test-dir "$EPMOE_ROOT/$dir" --output-on-failure -j "$jobs" $label_args "${ctest_args[@]}" 2>&1 |
         tee "$log" && rc=0 || rc=${PIPESTATUS[0]}
@@ -115,6 +130,26 @@ run_config() {
     summaries+=("$name ($dir/): $line ($((SECONDS - start)) s)")
 }
 
+# The SLURM step with the binaries built above; its last line "N passed, N failed" counts in the totals.
+run_slurm() {
+    local start=$SECONDS line rc passed failed
+    echo
+    echo "=== slurm: tests/slurm/test_slurm.sh ==="
+    timeout -k 10 300 env EPMOE_OPENMPI="${built[openmpi]:-}" EPMOE_MPICH="${built[mpich]:-}" \
+        bash "$EPMOE_ROOT/tests/slurm/test_slurm.sh" 2>&1 | tee "$log" && rc=0 || rc=${PIPESTATUS[0]}
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1 || true)
+    if [ -n "$line" ]; then
+        read -r passed _ failed _ <<<"$line"
+        total_passed=$((total_passed + passed))
+        total_failed=$((total_failed + failed))
+        if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then total_failed=$((total_failed + 1)); fi
+    else
+        line="exited $rc without a summary"
+        total_failed=$((total_failed + 1))
+    fi
+    summaries+=("slurm (tests/slurm/): $line ($((SECONDS - start)) s)")
+}
+
 # In a fixed order, each at most once, whatever the order of --only.
 for name in openmpi mpich asan; do
     [[ " ${only[*]} " == *" $name "* ]] || continue
@@ -125,6 +160,10 @@ for name in openmpi mpich asan; do
         asan) run_config asan build-asan "-L unit" epmoe_unit_tests "${EPMOE_CMAKE_OPENMPI[@]}" -DEPMOE_SANITIZE=ON ;;
     esac
 done
+
+if [ "$slurm" -eq 1 ] && [ -n "${built[openmpi]:-}${built[mpich]:-}" ]; then
+    run_slurm
+fi
 
 echo
 echo "=== summary ==="

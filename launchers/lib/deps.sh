@@ -12,6 +12,10 @@ EPMOE_DEPS=(
     python3                             # quickstart's summary, test fixtures
 )
 
+# The private one-node SLURM cluster of test.sh's SLURM step (tests/slurm/); only test.sh adds these.
+# shellcheck disable=SC2034 # used by launchers/test.sh
+EPMOE_SLURM_DEPS=(slurmctld slurmd slurm-client munge)
+
 # Prints the packages of EPMOE_DEPS that are not installed, one a line.
 epmoe_missing_deps() {
     local pkg
