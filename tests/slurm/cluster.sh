@@ -136,48 +136,49 @@ start() {
 # True when PID $1 is alive: it exists and is not a zombie (an orphan's reaper may be slow).
 alive() {
     local stat
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    read -r stat 2>/dev/null <"/proc/$1/stat" || return 1
     stat=${stat##*) }
     [ "${stat:0:1}" != Z ]
 }
 
 # True when PID $1 is alive and runs program $2 (guards against a reused PID).
 runs() {
-    alive "$1" && [ "$(cat "/proc/$1/comm" 2>/dev/null)" = "${2:0:15}" ]
+    local comm
+    alive "$1" && read -r comm 2>/dev/null <"/proc/$1/comm" && [ "$comm" = "${2:0:15}" ]
 }
 
-# True when environment file $1 is that of a job of this cluster: SLURM_JOB_ID and our SLURM_CONF.
-job_process() {
-    local env
-    env=$(tr '\0' '\n' 2>/dev/null <"$1") || return 1
-    grep -qxF "SLURM_CONF=$dir/slurm.conf" <<<"$env" && grep -q '^SLURM_JOB_ID=' <<<"$env"
-}
-
-# This cluster's processes besides the daemons start began: the slurmstepd that slurmd started (they
-# keep its slurmd.log open and outlive it while a job runs) and the jobs' processes (their environment
-# has SLURM_JOB_ID and SLURM_CONF=DIR/slurm.conf, as sbatch exports it). Live ones only, one PID a line.
+# This cluster's processes found by looking at all of them (one grep or find each, not a fork per
+# process): daemons whose command line names DIR; the slurmstepd that slurmd started, which keep its
+# slurmd.log open and outlive it while a job runs; and the jobs' processes, whose environment has
+# SLURM_WORKING_CLUSTER=epmoetest:127.0.0.1:<this controller's port>:... Live ones, one PID a line.
 others() {
-    local proc pid
-    for proc in /proc/[0-9]*; do
-        pid=${proc#/proc/}
-        alive "$pid" || continue
-        if [ "$(cat "$proc/comm" 2>/dev/null)" = slurmstepd ]; then
-            for fd in "$proc"/fd/*; do
-                if [ "$(readlink "$fd" 2>/dev/null)" = "$dir/log/slurmd.log" ]; then echo "$pid"; break; fi
-            done
-        elif [ "$pid" != $$ ] && job_process "$proc/environ"; then
-            echo "$pid"
+    local port pid kind comm
+    port=$(sed -n 's/^SlurmctldPort=//p' "$dir/slurm.conf" 2>/dev/null)
+    # grep and find also fail on processes that end meanwhile or are kernel threads: ignore that.
+    {
+        { grep -lF -- "$dir/" /proc/[0-9]*/cmdline || true; } | sed 's|^/proc/\([0-9]*\)/.*|\1 daemon|'
+        { find /proc/[0-9]*/fd -maxdepth 1 -lname "$dir/log/slurmd.log" || true; } | sed 's|^/proc/\([0-9]*\)/.*|\1 step|'
+        if [ -n "$port" ]; then
+            { grep -lzE "^SLURM_WORKING_CLUSTER=epmoetest:127\.0\.0\.1:$port:" /proc/[0-9]*/environ || true; } |
+                sed 's|^/proc/\([0-9]*\)/.*|\1 job|'
         fi
-    done
+    } 2>/dev/null | while read -r pid kind; do
+        if ! alive "$pid" || ! read -r comm 2>/dev/null <"/proc/$pid/comm"; then continue; fi
+        case $kind:$comm in
+            daemon:munged | daemon:slurmctld | daemon:slurmd | step:slurmstepd | job:*) echo "$pid" ;;
+        esac
+    done | sort -un
 }
 
 # Every live process of this cluster: the daemons of DIR/pids and others().
 procs() {
     local pid name
-    if [ -f "$dir/pids" ]; then
-        while read -r pid name; do ! runs "$pid" "$name" || echo "$pid"; done <"$dir/pids"
-    fi
-    others
+    {
+        if [ -f "$dir/pids" ]; then
+            while read -r pid name; do ! runs "$pid" "$name" || echo "$pid"; done <"$dir/pids"
+        fi
+        others
+    } | sort -un
 }
 
 # end_pids SECONDS PID...: sends TERM, waits up to SECONDS for the PIDs to end, then KILLs what is left.
@@ -214,11 +215,11 @@ stop() {
         while [ "$SECONDS" -lt "$deadline" ] && timeout 5 squeue -h -o %i 2>/dev/null | grep -q .; do sleep 0.2; done
     fi
     end_pids "$stop_timeout" "${daemons[@]}"
+    end_pids "$stop_timeout" "${munge[@]}"
     # What is left of jobs that did not end (e.g. the controller was gone): step daemons and tasks.
     mapfile -t strays < <(others)
     [ "${#strays[@]}" -eq 0 ] || echo "slurm-cluster: ending stray processes ${strays[*]}" >&2
     end_pids 2 "${strays[@]}"
-    end_pids "$stop_timeout" "${munge[@]}"
     rm -f "$dir/pids"
 }
 

@@ -4,8 +4,8 @@
 # task count. Launch modes: Open MPI under `srun --mpi=pmix` and under mpirun in the allocation, MPICH
 # under `srun --mpi=pmi2` and under mpiexec.mpich, each at 2 and 4 tasks (4 on 2 cores: sbatch -O).
 # Also: a job with a bad --set key fails with epmoe's error line (not a time-out), MPICH started by
-# `srun --mpi=pmix` (singletons) is refused with exit 2, and a job still running when the cluster stops
-# leaves no process behind.
+# `srun --mpi=pmix` (singletons) is refused with exit 2, and a job still running when the controller
+# dies and the cluster stops leaves no process behind.
 #   EPMOE_OPENMPI=build/epmoe EPMOE_MPICH=build-mpich/epmoe tests/slurm/test_slurm.sh
 # Either binary may be left unset to skip its MPI. Needs root. Last line: "N passed, N failed".
 set -uo pipefail
@@ -152,8 +152,9 @@ check_fails bad-key-mpirun "model.bogus_key"
 check_fails mpich-under-pmix "world of 1 rank"
 if [ -e "$scratch/singletons/summary.json" ]; then fail "mpich-under-pmix left a summary.json"; fi
 
-# A job still running when the cluster stops: stop must end it and every daemon, leaving nothing.
-submit still-running 1 -- --wrap "srun sleep 300"
+# A job still running when the controller dies (killed here, by the PID cluster.sh recorded): scancel
+# cannot reach it, so stop must find the job's step daemons and tasks itself, and leave nothing.
+submit still-running 2 -- --wrap "srun sleep 300"
 deadline=$((SECONDS + job_timeout))
 until [ "$(field "$(scontrol show job -o "${jobs[still-running]}")" JobState)" = RUNNING ] || [ "$SECONDS" -ge "$deadline" ]; do
     sleep 0.2
@@ -161,12 +162,14 @@ done
 state=$(field "$(scontrol show job -o "${jobs[still-running]}")" JobState)
 if [ "$state" = RUNNING ]; then pass "still-running (job ${jobs[still-running]}): RUNNING, left so for the stop"
 else fail "still-running (job ${jobs[still-running]}): $state, expected RUNNING"; fi
+sleep 1 # let srun start the tasks
+kill "$(awk '$2 == "slurmctld" { print $1 }' "$cluster/pids")"
 stop_s=$SECONDS
 "$here/cluster.sh" stop "$cluster"
 stopped=1
-# The cluster's own list (step daemons, job processes), and anything whose command line names the scratch folder.
-left=$({ "$here/cluster.sh" procs "$cluster"; pgrep -f -- "$scratch"; } | sort -u | while read -r pid; do
-    [ "$(ps -o stat= -p "$pid" 2>/dev/null | cut -c1)" = Z ] || ps -o pid=,args= -p "$pid"; done)
+# Everything of the cluster still alive (its daemons, step daemons, job processes), with its command line.
+left=$("$here/cluster.sh" procs "$cluster" | while read -r pid; do
+    echo "$pid $(tr '\0' ' ' 2>/dev/null <"/proc/$pid/cmdline")"; done)
 if [ -z "$left" ]; then pass "cluster stopped in $((SECONDS - stop_s)) s, no process left"; else fail "left running: $left"; fi
 
 echo "slurm test took $((SECONDS - start_s)) s"
