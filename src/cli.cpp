@@ -4,6 +4,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "epmoe/compare.hpp"
 #include "epmoe/error.hpp"
 #include "epmoe/info.hpp"
 #include "epmoe/run.hpp"
@@ -20,6 +21,7 @@ const char* kUsage =
     "\n"
     "commands:\n"
     "  run     run the MoE forward pass over all ranks and write a results directory\n"
+    "  compare run policy/placement pairs on one model and workload; writes compare.csv and compare.md\n"
     "  info    show ranks, hosts, hwloc topology, MPI, BLAS and energy sources\n"
     "\n"
     "options:\n"
@@ -41,8 +43,10 @@ const Shorthand kRunShorthands[] = {
     {"dump-output", "output.dump", "write hidden_states, topk_ids.<l>, topk_weights.<l> to this .safetensors"},
     {"steps", "workload.steps", "steps to run"},
     {"tokens-per-rank", "workload.tokens_per_rank", "synthetic tokens per rank per step"},
-    {"policy", "policy.name", "routing policy: none"},
-    {"placement", "placement.name", "expert placement: contiguous | round_robin"},
+    {"policy", "policy.name",
+     "routing policy: none | aux_free | prev_batch | energy | round_robin | random | balanced | temperature"},
+    {"placement", "placement.name",
+     "expert placement: contiguous | round_robin | balanced | replicated (the last two need placement.profile)"},
     {"capacity-factor", "routing.capacity_factor", "expert capacity factor X > 0; 0 = dropless"},
     {"energy-source", "energy.source", "auto | rapl | hwmon | estimated | none"},
     {"out", "output.dir", "results directory (default: results/<UTC timestamp>-<policy>)"},
@@ -150,6 +154,7 @@ int dispatch(const mpi::Comm& world, int argc, char** argv) {
     std::string command = args[0];
     args.erase(args.begin());
     if (command == "run") return run_command(world, args);
+    if (command == "compare") return compare_command(world, args);
     if (command == "info") return info_command(world, args);
     fail("unknown command '", command, "' (commands: run, info; see epmoe --help)");
 }

@@ -20,9 +20,18 @@ const char* kDefaults = R"({
     "tokens_per_rank": 1024, "steps": 40, "skew": 1.2, "drift": 0.0,
     "num_clusters": 32, "noise": 0.5, "input": ""
   },
-  "routing": {"capacity_factor": 0.0},
-  "policy": {"name": "none"},
-  "placement": {"name": "contiguous"},
+  "routing": {"capacity_factor": 0.0, "fidelity_sample_every": 16},
+  "policy": {
+    "name": "none",
+    "aux_free": {"u": 0.01},
+    "prev_batch": {"alpha": 0.5, "threshold": 1.05, "gain": 0.5},
+    "energy": {"u": 0.01, "relax": 0.1},
+    "round_robin": {"strength": 0.05},
+    "random": {"strength": 0.05},
+    "balanced": {"strength": 0.1},
+    "temperature": {"t": 0.05}
+  },
+  "placement": {"name": "contiguous", "profile": "", "replicas": 2},
   "energy": {
     "source": "auto", "sysfs_root": "/sys", "sample_hz": 10.0, "power_budget_w": 0.0, "thermal_limit_c": 0.0,
     "estimate": {"pj_per_flop": 30.0, "pj_per_byte": 150.0, "idle_w_per_core": 3.0}
@@ -129,6 +138,22 @@ std::string one_of(const Json& j, const std::string& group, const std::string& k
     bad_value(group + "." + key, v, "must be one of " + list);
 }
 
+// policy.<name>.<param>: finite and >= 0; prev_batch.alpha in (0, 1], prev_batch.threshold >= 1,
+// energy.relax in [0, 1]. Defaults and their sources: src/policy/<name>.cpp and README.md.
+void check_policy_params(const Json& policy) {
+    for (auto group = policy.begin(); group != policy.end(); ++group) {
+        if (!group.value().is_object()) continue;
+        for (auto it = group.value().begin(); it != group.value().end(); ++it) {
+            const std::string key = cat("policy.", group.key(), ".", it.key());
+            double x = it.value().get<double>();
+            if (!std::isfinite(x) || x < 0) bad_value(key, it.value(), "must be finite and >= 0");
+            if (key == "policy.prev_batch.alpha" && !(x > 0 && x <= 1)) bad_value(key, it.value(), "must be in (0, 1]");
+            if (key == "policy.prev_batch.threshold" && x < 1) bad_value(key, it.value(), "must be >= 1");
+            if (key == "policy.energy.relax" && x > 1) bad_value(key, it.value(), "must be in [0, 1]");
+        }
+    }
+}
+
 }  // namespace
 
 const Json& default_config() {
@@ -197,8 +222,13 @@ Config Config::from_json(const Json& j) {
     w.input = at(j, "workload", "input").get<std::string>();
 
     c.capacity_factor = real_in(j, "routing", "capacity_factor", 0, false);
-    c.policy = one_of(j, "policy", "name", {"none"});
-    c.placement = one_of(j, "placement", "name", {"contiguous", "round_robin"});
+    c.fidelity_sample_every = static_cast<int>(int_in(j, "routing", "fidelity_sample_every", 0, 1 << 30));
+    c.policy = one_of(j, "policy", "name",
+                      {"none", "aux_free", "prev_batch", "energy", "round_robin", "random", "balanced", "temperature"});
+    check_policy_params(j.at("policy"));
+    c.placement = one_of(j, "placement", "name", {"contiguous", "round_robin", "balanced", "replicated"});
+    c.placement_profile = at(j, "placement", "profile").get<std::string>();
+    c.placement_replicas = static_cast<int>(int_in(j, "placement", "replicas", 0, 1 << 16));
     c.energy.source = one_of(j, "energy", "source", {"auto", "rapl", "hwmon", "estimated", "none"});
     c.energy.sysfs_root = at(j, "energy", "sysfs_root").get<std::string>();
     c.energy.sample_hz = real_in(j, "energy", "sample_hz", 0, false);

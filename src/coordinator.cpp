@@ -22,6 +22,11 @@ void RankRecord::accumulate(const RankRecord& other) {
     }
 }
 
+void RankRecord::set_fidelity(const FidelityCounts& f) {
+    const double fields[] = {f.changed_slots, f.slots, f.changed_tokens, f.tokens, f.diff_sq, f.ref_sq, f.seconds};
+    for (int i = 0; i < 7; ++i) values[kChangedSlots + i] = fields[i];
+}
+
 Coordinator::Coordinator(const mpi::Comm& comm, int num_layers, int num_experts, std::unique_ptr<Policy> policy)
     : comm_(comm),
       num_layers_(num_layers),
@@ -59,11 +64,17 @@ CoordinatorReport Coordinator::round(int step) {
         report.assigned.assign(pending_load_.begin() + le + num_layers_, pending_load_.end());
         StepObservation obs;
         obs.step = step;
+        obs.round = rounds_;
         obs.num_layers = num_layers_;
         obs.num_experts = num_experts_;
         obs.expert_load = report.expert_load;
         for (const auto& rec : report.ranks) {
             obs.rank_busy_s.push_back(rec[RankRecord::kCompute]);
+            double rows = 0;
+            for (int l = 0; l < num_layers_; ++l) rows += rec.rows(l);
+            obs.rank_rows.push_back(rows);
+            obs.rank_power_w.push_back(rec[RankRecord::kPowerW]);
+            obs.rank_temp_c.push_back(rec[RankRecord::kTempC]);
             if (!std::isnan(rec[RankRecord::kJoules])) obs.rank_joules.push_back(rec[RankRecord::kJoules]);
         }
         if (obs.rank_joules.size() != report.ranks.size()) obs.rank_joules.clear();
@@ -71,6 +82,7 @@ CoordinatorReport Coordinator::round(int step) {
     }
     mpi::bcast<float>(comm_, biases_, 0);
     pending_ = RankRecord(num_layers_);
+    ++rounds_;
     std::fill(pending_load_.begin(), pending_load_.end(), 0);
     report.seconds = mpi::wtime() - t0;
     return report;

@@ -25,6 +25,8 @@ StepResult Forward::step(const mpi::Comm& comm, std::span<float> h, int64_t firs
         result.layers.push_back(moe_layer_forward(comm, layer, s, placement_, norm_, result.routing.back(),
                                                   first_token, step_tokens, capacity_factor_, moe_out_,
                                                   result.times, buffers_));
+        fidelity_.measure(comm, layer, s, placement_, norm_, logits_, bias, result.routing.back(), moe_out_,
+                          first_token, result.fidelity);
         result.expert_flops += s.expert_flops_per_token() * static_cast<double>(result.layers.back().rows_processed);
         result.gate_flops += 2.0 * static_cast<double>(n) * s.d_model * s.num_experts;
         result.bytes_moved += result.layers.back().bytes_moved;

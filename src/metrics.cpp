@@ -36,6 +36,21 @@ double gini(std::span<const double> x) {
     return weighted / (n * total);
 }
 
+double normalized_entropy(std::span<const double> x) {
+    EPMOE_ASSERT(!x.empty());
+    double total = std::accumulate(x.begin(), x.end(), 0.0);
+    if (x.size() == 1 || total <= 0) return 1.0;
+    double h = 0;
+    for (double v : x)
+        if (v > 0) h -= v / total * std::log(v / total);
+    return h / std::log(static_cast<double>(x.size()));
+}
+
+double balancedness(std::span<const double> x) {
+    double mom = max_over_mean(x);
+    return mom > 0 ? 1.0 / mom : 1.0;
+}
+
 double quantile(std::vector<double> x, double q) {
     EPMOE_ASSERT(!x.empty() && q >= 0 && q <= 1);
     std::sort(x.begin(), x.end());

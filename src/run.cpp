@@ -14,6 +14,7 @@
 #include "epmoe/forward.hpp"
 #include "epmoe/placement.hpp"
 #include "epmoe/results.hpp"
+#include "epmoe/run.hpp"
 #include "epmoe/run_summary.hpp"
 #include "epmoe/synthetic.hpp"
 
@@ -69,6 +70,7 @@ RankRecord make_record(const StepResult& result, int num_layers, int64_t tokens,
     if (energy.host_joules) record[RankRecord::kHostJoules] = *energy.host_joules;
     if (energy.host_power_w) record[RankRecord::kPowerW] = *energy.host_power_w;
     if (energy.host_temp_c) record[RankRecord::kTempC] = *energy.host_temp_c;
+    record.set_fidelity(result.fidelity);
     for (int l = 0; l < num_layers; ++l) record.rows(l) = static_cast<double>(result.layers[l].rows_processed);
     return record;
 }
@@ -82,7 +84,7 @@ Json energy_details(const Config& config, const HostEnergy& energy) {
 
 }  // namespace
 
-int run(const mpi::Comm& world, const Config& config) {
+Json run_job(const mpi::Comm& world, const Config& config, bool print_summary) {
     const int rank = world.rank(), num_ranks = world.size();
     mpi::all_or_none(world, [&] {
         check_launch(world);
@@ -90,7 +92,7 @@ int run(const mpi::Comm& world, const Config& config) {
     });
     openblas_set_num_threads(config.threads_per_rank);
     const ModelShape shape = ModelShape::from_config(config.model);
-    const Placement placement = Placement::make(config.placement, shape.num_experts, num_ranks);
+    const Placement placement = run_placement(world, config, shape.num_experts);
     const Model model = make_synthetic_model(shape, config.seed, [&](int, int e) { return placement.owns(rank, e); });
     const SyntheticWorkload workload(config.workload, shape.d_model, config.seed);
     HostEnergy energy(world, config.energy);
@@ -108,7 +110,9 @@ int run(const mpi::Comm& world, const Config& config) {
     const int64_t tokens = config.workload.tokens_per_rank, first_token = rank * tokens;
     const int64_t step_tokens = tokens * num_ranks;
     Forward forward(model, placement, config.capacity_factor);
-    Coordinator coordinator(world, shape.num_layers, shape.num_experts, make_policy(config));
+    forward.set_fidelity_sample(config.fidelity_sample_every);
+    Coordinator coordinator(world, shape.num_layers, shape.num_experts, 
+                            make_policy(config, policy_context(config, placement, shape.num_layers)));
     RunSummary summary(num_ranks, shape.num_layers, shape.num_experts, shape.expert_flops_per_token());
     Progress progress(rank == 0 && !config.output.quiet, config.output.progress_interval_s);
     std::vector<float> h(static_cast<size_t>(tokens) * shape.d_model);  // [tokens, d_model]
@@ -121,26 +125,27 @@ int run(const mpi::Comm& world, const Config& config) {
         workload.fill(step, first_token, tokens, h);
         double t0 = mpi::wtime();
         StepResult result = forward.step(world, h, first_token, step_tokens, coordinator.biases());
-        double compute_s = mpi::wtime() - t0;
+        double compute_s = mpi::wtime() - t0 - result.fidelity.seconds;  // fidelity work is timed apart
         WorkCounters work{result.expert_flops + result.gate_flops, result.bytes_moved,
                           compute_s * config.threads_per_rank};
         StepEnergy step_energy = energy.step(result.times.gate + result.times.expert, work);
         coordinator.record(make_record(result, shape.num_layers, tokens, compute_s, step_energy), result);
         if (step + 1 == steps || (step + 1) % config.coordinator_every_n_steps == 0) {
             CoordinatorReport report = coordinator.round(step);
-            pending_times.push_back(mpi::wtime() - t0);
+            pending_times.push_back(mpi::wtime() - t0 - result.fidelity.seconds);
             if (rank == 0) writer->append_step(summary.add_round(report, first_pending, pending_times, step_biases));
             pending_times.clear();
             first_pending = step + 1;
             step_biases.assign(coordinator.biases().begin(), coordinator.biases().end());
         } else {
-            pending_times.push_back(mpi::wtime() - t0);
+            pending_times.push_back(mpi::wtime() - t0 - result.fidelity.seconds);
         }
         progress.update(step, steps, summary);
         if (step + 1 == steps && !config.output.dump.empty())
             dump_output(world, config.output.dump, shape, h, result.routing);
     }
 
+    Json out;
     mpi::all_or_none(world, [&] {
         if (rank != 0) return;
         Json s = summary.summary(config.policy, energy.source(), energy_details(config, energy));
@@ -149,8 +154,14 @@ int run(const mpi::Comm& world, const Config& config) {
         s["placement"] = placement.name();
         s["capacity_factor"] = config.capacity_factor;
         writer->finish(config.json, s);
-        std::cout << summary.human(s) << "results: " << dir << std::endl;
+        if (print_summary) std::cout << summary.human(s) << "results: " << dir << std::endl;
+        out = s;
     });
+    return out;
+}
+
+int run(const mpi::Comm& world, const Config& config) {
+    run_job(world, config, true);
     return 0;
 }
 

@@ -19,6 +19,17 @@ Json per_rank(const CoordinatorReport& report, RankRecord::Field f) {
     return out;
 }
 
+// Fidelity of the sums f = RankRecord kChangedSlots..kFidelityS over ranks (and rounds). output_rel_l2 is
+// 0 when no assignment changed (identical routing), null when assignments changed but nothing was sampled.
+Json fidelity_json(const double* f, int num_ranks) {
+    const double changed_slots = f[0], slots = f[1], changed_tokens = f[2], tokens = f[3], diff = f[4], ref = f[5];
+    Json rel = changed_slots == 0 ? Json(0.0) : (ref > 0 ? Json(std::sqrt(diff / ref)) : Json(nullptr));
+    return {{"changed_assignment_fraction", slots > 0 ? changed_slots / slots : 0.0},
+            {"changed_token_fraction", tokens > 0 ? changed_tokens / tokens : 0.0},
+            {"output_rel_l2", rel},
+            {"fidelity_s", f[6] / num_ranks}};
+}
+
 }  // namespace
 
 RunSummary::RunSummary(int num_ranks, int num_layers, int num_experts, double expert_flops_per_token)
@@ -61,11 +72,16 @@ RunSummary::LoadStats RunSummary::load_stats(const CoordinatorReport& report, Js
         std::vector<double> rank_load;
         for (const auto& r : report.ranks) rank_load.push_back(r.rows(l));
         double mom = max_over_mean(load), cv = coefficient_of_variation(load), g = gini(load);
-        double rmom = max_over_mean(rank_load);
+        double rmom = max_over_mean(rank_load), ent = normalized_entropy(load), bal = balancedness(rank_load);
+        double rcv = coefficient_of_variation(rank_load), rg = gini(rank_load);
         s.max_over_mean += mom / num_layers_;
         s.cv += cv / num_layers_;
         s.gini += g / num_layers_;
+        s.entropy += ent / num_layers_;
         s.rank_max_over_mean += rmom / num_layers_;
+        s.rank_cv += rcv / num_layers_;
+        s.rank_gini += rg / num_layers_;
+        s.balancedness += bal / num_layers_;
         (*layers_out).push_back({{"expert_load", Json(std::vector<int64_t>(load.begin(), load.end()))},
                                  {"dropped", report.dropped[l]},
                                  {"assigned", report.assigned[l]},
@@ -73,7 +89,11 @@ RunSummary::LoadStats RunSummary::load_stats(const CoordinatorReport& report, Js
                                  {"cv", cv},
                                  {"gini", g},
                                  {"rank_rows", rank_load},
-                                 {"rank_max_over_mean", rmom}});
+                                 {"rank_max_over_mean", rmom},
+                                 {"entropy", ent},
+                                 {"rank_cv", rcv},
+                                 {"rank_gini", rg},
+                                 {"balancedness", bal}});
     }
     return s;
 }
@@ -120,12 +140,24 @@ Json RunSummary::add_round(const CoordinatorReport& report, int first_step, std:
                         {"expert_s", per_rank(report, RankRecord::kExpert)},
                         {"dispatch_s", per_rank(report, RankRecord::kDispatch)},
                         {"combine_s", per_rank(report, RankRecord::kCombine)}};
-    line["load"] = {{"max_over_mean", stats.max_over_mean}, {"cv", stats.cv}, {"gini", stats.gini},
-                    {"rank_max_over_mean", stats.rank_max_over_mean}};
+    line["load"] = load_json(stats);
+    double fidelity[7];
+    for (int f = 0; f < 7; ++f) {
+        fidelity[f] = 0;
+        for (const auto& r : report.ranks) fidelity[f] += r[static_cast<RankRecord::Field>(RankRecord::kChangedSlots + f)];
+        fidelity_[f] += fidelity[f];
+    }
+    line["fidelity"] = fidelity_json(fidelity, num_ranks_);
     line["layers"] = layers;
     line["energy"] = add_energy(report, seconds);
     line["biases"] = bias_rows;
     return line;
+}
+
+Json RunSummary::load_json(const LoadStats& s) {
+    return {{"max_over_mean", s.max_over_mean}, {"cv", s.cv}, {"gini", s.gini}, {"entropy", s.entropy},
+            {"rank_max_over_mean", s.rank_max_over_mean}, {"rank_cv", s.rank_cv}, {"rank_gini", s.rank_gini},
+            {"balancedness", s.balancedness}};
 }
 
 double RunSummary::seconds_so_far() const { return std::accumulate(step_times_.begin(), step_times_.end(), 0.0); }
@@ -146,7 +178,8 @@ Json RunSummary::summary(const std::string& policy, const std::string& energy_so
     s["expert_gflops"] = expert_seconds_ > 0 ? Json(expert_flops_ / expert_seconds_ / 1e9) : Json(nullptr);
     s["load"] = {{"max_over_mean_first", first_.max_over_mean}, {"max_over_mean_last", last_.max_over_mean},
                  {"cv_last", last_.cv}, {"gini_last", last_.gini},
-                 {"rank_max_over_mean_last", last_.rank_max_over_mean}};
+                 {"rank_max_over_mean_last", last_.rank_max_over_mean}, {"first", load_json(first_)},
+                 {"last", load_json(last_)}};
     s["drop_rate"] = assigned_ > 0 ? static_cast<double>(dropped_) / static_cast<double>(assigned_) : 0.0;
     Json energy = {{"source", energy_source}, {"joules", nullptr}, {"joules_per_token", nullptr},
                    {"avg_power_w", nullptr}, {"per_rank_joules", nullptr}};
@@ -162,7 +195,8 @@ Json RunSummary::summary(const std::string& policy, const std::string& energy_so
     }
     for (auto it = energy_details.begin(); it != energy_details.end(); ++it) energy[it.key()] = it.value();
     s["energy"] = energy;
-    s["routing"] = {{"policy", policy}, {"changed_assignment_fraction", 0.0}};
+    s["routing"] = {{"policy", policy}};
+    s["routing"].update(fidelity_json(fidelity_, num_ranks_));
     return s;
 }
 
@@ -185,7 +219,11 @@ std::string RunSummary::human(const Json& s) const {
     for (int p = 0; p < 5; ++p) os << " " << kPhaseNames[p] << " " << (total > 0 ? 100.0 * phase_[p] / total : 0) << "%";
     os.precision(2);
     os << "\n  imbalance     expert max/mean " << first_.max_over_mean << " (first step) -> " << last_.max_over_mean
-       << " (last), rank max/mean " << last_.rank_max_over_mean << "\n";
+       << " (last), rank max/mean " << first_.rank_max_over_mean << " -> " << last_.rank_max_over_mean << "\n";
+    const Json& routing = s["routing"];
+    os << "  fidelity      changed assignments " << routing["changed_assignment_fraction"].get<double>();
+    if (routing["output_rel_l2"].is_number()) os << ", output rel. L2 " << routing["output_rel_l2"].get<double>();
+    os << "\n";
     os << "  drop rate     " << s["drop_rate"].get<double>() << "\n";
     const Json& e = s["energy"];
     os << "  energy        source " << e["source"].get<std::string>();

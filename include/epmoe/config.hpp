@@ -80,6 +80,9 @@ struct Config {
     double capacity_factor = 0;   // routing.capacity_factor; 0 = dropless
     std::string policy;           // policy.name
     std::string placement;        // placement.name
+    std::string placement_profile;  // placement.profile: an earlier run's results directory; "" = none
+    int placement_replicas = 0;     // placement.replicas: extra copies of the hottest experts (replicated)
+    int fidelity_sample_every = 16; // routing.fidelity_sample_every: output_rel_l2 on global tokens t % N == 0; 0 = off
     EnergyConfig energy;
     int coordinator_every_n_steps = 1;
     int threads_per_rank = 1;

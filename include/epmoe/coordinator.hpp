@@ -15,8 +15,10 @@ namespace epmoe {
 
 // The fixed-size record one rank sends rank 0: kFixed fields, then rows processed per layer.
 struct RankRecord {
+    // kChangedSlots..kFidelityS: the step's FidelityCounts (changed/compared assignments and tokens,
+    // sampled squared output distance and reference norm, fidelity seconds), summed like times.
     enum Field { kTokens, kGate, kDispatch, kExpert, kCombine, kCompute, kExpertFlops, kJoules, kHostJoules, kPowerW,
-                 kTempC, kFixed };
+                 kTempC, kChangedSlots, kSlots, kChangedTokens, kFidelityTokens, kDiffSq, kRefSq, kFidelityS, kFixed };
     std::vector<double> values;  // [kFixed + num_layers]; energy fields are NaN when not measured;
                                  // kHostJoules only on the rank that reads its host
 
@@ -27,6 +29,8 @@ struct RankRecord {
     double rows(int layer) const { return values[kFixed + layer]; }
     // Adds another record's times, tokens, FLOPs and rows; energy adds; power and temperature take the newest.
     void accumulate(const RankRecord& other);
+    // Stores one step's fidelity counts in kChangedSlots..kFidelityS.
+    void set_fidelity(const FidelityCounts& f);
 };
 
 // What rank 0 knows after a coordinator round (other ranks get an empty report).
@@ -53,6 +57,7 @@ private:
     const mpi::Comm& comm_;
     int num_layers_, num_experts_;
     std::unique_ptr<Policy> policy_;
+    int rounds_ = 0;                    // coordinator rounds done
     std::vector<float> biases_;         // [L, E]
     RankRecord pending_;
     std::vector<int64_t> pending_load_; // [L, E] then [L] dropped, then [L] assigned

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "epmoe/dispatch.hpp"
+#include "epmoe/fidelity.hpp"
 #include "epmoe/model.hpp"
 #include "epmoe/mpi.hpp"
 #include "epmoe/placement.hpp"
@@ -20,6 +21,7 @@ struct StepResult {
     double expert_flops = 0;          // FLOPs this rank ran in its experts
     double gate_flops = 0;            // FLOPs of the gate GEMMs
     double bytes_moved = 0;           // alltoallv traffic and expert weights read, bytes
+    FidelityCounts fidelity;          // biased vs unbiased routing; its seconds are not in `times`
 };
 
 class Forward {
@@ -32,6 +34,8 @@ public:
     // Collective over comm.
     StepResult step(const mpi::Comm& comm, std::span<float> h, int64_t first_token, int64_t step_tokens,
                     std::span<const float> biases);
+    // output_rel_l2 sample: global tokens t with t % every == 0 (0 = changed counts only). Default 16.
+    void set_fidelity_sample(int every) { fidelity_.set_sample_every(every); }
 
 private:
     const Model& model_;
@@ -39,6 +43,7 @@ private:
     double capacity_factor_;
     std::vector<float> norm_, logits_, moe_out_;  // [num_tokens, d_model], [num_tokens, E], [num_tokens, d_model]
     DispatchBuffers buffers_;
+    Fidelity fidelity_{16};
 };
 
 }  // namespace epmoe

@@ -1,7 +1,8 @@
-// Which rank owns which expert. The same placement holds for every layer.
+// Which rank holds which expert. The same placement holds for every layer.
 #pragma once
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -11,7 +12,13 @@ class Placement {
 public:
     // contiguous: rank floor(e * P / E) owns expert e (blocks; some ranks own none when P > E).
     // round_robin: rank e mod P owns expert e.
-    static Placement make(const std::string& name, int num_experts, int num_ranks);
+    // balanced: greedy from profile (longest-processing-time first): experts by descending load, each to
+    //   the rank with the least load so far among those holding fewer than ceil(E / P) experts.
+    // replicated: contiguous, then the `replicas` hottest experts by profile each get one extra copy on the
+    //   least-loaded rank not holding it (rank load = sum of load / copies); tokens split among copies.
+    // profile: [num_experts] load per expert (read_load_profile); required by balanced and replicated.
+    static Placement make(const std::string& name, int num_experts, int num_ranks, std::span<const double> profile = {},
+                          int replicas = 0);
 
     // The rank that runs expert e for a token (several when the expert is replicated; the split is by
     // global token index, so it is deterministic and independent of the rank count of the sender).
@@ -19,6 +26,8 @@ public:
     bool owns(int rank, int expert) const;
     // Experts with a copy on rank, ascending.
     std::vector<int> experts_of(int rank) const;
+    // [num_experts] -> ranks holding a copy; the first is the primary.
+    const std::vector<std::vector<int>>& owners() const { return replicas_; }
     int num_experts() const { return static_cast<int>(replicas_.size()); }
     int num_ranks() const { return num_ranks_; }
     const std::string& name() const { return name_; }
@@ -28,5 +37,9 @@ private:
     int num_ranks_ = 1;
     std::vector<std::vector<int>> replicas_;  // [num_experts] -> ranks holding a copy
 };
+
+// The load profile of an earlier run: [num_experts] kept assignments per expert, summed over every layer
+// and line of <dir>/metrics.jsonl. Fails naming the file when it is missing, unreadable or of another shape.
+std::vector<double> read_load_profile(const std::string& dir, int num_experts);
 
 }  // namespace epmoe

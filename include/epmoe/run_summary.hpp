@@ -31,9 +31,13 @@ public:
     double seconds_so_far() const;
 
 private:
+    // Means over MoE layers of each layer's statistic: expert load (max/mean, CV, Gini, normalized
+    // entropy) and rank load in rows run (max/mean, CV, Gini, balancedness = mean/max).
     struct LoadStats {
-        double max_over_mean = 0, cv = 0, gini = 0, rank_max_over_mean = 0;  // means over layers
+        double max_over_mean = 0, cv = 0, gini = 0, entropy = 0;
+        double rank_max_over_mean = 0, rank_cv = 0, rank_gini = 0, balancedness = 0;
     };
+    static Json load_json(const LoadStats& s);
     LoadStats load_stats(const CoordinatorReport& report, Json* layers_out) const;
     Json add_energy(const CoordinatorReport& report, double seconds);
 
@@ -46,6 +50,7 @@ private:
     int64_t dropped_ = 0, assigned_ = 0;
     bool energy_measured_ = true;         // false once any round lacks a rank's joules
     std::vector<double> rank_joules_;    // [num_ranks] summed over rounds
+    double fidelity_[7] = {0, 0, 0, 0, 0, 0, 0};  // RankRecord kChangedSlots..kFidelityS, summed over ranks and rounds
     bool have_first_ = false;
     LoadStats first_, last_;
 };
