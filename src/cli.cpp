@@ -7,6 +7,7 @@
 #include "epmoe/compare.hpp"
 #include "epmoe/error.hpp"
 #include "epmoe/info.hpp"
+#include "epmoe/inspect.hpp"
 #include "epmoe/run.hpp"
 
 namespace po = boost::program_options;
@@ -23,6 +24,7 @@ const char* kUsage =
     "  run     run the MoE forward pass over all ranks and write a results directory\n"
     "  compare run policy/placement pairs on one model and workload; writes compare.csv and compare.md\n"
     "  info    show ranks, hosts, hwloc topology, MPI, BLAS and energy sources\n"
+    "  inspect describe a Hugging Face MoE checkpoint and its weight bytes per rank\n"
     "\n"
     "options:\n"
     "  -h [ --help ]     this help; `epmoe <command> --help` lists a command's options\n"
@@ -156,7 +158,8 @@ int dispatch(const mpi::Comm& world, int argc, char** argv) {
     if (command == "run") return run_command(world, args);
     if (command == "compare") return compare_command(world, args);
     if (command == "info") return info_command(world, args);
-    fail("unknown command '", command, "' (commands: run, info; see epmoe --help)");
+    if (command == "inspect") return inspect_command(world, args);
+    fail("unknown command '", command, "' (commands: run, info, inspect; see epmoe --help)");
 }
 
 }  // namespace epmoe::cli

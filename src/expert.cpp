@@ -28,4 +28,22 @@ void expert_forward(const ExpertWeights& w, int d_model, int d_ff, std::span<con
                 y.data(), d_model);
 }
 
+void dense_forward(const DenseMlp& mlp, int d_model, std::span<const float> x, std::span<float> y,
+                   std::vector<float>& scratch) {
+    expert_forward(mlp.w, d_model, mlp.d_ff, x, y, scratch);
+}
+
+void add_shared_expert(const DenseMlp& mlp, std::span<const float> gate, int d_model, std::span<const float> x,
+                       std::span<float> out, std::vector<float>& y, std::vector<float>& scratch) {
+    EPMOE_ASSERT(gate.size() == static_cast<size_t>(d_model) && out.size() == x.size());
+    y.resize(x.size());
+    dense_forward(mlp, d_model, x, y, scratch);
+    for (size_t row = 0; row < x.size(); row += d_model) {
+        double logit = 0;
+        for (int j = 0; j < d_model; ++j) logit += static_cast<double>(gate[j]) * x[row + j];
+        const float s = static_cast<float>(1.0 / (1.0 + std::exp(-logit)));
+        for (int j = 0; j < d_model; ++j) out[row + j] += s * y[row + j];
+    }
+}
+
 }  // namespace epmoe

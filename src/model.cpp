@@ -20,6 +20,9 @@ uint64_t Model::weight_bytes() const {
     for (const auto& layer : layers) {
         bytes += (layer.gate.size() + layer.norm.size()) * sizeof(float);
         for (const auto& [id, w] : layer.experts) bytes += (w.w13.size() + w.w2.size()) * sizeof(float);
+        for (const auto* mlp : {&layer.dense, &layer.shared_expert})
+            if (*mlp) bytes += ((*mlp)->w.w13.size() + (*mlp)->w.w2.size()) * sizeof(float);
+        bytes += layer.shared_expert_gate.size() * sizeof(float);
     }
     return bytes;
 }

@@ -15,8 +15,8 @@
 #include "epmoe/placement.hpp"
 #include "epmoe/results.hpp"
 #include "epmoe/run.hpp"
+#include "epmoe/run_inputs.hpp"
 #include "epmoe/run_summary.hpp"
-#include "epmoe/synthetic.hpp"
 
 namespace epmoe {
 namespace {
@@ -28,13 +28,6 @@ void check_launch(const mpi::Comm& world) {
     if (ntasks && std::getenv("SLURM_STEP_ID") && std::atoi(ntasks) > 1 && world.size() == 1)
         fail("SLURM_NTASKS=", ntasks, " but MPI started a world of 1 rank: the launcher and the MPI library do not "
              "match (MPICH needs srun --mpi=pmi2, Open MPI srun --mpi=pmix); see launchers/slurm/epmoe.sbatch");
-}
-
-void check_supported(const Config& config) {
-    if (!config.model.path.empty())
-        fail("model.path = \"", config.model.path, "\": loading Hugging Face checkpoints is not implemented yet");
-    if (!config.workload.input.empty())
-        fail("workload.input = \"", config.workload.input, "\": --input is not implemented yet");
 }
 
 // Rank 0's progress line every few seconds on long runs.
@@ -86,15 +79,13 @@ Json energy_details(const Config& config, const HostEnergy& energy) {
 
 Json run_job(const mpi::Comm& world, const Config& config, bool print_summary) {
     const int rank = world.rank(), num_ranks = world.size();
-    mpi::all_or_none(world, [&] {
-        check_launch(world);
-        check_supported(config);
-    });
+    mpi::all_or_none(world, [&] { check_launch(world); });
     openblas_set_num_threads(config.threads_per_rank);
-    const ModelShape shape = ModelShape::from_config(config.model);
+    ModelSource source(world, config);  // synthetic, or a checkpoint's selected layers
+    const ModelShape shape = source.shape();
     const Placement placement = run_placement(world, config, shape.num_experts);
-    const Model model = make_synthetic_model(shape, config.seed, [&](int, int e) { return placement.owns(rank, e); });
-    const SyntheticWorkload workload(config.workload, shape.d_model, config.seed);
+    const Model model = source.load(world, [&](int e) { return placement.owns(rank, e); });
+    const TokenSource workload(world, config, shape.d_model);  // synthetic, or --input's rows
     HostEnergy energy(world, config.energy);
     if (rank == 0 && !config.output.quiet)
         std::fprintf(stderr, "epmoe: energy source %s: %s\n", energy.source().c_str(), energy.reason().c_str());
@@ -107,8 +98,8 @@ Json run_job(const mpi::Comm& world, const Config& config, bool print_summary) {
         writer = std::make_unique<ResultsWriter>(dir);
     });
 
-    const int64_t tokens = config.workload.tokens_per_rank, first_token = rank * tokens;
-    const int64_t step_tokens = tokens * num_ranks;
+    const int64_t tokens = workload.num_tokens(), first_token = workload.first_token();
+    const int64_t step_tokens = workload.step_tokens();
     Forward forward(model, placement, config.capacity_factor);
     forward.set_fidelity_sample(config.fidelity_sample_every);
     Coordinator coordinator(world, shape.num_layers, shape.num_experts, 
@@ -122,7 +113,7 @@ Json run_job(const mpi::Comm& world, const Config& config, bool print_summary) {
 
     const int steps = config.workload.steps;
     for (int step = 0; step < steps; ++step) {
-        workload.fill(step, first_token, tokens, h);
+        workload.fill(step, h);
         double t0 = mpi::wtime();
         StepResult result = forward.step(world, h, first_token, step_tokens, coordinator.biases());
         double compute_s = mpi::wtime() - t0 - result.fidelity.seconds;  // fidelity work is timed apart
@@ -146,11 +137,12 @@ Json run_job(const mpi::Comm& world, const Config& config, bool print_summary) {
     }
 
     Json out;
+    const Json memory = source.memory(world, model);
     mpi::all_or_none(world, [&] {
         if (rank != 0) return;
         Json s = summary.summary(config.policy, energy.source(), energy_details(config, energy));
-        s["model"] = {{"num_layers", shape.num_layers}, {"d_model", shape.d_model}, {"d_ff", shape.d_ff},
-                      {"num_experts", shape.num_experts}, {"top_k", shape.top_k}, {"source", "synthetic"}};
+        s["model"] = source.describe();
+        s["memory"] = memory;
         s["placement"] = placement.name();
         s["capacity_factor"] = config.capacity_factor;
         writer->finish(config.json, s);

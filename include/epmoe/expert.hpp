@@ -14,4 +14,13 @@ namespace epmoe {
 void expert_forward(const ExpertWeights& w, int d_model, int d_ff, std::span<const float> x, std::span<float> y,
                     std::vector<float>& scratch);
 
+// A whole-on-every-rank MLP (dense layer or shared expert): y = mlp(x). x, y: [num_tokens, d_model].
+void dense_forward(const DenseMlp& mlp, int d_model, std::span<const float> x, std::span<float> y,
+                   std::vector<float>& scratch);
+
+// Qwen2-MoE's shared expert: out[t] += sigmoid(gate · x[t]) * mlp(x[t]). gate: [d_model];
+// x, out: [num_tokens, d_model]; y is resized to [num_tokens, d_model].
+void add_shared_expert(const DenseMlp& mlp, std::span<const float> gate, int d_model, std::span<const float> x,
+                       std::span<float> out, std::vector<float>& y, std::vector<float>& scratch);
+
 }  // namespace epmoe

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <vector>
 
 #include "epmoe/config.hpp"
@@ -32,10 +33,19 @@ struct ExpertWeights {
     std::vector<float> w2;   // [d_model, d_ff] (down_proj)
 };
 
+// A SwiGLU MLP every rank holds whole: a dense layer's `mlp`, or Qwen2-MoE's shared expert.
+struct DenseMlp {
+    int d_ff = 0;         // its intermediate size
+    ExpertWeights w;      // w13 [2 * d_ff, d_model], w2 [d_model, d_ff]
+};
+
 struct MoeLayer {
-    std::vector<float> gate;              // [num_experts, d_model]
+    std::vector<float> gate;              // [num_experts, d_model]; empty for a dense layer
     std::vector<float> norm;              // [d_model] RMSNorm weight g
     std::map<int, ExpertWeights> experts;  // owned experts only, by global expert id
+    std::optional<DenseMlp> dense;        // set: a dense layer (no gate, no dispatch) running this MLP
+    std::optional<DenseMlp> shared_expert;  // Qwen2-MoE: added as sigmoid(shared_expert_gate · x) * mlp(x)
+    std::vector<float> shared_expert_gate;  // [d_model] when shared_expert is set
 };
 
 struct Model {

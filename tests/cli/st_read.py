@@ -1,7 +1,8 @@
 """Reads a safetensors file with the standard library only (struct + json), for the CLI tests.
 
 Usage from a test: python3 st_read.py compare A B  -> exits 1 if hidden_states differ by more than 1e-5
-relative per row or any topk_ids differ; prints the worst relative difference."""
+relative per row, any topk_ids differ or any topk_weights differ by more than 1e-5; prints the worst
+differences. Tensors are F32 or I32."""
 import json
 import math
 import struct
@@ -39,8 +40,10 @@ def compare(a_path, b_path):
         norm = sum(hb[r * cols + j] ** 2 for j in range(cols))
         worst = max(worst, math.sqrt(diff) / max(math.sqrt(norm), 1e-30))
     ids_equal = all(a[n][1] == b[n][1] for n in a if n.startswith("topk_ids."))
-    print(f"worst row rel L2 {worst:.3g}, topk ids {'equal' if ids_equal else 'DIFFER'}")
-    return 0 if worst <= 1e-5 and ids_equal else 1
+    weights = [abs(x - y) for n in a if n.startswith("topk_weights.") for x, y in zip(a[n][1], b[n][1])]
+    worst_w = max(weights, default=0.0)
+    print(f"worst row rel L2 {worst:.3g}, topk ids {'equal' if ids_equal else 'DIFFER'}, worst weight diff {worst_w:.3g}")
+    return 0 if worst <= 1e-5 and ids_equal and worst_w <= 1e-5 else 1
 
 
 if __name__ == "__main__":
