@@ -175,8 +175,8 @@ void Checkpoint::check_tensors() const {
         if (!is_float_dtype(t->dtype))
             fail(file->path(), ": tensor ", want.name, " has dtype ", t->dtype, "; expected F32, BF16 or F16");
         if (t->shape != want.shape)
-            fail(file->path(), ": tensor ", want.name, " has shape ", shape_text(t->shape), " but ", info_.config_path,
-                 " gives ", shape_text(want.shape));
+            fail(file->path(), ": tensor ", want.name, " has shape ", shape_text(t->shape), ", expected ",
+                 shape_text(want.shape), " from ", info_.config_path);
     }
 }
 

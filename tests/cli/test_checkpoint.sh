@@ -75,11 +75,21 @@ expect_exit 0 "${mpiexec[@]}" -np 2 "$EPMOE" run "${common[@]}" --model "$fixtur
     --input "$fixtures/mixtral_sharded/input.safetensors" --out "$cli_tmp/sub" --dump-output "$cli_tmp/sub.safetensors"
 compare "$cli_tmp/sub.safetensors" "$fixtures/mixtral_sharded/expected_layers_1-2.safetensors" "--layers 1-2"
 
-# 3. A checkpoint with the synthetic workload runs too (d_model from config.json).
+# 3. One .safetensors file with no config.json beside it: sizes from the model.* keys, family from the names.
+mkdir -p "$cli_tmp/lone" && cp "$fixtures/mixtral_tied/model.safetensors" "$cli_tmp/lone/tied.safetensors"
+expect_exit 0 "${mpiexec[@]}" -np 2 "$EPMOE" run "${common[@]}" --model "$cli_tmp/lone/tied.safetensors" \
+    --set model.d_model=16 --set model.d_ff=16 --set model.num_experts=4 --set model.top_k=2 \
+    --set model.rms_norm_eps=1e-5 --input "$fixtures/mixtral_tied/input.safetensors" --out "$cli_tmp/lone/out" \
+    --dump-output "$cli_tmp/lone.safetensors"
+compare "$cli_tmp/lone.safetensors" "$fixtures/mixtral_tied/expected.safetensors" "lone .safetensors with model.* keys"
+expect_exit 2 "$EPMOE" run "${common[@]}" --model "$cli_tmp/lone/tied.safetensors" --out "$cli_tmp/lone/bad"
+expect_stderr_has "tied.safetensors: tensor model.layers.0.post_attention_layernorm.weight has shape [16], expected [512] from the model.* config keys"
+
+# 4. A checkpoint with the synthetic workload runs too (d_model from config.json).
 expect_exit 0 "${mpiexec[@]}" -np 2 "$EPMOE" run "${common[@]}" --model "$fixtures/olmoe_bf16" --tokens-per-rank 5 \
     --out "$cli_tmp/synthetic_tokens"
 
-# 4. inspect: text and JSON, per-rank bytes for --ranks 3 equal to what the runs above read.
+# 5. inspect: text and JSON, per-rank bytes for --ranks 3 equal to what the runs above read.
 expect_exit 0 "$EPMOE" inspect "$fixtures/qwen2_moe_shared" --ranks 3
 expect_stdout_has "family          qwen2_moe"
 expect_stdout_has "layers          3: 0 moe+shared 1 dense 2 moe+shared"

@@ -55,7 +55,7 @@ bad "$d/config.json: not valid JSON" --model "$d"
 
 # A shape disagreeing with config.json; a missing tensor (index and single file); a non-float dtype.
 d=$(copy mixtral_tied shape); edit_json "$d/config.json" "j['intermediate_size'] = 12"
-bad "$d/model.safetensors: tensor $mix.experts.0.w1.weight has shape [16, 16] but $d/config.json gives [12, 16]" \
+bad "$d/model.safetensors: tensor $mix.experts.0.w1.weight has shape [16, 16], expected [12, 16] from $d/config.json" \
     --model "$d"
 d=$(copy mixtral_sharded index_missing)
 edit_json "$d/model.safetensors.index.json" "del j['weight_map']['model.layers.2.block_sparse_moe.experts.3.w2.weight']"
