@@ -152,7 +152,7 @@ check_fails bad-key-mpirun "model.bogus_key"
 check_fails mpich-under-pmix "world of 1 rank"
 if [ -e "$scratch/singletons/summary.json" ]; then fail "mpich-under-pmix left a summary.json"; fi
 
-# A job still running when the controller dies (killed here, by the PID cluster.sh recorded): scancel
+# A job still running when the controller dies (KILLed here, by the PID cluster.sh recorded): scancel
 # cannot reach it, so stop must find the job's step daemons and tasks itself, and leave nothing.
 submit still-running 2 -- --wrap "srun sleep 300"
 deadline=$((SECONDS + job_timeout))
@@ -163,7 +163,7 @@ state=$(field "$(scontrol show job -o "${jobs[still-running]}")" JobState)
 if [ "$state" = RUNNING ]; then pass "still-running (job ${jobs[still-running]}): RUNNING, left so for the stop"
 else fail "still-running (job ${jobs[still-running]}): $state, expected RUNNING"; fi
 sleep 1 # let srun start the tasks
-kill "$(awk '$2 == "slurmctld" { print $1 }' "$cluster/pids")"
+kill -KILL "$(awk '$2 == "slurmctld" { print $1 }' "$cluster/pids")" # a crash: no shutdown
 stop_s=$SECONDS
 "$here/cluster.sh" stop "$cluster"
 stopped=1
