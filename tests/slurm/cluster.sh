@@ -3,7 +3,8 @@
 # socket), slurmctld and slurmd, on free ports, with every state, spool, pid and log file in DIR.
 #   tests/slurm/cluster.sh start DIR   # starts the daemons, waits until the node is idle
 #   export SLURM_CONF=DIR/slurm.conf   # what clients (sbatch, scontrol, srun) need
-#   tests/slurm/cluster.sh stop DIR    # cancels the jobs, stops exactly the processes start began
+#   tests/slurm/cluster.sh stop DIR    # cancels the jobs, stops the daemons start began (by PID), then
+#                                      # whatever is left of this cluster's jobs (step daemons, tasks)
 #   tests/slurm/cluster.sh procs DIR   # lists the cluster's live processes (daemons, step daemons, jobs)
 # Needs root (slurmd runs jobs as their user) and Debian's slurmctld, slurmd, slurm-client and munge.
 # Nothing depends on name resolution: the controller and the node are 127.0.0.1.
