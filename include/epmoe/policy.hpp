@@ -24,6 +24,17 @@ struct StepObservation {
     std::vector<double> rank_rows;      // [num_ranks] expert rows run, summed over layers (empty = unknown)
     std::vector<double> rank_power_w;   // [num_ranks] host power seen by the rank, W (NaN = not measured)
     std::vector<double> rank_temp_c;    // [num_ranks] host temperature seen by the rank, deg C (NaN = not measured)
+
+    // Layer l's loads: [num_experts].
+    std::span<const int64_t> layer_load(int l) const {
+        return std::span<const int64_t>(expert_load).subspan(static_cast<size_t>(l) * num_experts, num_experts);
+    }
+    // Mean load over layer l's experts.
+    double mean_load(int l) const {
+        double sum = 0;
+        for (int64_t x : layer_load(l)) sum += static_cast<double>(x);
+        return sum / num_experts;
+    }
 };
 
 // What a policy knows about the job when it is built.

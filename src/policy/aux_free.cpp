@@ -19,9 +19,8 @@ public:
     void update(const StepObservation& obs, std::span<float> biases) override {
         const int num_experts = obs.num_experts;
         for (int l = 0; l < obs.num_layers; ++l) {
-            const int64_t* load = &obs.expert_load[static_cast<size_t>(l) * num_experts];
-            double mean = 0;
-            for (int e = 0; e < num_experts; ++e) mean += static_cast<double>(load[e]) / num_experts;
+            std::span<const int64_t> load = obs.layer_load(l);
+            const double mean = obs.mean_load(l);
             for (int e = 0; e < num_experts; ++e) {
                 double gap = mean - static_cast<double>(load[e]);
                 double sign = gap > 0 ? 1.0 : (gap < 0 ? -1.0 : 0.0);

@@ -17,10 +17,10 @@ public:
         const int num_experts = obs.num_experts;
         for (int l = 0; l < obs.num_layers; ++l) {
             const size_t row = static_cast<size_t>(l) * num_experts;
-            double mean = 0;
-            for (int e = 0; e < num_experts; ++e) mean += static_cast<double>(obs.expert_load[row + e]) / num_experts;
+            std::span<const int64_t> load = obs.layer_load(l);
+            const double mean = obs.mean_load(l);
             for (int e = 0; e < num_experts; ++e) {
-                double b = mean > 0 ? -strength_ * (static_cast<double>(obs.expert_load[row + e]) / mean - 1) : 0.0;
+                double b = mean > 0 ? -strength_ * (static_cast<double>(load[e]) / mean - 1) : 0.0;
                 biases[row + e] = static_cast<float>(std::clamp(b, -strength_, strength_));
             }
         }

@@ -18,11 +18,10 @@ public:
         const int num_experts = obs.num_experts;
         for (int l = 0; l < obs.num_layers; ++l) {
             const size_t row = static_cast<size_t>(l) * num_experts;
-            double mean = 0;
-            for (int e = 0; e < num_experts; ++e) mean += static_cast<double>(obs.expert_load[row + e]) / num_experts;
+            std::span<const int64_t> load = obs.layer_load(l);
+            const double mean = obs.mean_load(l);
             for (int e = 0; e < num_experts; ++e)
-                biases[row + e] =
-                    static_cast<float>(-t_ * std::log((static_cast<double>(obs.expert_load[row + e]) + 1) / (mean + 1)));
+                biases[row + e] = static_cast<float>(-t_ * std::log((static_cast<double>(load[e]) + 1) / (mean + 1)));
         }
     }
 
