@@ -110,6 +110,7 @@ Json run_job(const mpi::Comm& world, const Config& config, bool print_summary) {
     std::vector<double> pending_times;  // rank 0's wall time of the steps since the last coordinator round
     std::vector<float> step_biases(coordinator.biases().begin(), coordinator.biases().end());
     int first_pending = 0;
+    double pending_energy_s = 0;  // energy exchanges since the last coordinator round, s
 
     const int steps = config.workload.steps;
     for (int step = 0; step < steps; ++step) {
@@ -119,10 +120,14 @@ Json run_job(const mpi::Comm& world, const Config& config, bool print_summary) {
         double compute_s = mpi::wtime() - t0 - result.fidelity.seconds;  // fidelity work is timed apart
         WorkCounters work{result.expert_flops + result.gate_flops, result.bytes_moved,
                           compute_s * config.threads_per_rank};
+        double energy_t0 = mpi::wtime();  // the energy exchange is the coordinator's work: timed with it
         StepEnergy step_energy = energy.step(result.times.gate + result.times.expert, work);
+        pending_energy_s += mpi::wtime() - energy_t0;
         coordinator.record(make_record(result, shape.num_layers, tokens, compute_s, step_energy), result);
         if (step + 1 == steps || (step + 1) % config.coordinator_every_n_steps == 0) {
             CoordinatorReport report = coordinator.round(step);
+            report.seconds += pending_energy_s;
+            pending_energy_s = 0;
             pending_times.push_back(mpi::wtime() - t0 - result.fidelity.seconds);
             if (rank == 0) writer->append_step(summary.add_round(report, first_pending, pending_times, step_biases));
             pending_times.clear();
@@ -136,8 +141,8 @@ Json run_job(const mpi::Comm& world, const Config& config, bool print_summary) {
             dump_output(world, config.output.dump, shape, h, result.routing);
     }
 
-    Json out;
     const Json memory = source.memory(world, model);
+    Json out;
     mpi::all_or_none(world, [&] {
         if (rank != 0) return;
         Json s = summary.summary(config.policy, energy.source(), energy_details(config, energy));
