@@ -159,7 +159,7 @@ int dispatch(const mpi::Comm& world, int argc, char** argv) {
     if (command == "compare") return compare_command(world, args);
     if (command == "info") return info_command(world, args);
     if (command == "inspect") return inspect_command(world, args);
-    fail("unknown command '", command, "' (commands: run, info, inspect; see epmoe --help)");
+    fail("unknown command '", command, "' (commands: run, compare, info, inspect; see epmoe --help)");
 }
 
 }  // namespace epmoe::cli

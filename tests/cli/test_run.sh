@@ -10,6 +10,14 @@ source "$here/lib.sh"
 read -r -a mpiexec <<<"$MPIEXEC"
 small=(--set model.d_model=48 --set model.d_ff=80 --set model.num_layers=2 -q)
 
+# 0. The command word: --help and --version exit 0; an unknown command exits 2 naming it.
+expect_exit 0 "$EPMOE" --help
+expect_stdout_has "compare"
+expect_exit 0 "$EPMOE" --version
+expect_stdout_has "epmoe "
+expect_exit 2 "${mpiexec[@]}" -np 2 "$EPMOE" rnu
+expect_stderr_has "epmoe: error: unknown command 'rnu' (commands: run, compare, info, inspect"
+
 # 1. The results directory: every summary key with its type, one metrics line per step, no temp files.
 expect_exit 0 "${mpiexec[@]}" -np 2 "$EPMOE" run "${small[@]}" --steps 3 --tokens-per-rank 16 --out "$cli_tmp/r1"
 expect_stdout_has "results: $cli_tmp/r1"
