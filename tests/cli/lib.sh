@@ -47,6 +47,13 @@ expect_stdout_has() { if grep -qF -- "$1" "$out_file"; then pass "  stdout has '
 expect_stderr_has() { if grep -qF -- "$1" "$err_file"; then pass "  stderr has '$1'"; else fail_check "stderr lacks '$1'"; fi; }
 expect_stdout_lacks() { if grep -qF -- "$1" "$out_file"; then fail_check "stdout has '$1'"; else pass "  stdout lacks '$1'"; fi; }
 
+# expect_one_error_line: the last command's stderr has exactly one "epmoe: error:" line (rank 0's only).
+expect_one_error_line() {
+    local n
+    n=$(grep -c "^epmoe: error:" "$err_file")
+    if [ "$n" -eq 1 ]; then pass "  one error line"; else fail_check "$n error lines, expected 1"; fi
+}
+
 # Prints the totals as the last line and exits non-zero if any check failed.
 finish() {
     echo "$cli_passed passed, $cli_failed failed"

@@ -85,9 +85,7 @@ bad() {  # bad TEXT ARGS...: epmoe run ARGS at 3 ranks exits 2 with one error li
     shift
     expect_exit 2 "${mpiexec[@]}" -np 3 "$EPMOE" run -q --out "$cli_tmp/bad" "$@"
     expect_stderr_has "$text"
-    local n
-    n=$(grep -c "^epmoe: error:" "$err_file")
-    if [ "$n" -eq 1 ]; then pass "  one error line"; else fail_check "$n error lines, expected 1"; fi
+    expect_one_error_line
 }
 bad "model.top_k = 9" --set model.top_k=9
 bad "unknown config key 'model.nope'" --set model.nope=1

@@ -12,6 +12,7 @@
 namespace epmoe {
 namespace {
 
+using test::fixture_energy_config;
 using test::SysfsCopy;
 
 // A copy of a fixture tree made by world rank 0 (the host's reader), its root known to every rank.
@@ -23,12 +24,7 @@ struct SharedTree {
         root = mpi::allgather_strings(world, copy ? copy->root() : "")[0];
     }
     EnergyConfig config(const std::string& source, double sample_hz = 0) const {
-        EnergyConfig c;
-        c.source = source;
-        c.sysfs_root = root;
-        c.sample_hz = sample_hz;
-        c.estimate = {30.0, 150.0, 3.0};
-        return c;
+        return fixture_energy_config(root, source, sample_hz);
     }
 };
 

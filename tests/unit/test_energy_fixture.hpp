@@ -16,6 +16,17 @@
 
 namespace epmoe::test {
 
+// An EnergyConfig reading the tree at root with the default estimate coefficients; sample_hz 0 = no
+// sampler thread.
+inline EnergyConfig fixture_energy_config(const std::string& root, const std::string& source, double sample_hz) {
+    EnergyConfig c;
+    c.source = source;
+    c.sysfs_root = root;
+    c.sample_hz = sample_hz;
+    c.estimate = {30.0, 150.0, 3.0};
+    return c;
+}
+
 class SysfsCopy {
 public:
     explicit SysfsCopy(const std::string& name) {
@@ -68,12 +79,7 @@ public:
 
     // An EnergyConfig reading this tree; sample_hz 0 = no sampler thread.
     EnergyConfig config(const std::string& source, double sample_hz = 0) const {
-        EnergyConfig c;
-        c.source = source;
-        c.sysfs_root = root_;
-        c.sample_hz = sample_hz;
-        c.estimate = {30.0, 150.0, 3.0};
-        return c;
+        return fixture_energy_config(root_, source, sample_hz);
     }
 
 private:
