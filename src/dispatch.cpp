@@ -54,7 +54,7 @@ std::vector<int> pack(const Placement& placement, const Routing& routing, std::s
 
 // Runs every local expert over the rows it received from all ranks; results go to buf.ret in the
 // layout of buf.recv. recv_counts: [P, E] rows from each source rank, by expert.
-int64_t run_experts(const MoeLayer& layer, const ModelShape& shape, const std::vector<int>& recv_counts,
+int64_t run_experts(const MoeLayer& layer, const MlpKernel& kernel, const ModelShape& shape, const std::vector<int>& recv_counts,
                     DispatchBuffers& buf) {
     const int num_experts = shape.num_experts, d = shape.d_model;
     const size_t num_ranks = recv_counts.size() / num_experts;
@@ -80,7 +80,7 @@ int64_t run_experts(const MoeLayer& layer, const ModelShape& shape, const std::v
             std::memcpy(&buf.expert_in[row * d], &buf.recv[start[b] * d], bytes);
             row += recv_counts[b];
         }
-        expert_forward(it->second, d, shape.d_ff, buf.expert_in, buf.expert_out, buf.scratch);
+        expert_forward(kernel, it->second, d, shape.d_ff, buf.expert_in, buf.expert_out, buf.scratch);
         row = 0;
         for (size_t s = 0; s < num_ranks; ++s) {
             size_t b = s * num_experts + e, bytes = sizeof(float) * recv_counts[b] * d;
@@ -106,7 +106,7 @@ void apply_capacity(std::span<const int32_t> expert_ids, int num_experts, std::s
     for (size_t a = 0; a < expert_ids.size(); ++a) kept[a] = position[expert_ids[a]]++ < capacity ? 1 : 0;
 }
 
-LayerResult moe_layer_forward(const mpi::Comm& comm, const MoeLayer& layer, const ModelShape& shape,
+LayerResult moe_layer_forward(const mpi::Comm& comm, const MoeLayer& layer, const MlpKernel& kernel, const ModelShape& shape,
                               const Placement& placement, std::span<const float> x_norm, const Routing& routing,
                               int64_t first_token, int64_t step_tokens, double capacity_factor, std::span<float> out,
                               LayerTimes& times, DispatchBuffers& buf) {
@@ -135,7 +135,7 @@ LayerResult moe_layer_forward(const mpi::Comm& comm, const MoeLayer& layer, cons
     mpi::alltoallv_known<float>(comm, buf.send, send_elems, buf.recv, recv_elems);
     double t1 = mpi::wtime();
 
-    result.rows_processed = run_experts(layer, shape, recv_counts, buf);
+    result.rows_processed = run_experts(layer, kernel, shape, recv_counts, buf);
     const double weight_bytes = 3.0 * d * shape.d_ff * sizeof(float);
     for (int e = 0; e < num_experts; ++e) {
         bool ran = false;

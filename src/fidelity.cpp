@@ -19,7 +19,7 @@ void count_changed(const Routing& biased, const Routing& unbiased, FidelityCount
     counts.tokens += static_cast<double>(n);
 }
 
-void Fidelity::measure(const mpi::Comm& comm, const MoeLayer& layer, const ModelShape& shape,
+void Fidelity::measure(const mpi::Comm& comm, const MoeLayer& layer, const MlpKernel& kernel, const ModelShape& shape,
                        const Placement& placement, std::span<const float> x_norm, std::span<const float> logits,
                        std::span<const float> bias, const Routing& biased, std::span<const float> biased_out,
                        int64_t first_token, FidelityCounts& counts) {
@@ -48,7 +48,7 @@ void Fidelity::measure(const mpi::Comm& comm, const MoeLayer& layer, const Model
             sample.weights.insert(sample.weights.end(), &unbiased.weights[rows[j] * k], &unbiased.weights[rows[j] * k] + k);
         }
         LayerTimes ignored;  // fidelity time is reported apart, never in the phase breakdown
-        moe_layer_forward(comm, layer, shape, placement, x_, sample, first_token, 0, 0.0, out_, ignored, buf_);
+        moe_layer_forward(comm, layer, kernel, shape, placement, x_, sample, first_token, 0, 0.0, out_, ignored, buf_);
         for (size_t j = 0; j < rows.size(); ++j)
             for (int i = 0; i < d; ++i) {
                 const double y = biased_out[rows[j] * d + i], ref = out_[j * d + i];

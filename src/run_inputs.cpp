@@ -21,9 +21,11 @@ ModelSource::ModelSource(const mpi::Comm& comm, const Config& config) : config_(
 ModelSource::~ModelSource() = default;
 
 Model ModelSource::load(const mpi::Comm& comm, const std::function<bool(int)>& owns) {
-    if (!checkpoint_) return make_synthetic_model(shape_, config_.seed, [&](int, int e) { return owns(e); });
+    std::shared_ptr<const MlpKernel> kernel;
+    mpi::all_or_none(comm, [&] { kernel = make_mlp_kernel(config_.compute.backend, config_.compute.dtype); });
+    if (!checkpoint_) return make_synthetic_model(shape_, config_.seed, [&](int, int e) { return owns(e); }, kernel);
     Model model;
-    mpi::all_or_none(comm, [&] { model = checkpoint_->load(first_layer_, last_layer_, owns); });
+    mpi::all_or_none(comm, [&] { model = checkpoint_->load(first_layer_, last_layer_, owns, kernel); });
     return model;
 }
 

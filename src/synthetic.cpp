@@ -44,7 +44,8 @@ float hash_uniform(uint64_t seed, uint64_t a, uint64_t b, uint64_t c) {
     return static_cast<float>(h >> 40) * (1.0f / 16777216.0f);
 }
 
-Model make_synthetic_model(const ModelShape& shape, uint64_t seed, const std::function<bool(int, int)>& owns) {
+Model make_synthetic_model(const ModelShape& shape, uint64_t seed, const std::function<bool(int, int)>& owns,
+                           std::shared_ptr<const MlpKernel> kernel) {
     const size_t d = shape.d_model, f = shape.d_ff;
     // Scales: gate logits of standard deviation ~2 on unit-RMS input (sharp but not degenerate routing);
     // expert weights of variance 1/fan_in, with the output layer damped so the residual stream stays O(1).
@@ -53,6 +54,7 @@ Model make_synthetic_model(const ModelShape& shape, uint64_t seed, const std::fu
     const float out_scale = 0.5f * std::sqrt(3.0f / shape.d_ff);
     Model model;
     model.shape = shape;
+    model.kernel = std::move(kernel);
     model.layers.resize(shape.num_layers);
     for (int l = 0; l < shape.num_layers; ++l) {
         MoeLayer& layer = model.layers[l];
@@ -67,6 +69,7 @@ Model make_synthetic_model(const ModelShape& shape, uint64_t seed, const std::fu
             w.w13 = std::move(w1);
             w.w13.insert(w.w13.end(), w3.begin(), w3.end());
             fill_uniform(w.w2, d * f, seed, tensor_id(l, kW2, e), out_scale);
+            model.kernel->prepare(w, shape.d_model, shape.d_ff);
         }
     }
     return model;

@@ -63,8 +63,10 @@ public:
     uint64_t bytes_converted() const;
 
     // Builds the model of layers [first, last]: every layer's norm, gate, shared expert and dense MLP,
-    // and the experts e with owns(e) true. Reads (converts) only those tensors.
-    Model load(int first, int last, const std::function<bool(int)>& owns) const;
+    // and the experts e with owns(e) true. Reads (converts) only those tensors; hands each MLP to
+    // kernel.prepare as soon as it is read, and the model keeps the kernel.
+    Model load(int first, int last, const std::function<bool(int)>& owns,
+               std::shared_ptr<const MlpKernel> kernel = default_mlp_kernel()) const;
 
     // Source bytes that load(first, last, owns) reads: the shard a rank maps and converts.
     uint64_t shard_bytes(int first, int last, const std::function<bool(int)>& owns) const;

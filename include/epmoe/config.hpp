@@ -72,6 +72,12 @@ struct OutputConfig {
     double progress_interval_s = 5;
 };
 
+// compute.*: the GEMM backend and precision of the experts (compute.hpp).
+struct ComputeConfig {
+    std::string backend;  // openblas | onednn
+    std::string dtype;    // fp32 | bf16 (weights; activations and accumulation stay FP32)
+};
+
 // The validated configuration. Construct with Config::from_json.
 struct Config {
     uint64_t seed = 0;
@@ -86,6 +92,7 @@ struct Config {
     EnergyConfig energy;
     int coordinator_every_n_steps = 1;
     int threads_per_rank = 1;
+    ComputeConfig compute;
     OutputConfig output;
     Json json;                    // the full effective config, as written to config.json
 

@@ -6,6 +6,7 @@
 #include <span>
 #include <vector>
 
+#include "epmoe/compute.hpp"
 #include "epmoe/model.hpp"
 #include "epmoe/mpi.hpp"
 #include "epmoe/placement.hpp"
@@ -38,11 +39,11 @@ struct DispatchBuffers {
     std::vector<int64_t> slot_row;             // [num_tokens, top_k] row in send, or -1 if dropped
 };
 
-// Runs the expert part of one layer. Collective over comm.
+// Runs the expert part of one layer, the experts through kernel. Collective over comm.
 // x_norm: [num_tokens, d_model], the normalised input of this rank's tokens, whose routing is given;
 // first_token: global index of row 0; step_tokens: tokens of the step over all ranks (for capacity);
 // capacity_factor: 0 = dropless. out: [num_tokens, d_model], receives sum_i weight_i * expert_i(x).
-LayerResult moe_layer_forward(const mpi::Comm& comm, const MoeLayer& layer, const ModelShape& shape,
+LayerResult moe_layer_forward(const mpi::Comm& comm, const MoeLayer& layer, const MlpKernel& kernel, const ModelShape& shape,
                               const Placement& placement, std::span<const float> x_norm, const Routing& routing,
                               int64_t first_token, int64_t step_tokens, double capacity_factor, std::span<float> out,
                               LayerTimes& times, DispatchBuffers& buf);

@@ -1,26 +1,27 @@
-// SwiGLU experts on OpenBLAS: one fused W1|W3 GEMM, SiLU-multiply in one pass, one W2 GEMM.
-// Pure compute; no MPI.
+// SwiGLU MLPs run through a model's MlpKernel (compute.hpp): routed experts, dense layers, shared
+// experts. Pure compute; no MPI.
 #pragma once
 
 #include <span>
 #include <vector>
 
+#include "epmoe/compute.hpp"
 #include "epmoe/model.hpp"
 
 namespace epmoe {
 
 // y = W2 · (silu(W1 · x) ⊙ (W3 · x)) for every row of x.
-// x: [num_tokens, d_model]; y: [num_tokens, d_model]; scratch is resized to [num_tokens, 2 * d_ff].
-void expert_forward(const ExpertWeights& w, int d_model, int d_ff, std::span<const float> x, std::span<float> y,
+// x: [num_tokens, d_model]; y: [num_tokens, d_model]; scratch is reused and may be resized.
+void expert_forward(const MlpKernel& kernel, const ExpertWeights& w, int d_model, int d_ff, std::span<const float> x, std::span<float> y,
                     std::vector<float>& scratch);
 
 // A whole-on-every-rank MLP (dense layer or shared expert): y = mlp(x). x, y: [num_tokens, d_model].
-void dense_forward(const DenseMlp& mlp, int d_model, std::span<const float> x, std::span<float> y,
+void dense_forward(const MlpKernel& kernel, const DenseMlp& mlp, int d_model, std::span<const float> x, std::span<float> y,
                    std::vector<float>& scratch);
 
 // Qwen2-MoE's shared expert: out[t] += sigmoid(gate · x[t]) * mlp(x[t]). gate: [d_model];
 // x, out: [num_tokens, d_model]; y is resized to [num_tokens, d_model].
-void add_shared_expert(const DenseMlp& mlp, std::span<const float> gate, int d_model, std::span<const float> x,
+void add_shared_expert(const MlpKernel& kernel, const DenseMlp& mlp, std::span<const float> gate, int d_model, std::span<const float> x,
                        std::span<float> out, std::vector<float>& y, std::vector<float>& scratch);
 
 }  // namespace epmoe

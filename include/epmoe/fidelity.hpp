@@ -40,7 +40,7 @@ public:
     // One layer, after its biased forward. Collective over comm when bias is non-zero (the same on every
     // rank). x_norm: [num_tokens, d_model] the layer's input; logits: [num_tokens, num_experts];
     // bias: [num_experts] (empty = none); biased_out: [num_tokens, d_model] the layer's routed output.
-    void measure(const mpi::Comm& comm, const MoeLayer& layer, const ModelShape& shape, const Placement& placement,
+    void measure(const mpi::Comm& comm, const MoeLayer& layer, const MlpKernel& kernel, const ModelShape& shape, const Placement& placement,
                  std::span<const float> x_norm, std::span<const float> logits, std::span<const float> bias,
                  const Routing& biased, std::span<const float> biased_out, int64_t first_token,
                  FidelityCounts& counts);

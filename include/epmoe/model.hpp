@@ -4,9 +4,11 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <vector>
 
+#include "epmoe/compute.hpp"
 #include "epmoe/config.hpp"
 
 namespace epmoe {
@@ -31,6 +33,10 @@ struct ModelShape {
 struct ExpertWeights {
     std::vector<float> w13;  // [2 * d_ff, d_model]: rows [0, d_ff) are W1 (gate_proj), [d_ff, 2 d_ff) W3 (up_proj)
     std::vector<float> w2;   // [d_model, d_ff] (down_proj)
+    // The kernel's own form of the weights (e.g. BF16, or reordered for its GEMM), set by MlpKernel::prepare;
+    // null when the kernel reads w13 and w2. A kernel that sets it may empty w13 and w2.
+    std::shared_ptr<const void> prepared;
+    uint64_t prepared_bytes = 0;  // bytes held by `prepared`
 };
 
 // A SwiGLU MLP every rank holds whole: a dense layer's `mlp`, or Qwen2-MoE's shared expert.
@@ -51,6 +57,8 @@ struct MoeLayer {
 struct Model {
     ModelShape shape;
     std::vector<MoeLayer> layers;  // [num_layers]
+    // Runs every MLP of the model; the loaders have called its prepare() on every one.
+    std::shared_ptr<const MlpKernel> kernel = default_mlp_kernel();
     // Bytes of weights this rank holds.
     uint64_t weight_bytes() const;
 };

@@ -16,8 +16,10 @@ namespace epmoe {
 float hash_uniform(uint64_t seed, uint64_t a, uint64_t b, uint64_t c);
 
 // Builds every layer's gate and norm, and the experts for which owns(layer, expert) is true.
-// Element i of tensor (layer, kind, expert) is a function of (seed, tensor id, i) only.
-Model make_synthetic_model(const ModelShape& shape, uint64_t seed, const std::function<bool(int, int)>& owns);
+// Element i of tensor (layer, kind, expert) is a function of (seed, tensor id, i) only. Each expert is
+// handed to kernel.prepare as soon as it is made, and the model keeps the kernel.
+Model make_synthetic_model(const ModelShape& shape, uint64_t seed, const std::function<bool(int, int)>& owns,
+                           std::shared_ptr<const MlpKernel> kernel = default_mlp_kernel());
 
 // Tokens drawn from num_clusters clusters whose popularity follows a Zipf law of exponent skew; the
 // popularity ranking moves by drift clusters per step. Token t of step s depends only on (seed, s, t).

@@ -18,7 +18,7 @@ TEST(Expert, MatchesPlainLoop) {
         const ExpertWeights& w = m.layers[0].experts.at(0);
         std::vector<float> x(n * d), y(n * d), scratch;
         for (int i = 0; i < n * d; ++i) x[i] = std::sin(0.37f * i);
-        expert_forward(w, d, f, x, y, scratch);
+        expert_forward(*m.kernel, w, d, f, x, y, scratch);
         for (int t = 0; t < n; ++t) {
             std::vector<double> act(f);
             for (int j = 0; j < f; ++j) {

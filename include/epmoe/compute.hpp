@@ -1,0 +1,40 @@
+// The GEMM backend behind every SwiGLU MLP (routed experts, dense layers, shared experts): one small
+// interface, picked by compute.backend and compute.dtype. Pure compute; no MPI.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace epmoe {
+
+struct ExpertWeights;
+
+// Runs y = W2 · (silu(W1 · x) ⊙ (W3 · x)) on one backend in one precision.
+class MlpKernel {
+public:
+    virtual ~MlpKernel() = default;
+    // "<backend>/<dtype>", e.g. "openblas/fp32", as shown by `epmoe info` and summary.json.
+    virtual std::string name() const = 0;
+    // Turns one MLP's FP32 weights (w13 [2 d_ff, d_model], w2 [d_model, d_ff]) into the form forward()
+    // reads. Called once per MLP right after it is loaded; may replace the FP32 copies (BF16 halves them).
+    virtual void prepare(ExpertWeights& w, int d_model, int d_ff) const = 0;
+    // x, y: [num_tokens, d_model]; scratch is reused across calls and may be resized.
+    virtual void forward(const ExpertWeights& w, int d_model, int d_ff, std::span<const float> x,
+                         std::span<float> y, std::vector<float>& scratch) const = 0;
+};
+
+// The kernel of compute.backend (openblas | onednn) and compute.dtype (fp32 | bf16); fails naming the
+// value for a pair this build cannot run.
+std::shared_ptr<const MlpKernel> make_mlp_kernel(const std::string& backend, const std::string& dtype);
+
+// OpenBLAS in FP32: what a Model uses unless told otherwise.
+const std::shared_ptr<const MlpKernel>& default_mlp_kernel();
+
+// h[t, j] = silu(h[t, j]) * h[t, d_ff + j] for j < d_ff, in place over the left half of each row.
+// h: [num_tokens, 2 * d_ff] (W1·x | W3·x); the left half becomes W2's input, leading dimension 2 * d_ff.
+void silu_mul_rows(float* h, int64_t num_tokens, int d_ff);
+
+}  // namespace epmoe
