@@ -20,9 +20,10 @@ std::vector<int> rank_counts(const std::vector<int>& counts, int num_experts, in
     return out;
 }
 
-// Packs kept slots into send, ordered by (destination rank, expert, token). Returns [P, E] row counts.
-std::vector<int> pack(const Placement& placement, const Routing& routing, std::span<const uint8_t> kept,
-                      std::span<const float> x, int d, int64_t first_token, DispatchBuffers& buf) {
+}  // namespace
+
+std::vector<int> pack_tokens(const Placement& placement, const Routing& routing, std::span<const uint8_t> kept,
+                             std::span<const float> x, int d, int64_t first_token, DispatchBuffers& buf) {
     const int num_experts = placement.num_experts(), num_ranks = placement.num_ranks(), k = routing.top_k;
     const int64_t n = routing.num_tokens();
     std::vector<int> counts(static_cast<size_t>(num_ranks) * num_experts, 0);  // [P, E]
@@ -51,6 +52,8 @@ std::vector<int> pack(const Placement& placement, const Routing& routing, std::s
         }
     return counts;
 }
+
+namespace {
 
 // Runs every local expert over the rows it received from all ranks; results go to buf.ret in the
 // layout of buf.recv. recv_counts: [P, E] rows from each source rank, by expert.
@@ -106,6 +109,28 @@ void apply_capacity(std::span<const int32_t> expert_ids, int num_experts, std::s
     for (size_t a = 0; a < expert_ids.size(); ++a) kept[a] = position[expert_ids[a]]++ < capacity ? 1 : 0;
 }
 
+void combine_tokens(const Routing& routing, std::span<const float> back, std::span<const int64_t> slot_row, int d,
+                    std::span<float> out, LayerResult& result) {
+    const int k = routing.top_k;
+    const int64_t n = routing.num_tokens();
+    std::fill(result.expert_load.begin(), result.expert_load.end(), 0);
+    std::fill(out.begin(), out.end(), 0.0f);
+    for (int64_t t = 0; t < n; ++t) {
+        float* y = &out[t * d];
+        for (int i = 0; i < k; ++i) {
+            int64_t row = slot_row[t * k + i];
+            if (row < 0) {
+                ++result.dropped;
+                continue;
+            }
+            ++result.expert_load[routing.expert_ids[t * k + i]];
+            const float w = routing.weights[t * k + i];
+            const float* src = &back[row * d];
+            for (int j = 0; j < d; ++j) y[j] += w * src[j];
+        }
+    }
+}
+
 LayerResult moe_layer_forward(const mpi::Comm& comm, const MoeLayer& layer, const MlpKernel& kernel, const ModelShape& shape,
                               const Placement& placement, std::span<const float> x_norm, const Routing& routing,
                               int64_t first_token, int64_t step_tokens, double capacity_factor, std::span<float> out,
@@ -116,6 +141,7 @@ LayerResult moe_layer_forward(const mpi::Comm& comm, const MoeLayer& layer, cons
     double t0 = mpi::wtime();
 
     LayerResult result;
+    result.expert_load.assign(num_experts, 0);
     result.assigned = n * k;
     result.kept.assign(n * k, 1);
     if (capacity_factor > 0) {
@@ -125,7 +151,7 @@ LayerResult moe_layer_forward(const mpi::Comm& comm, const MoeLayer& layer, cons
         apply_capacity(routing.expert_ids, num_experts, before,
                        expert_capacity(capacity_factor, step_tokens, k, num_experts), result.kept);
     }
-    std::vector<int> send_counts = pack(placement, routing, result.kept, x_norm, d, first_token, buf);
+    std::vector<int> send_counts = pack_tokens(placement, routing, result.kept, x_norm, d, first_token, buf);
     std::vector<int> recv_counts = mpi::alltoall(comm, send_counts, num_experts);  // [P, E]
     std::vector<int> send_elems = rank_counts(send_counts, num_experts, d);
     std::vector<int> recv_elems = rank_counts(recv_counts, num_experts, d);
@@ -147,22 +173,7 @@ LayerResult moe_layer_forward(const mpi::Comm& comm, const MoeLayer& layer, cons
 
     buf.back.resize(buf.send.size());
     mpi::alltoallv_known<float>(comm, buf.ret, recv_elems, buf.back, send_elems);
-    result.expert_load.assign(num_experts, 0);
-    std::fill(out.begin(), out.end(), 0.0f);
-    for (int64_t t = 0; t < n; ++t) {
-        float* y = &out[t * d];
-        for (int i = 0; i < k; ++i) {
-            int64_t row = buf.slot_row[t * k + i];
-            if (row < 0) {
-                ++result.dropped;
-                continue;
-            }
-            ++result.expert_load[routing.expert_ids[t * k + i]];
-            const float w = routing.weights[t * k + i];
-            const float* src = &buf.back[row * d];
-            for (int j = 0; j < d; ++j) y[j] += w * src[j];
-        }
-    }
+    combine_tokens(routing, buf.back, buf.slot_row, d, out, result);
     double t3 = mpi::wtime();
     times.dispatch += t1 - t0;
     times.expert += t2 - t1;

@@ -48,6 +48,18 @@ LayerResult moe_layer_forward(const mpi::Comm& comm, const MoeLayer& layer, cons
                               int64_t first_token, int64_t step_tokens, double capacity_factor, std::span<float> out,
                               LayerTimes& times, DispatchBuffers& buf);
 
+// Packs the kept slots of this rank's tokens into buf.send, ordered by (destination rank, expert, token),
+// and sets buf.slot_row. x: [num_tokens, d] normalised input; kept: [num_tokens, top_k]; first_token: global
+// index of row 0 (for replicated placement). Returns [num_ranks, num_experts] row counts. No MPI.
+std::vector<int> pack_tokens(const Placement& placement, const Routing& routing, std::span<const uint8_t> kept,
+                             std::span<const float> x, int d, int64_t first_token, DispatchBuffers& buf);
+
+// out[t] = sum_i weight[t, i] * back[slot_row[t, i]] over kept slots, in the original token order.
+// back: [rows, d] expert outputs as returned; slot_row: [num_tokens, top_k], -1 = dropped; out: [num_tokens, d].
+// Counts result.dropped and result.expert_load (sized [num_experts] by the caller). No MPI.
+void combine_tokens(const Routing& routing, std::span<const float> back, std::span<const int64_t> slot_row, int d,
+                    std::span<float> out, LayerResult& result);
+
 // Marks which assignments survive capacity: each expert accepts at most ceil(X * step_tokens * top_k / E)
 // assignments, in global token order. counts_before[e] = assignments to e on lower ranks.
 // expert_ids: [num_tokens, top_k]; kept: [num_tokens, top_k]. Pure; used by moe_layer_forward.
