@@ -1,5 +1,7 @@
 #include "epmoe/run_inputs.hpp"
 
+#include <sys/resource.h>
+
 #include <algorithm>
 
 namespace epmoe {
@@ -50,17 +52,30 @@ Json ModelSource::describe() const {
     return m;
 }
 
+namespace {
+
+// This process's peak resident set so far (getrusage's ru_maxrss, KiB on Linux), bytes; -1 if unreadable.
+double peak_rss_bytes() {
+    rusage usage{};
+    if (getrusage(RUSAGE_SELF, &usage) != 0) return -1;
+    return static_cast<double>(usage.ru_maxrss) * 1024.0;
+}
+
+}  // namespace
+
 Json ModelSource::memory(const mpi::Comm& comm, const Model& model) const {
-    const double mine[2] = {static_cast<double>(model.weight_bytes()),
-                            checkpoint_ ? static_cast<double>(checkpoint_->bytes_converted()) : 0.0};
-    std::vector<double> all = mpi::gather_to_root<double>(comm, std::span<const double>(mine, 2));
+    const double mine[3] = {static_cast<double>(model.weight_bytes()),
+                            checkpoint_ ? static_cast<double>(checkpoint_->bytes_converted()) : 0.0,
+                            peak_rss_bytes()};
+    std::vector<double> all = mpi::gather_to_root<double>(comm, std::span<const double>(mine, 3));
     if (comm.rank() != 0) return nullptr;
-    Json held = Json::array(), read = Json::array();
+    Json held = Json::array(), read = Json::array(), rss = Json::array();
     for (int r = 0; r < comm.size(); ++r) {
-        held.push_back(static_cast<uint64_t>(all[2 * r]));
-        read.push_back(checkpoint_ ? Json(static_cast<uint64_t>(all[2 * r + 1])) : Json(nullptr));
+        held.push_back(static_cast<uint64_t>(all[3 * r]));
+        read.push_back(checkpoint_ ? Json(static_cast<uint64_t>(all[3 * r + 1])) : Json(nullptr));
+        rss.push_back(all[3 * r + 2] < 0 ? Json(nullptr) : Json(static_cast<uint64_t>(all[3 * r + 2])));
     }
-    return {{"weight_bytes_per_rank", held}, {"checkpoint_bytes_read_per_rank", read}};
+    return {{"weight_bytes_per_rank", held}, {"checkpoint_bytes_read_per_rank", read}, {"peak_rss_bytes", rss}};
 }
 
 TokenSource::TokenSource(const mpi::Comm& comm, const Config& config, int d_model) {

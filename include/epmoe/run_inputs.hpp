@@ -30,7 +30,7 @@ public:
     Model load(const mpi::Comm& comm, const std::function<bool(int)>& owns);
     // summary.json's "model": sizes and source (synthetic, or family, path and layers of a checkpoint).
     Json describe() const;
-    // summary.json's "memory": weight bytes (F32, held) and checkpoint bytes converted per rank.
+    // summary.json's "memory": weight bytes held, checkpoint bytes converted and peak RSS (bytes), per rank.
     // Collective; the result is complete on rank 0.
     Json memory(const mpi::Comm& comm, const Model& model) const;
 

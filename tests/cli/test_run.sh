@@ -48,6 +48,11 @@ if e["source"] != "none":
     assert len(e["per_rank_joules"]) == 2 and abs(sum(e["per_rank_joules"]) - e["joules"]) < 1e-9 * max(1, e["joules"])
 assert need(s["routing"], "policy", str) == "none"
 need(s["routing"], "changed_assignment_fraction", num)
+mem = s["memory"]
+weights, rss = need(mem, "weight_bytes_per_rank", list), need(mem, "peak_rss_bytes", list)
+assert len(weights) == 2 and len(rss) == 2, mem
+for w, r in zip(weights, rss):  # a process's peak RSS holds at least its weights, and a process is > 1 MiB
+    assert isinstance(r, int) and r >= w and r > 1 << 20, mem
 lines = open(os.path.join(d, "metrics.jsonl")).read().splitlines()
 assert len(lines) == 3, f"{len(lines)} metrics lines for 3 steps"
 for i, line in enumerate(lines):
