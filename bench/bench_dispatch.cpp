@@ -1,0 +1,173 @@
+// Dispatch + combine against the bare collective (nccl-tests style), under MPI at any rank count.
+// For each point (tokens per rank, routing uniform or skewed) it times, over --reps repetitions:
+//   layer  epmoe's moe_layer_forward with an identity expert, wall time, max over ranks
+//   ours   dispatch + combine on the critical path: layer minus the slowest rank's expert phase (the
+//          gather/identity/scatter copies), i.e. capacity scan, pack, count exchange, token alltoallv,
+//          return alltoallv and weighted combine. (A rank's own combine time would include waiting for the
+//          busier rank's experts under skewed routing, which is imbalance, not data movement.)
+//   bare   two blocking MPI_Alltoallv of exactly the same element counts (there and back), max over ranks
+// and prints one JSON line per point on rank 0 with median/min/max of each and ours/bare. It checks its
+// own result: with an identity expert and weights summing to 1 the layer must return its input (wrong = 0).
+// Usage: mpirun -np 2 bench_dispatch [--reps N] [--d-model D] [--tokens T,...]
+#include <mpi.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+
+#include "epmoe/dispatch.hpp"
+#include "epmoe/mpi.hpp"
+
+namespace {
+
+using namespace epmoe;
+
+constexpr int kExperts = 8, kTopK = 2;
+
+// y = x: isolates the data movement around the experts.
+class IdentityKernel final : public MlpKernel {
+public:
+    std::string name() const override { return "identity"; }
+    std::string implementation() const override { return "std::copy"; }
+    void prepare(ExpertWeights&, int, int) const override {}
+    void forward(const ExpertWeights&, int, int, std::span<const float> x, std::span<float> y,
+                 std::vector<float>&) const override {
+        std::copy(x.begin(), x.end(), y.begin());
+    }
+};
+
+// Top-2 routing of this rank's tokens. Uniform: both experts uniformly at random. Skewed: expert e drawn
+// with probability ~ (e + 1)^-1.2 (Zipf), so the ranks holding the low experts receive more rows.
+Routing make_routing(int64_t tokens, bool skewed, unsigned seed) {
+    std::mt19937 gen(seed);
+    std::vector<double> p(kExperts);
+    for (int e = 0; e < kExperts; ++e) p[e] = skewed ? std::pow(e + 1.0, -1.2) : 1.0;
+    Routing r;
+    r.top_k = kTopK;
+    for (int64_t t = 0; t < tokens; ++t) {
+        std::discrete_distribution<int> pick(p.begin(), p.end());
+        int first = pick(gen), second = first;
+        while (second == first) second = pick(gen);
+        float w = std::uniform_real_distribution<float>(0.5f, 1.0f)(gen);
+        r.expert_ids.insert(r.expert_ids.end(), {first, second});
+        r.weights.insert(r.weights.end(), {w, 1.0f - w});
+    }
+    return r;
+}
+
+struct Stats {
+    double median, min, max;
+};
+Stats stats(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return {v[v.size() / 2], v.front(), v.back()};
+}
+std::string json(const Stats& s) {
+    char text[160];
+    std::snprintf(text, sizeof text, "{\"median\": %.9g, \"min\": %.9g, \"max\": %.9g}", s.median, s.min, s.max);
+    return text;
+}
+
+double max_over_ranks(const mpi::Comm& comm, double value) { return mpi::allreduce_one(comm, value, mpi::Op::kMax); }
+
+void run_point(const mpi::Comm& comm, int64_t tokens, bool skewed, int d_model, int reps) {
+    const int num_ranks = comm.size(), rank = comm.rank();
+    ModelShape shape;
+    shape.num_layers = 1;
+    shape.d_model = d_model;
+    shape.d_ff = 1;
+    shape.num_experts = kExperts;
+    shape.top_k = kTopK;
+    const Placement placement = Placement::make("contiguous", kExperts, num_ranks);
+    MoeLayer layer;
+    for (int e : placement.experts_of(rank)) layer.experts[e];  // identity experts hold no weights
+    const Routing routing = make_routing(tokens, skewed, 11 + rank);
+    std::mt19937 gen(3 + rank);
+    std::normal_distribution<float> normal;
+    std::vector<float> x(static_cast<size_t>(tokens) * d_model), out(x.size());
+    for (float& v : x) v = normal(gen);
+    IdentityKernel kernel;
+    DispatchBuffers buf;
+
+    // The element counts of both collectives, as the layer computes them.
+    std::vector<uint8_t> kept(tokens * kTopK, 1);
+    std::vector<int> counts = pack_tokens(placement, routing, kept, x, d_model, 0, buf);  // [P, E] rows
+    std::vector<int> send(num_ranks, 0);
+    for (int r = 0; r < num_ranks; ++r)
+        for (int e = 0; e < kExperts; ++e) send[r] += counts[r * kExperts + e] * d_model;
+    std::vector<int> recv = mpi::alltoall(comm, send, 1);
+    std::vector<int> sdispl(num_ranks, 0), rdispl(num_ranks, 0);
+    for (int r = 1; r < num_ranks; ++r) {
+        sdispl[r] = sdispl[r - 1] + send[r - 1];
+        rdispl[r] = rdispl[r - 1] + recv[r - 1];
+    }
+    std::vector<float> bare_send(buf.send), bare_recv(rdispl.back() + recv.back()), bare_back(bare_send.size());
+
+    std::vector<double> ours, whole, bare;
+    double worst = 0;
+    for (int rep = 0; rep < reps + 1; ++rep) {  // rep 0 warms up
+        MPI_Barrier(comm.raw());
+        double t0 = MPI_Wtime();
+        MPI_Alltoallv(bare_send.data(), send.data(), sdispl.data(), MPI_FLOAT, bare_recv.data(), recv.data(),
+                      rdispl.data(), MPI_FLOAT, comm.raw());
+        MPI_Alltoallv(bare_recv.data(), recv.data(), rdispl.data(), MPI_FLOAT, bare_back.data(), send.data(),
+                      sdispl.data(), MPI_FLOAT, comm.raw());
+        double bare_s = MPI_Wtime() - t0;
+
+        MPI_Barrier(comm.raw());
+        LayerTimes times;
+        t0 = MPI_Wtime();
+        moe_layer_forward(comm, layer, kernel, shape, placement, x, routing, 0, tokens * num_ranks, 0.0, out, times,
+                          buf);
+        double whole_s = MPI_Wtime() - t0;
+        bare_s = max_over_ranks(comm, bare_s);
+        whole_s = max_over_ranks(comm, whole_s);
+        const double ours_s = whole_s - max_over_ranks(comm, times.expert);
+        if (rep == 0) continue;
+        bare.push_back(bare_s);
+        ours.push_back(ours_s);
+        whole.push_back(whole_s);
+        for (size_t i = 0; i < x.size(); ++i) worst = std::max(worst, static_cast<double>(std::fabs(out[i] - x[i])));
+        if (bare_back != bare_send) worst = 1e9;
+    }
+    const int wrong = max_over_ranks(comm, worst) > 1e-5 ? 1 : 0;
+    int64_t rows = 0;  // token rows sent by this rank (kept slots)
+    for (int c : counts) rows += c;
+    const double bytes = 2.0 * sizeof(float) * static_cast<double>(rows) * d_model;  // there and back
+    const double max_bytes = max_over_ranks(comm, bytes);
+    if (rank != 0) return;
+    const Stats o = stats(ours), b = stats(bare), w = stats(whole);
+    std::printf("{\"bench\": \"dispatch\", \"ranks\": %d, \"tokens_per_rank\": %lld, \"routing\": \"%s\", "
+                "\"d_model\": %d, \"num_experts\": %d, \"top_k\": %d, \"reps\": %d, \"max_rank_bytes\": %.0f, "
+                "\"ours_s\": %s, \"layer_s\": %s, \"bare_alltoallv_s\": %s, \"ours_over_bare\": %.4f, "
+                "\"bare_gib_s\": %.4f, \"wrong\": %d}\n",
+                num_ranks, static_cast<long long>(tokens), skewed ? "skewed" : "uniform", d_model, kExperts, kTopK,
+                reps, max_bytes, json(o).c_str(), json(w).c_str(), json(b).c_str(), o.median / b.median,
+                max_bytes / b.median / (1 << 30), wrong);
+    std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    mpi::Session session(&argc, &argv);
+    mpi::Comm world(MPI_COMM_WORLD);
+    int reps = 30, d_model = 1024;
+    std::vector<int64_t> tokens = {64, 2048};
+    for (int i = 1; i + 1 < argc; i += 2) {
+        std::string flag = argv[i];
+        if (flag == "--reps") reps = std::atoi(argv[i + 1]);
+        else if (flag == "--d-model") d_model = std::atoi(argv[i + 1]);
+        else if (flag == "--tokens") {
+            tokens.clear();
+            for (char* p = std::strtok(argv[i + 1], ","); p; p = std::strtok(nullptr, ",")) tokens.push_back(std::atoll(p));
+        }
+    }
+    for (int64_t t : tokens)
+        for (bool skewed : {false, true}) run_point(world, t, skewed, d_model, reps);
+    return 0;
+}

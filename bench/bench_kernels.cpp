@@ -1,0 +1,267 @@
+// Single-process kernels of one MoE layer, each beside the limit it is measured against in the same run:
+//   Peak            the measured FP32 FMA peak of one core (peak_flops.cpp)
+//   SgemmBare/M     the two bare cblas_sgemm calls of one expert (W1|W3 fused, then W2), no SiLU
+//   SgemmUnfused/M  three bare cblas_sgemm (W1, W3, W2 apart): what fusing W1|W3 saves
+//   Kernel/<name>/M epmoe's MlpKernel (GEMMs + fused SiLU-multiply), per backend/dtype this build has
+//   Memcpy/T        memcpy of the bytes pack + combine move, (2 + 2k) d_model 4 bytes a token
+//   Pack/T, Combine/T, PackCombine/T  epmoe's pack_tokens and combine_tokens on T tokens
+//   GateTopk/T      RMSNorm + gate GEMV + softmax top-k on T tokens
+// Shape: d_model 1024, d_ff 3584, 8 experts, top-2 (issue 9's points); one BLAS thread unless
+// EPMOE_BENCH_THREADS says otherwise. Each benchmark checks its output once (#wrong counter).
+#include <benchmark/benchmark.h>
+#include <cblas.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+
+#include "epmoe/compute.hpp"
+#include "epmoe/dispatch.hpp"
+#include "epmoe/error.hpp"
+#include "epmoe/expert.hpp"
+#include "epmoe/router.hpp"
+#include "peak_flops.hpp"
+
+namespace {
+
+using namespace epmoe;
+
+constexpr int kDModel = 1024, kDFf = 3584, kExperts = 8, kTopK = 2, kRanks = 2;
+
+std::vector<float> random_vector(size_t n, float scale, unsigned seed) {
+    std::mt19937 gen(seed);
+    std::uniform_real_distribution<float> u(-scale, scale);
+    std::vector<float> v(n);
+    for (float& x : v) x = u(gen);
+    return v;
+}
+
+// One expert's FP32 weights: w13 [2 d_ff, d_model], w2 [d_model, d_ff].
+ExpertWeights make_weights() {
+    ExpertWeights w;
+    w.w13 = random_vector(2ull * kDFf * kDModel, std::sqrt(3.0f / kDModel), 1);
+    w.w2 = random_vector(1ull * kDModel * kDFf, 0.5f * std::sqrt(3.0f / kDFf), 2);
+    return w;
+}
+
+void set_flops(benchmark::State& state, double flops_per_iteration) {
+    state.counters["GFLOPS"] =
+        benchmark::Counter(flops_per_iteration * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void Peak(benchmark::State& state) {
+    std::string isa;
+    double flops = 0;
+    for (auto _ : state) flops = epmoe::bench::fma_loop(2'000'000, isa);
+    set_flops(state, flops);
+    state.SetLabel(isa);
+}
+
+void SgemmBare(benchmark::State& state) {
+    const int m = static_cast<int>(state.range(0));
+    const ExpertWeights w = make_weights();
+    const std::vector<float> x = random_vector(1ull * m * kDModel, 1.0f, 3);
+    std::vector<float> h(2ull * m * kDFf), y(1ull * m * kDModel);
+    for (auto _ : state) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, 2 * kDFf, kDModel, 1.0f, x.data(), kDModel,
+                    w.w13.data(), kDModel, 0.0f, h.data(), 2 * kDFf);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, kDModel, kDFf, 1.0f, h.data(), 2 * kDFf, w.w2.data(),
+                    kDFf, 0.0f, y.data(), kDModel);
+        benchmark::DoNotOptimize(y.data());
+    }
+    set_flops(state, 6.0 * m * kDModel * kDFf);
+}
+
+void SgemmUnfused(benchmark::State& state) {
+    const int m = static_cast<int>(state.range(0));
+    const ExpertWeights w = make_weights();
+    const std::vector<float> x = random_vector(1ull * m * kDModel, 1.0f, 3);
+    std::vector<float> h1(1ull * m * kDFf), h3(1ull * m * kDFf), y(1ull * m * kDModel);
+    const float* w3 = w.w13.data() + 1ull * kDFf * kDModel;
+    for (auto _ : state) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, kDFf, kDModel, 1.0f, x.data(), kDModel, w.w13.data(),
+                    kDModel, 0.0f, h1.data(), kDFf);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, kDFf, kDModel, 1.0f, x.data(), kDModel, w3, kDModel,
+                    0.0f, h3.data(), kDFf);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, kDModel, kDFf, 1.0f, h1.data(), kDFf, w.w2.data(),
+                    kDFf, 0.0f, y.data(), kDModel);
+        benchmark::DoNotOptimize(y.data());
+    }
+    set_flops(state, 6.0 * m * kDModel * kDFf);
+}
+
+// Plain-loop SwiGLU of one row in double, to check a kernel's output.
+double max_rel_error(const ExpertWeights& w, const std::vector<float>& x, const std::vector<float>& y, int rows) {
+    double worst = 0;
+    std::vector<double> act(kDFf);
+    for (int t = 0; t < rows; t += std::max(1, rows / 4)) {
+        const float* xt = &x[1ull * t * kDModel];
+        for (int j = 0; j < kDFf; ++j) {
+            double a = 0, b = 0;
+            for (int i = 0; i < kDModel; ++i) {
+                a += static_cast<double>(w.w13[1ull * j * kDModel + i]) * xt[i];
+                b += static_cast<double>(w.w13[1ull * (kDFf + j) * kDModel + i]) * xt[i];
+            }
+            act[j] = a / (1.0 + std::exp(-a)) * b;
+        }
+        double num = 0, den = 0;
+        for (int i = 0; i < kDModel; ++i) {
+            double ref = 0;
+            for (int j = 0; j < kDFf; ++j) ref += static_cast<double>(w.w2[1ull * i * kDFf + j]) * act[j];
+            num += (y[1ull * t * kDModel + i] - ref) * (y[1ull * t * kDModel + i] - ref);
+            den += ref * ref;
+        }
+        worst = std::max(worst, std::sqrt(num / den));
+    }
+    return worst;
+}
+
+void Kernel(benchmark::State& state, std::string backend, std::string dtype) {
+    const int m = static_cast<int>(state.range(0));
+    std::shared_ptr<const MlpKernel> kernel;
+    try {
+        kernel = make_mlp_kernel(backend, dtype);
+    } catch (const Error& e) {
+        state.SkipWithError(e.what());
+        for (auto _ : state) {}
+        return;
+    }
+    const ExpertWeights reference = make_weights();
+    ExpertWeights w = reference;
+    kernel->prepare(w, kDModel, kDFf);
+    const std::vector<float> x = random_vector(1ull * m * kDModel, 1.0f, 3);
+    std::vector<float> y(x.size()), scratch;
+    for (auto _ : state) {
+        kernel->forward(w, kDModel, kDFf, x, y, scratch);
+        benchmark::DoNotOptimize(y.data());
+    }
+    set_flops(state, 6.0 * m * kDModel * kDFf);
+    const double err = max_rel_error(reference, x, y, m);
+    state.counters["rel_err"] = err;
+    state.counters["wrong"] = err > (dtype == "bf16" ? 2e-2 : 1e-5) ? 1 : 0;
+    state.SetLabel(kernel->name());
+}
+
+// T tokens routed uniformly at random over the experts (distinct per token), weights summing to 1.
+Routing random_routing(int64_t tokens) {
+    std::mt19937 gen(7);
+    Routing r;
+    r.top_k = kTopK;
+    for (int64_t t = 0; t < tokens; ++t) {
+        int first = static_cast<int>(gen() % kExperts), second = static_cast<int>(gen() % (kExperts - 1));
+        if (second >= first) ++second;
+        float w = std::uniform_real_distribution<float>(0.5f, 1.0f)(gen);
+        r.expert_ids.insert(r.expert_ids.end(), {first, second});
+        r.weights.insert(r.weights.end(), {w, 1.0f - w});
+    }
+    return r;
+}
+
+void set_bytes(benchmark::State& state, int64_t tokens) {
+    state.SetBytesProcessed(state.iterations() * tokens * (2 + 2 * kTopK) * kDModel * static_cast<int64_t>(sizeof(float)));
+}
+
+void Memcpy(benchmark::State& state) {
+    const int64_t tokens = state.range(0);
+    const size_t n = static_cast<size_t>(tokens) * (1 + kTopK) * kDModel;  // read + written = (2 + 2k) d 4 bytes
+    std::vector<float> src = random_vector(n, 1.0f, 4), dst(n);
+    for (auto _ : state) {
+        std::memcpy(dst.data(), src.data(), n * sizeof(float));
+        benchmark::DoNotOptimize(dst.data());
+    }
+    set_bytes(state, tokens);
+}
+
+struct PackFixture {
+    explicit PackFixture(int64_t tokens)
+        : placement(Placement::make("contiguous", kExperts, kRanks)), routing(random_routing(tokens)),
+          kept(tokens * kTopK, 1), x(random_vector(1ull * tokens * kDModel, 1.0f, 5)), out(x.size()) {
+        result.expert_load.assign(kExperts, 0);
+    }
+    Placement placement;
+    Routing routing;
+    std::vector<uint8_t> kept;
+    std::vector<float> x, out;
+    DispatchBuffers buf;
+    LayerResult result;
+};
+
+void Pack(benchmark::State& state) {
+    PackFixture f(state.range(0));
+    for (auto _ : state) benchmark::DoNotOptimize(pack_tokens(f.placement, f.routing, f.kept, f.x, kDModel, 0, f.buf));
+    state.SetBytesProcessed(state.iterations() * state.range(0) * (1 + kTopK) * kDModel * 4);
+}
+
+void Combine(benchmark::State& state) {
+    PackFixture f(state.range(0));
+    pack_tokens(f.placement, f.routing, f.kept, f.x, kDModel, 0, f.buf);
+    for (auto _ : state) {
+        f.result.dropped = 0;
+        combine_tokens(f.routing, f.buf.send, f.buf.slot_row, kDModel, f.out, f.result);
+        benchmark::DoNotOptimize(f.out.data());
+    }
+    state.SetBytesProcessed(state.iterations() * state.range(0) * (1 + kTopK) * kDModel * 4);
+}
+
+// pack then combine with the identity expert: out must equal x (weights sum to 1).
+void PackCombine(benchmark::State& state) {
+    PackFixture f(state.range(0));
+    for (auto _ : state) {
+        pack_tokens(f.placement, f.routing, f.kept, f.x, kDModel, 0, f.buf);
+        f.result.dropped = 0;
+        combine_tokens(f.routing, f.buf.send, f.buf.slot_row, kDModel, f.out, f.result);
+        benchmark::DoNotOptimize(f.out.data());
+    }
+    set_bytes(state, state.range(0));
+    double worst = 0;
+    for (size_t i = 0; i < f.x.size(); ++i) worst = std::max(worst, static_cast<double>(std::fabs(f.out[i] - f.x[i])));
+    state.counters["wrong"] = worst > 1e-5 ? 1 : 0;
+}
+
+void GateTopk(benchmark::State& state) {
+    const int64_t tokens = state.range(0);
+    const std::vector<float> x = random_vector(tokens * kDModel, 1.0f, 6), g(kDModel, 1.0f);
+    const std::vector<float> gate = random_vector(1ull * kExperts * kDModel, 2.0f * std::sqrt(3.0f / kDModel), 7);
+    std::vector<float> norm(x.size()), logits(tokens * kExperts);
+    Routing r;
+    for (auto _ : state) {
+        rms_norm(x, g, 1e-6, norm);
+        gate_logits(norm, gate, kDModel, kExperts, logits);
+        r = route(logits, kExperts, kTopK, {}, GateKind::kSoftmax, true);
+        benchmark::DoNotOptimize(r.expert_ids.data());
+    }
+    state.SetItemsProcessed(state.iterations() * tokens);
+    int wrong = 0;
+    for (int64_t t = 0; t < tokens; ++t) {  // the first choice has the largest logit
+        const float* row = &logits[t * kExperts];
+        wrong += row[r.expert_ids[t * kTopK]] < *std::max_element(row, row + kExperts);
+    }
+    state.counters["wrong"] = wrong;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const char* threads = std::getenv("EPMOE_BENCH_THREADS");
+    openblas_set_num_threads(threads ? std::atoi(threads) : 1);
+    benchmark::RegisterBenchmark("Peak", Peak)->Unit(benchmark::kMillisecond)->UseRealTime();
+    const std::vector<int64_t> rows = {32, 64, 256, 1024, 2048};
+    for (auto* b : {benchmark::RegisterBenchmark("SgemmBare", SgemmBare),
+                    benchmark::RegisterBenchmark("SgemmUnfused", SgemmUnfused)})
+        for (int64_t m : rows) b->Arg(m)->Unit(benchmark::kMillisecond)->UseRealTime();
+    for (const auto& [backend, dtype] : std::vector<std::pair<std::string, std::string>>{
+             {"openblas", "fp32"}, {"onednn", "fp32"}, {"onednn", "bf16"}}) {
+        auto* b = benchmark::RegisterBenchmark(("Kernel/" + backend + "/" + dtype).c_str(), Kernel, backend, dtype);
+        for (int64_t m : rows) b->Arg(m)->Unit(benchmark::kMillisecond)->UseRealTime();
+    }
+    for (auto fn : {Memcpy, Pack, Combine, PackCombine}) {
+        const char* name = fn == Memcpy ? "Memcpy" : fn == Pack ? "Pack" : fn == Combine ? "Combine" : "PackCombine";
+        benchmark::RegisterBenchmark(name, fn)->Arg(64)->Arg(2048)->Unit(benchmark::kMicrosecond)->UseRealTime();
+    }
+    benchmark::RegisterBenchmark("GateTopk", GateTopk)->Arg(64)->Arg(2048)->Unit(benchmark::kMicrosecond)->UseRealTime();
+    benchmark::Initialize(&argc, argv);
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}

@@ -1,0 +1,293 @@
+#!/usr/bin/python3
+"""Turns the raw outputs of bench/run.sh (a folder) into bench/RESULTS.md and bench/results.json.
+
+Every figure is a median over repetitions taken in the same run, with min/max beside it; every ratio
+compares two figures of that run. A figure that was not measured (a backend this build lacks, a failed
+run) is null in the JSON and "n/a" in the table, with the reason."""
+import argparse
+import glob
+import json
+import os
+import statistics
+
+D_MODEL, D_FF, EXPERTS, TOP_K = 1024, 3584, 8, 2
+FLOPS_PER_TOKEN = 6.0 * D_MODEL * D_FF * TOP_K  # the experts' FLOPs of one token (gate excluded)
+
+
+def stats(values):
+    values = sorted(values)
+    return {"median": statistics.median(values), "min": values[0], "max": values[-1], "n": len(values)}
+
+
+def load_kernels(path):
+    """Google Benchmark JSON -> {run name: {metric: stats}} over the repetitions (aggregates skipped)."""
+    if not os.path.exists(path):
+        return {}
+    runs = {}
+    for b in json.load(open(path))["benchmarks"]:
+        if b.get("run_type") != "iteration":
+            continue
+        name = b["run_name"].split("/repeats:")[0]
+        entry = runs.setdefault(name, {"label": b.get("label", ""), "error": b.get("error_message"), "values": {}})
+        if b.get("error_occurred"):
+            entry["error"] = b.get("error_message")
+            continue
+        for key in ("GFLOPS", "bytes_per_second", "items_per_second", "real_time", "wrong", "rel_err"):
+            if key in b:
+                entry["values"].setdefault(key, []).append(b[key])
+    for entry in runs.values():
+        entry["stats"] = {k: stats(v) for k, v in entry.pop("values").items()}
+    return runs
+
+
+def metric(runs, name, key):
+    entry = runs.get(name)
+    if not entry or key not in entry["stats"]:
+        return None
+    return entry["stats"][key]
+
+
+def med(s):
+    return None if s is None else s["median"]
+
+
+def ratio(a, b):
+    return None if a is None or b is None or b == 0 else a / b
+
+
+def fmt(value, digits=3):
+    if value is None:
+        return "n/a"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}g}"
+
+
+def fmt_stats(s, scale=1.0, digits=3):
+    if s is None:
+        return "n/a"
+    return f"{fmt(s['median'] * scale, digits)} ({fmt(s['min'] * scale, digits)}-{fmt(s['max'] * scale, digits)})"
+
+
+def verdict(value, target, higher_is_better=True):
+    if value is None:
+        return "not measured"
+    ok = value >= target if higher_is_better else value <= target
+    return "met" if ok else "**not met**"
+
+
+def load_runs(folder):
+    """epmoe run results: {name: {summary, check, error}}."""
+    runs = {}
+    for log in sorted(glob.glob(os.path.join(folder, "runs", "*.log"))):
+        name = os.path.basename(log)[:-4]
+        entry = {"summary": None, "check": None, "error": None}
+        summary = os.path.join(folder, "runs", name, "summary.json")
+        if os.path.exists(summary):
+            entry["summary"] = json.load(open(summary))
+        else:
+            lines = [l for l in open(log) if l.strip()]
+            errors = [l for l in lines if "epmoe: error" in l]
+            entry["error"] = (errors or lines or ["no output"])[0].strip()
+        check = os.path.join(folder, "runs", name + ".check.json")
+        if os.path.exists(check):
+            entry["check"] = json.load(open(check))["rel_l2_vs_torch_fp64"]
+        runs[name] = entry
+    return runs
+
+
+def run_figures(folder, name, entry):
+    s = entry["summary"]
+    if s is None:
+        return None
+    steps = [json.loads(l) for l in open(os.path.join(folder, "runs", name, "metrics.jsonl"))]
+    steps = steps[1:] if len(steps) > 2 else steps  # step 0 warms caches and first-touches buffers
+    tps = [l["tokens"] / l["step_time_s"] for l in steps]
+    layer = [l["tokens"] / (l["step_time_s"] - l["time_breakdown_s"]["coordinator"]) for l in steps]
+    breakdown = {k: sum(l["time_breakdown_s"][k] for l in steps) for k in steps[0]["time_breakdown_s"]}
+    total = sum(breakdown.values())
+    return {"ranks": s["ranks"], "tokens_per_step": steps[0]["tokens"], "steps_timed": len(steps),
+            "step_tokens_per_s": stats(tps), "layer_tokens_per_s": stats(layer),
+            "breakdown_share": {k: v / total for k, v in breakdown.items()} if total else None,
+            "expert_gflops_per_rank": s.get("expert_gflops"), "kernel": (s.get("compute") or {}).get("kernel"),
+            "weight_bytes_per_rank": s["memory"].get("weight_bytes_per_rank"),
+            "peak_rss_bytes": s["memory"].get("peak_rss_bytes"),
+            "rel_l2_vs_torch_fp64": entry["check"]}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("folder")
+    p.add_argument("--quick", type=int, default=0)
+    p.add_argument("--seconds", type=int, default=None)
+    p.add_argument("--markdown", required=True)
+    p.add_argument("--json", required=True)
+    a = p.parse_args()
+    f = a.folder
+    info = json.load(open(os.path.join(f, "info.json")))
+    kernels = load_kernels(os.path.join(f, "kernels.json"))
+    haswell = load_kernels(os.path.join(f, "kernels_haswell.json"))
+    dispatch = [json.loads(l) for l in open(os.path.join(f, "dispatch.jsonl")) if l.strip()]
+    peer = json.load(open(os.path.join(f, "peer.json")))
+    runs = {n: run_figures(f, n, e) for n, e in load_runs(f).items()}
+    run_errors = {n: e["error"] for n, e in load_runs(f).items() if e["error"]}
+    peer_tps = {pt["tokens"]: pt for pt in peer["points"]}
+
+    out = {"quick": bool(a.quick), "seconds": a.seconds, "machine": info, "kernels": kernels,
+           "kernels_haswell": haswell, "dispatch": dispatch, "peer": peer, "runs": runs, "run_errors": run_errors}
+    L = []
+    L.append("# epmoe benchmarks\n")
+    L.append("Regenerated by `bench/run.sh` (" + (f"{a.seconds} s" if a.seconds else "") +
+             (", **--quick: few repetitions, not for quoting**" if a.quick else "") + "). Shape: d_model "
+             f"{D_MODEL}, d_ff {D_FF}, {EXPERTS} experts, top-{TOP_K}. Each figure is the median of its "
+             "repetitions with (min-max); every ratio compares two figures of the same run. The machine is "
+             "shared and noisy.\n")
+    cpu = info.get("topology", {})
+    L.append("Machine (`epmoe info --json`): " + json.dumps({k: info.get(k) for k in ("hosts", "mpi", "blas") if k in info})
+             [:600] + "\n")
+
+    # Kernels.
+    peak = metric(kernels, "Peak", "GFLOPS")
+    L.append("## Expert GEMMs (one core, GFLOP/s)\n")
+    L.append(f"Measured FP32 FMA peak of one core: **{fmt_stats(peak)} GFLOP/s** "
+             f"({kernels.get('Peak', {}).get('label', '')}).\n")
+    backends = [n.split("/", 1)[1] for n in kernels if n.startswith("Kernel/") and n.endswith("/1024")]
+    head = "| rows M | bare sgemm | bare sgemm, 3 GEMMs (W1, W3 apart) | bare sgemm, CORETYPE=Haswell |"
+    for b in backends:
+        head += f" epmoe {b.rsplit('/', 1)[0]} | ratio to bare |"
+    L.append(head)
+    L.append("|" + "---|" * (head.count("|") - 1))
+    gemm_rows = {}
+    for m in (32, 64, 256, 1024, 2048):
+        bare = metric(kernels, f"SgemmBare/{m}", "GFLOPS")
+        row = f"| {m} | {fmt_stats(bare)} | {fmt_stats(metric(kernels, f'SgemmUnfused/{m}', 'GFLOPS'))} | " \
+              f"{fmt_stats(metric(haswell, f'SgemmBare/{m}', 'GFLOPS'))} |"
+        for b in backends:
+            name = f"Kernel/{b.rsplit('/', 1)[0]}/{m}"
+            k = metric(kernels, name, "GFLOPS")
+            err = kernels.get(name, {}).get("error")
+            row += f" {fmt_stats(k) if not err else 'n/a: ' + err[:60]} | {fmt(ratio(med(k), med(bare)))} |"
+            gemm_rows[(b, m)] = ratio(med(k), med(bare))
+        L.append(row)
+    L.append("")
+    wrong = {n: med(e["stats"].get("wrong")) for n, e in kernels.items() if "wrong" in e["stats"]}
+    L.append("Self-checks (`wrong` counter, 0 = output matches a float64 loop): " +
+             ", ".join(f"{n} {fmt(v)}" for n, v in wrong.items()) + "\n")
+
+    # Pack / combine.
+    L.append("## Pack and combine (one core, GiB/s; bytes a token = (2 + 2k) d_model 4)\n")
+    L.append("| tokens | memcpy | pack | combine | pack + combine | pack + combine / memcpy |")
+    L.append("|---|---|---|---|---|---|")
+    gib = 1.0 / (1 << 30)
+    for t in (64, 2048):
+        mc = metric(kernels, f"Memcpy/{t}", "bytes_per_second")
+        pc = metric(kernels, f"PackCombine/{t}", "bytes_per_second")
+        L.append(f"| {t} | {fmt_stats(mc, gib)} | {fmt_stats(metric(kernels, f'Pack/{t}', 'bytes_per_second'), gib)} | "
+                 f"{fmt_stats(metric(kernels, f'Combine/{t}', 'bytes_per_second'), gib)} | {fmt_stats(pc, gib)} | "
+                 f"{fmt(ratio(med(pc), med(mc)))} |")
+    L.append("")
+    L.append("## Gate + top-k (one core)\n")
+    for t in (64, 2048):
+        L.append(f"- {t} tokens: {fmt_stats(metric(kernels, f'GateTopk/{t}', 'items_per_second'))} tokens/s")
+    L.append("")
+
+    # Dispatch.
+    L.append("## Dispatch + combine against bare MPI_Alltoallv (2 ranks, seconds per layer, max over ranks)\n")
+    L.append("| tokens/rank | routing | bytes (max rank, both ways) | bare 2x MPI_Alltoallv | epmoe dispatch + combine | "
+             "ratio | whole layer (identity experts) | wrong |")
+    L.append("|---|---|---|---|---|---|---|---|")
+    for d in dispatch:
+        L.append(f"| {d['tokens_per_rank']} | {d['routing']} | {d['max_rank_bytes'] / 2**20:.1f} MiB | "
+                 f"{fmt_stats(d['bare_alltoallv_s'], 1e6)} us | {fmt_stats(d['ours_s'], 1e6)} us | "
+                 f"**{d['ours_over_bare']:.2f}x** | {fmt_stats(d['layer_s'], 1e6)} us | {d['wrong']} |")
+    L.append("")
+
+    # Layer vs ceiling and peer.
+    L.append("## The layer: epmoe on 2 ranks against the sgemm ceiling and the PyTorch peer\n")
+    L.append("epmoe runs `epmoe run --model <the peer's Mixtral checkpoint> --input <its tokens>` on 2 ranks "
+             "(1 BLAS thread each); the peer runs Hugging Face's MixtralSparseMoeBlock on the same weights and "
+             "tokens in one process at its best thread count (1 or 2, `OMP_WAIT_POLICY=PASSIVE`). Layer "
+             "tokens/s excludes the coordinator; the ceiling is 2 cores x bare sgemm GFLOP/s at the rows an "
+             "expert gets (2048 tokens/rank: M = 1024; 64: M = 32) / expert FLOPs a token. Step 0 is not timed.\n")
+    L.append("| tokens/rank | kernel | step tokens/s | layer tokens/s | sgemm ceiling | layer / ceiling | peer tokens/s "
+             "(threads) | layer / peer | rel. L2 vs torch fp64 | breakdown (gate/dispatch/expert/combine/coord.) |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|")
+    headline = {}
+    for t, total, m in ((2048, 4096, 1024), (64, 128, 32)):
+        bare = med(metric(kernels, f"SgemmBare/{m}", "GFLOPS"))
+        ceiling = None if bare is None else 2 * bare * 1e9 / FLOPS_PER_TOKEN
+        pp = peer_tps.get(total)
+        for kernel in ("default", "openblas-fp32", "onednn-fp32", "onednn-bf16"):
+            name = f"t{t}-{kernel}"
+            r = runs.get(name)
+            if r is None:
+                L.append(f"| {t} | {kernel} | n/a: {run_errors.get(name, 'not run')[:80]} |||||||||")
+                continue
+            lt = r["layer_tokens_per_s"]
+            br = r["breakdown_share"] or {}
+            L.append(f"| {t} | {r['kernel'] or kernel} | {fmt_stats(r['step_tokens_per_s'])} | {fmt_stats(lt)} | "
+                     f"{fmt(ceiling)} | {fmt(ratio(med(lt), ceiling))} | "
+                     f"{fmt_stats(pp['tokens_per_s']) if pp else 'n/a'} ({pp['best_threads'] if pp else ''}) | "
+                     f"**{fmt(ratio(med(lt), med(pp['tokens_per_s']) if pp else None))}** | "
+                     f"{fmt(r['rel_l2_vs_torch_fp64'])} | "
+                     + "/".join(f"{100 * br.get(k, 0):.0f}%" for k in ("gate", "dispatch", "expert", "combine", "coordinator"))
+                     + " |")
+            headline[name] = {"layer": med(lt), "ceiling": ceiling, "peer": med(pp["tokens_per_s"]) if pp else None}
+    L.append("")
+
+    # Scaling and memory.
+    L.append("## Weak scaling and weight memory (2048 tokens per rank, default kernel)\n")
+    L.append("| ranks | step tokens/s | tokens/s per rank | efficiency vs 1 rank | weight MiB per rank | peak RSS MiB (max rank) |")
+    L.append("|---|---|---|---|---|---|")
+    base = None
+    for p_, name in ((1, "weak-p1"), (2, "t2048-default"), (4, "weak-p4")):
+        r = runs.get(name)
+        if r is None:
+            L.append(f"| {p_} | n/a: {run_errors.get(name, 'not run')[:80]} |||||")
+            continue
+        tps = med(r["step_tokens_per_s"])
+        base = base or tps
+        rss = r["peak_rss_bytes"]
+        rss_max = max(rss) if isinstance(rss, list) else rss
+        wb = r["weight_bytes_per_rank"]
+        wb_max = max(wb) if isinstance(wb, list) else wb
+        L.append(f"| {p_}{' (oversubscribed: 4 ranks on 2 cores, overhead check only)' if p_ == 4 else ''} | "
+                 f"{fmt_stats(r['step_tokens_per_s'])} | {fmt(tps / p_)} | {fmt(tps / (base * p_))} | "
+                 f"{fmt(wb_max / 2**20 if wb_max else None)} | {fmt(rss_max / 2**20 if rss_max else None)} |")
+    L.append("")
+
+    # Targets.
+    L.append("## Targets (issue 9)\n")
+    L.append("| target | measured | verdict |")
+    L.append("|---|---|---|")
+    g = gemm_rows.get(("openblas/fp32/1024", 1024)) or gemm_rows.get(next((k for k in gemm_rows if k[1] == 1024), None))
+    best_gemm = {m: max([v for (b, mm), v in gemm_rows.items() if mm == m and v is not None] or [None],
+                        key=lambda v: -1 if v is None else v) for m in (32, 64, 256, 1024, 2048)}
+    for m in (64, 1024):
+        L.append(f"| expert GEMMs >= 0.9x bare sgemm (M={m}, best FP32 backend) | {fmt(best_gemm[m])} | "
+                 f"{verdict(best_gemm[m], 0.9)} |")
+    for d in dispatch:
+        L.append(f"| dispatch + combine <= 1.2x bare alltoallv ({d['tokens_per_rank']} tokens, {d['routing']}) | "
+                 f"{d['ours_over_bare']:.2f}x | {verdict(d['ours_over_bare'], 1.2, False)} |")
+    h = headline.get("t2048-default", {})
+    L.append(f"| layer at 2048 tokens >= 0.9x sgemm ceiling | {fmt(ratio(h.get('layer'), h.get('ceiling')))} | "
+             f"{verdict(ratio(h.get('layer'), h.get('ceiling')), 0.9)} |")
+    L.append(f"| layer at 2048 tokens >= 1.15x PyTorch peer | {fmt(ratio(h.get('layer'), h.get('peer')))} | "
+             f"{verdict(ratio(h.get('layer'), h.get('peer')), 1.15)} |")
+    h64 = headline.get("t64-default", {})
+    L.append(f"| layer at 64 tokens >= 2x PyTorch peer | {fmt(ratio(h64.get('layer'), h64.get('peer')))} | "
+             f"{verdict(ratio(h64.get('layer'), h64.get('peer')), 2.0)} |")
+    bf, fp = runs.get("t2048-onednn-bf16"), runs.get("t2048-default")
+    bf_ratio = ratio(med(bf["layer_tokens_per_s"]) if bf else None, med(fp["layer_tokens_per_s"]) if fp else None)
+    L.append(f"| BF16 >= 1.6x FP32 tokens/s at 2048 tokens | {fmt(bf_ratio)} | {verdict(bf_ratio, 1.6)} |")
+    dev = bf["rel_l2_vs_torch_fp64"] if bf else None
+    L.append(f"| BF16 deviation <= 1e-2 relative (vs torch float64) | {fmt(dev)} | {verdict(dev, 1e-2, False)} |")
+    L.append("")
+    if run_errors:
+        L.append("Runs that failed: " + "; ".join(f"`{n}`: {e}" for n, e in run_errors.items()) + "\n")
+    open(a.markdown, "w").write("\n".join(L) + "\n")
+    json.dump(out, open(a.json, "w"), indent=1, default=str)
+
+
+if __name__ == "__main__":
+    main()

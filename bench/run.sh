@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Builds the benchmarks and runs every figure of bench/RESULTS.md in one go, each beside its limit:
+#   kernels   bench_kernels (Google Benchmark): measured FP32 peak, bare cblas_sgemm, epmoe's MlpKernel per
+#             backend/dtype, memcpy against pack/combine, gate + top-k; OpenBLAS' own core type and Haswell's
+#   dispatch  bench_dispatch on 2 ranks: dispatch + combine against bare MPI_Alltoallv, uniform and skewed
+#   peer      bench/peer_torch.py: Hugging Face's MixtralSparseMoeBlock in Debian's torch, best thread count
+#   layer     build/epmoe run on the peer's own checkpoint and tokens (2 ranks, 1 BLAS thread each) at 2048 and
+#             64 tokens per rank, per backend/dtype, its output checked against the peer's float64 result
+#   scaling   weak scaling 1 -> 2 ranks (4 oversubscribed, an overhead check only), weight bytes per rank
+# then bench/report.py writes bench/RESULTS.md and bench/results.json. Takes about 6-8 minutes on 2 cores.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+EPMOE_ROOT=$(cd "$here/.." && pwd)
+# shellcheck source=launchers/lib/build.sh
+source "$EPMOE_ROOT/launchers/lib/build.sh"
+
+usage() {
+    cat <<'EOF2'
+usage: bench/run.sh [--quick] [--keep DIR] [--no-build]
+
+  --quick      fewer repetitions and steps (a smoke run; its RESULTS.md says so)
+  --keep DIR   keep the raw outputs (JSON, results directories, peer files) in DIR (default: a temp dir)
+  --no-build   use build-bench/ as it is
+Writes bench/RESULTS.md and bench/results.json. Needs the packages of launchers/test.sh and python3-torch.
+EOF2
+}
+
+quick=0 keep="" build=1
+while [ $# -gt 0 ]; do
+    case $1 in
+        -h | --help) usage; exit 0 ;;
+        --quick) quick=1 ;;
+        --keep) keep=$2; shift ;;
+        --no-build) build=0 ;;
+        *) echo "bench/run.sh: error: unknown argument '$1'" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+if [ "$(dpkg-query -W -f='${Status}' python3-torch 2>/dev/null)" != "install ok installed" ]; then
+    echo "bench/run.sh: installing python3-torch for the PyTorch peer"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-torch python3-numpy
+fi
+
+work=${keep:-$(mktemp -d /tmp/epmoe-bench.XXXXXX)}
+mkdir -p "$work"
+[ -n "$keep" ] || trap 'rm -rf "$work"' EXIT
+bin=$EPMOE_ROOT/build-bench
+if [ "$build" -eq 1 ]; then
+    epmoe_configure build-bench "${EPMOE_CMAKE_OPENMPI[@]}" -DEPMOE_BUILD_BENCH=ON -DEPMOE_BUILD_TESTS=OFF >/dev/null
+    cmake --build "$bin" -j "$(nproc)" --target epmoe bench_kernels bench_dispatch >/dev/null
+fi
+mpirun=("$EPMOE_ROOT/launchers/mpirun.sh")
+export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 OMPI_MCA_mpi_yield_when_idle=1
+reps=5 dreps=30 steps=8 small_steps=40
+[ "$quick" -eq 0 ] || { reps=2 dreps=5 steps=3 small_steps=8; }
+start=$SECONDS
+say() { printf 'bench: [%3d s] %s\n' $((SECONDS - start)) "$*" >&2; }
+
+say "machine: epmoe info"
+"$bin/epmoe" info --json >"$work/info.json"
+"$mpirun" -n 2 "$bin/epmoe" info --json >"$work/info2.json" 2>/dev/null || true
+
+say "kernels: bench_kernels ($reps repetitions)"
+"$bin/bench/bench_kernels" --benchmark_repetitions="$reps" --benchmark_format=json \
+    --benchmark_out="$work/kernels.json" --benchmark_out_format=json >/dev/null
+say "kernels: bare sgemm with OPENBLAS_CORETYPE=Haswell"
+OPENBLAS_CORETYPE=Haswell "$bin/bench/bench_kernels" --benchmark_filter='SgemmBare|Kernel/openblas' \
+    --benchmark_repetitions="$reps" --benchmark_format=json --benchmark_out="$work/kernels_haswell.json" \
+    --benchmark_out_format=json >/dev/null
+
+say "dispatch: bench_dispatch on 2 ranks ($dreps repetitions)"
+"${mpirun[@]}" -n 2 "$bin/bench/bench_dispatch" --reps "$dreps" >"$work/dispatch.jsonl"
+
+say "peer: checkpoint and tokens (d_model 1024, d_ff 3584, 8 experts, top-2)"
+peer=(/usr/bin/python3 "$here/peer_torch.py")
+"${peer[@]}" make "$work/peer" --tokens 4096,128,2048,8192
+say "peer: timing MixtralSparseMoeBlock in torch at 4096 and 128 tokens, 1 and 2 threads"
+OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=2 "${peer[@]}" time "$work/peer" --tokens 4096,128 --threads 1,2 \
+    --reps $((reps + 2)) >"$work/peer.json"
+
+# One epmoe run on the peer's checkpoint: $1 name, $2 ranks, $3 tokens in the input, $4 steps, rest: options.
+layer_run() {
+    local name=$1 ranks=$2 tokens=$3 run_steps=$4
+    shift 4
+    say "layer: $name ($ranks ranks, $tokens tokens, $run_steps steps)"
+    if "${mpirun[@]}" -n "$ranks" "$bin/epmoe" run -q --model "$work/peer/model" \
+        --input "$work/peer/input_$tokens.safetensors" --steps "$run_steps" --energy-source none \
+        --out "$work/runs/$name" --dump-output "$work/runs/$name.out.safetensors" "$@" >"$work/runs/$name.log" 2>&1; then
+        "${peer[@]}" check "$work/peer" --tokens "$tokens" --output "$work/runs/$name.out.safetensors" \
+            >"$work/runs/$name.check.json"
+    else
+        say "  $name failed: $(grep -m1 'epmoe: error' "$work/runs/$name.log" || tail -n 1 "$work/runs/$name.log")"
+    fi
+}
+mkdir -p "$work/runs"
+for kernel in openblas/fp32 onednn/fp32 onednn/bf16; do
+    set -- --set "compute.backend=${kernel%/*}" --set "compute.dtype=${kernel#*/}"
+    layer_run "t2048-${kernel/\//-}" 2 4096 "$steps" "$@"
+    layer_run "t64-${kernel/\//-}" 2 128 "$small_steps" "$@"
+done
+layer_run "t2048-default" 2 4096 "$steps"
+layer_run "weak-p1" 1 2048 "$steps"
+layer_run "weak-p4" 4 8192 $((steps / 2 + 1))
+
+say "report: bench/RESULTS.md"
+/usr/bin/python3 "$here/report.py" "$work" --quick "$quick" --seconds $((SECONDS - start)) \
+    --markdown "$here/RESULTS.md" --json "$here/results.json"
+say "done"
