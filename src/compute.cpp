@@ -1,26 +1,52 @@
 #include "epmoe/compute.hpp"
 
+#include <cblas.h>
+#include <omp.h>
+
 #include <cmath>
 
 #include "epmoe/error.hpp"
 
 namespace epmoe {
+namespace {
 
-std::shared_ptr<const MlpKernel> openblas_kernel();  // src/compute_openblas.cpp
+// compute.backend = auto in FP32. TODO(measure): set from the table in README.
+const char* const kAutoFp32Backend = "openblas";
+
+}  // namespace
+
+std::shared_ptr<const MlpKernel> openblas_kernel();                         // src/compute_openblas.cpp
+std::shared_ptr<const MlpKernel> onednn_kernel(const std::string& dtype);  // src/compute_onednn.cpp
+
+std::string resolve_backend(const std::string& backend, const std::string& dtype) {
+    if (backend != "auto") return backend;
+    // bf16: oneDNN is the only backend with BF16 (Debian's OpenBLAS 0.3.21 has no sbgemm).
+    // fp32: the faster of the two on the expert GEMM shapes, measured (README, "Compute backends").
+    return dtype == "bf16" ? "onednn" : kAutoFp32Backend;
+}
 
 std::shared_ptr<const MlpKernel> make_mlp_kernel(const std::string& backend, const std::string& dtype) {
-    if (backend == "openblas") {
+    if (dtype != "fp32" && dtype != "bf16") fail("config key compute.dtype = \"", dtype, "\": must be fp32 or bf16");
+    const std::string resolved = resolve_backend(backend, dtype);
+    if (resolved == "openblas") {
         if (dtype != "fp32")
-            fail("config key compute.dtype = \"", dtype, "\": backend openblas runs fp32 only (Debian's OpenBLAS ",
-                 "has no sbgemm); use compute.backend=onednn for bf16");
-        return default_mlp_kernel();
+            fail("config key compute.dtype = \"", dtype, "\": compute.backend openblas runs fp32 only (Debian's ",
+                 "OpenBLAS has no sbgemm); use compute.backend=onednn or auto for bf16");
+        static const std::shared_ptr<const MlpKernel> kernel = openblas_kernel();
+        return kernel;
     }
-    fail("config key compute.backend = \"", backend, "\": this build has openblas");
+    if (resolved == "onednn") return onednn_kernel(dtype);
+    fail("config key compute.backend = \"", backend, "\": must be auto, openblas or onednn");
 }
 
 const std::shared_ptr<const MlpKernel>& default_mlp_kernel() {
-    static const std::shared_ptr<const MlpKernel> kernel = openblas_kernel();
+    static const std::shared_ptr<const MlpKernel> kernel = make_mlp_kernel("auto", "fp32");
     return kernel;
+}
+
+void set_compute_threads(int threads) {
+    openblas_set_num_threads(threads);
+    omp_set_num_threads(threads);  // oneDNN (Debian's libdnnl runs on OpenMP) reads omp_get_max_threads()
 }
 
 void silu_mul_rows(float* h, int64_t num_tokens, int d_ff) {

@@ -11,6 +11,10 @@ namespace {
 class OpenBlasKernel final : public MlpKernel {
 public:
     std::string name() const override { return "openblas/fp32"; }
+    std::string implementation() const override {
+        const char* core = openblas_get_corename();
+        return cat("cblas_sgemm, OpenBLAS core ", core ? core : "unknown");
+    }
 
     void prepare(ExpertWeights&, int, int) const override {}  // reads the FP32 weights as loaded
 

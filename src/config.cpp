@@ -38,7 +38,7 @@ const char* kDefaults = R"({
   },
   "coordinator": {"every_n_steps": 1},
   "resources": {"threads_per_rank": 1},
-  "compute": {"backend": "openblas", "dtype": "fp32"},
+  "compute": {"backend": "auto", "dtype": "fp32"},
   "output": {"dir": "", "dump": "", "quiet": false, "progress_interval_s": 5.0}
 })";
 
@@ -248,8 +248,11 @@ Config Config::from_json(const Json& j) {
     if (c.energy.sample_hz > 1000) bad_value("energy.sample_hz", j.at("energy").at("sample_hz"), "must be <= 1000");
     c.coordinator_every_n_steps = static_cast<int>(int_in(j, "coordinator", "every_n_steps", 1, 1 << 30));
     c.threads_per_rank = static_cast<int>(int_in(j, "resources", "threads_per_rank", 1, 1024));
-    c.compute.backend = one_of(j, "compute", "backend", {"openblas", "onednn"});
+    c.compute.backend = one_of(j, "compute", "backend", {"auto", "openblas", "onednn"});
     c.compute.dtype = one_of(j, "compute", "dtype", {"fp32", "bf16"});
+    if (c.compute.backend == "openblas" && c.compute.dtype != "fp32")
+        bad_value("compute.dtype", j.at("compute").at("dtype"),
+                  "compute.backend openblas runs fp32 only (Debian's OpenBLAS has no sbgemm); use onednn or auto");
     c.output.dir = at(j, "output", "dir").get<std::string>();
     c.output.dump = at(j, "output", "dump").get<std::string>();
     c.output.quiet = at(j, "output", "quiet").get<bool>();

@@ -8,6 +8,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "epmoe/compute.hpp"
 #include "epmoe/energy.hpp"
 #include "epmoe/error.hpp"
 #include "epmoe/topology.hpp"
@@ -55,6 +56,17 @@ Json blas_json() {
             {"config", config ? config : ""},
             {"core", core ? core : ""},
             {"threads", openblas_get_num_threads()}};
+}
+
+// The GEMM kernel `epmoe run` would use with this config (compute.backend auto resolved) and the libraries.
+Json compute_json(const Config& config) {
+    std::shared_ptr<const MlpKernel> kernel = make_mlp_kernel(config.compute.backend, config.compute.dtype);
+    return {{"backend", config.compute.backend},
+            {"dtype", config.compute.dtype},
+            {"kernel", kernel->name()},
+            {"implementation", kernel->implementation()},
+            {"onednn", onednn_description()},
+            {"threads_per_rank", config.threads_per_rank}};
 }
 
 Json energy_json(const Config& config, const std::string& host) {
@@ -153,6 +165,10 @@ void print_text(std::ostream& os, const Json& j) {
        << "\n";
     os << "blas: " << j["blas"]["library"].get<std::string>() << ", core " << j["blas"]["core"].get<std::string>()
        << ", " << j["blas"]["threads"] << " thread(s): " << j["blas"]["config"].get<std::string>() << "\n";
+    const Json& k = j["compute"];
+    os << "compute: " << k["kernel"].get<std::string>() << " (compute.backend = " << k["backend"].get<std::string>()
+       << ", compute.dtype = " << k["dtype"].get<std::string>() << "): " << k["implementation"].get<std::string>()
+       << "; " << k["onednn"].get<std::string>() << "; " << k["threads_per_rank"] << " thread(s) per rank\n";
     print_energy_text(os, j["energy"]);
 }
 
@@ -173,7 +189,9 @@ int info(const mpi::Comm& world, const Config& config, bool json) {
         std::string version = mpi::library_version();
         std::replace(version.begin(), version.end(), '\t', ' ');  // MPICH: "MPICH Version:\t4.0.2"
         doc["mpi"] = {{"library", mpi_library_name(version)}, {"version_string", version}};
+        set_compute_threads(config.threads_per_rank);  // as `epmoe run` sets them
         doc["blas"] = blas_json();
+        doc["compute"] = compute_json(config);
         doc["energy"] = energy_json(config, hosts[0]);
     });
     if (world.rank() == 0) {

@@ -80,7 +80,7 @@ Json energy_details(const Config& config, const HostEnergy& energy) {
 Json run_job(const mpi::Comm& world, const Config& config, bool print_summary) {
     const int rank = world.rank(), num_ranks = world.size();
     mpi::all_or_none(world, [&] { check_launch(world); });
-    openblas_set_num_threads(config.threads_per_rank);
+    set_compute_threads(config.threads_per_rank);  // OpenBLAS and oneDNN
     ModelSource source(world, config);  // synthetic, or a checkpoint's selected layers
     const ModelShape shape = source.shape();
     const Placement placement = run_placement(world, config, shape.num_experts);
@@ -148,6 +148,9 @@ Json run_job(const mpi::Comm& world, const Config& config, bool print_summary) {
         Json s = summary.summary(config.policy, energy.source(), energy_details(config, energy));
         s["model"] = source.describe();
         s["memory"] = memory;
+        s["compute"] = {{"backend", config.compute.backend}, {"dtype", config.compute.dtype},
+                        {"kernel", model.kernel->name()}, {"implementation", model.kernel->implementation()},
+                        {"threads_per_rank", config.threads_per_rank}};
         s["placement"] = placement.name();
         s["capacity_factor"] = config.capacity_factor;
         writer->finish(config.json, s);

@@ -74,7 +74,7 @@ struct OutputConfig {
 
 // compute.*: the GEMM backend and precision of the experts (compute.hpp).
 struct ComputeConfig {
-    std::string backend;  // openblas | onednn
+    std::string backend;  // auto | openblas | onednn (auto: resolve_backend in compute.hpp)
     std::string dtype;    // fp32 | bf16 (weights; activations and accumulation stay FP32)
 };
 

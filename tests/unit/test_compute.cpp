@@ -1,0 +1,166 @@
+// Every MlpKernel (openblas/fp32, onednn/fp32, onednn/bf16) against a plain double-precision loop, the
+// BF16 weight memory, and the backend/dtype choice (auto, bad pairs).
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+
+#include "epmoe/compute.hpp"
+#include "epmoe/config.hpp"
+#include "epmoe/error.hpp"
+#include "epmoe/expert.hpp"
+#include "epmoe/synthetic.hpp"
+#include "../reference/moe_reference.hpp"
+
+namespace epmoe {
+namespace {
+
+float round_bf16(float f) {  // round to nearest even, as the kernel does
+    uint32_t u = std::bit_cast<uint32_t>(f);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return std::bit_cast<float>(u & 0xffff0000u);
+}
+
+// y = W2 · (silu(W1 · x) ⊙ (W3 · x)) in double; with bf16, x, the weights and W2's input are first
+// rounded to BF16 (what the BF16 kernel computes, exactly, up to FP32 summation order).
+std::vector<double> reference_mlp(const std::vector<float>& w13, const std::vector<float>& w2, int d, int f,
+                                  const std::vector<float>& x, bool bf16) {
+    auto r = [&](float v) { return bf16 ? double(round_bf16(v)) : double(v); };
+    const int n = static_cast<int>(x.size()) / d;
+    std::vector<double> y(x.size());
+    for (int t = 0; t < n; ++t) {
+        std::vector<double> act(f);
+        for (int j = 0; j < f; ++j) {
+            double a = 0, b = 0;
+            for (int i = 0; i < d; ++i) {
+                a += r(w13[j * d + i]) * r(x[t * d + i]);
+                b += r(w13[(f + j) * d + i]) * r(x[t * d + i]);
+            }
+            act[j] = a / (1 + std::exp(-a)) * b;
+            if (bf16) act[j] = round_bf16(static_cast<float>(static_cast<float>(a / (1 + std::exp(-a))) * b));
+        }
+        for (int i = 0; i < d; ++i) {
+            double s = 0;
+            for (int j = 0; j < f; ++j) s += r(w2[i * f + j]) * act[j];
+            y[t * d + i] = s;
+        }
+    }
+    return y;
+}
+
+struct Case {
+    const char* backend;
+    const char* dtype;
+};
+
+class KernelTest : public ::testing::TestWithParam<Case> {};
+
+// Weights from the synthetic model (FP32, kept for the reference), prepared for the kernel under test.
+TEST_P(KernelTest, MatchesPlainLoop) {
+    const Case c = GetParam();
+    const bool bf16 = std::string(c.dtype) == "bf16";
+    std::shared_ptr<const MlpKernel> kernel = make_mlp_kernel(c.backend, c.dtype);
+    EXPECT_EQ(kernel->name(), std::string(c.backend) + "/" + c.dtype);
+    EXPECT_FALSE(kernel->implementation().empty());
+    for (auto [d, f] : {std::pair{20, 36}, std::pair{64, 176}}) {
+        ModelShape shape;
+        shape.num_layers = 1, shape.d_model = d, shape.d_ff = f, shape.num_experts = 1, shape.top_k = 1;
+        Model fp32 = make_synthetic_model(shape, 3, [](int, int) { return true; }, make_mlp_kernel("openblas", "fp32"));
+        const ExpertWeights& ref_w = fp32.layers[0].experts.at(0);
+        ExpertWeights w = ref_w;
+        kernel->prepare(w, d, f);
+        for (int n : {0, 1, 5, 33, 130}) {
+            std::vector<float> x(n * d), y(n * d, -1.0f), scratch;
+            for (int i = 0; i < n * d; ++i) x[i] = std::sin(0.37f * i) * 1.5f;
+            expert_forward(*kernel, w, d, f, x, y, scratch);
+            // The exact semantics, against the loop computing the same inputs: FP32 within 1e-5 per element.
+            // BF16 within 1e-4 relative L2 per row: an FP32 W1·x that differs from the double one in its
+            // last bit can round W2's input to the neighbouring BF16 value (one such flip is ~1e-5 here).
+            std::vector<double> same = reference_mlp(ref_w.w13, ref_w.w2, d, f, x, bf16);
+            std::vector<float> same_f(same.begin(), same.end());
+            for (int i = 0; i < n * d && !bf16; ++i)
+                ASSERT_NEAR(y[i], same[i], 1e-5 * (1 + std::abs(same[i]))) << c.dtype << " d=" << d << " n=" << n;
+            for (int t = 0; t < n && bf16; ++t)
+                EXPECT_LT(reference::row_rel_l2(&y[t * d], &same_f[t * d], d), 1e-4) << "d=" << d << " row " << t;
+            if (!bf16 || n == 0) continue;
+            // BF16 against the FP32 result: rounding x, W and W2's input to 8 mantissa bits. Bound: 1e-2
+            // relative L2 over all rows, 2e-2 for any one row (measured: up to 1.0e-2 for a row at d = 20,
+            // where the sums are short and cancel more).
+            std::vector<double> exact = reference_mlp(ref_w.w13, ref_w.w2, d, f, x, false);
+            std::vector<float> exact_f(exact.begin(), exact.end());
+            for (int t = 0; t < n; ++t)
+                EXPECT_LT(reference::row_rel_l2(&y[t * d], &exact_f[t * d], d), 2e-2) << "d=" << d << " row " << t;
+            const double all = reference::row_rel_l2(y.data(), exact_f.data(), n * d);
+            EXPECT_LT(all, 1e-2) << "d=" << d << " n=" << n;
+            EXPECT_GT(all, 1e-5) << "BF16 as close as FP32: are the weights rounded?";
+            RecordProperty(cat("bf16_rel_l2_d", d, "_n", n), std::to_string(all));
+        }
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, KernelTest,
+                         ::testing::Values(Case{"openblas", "fp32"}, Case{"onednn", "fp32"}, Case{"onednn", "bf16"}),
+                         [](const auto& info) { return std::string(info.param.backend) + "_" + info.param.dtype; });
+
+// BF16 keeps one copy of the weights, in half the bytes of FP32.
+TEST(Compute, Bf16HalvesWeightBytes) {
+    ModelShape shape;
+    shape.num_layers = 2, shape.d_model = 32, shape.d_ff = 48, shape.num_experts = 4, shape.top_k = 2;
+    auto all = [](int, int) { return true; };
+    Model fp32 = make_synthetic_model(shape, 5, all, make_mlp_kernel("onednn", "fp32"));
+    Model bf16 = make_synthetic_model(shape, 5, all, make_mlp_kernel("onednn", "bf16"));
+    const uint64_t expert_bytes = 3ull * 32 * 48 * 2 * 4 * 2;  // 3 matrices, 4 experts, 2 layers, 2 bytes
+    EXPECT_EQ(fp32.weight_bytes() - bf16.weight_bytes(), expert_bytes);  // gates and norms stay FP32
+    for (const auto& layer : bf16.layers)
+        for (const auto& [e, w] : layer.experts) {
+            EXPECT_TRUE(w.w13.empty() && w.w2.empty()) << "FP32 copy kept for expert " << e;
+            EXPECT_EQ(w.prepared_bytes, 3ull * 32 * 48 * 2);
+        }
+    EXPECT_EQ(bf16.kernel->name(), "onednn/bf16");
+}
+
+// A model on the default kernel gives the same forward as the explicit FP32 backends, within 1e-5.
+TEST(Compute, BackendsAgreeOnAModel) {
+    ModelShape shape;
+    shape.num_layers = 2, shape.d_model = 24, shape.d_ff = 40, shape.num_experts = 4, shape.top_k = 2;
+    auto all = [](int, int) { return true; };
+    std::vector<float> h(17 * 24);
+    for (size_t i = 0; i < h.size(); ++i) h[i] = std::cos(0.11f * i);
+    Model a = make_synthetic_model(shape, 9, all, make_mlp_kernel("openblas", "fp32"));
+    Model b = make_synthetic_model(shape, 9, all, make_mlp_kernel("onednn", "fp32"));
+    reference::Output ra = reference::forward(a, h, 0), rb = reference::forward(b, h, 0);
+    for (int t = 0; t < 17; ++t) EXPECT_LT(reference::row_rel_l2(&rb.hidden[t * 24], &ra.hidden[t * 24], 24), 1e-6);
+}
+
+TEST(Compute, AutoResolvesByDtype) {
+    EXPECT_EQ(resolve_backend("auto", "bf16"), "onednn");
+    const std::string fp32 = resolve_backend("auto", "fp32");
+    EXPECT_TRUE(fp32 == "openblas" || fp32 == "onednn") << fp32;
+    EXPECT_EQ(resolve_backend("openblas", "fp32"), "openblas");
+    EXPECT_EQ(make_mlp_kernel("auto", "bf16")->name(), "onednn/bf16");
+    EXPECT_EQ(make_mlp_kernel("auto", "fp32")->name(), fp32 + "/fp32");
+    EXPECT_EQ(default_mlp_kernel()->name(), fp32 + "/fp32");
+}
+
+void expect_error_naming(const std::function<void()>& fn, const std::string& text) {
+    try {
+        fn();
+        ADD_FAILURE() << "no error; expected one naming " << text;
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what();
+    }
+}
+
+TEST(Compute, BadPairsNameTheKey) {
+    expect_error_naming([] { make_mlp_kernel("openblas", "bf16"); }, "compute.dtype = \"bf16\"");
+    expect_error_naming([] { make_mlp_kernel("cublas", "fp32"); }, "compute.backend = \"cublas\"");
+    expect_error_naming([] { make_mlp_kernel("onednn", "fp8"); }, "compute.dtype = \"fp8\"");
+    Json j = default_config();
+    apply_set(j, "compute.backend=openblas");
+    apply_set(j, "compute.dtype=bf16");
+    expect_error_naming([&] { Config::from_json(j); }, "config key compute.dtype = \"bf16\"");
+    EXPECT_EQ(default_config()["compute"]["backend"], "auto");
+}
+
+}  // namespace
+}  // namespace epmoe
