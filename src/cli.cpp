@@ -95,19 +95,21 @@ int info_command(const mpi::Comm& world, const std::vector<std::string>& args) {
     po::options_description desc("options");
     desc.add_options()("help,h", "this help")("json", "print one JSON object instead of text")(
         "config", po::value<std::string>(), "config file (energy.sysfs_root is read from it)")(
-        "set", po::value<std::vector<std::string>>()->composing(), "override a config key: a.b=value");
+        "set", po::value<std::vector<std::string>>()->composing(), "override a config key: a.b=value")(
+        "bind", "bind ranks to cores first, as `epmoe run --bind` does (resources.bind=core)");
     po::variables_map vm;
     Json merged = default_config();
     mpi::all_or_none(world, [&] {
         vm = parse_or_fail(args, desc, "info");
         if (vm.count("config")) merge_config(merged, read_config_file(vm["config"].as<std::string>()),
                                              vm["config"].as<std::string>());
+        if (vm.count("bind")) apply_set(merged, "resources.bind=core");
         if (vm.count("set"))
             for (const auto& s : vm["set"].as<std::vector<std::string>>()) apply_set(merged, s);
         Config::from_json(merged);
     });
     if (vm.count("help")) {
-        if (world.rank() == 0) std::cout << describe(desc, "usage: epmoe info [--json] [--config F] [--set k=v]\n");
+        if (world.rank() == 0) std::cout << describe(desc, "usage: epmoe info [--json] [--bind] [--config F] [--set k=v]\n");
         return 0;
     }
     return info(world, Config::from_json(merged), vm.count("json") > 0);
@@ -119,7 +121,8 @@ std::optional<Config> parse_run(const std::vector<std::string>& args, std::strin
     po::options_description desc("options");
     desc.add_options()("help,h", "this help")("config", po::value<std::string>(), "config file (JSON), any keys")(
         "set", po::value<std::vector<std::string>>()->composing(),
-        "override one config key: a.b=value (repeatable; applied last)")("quiet,q", "no progress lines");
+        "override one config key: a.b=value (repeatable; applied last)")("quiet,q", "no progress lines")(
+        "bind", "bind each rank and its BLAS threads to resources.threads_per_rank cores (resources.bind=core)");
     for (const auto& s : kRunShorthands) desc.add_options()(s.flag, po::value<std::string>(), s.help);
     po::variables_map vm = parse_or_fail(args, desc, "run");
     if (vm.count("help")) {
@@ -138,6 +141,7 @@ std::optional<Config> parse_run(const std::vector<std::string>& args, std::strin
     for (const auto& s : kRunShorthands)
         if (vm.count(s.flag)) apply_set(merged, std::string(s.key) + "=" + vm[s.flag].as<std::string>());
     if (vm.count("quiet")) apply_set(merged, "output.quiet=true");
+    if (vm.count("bind")) apply_set(merged, "resources.bind=core");
     if (vm.count("set"))
         for (const auto& s : vm["set"].as<std::vector<std::string>>()) apply_set(merged, s);
     return Config::from_json(merged);

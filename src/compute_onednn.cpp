@@ -129,9 +129,9 @@ private:
 
 // BF16 weights (stored once, half the bytes), FP32 activations between layers, FP32 accumulation.
 // Activations are rounded to BF16 at each matmul's input. Where oneDNN has a BF16 matmul (avx512_core
-// and up) it runs BF16 x BF16 -> FP32. Elsewhere (e.g. AVX2) it widens panels of the BF16 weights to FP32
-// and runs FP32 matmuls on the BF16-rounded activations: the products are exact in FP32 either way, so
-// both compute the same sums (in a different order).
+// and up) it runs BF16 x BF16 -> FP32. Elsewhere (e.g. AVX2) it widens each BF16 weight matrix to FP32 per
+// call (one matrix at a time, a transient buffer) and runs FP32 matmuls on the BF16-rounded activations:
+// the products are exact in FP32 either way, so both compute the same sums (in a different order).
 class OneDnnBf16Kernel final : public MlpKernel {
 public:
     OneDnnBf16Kernel() {
@@ -146,7 +146,7 @@ public:
     std::string name() const override { return "onednn/bf16"; }
     std::string implementation() const override {
         if (native_) return native_impl_;
-        return cat("bf16 weights widened to f32 per panel, then ", OneDnnFp32Kernel::impl_of(cache_, Dt::f32),
+        return cat("bf16 weights widened to f32 per call, then ", OneDnnFp32Kernel::impl_of(cache_, Dt::f32),
                    " (no bf16 matmul on this CPU)");
     }
 
@@ -188,16 +188,14 @@ private:
         cache_.get(Dt::bf16, d_ff, d_model, d_ff, d_model).run(act_.data(), b.w2.data(), y, n);
     }
 
-    // dst[:, 0:N] (ldc) = src · W^T with W [N, K] in BF16, src [n, K] (lda) FP32, widening W in panels.
+    // dst[:, 0:N] (ldc) = src · W^T with W [N, K] in BF16, src [n, K] (lda) FP32: widens W whole, then one
+    // FP32 matmul. Widening in L2-sized panels was no faster at 64 rows and ~30% slower at 2048 (each panel's
+    // matmul packs src again).
     void widened_matmul(const uint16_t* w, int64_t k, int64_t n_out, const float* src, int64_t lda, float* dst,
                         int64_t ldc, int64_t n) const {
-        const int64_t panel = std::clamp<int64_t>(kPanelFloats / k, 16, n_out);  // weight rows per panel
-        panel_.resize(static_cast<size_t>(panel * k));
-        for (int64_t r0 = 0; r0 < n_out; r0 += panel) {
-            const int64_t rows = std::min(panel, n_out - r0);
-            std::transform(w + r0 * k, w + (r0 + rows) * k, panel_.begin(), from_bf16);
-            cache_.get(Dt::f32, k, rows, lda, ldc).run(src, panel_.data(), dst + r0, n);
-        }
+        wide_.resize(static_cast<size_t>(n_out * k));
+        std::transform(w, w + n_out * k, wide_.begin(), from_bf16);
+        cache_.get(Dt::f32, k, n_out, lda, ldc).run(src, wide_.data(), dst, n);
     }
 
     void forward_widened(const Bf16Weights& b, int64_t d_model, int64_t d_ff, int64_t n, const float* x, float* y,
@@ -214,12 +212,12 @@ private:
         widened_matmul(b.w2.data(), d_ff, d_model, h, h_cols, y, d_model, n);
     }
 
-    static constexpr int64_t kPanelFloats = 128 * 1024;  // 512 KiB of widened weights: half of a 1 MiB L2
     bool native_ = false;
     std::string native_impl_;
     mutable MatmulCache cache_;
+    // Buffers reused across calls; a rank runs its MLPs on one thread, so one caller at a time.
     mutable std::vector<uint16_t> act_;  // BF16 activations (native path)
-    mutable std::vector<float> panel_;   // widened weight panel (widened path)
+    mutable std::vector<float> wide_;    // one weight matrix widened to FP32 (widened path): transient
 };
 
 }  // namespace

@@ -157,7 +157,8 @@ void print_text(std::ostream& os, const Json& j) {
     for (const char* level : {"l1d", "l2", "l3"})
         if (c[level]["count"].get<int>() > 0)
             os << " " << level << " " << bytes_text(c[level]["size_bytes"].get<int64_t>()) << " x" << c[level]["count"];
-    os << "\nbindings:\n";
+    os << "\nbindings (resources.bind = " << j["bind"].get<std::string>()
+       << (j["bind"] == "none" ? ": as the launcher left them" : ": hwloc, threads_per_rank cores per rank") << "):\n";
     for (const auto& b : j["bindings"])
         os << "  rank " << b["rank"] << " on " << b["host"].get<std::string>() << ": cpus "
            << b["cpus"].get<std::string>() << "\n";
@@ -176,6 +177,10 @@ void print_text(std::ostream& os, const Json& j) {
 
 int info(const mpi::Comm& world, const Config& config, bool json) {
     std::vector<std::string> hosts = mpi::allgather_strings(world, mpi::processor_name());
+    if (config.bind == "core") {  // as `epmoe run` binds, so the bindings below are the run's
+        const mpi::Comm host = world.split_shared();
+        mpi::all_or_none(world, [&] { bind_to_cores(host.rank(), host.size(), config.threads_per_rank); });
+    }
     std::vector<std::string> cpus = mpi::allgather_strings(world, cpu_binding());
     Json doc;
     mpi::all_or_none(world, [&] {
@@ -183,6 +188,7 @@ int info(const mpi::Comm& world, const Config& config, bool json) {
         doc["ranks"] = world.size();
         doc["hosts"] = group_hosts(hosts);
         doc["topology"] = topology_json(hosts[0]);
+        doc["bind"] = config.bind;
         doc["bindings"] = Json::array();
         for (int r = 0; r < world.size(); ++r)
             doc["bindings"].push_back({{"rank", r}, {"host", hosts[r]}, {"cpus", cpus[r]}});

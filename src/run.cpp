@@ -17,6 +17,7 @@
 #include "epmoe/run.hpp"
 #include "epmoe/run_inputs.hpp"
 #include "epmoe/run_summary.hpp"
+#include "epmoe/topology.hpp"
 
 namespace epmoe {
 namespace {
@@ -80,6 +81,11 @@ Json energy_details(const Config& config, const HostEnergy& energy) {
 Json run_job(const mpi::Comm& world, const Config& config, bool print_summary) {
     const int rank = world.rank(), num_ranks = world.size();
     mpi::all_or_none(world, [&] { check_launch(world); });
+    std::string binding = "none";  // resources.bind = core: this rank's cores
+    if (config.bind == "core") {
+        const mpi::Comm host = world.split_shared();
+        mpi::all_or_none(world, [&] { binding = bind_to_cores(host.rank(), host.size(), config.threads_per_rank); });
+    }
     set_compute_threads(config.threads_per_rank);  // OpenBLAS and oneDNN
     ModelSource source(world, config);  // synthetic, or a checkpoint's selected layers
     const ModelShape shape = source.shape();
@@ -150,7 +156,8 @@ Json run_job(const mpi::Comm& world, const Config& config, bool print_summary) {
         s["memory"] = memory;
         s["compute"] = {{"backend", config.compute.backend}, {"dtype", config.compute.dtype},
                         {"kernel", model.kernel->name()}, {"implementation", model.kernel->implementation()},
-                        {"threads_per_rank", config.threads_per_rank}};
+                        {"threads_per_rank", config.threads_per_rank}, {"bind", config.bind},
+                        {"rank0_binding", binding}};
         s["placement"] = placement.name();
         s["capacity_factor"] = config.capacity_factor;
         writer->finish(config.json, s);

@@ -2,7 +2,10 @@
 
 #include <hwloc.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 
 #include "epmoe/error.hpp"
@@ -71,6 +74,32 @@ std::string cpu_binding() {
     if (hwloc_bitmap_list_asprintf(&text, set.get()) < 0 || text == nullptr) return "unknown";
     std::string out(text);
     std::free(text);
+    return out;
+}
+
+std::string bind_to_cores(int local_rank, int local_ranks, int threads) {
+    Topology topo("");
+    hwloc_topology_t t = topo.get();
+    const int cores = count_of(t, HWLOC_OBJ_CORE);
+    if (cores == 0) fail("resources.bind = core: hwloc sees no cores on this host");
+    std::unique_ptr<hwloc_bitmap_s, void (*)(hwloc_bitmap_t)> set(hwloc_bitmap_alloc(), hwloc_bitmap_free);
+    if (!set) fail("hwloc: out of memory");
+    const int first = (local_rank * threads) % cores;
+    std::string core_list;
+    for (int j = 0; j < threads && j < cores; ++j) {
+        hwloc_obj_t core = hwloc_get_obj_by_type(t, HWLOC_OBJ_CORE, (first + j) % cores);
+        hwloc_bitmap_or(set.get(), set.get(), core->cpuset);
+        core_list += cat(j ? "," : "", (first + j) % cores);
+    }
+    if (hwloc_set_cpubind(t, set.get(), HWLOC_CPUBIND_PROCESS) != 0)
+        fail("resources.bind = core: hwloc cannot bind local rank ", local_rank, " to core(s) ", core_list, ": ",
+             std::strerror(errno));
+    char* pus = nullptr;
+    std::string pu_text = hwloc_bitmap_list_asprintf(&pus, set.get()) >= 0 && pus ? pus : "?";
+    std::free(pus);
+    std::string out = cat("core(s) ", core_list, " (PUs ", pu_text, ")");
+    if (local_ranks * threads > cores)
+        out += cat(", oversubscribed: ", local_ranks, " ranks x ", threads, " threads on ", cores, " cores");
     return out;
 }
 

@@ -92,6 +92,7 @@ struct Config {
     EnergyConfig energy;
     int coordinator_every_n_steps = 1;
     int threads_per_rank = 1;
+    std::string bind;             // resources.bind: none (leave it to the launcher) | core (hwloc, topology.hpp)
     ComputeConfig compute;
     OutputConfig output;
     Json json;                    // the full effective config, as written to config.json

@@ -31,4 +31,10 @@ TopologySummary topology_summary(const std::string& synthetic = "");
 // This process's CPU binding (hwloc_get_cpubind) as an hwloc list string, e.g. "0-3,8"; PU OS indexes.
 std::string cpu_binding();
 
+// resources.bind = core: binds this process and all its threads (BLAS and OpenMP pools included; threads
+// started later inherit it) to `threads` whole cores. Local rank r of local_ranks on this host gets cores
+// [r * threads, (r + 1) * threads), wrapping round when there are more ranks x threads than cores.
+// Returns the cores bound, e.g. "cores 2-3 (PUs 2-3)". Fails with Error if hwloc cannot bind.
+std::string bind_to_cores(int local_rank, int local_ranks, int threads);
+
 }  // namespace epmoe

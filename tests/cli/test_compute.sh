@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# compute.backend / compute.dtype end to end under this build's MPI: a bad pair exits 2 naming the key,
+# the resolved kernel shows in `epmoe info` and summary.json, BF16 holds half the expert bytes, BF16 output
+# does not depend on the rank count (1-4 ranks, 1e-5), BF16 stays within 1e-2 of FP32, and --bind binds.
+set -uo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=lib.sh
+source "$here/lib.sh"
+: "${EPMOE:?set EPMOE to the epmoe binary}" "${MPIEXEC:?set MPIEXEC to mpiexec and its flags}"
+read -r -a mpiexec <<<"$MPIEXEC"
+small=(--set model.d_model=48 --set model.d_ff=80 --set model.num_layers=2 -q)
+
+# 1. Bad pairs and values: exit 2, one error line naming the key, at 2 ranks.
+expect_exit 2 "${mpiexec[@]}" -np 2 "$EPMOE" run "${small[@]}" --steps 1 --out "$cli_tmp/bad" \
+    --set compute.backend=openblas --set compute.dtype=bf16
+expect_stderr_has "epmoe: error: config key compute.dtype = \"bf16\": compute.backend openblas runs fp32 only"
+expect_one_error_line
+expect_exit 2 "${mpiexec[@]}" -np 2 "$EPMOE" run "${small[@]}" --steps 1 --out "$cli_tmp/bad" --set compute.backend=mkl
+expect_stderr_has "compute.backend = \"mkl\""
+expect_one_error_line
+expect_exit 2 "${mpiexec[@]}" -np 2 "$EPMOE" info --set compute.dtype=fp16
+expect_stderr_has "compute.dtype = \"fp16\""
+if [ ! -e "$cli_tmp/bad/summary.json" ]; then pass "  no summary.json after a bad pair"; else fail_check "summary.json left"; fi
+
+# 2. `epmoe info` names the kernel compute.backend=auto resolves to.
+expect_exit 0 "$EPMOE" info --set compute.dtype=bf16
+expect_stdout_has "compute: onednn/bf16 (compute.backend = auto, compute.dtype = bf16)"
+expect_exit 0 "$EPMOE" info --json
+if python3 -c "import json, sys
+c = json.load(open(sys.argv[1]))['compute']
+assert c['backend'] == 'auto' and c['dtype'] == 'fp32' and c['kernel'] in ('openblas/fp32', 'onednn/fp32'), c
+assert c['implementation'] and c['onednn'].startswith('oneDNN '), c" "$out_file"; then
+    pass "  info --json: compute {backend, dtype, kernel, implementation, onednn}"
+else fail_check "info --json compute"; fi
+
+# 3. BF16 at 1-4 ranks: the same 12 global tokens give the 1-rank result (1e-5), with capacity drops.
+for np in 1 2 3 4; do
+    expect_exit 0 "${mpiexec[@]}" -np $np "$EPMOE" run "${small[@]}" --steps 2 --tokens-per-rank $((12 / np)) \
+        --capacity-factor 1.0 --set compute.dtype=bf16 --out "$cli_tmp/bf$np" --dump-output "$cli_tmp/bf$np.st"
+done
+for np in 2 3 4; do
+    if python3 "$here/st_read.py" compare "$cli_tmp/bf$np.st" "$cli_tmp/bf1.st" >"$cli_tmp/cmp"; then
+        pass "  bf16: $np ranks match 1 rank: $(cat "$cli_tmp/cmp")"
+    else fail_check "bf16: $np ranks differ from 1 rank: $(cat "$cli_tmp/cmp")"; fi
+done
+
+# 4. FP32 on the same tokens: BF16 within 1e-2 relative L2 of it, and its expert weights in half the bytes.
+expect_exit 0 "$EPMOE" run "${small[@]}" --steps 2 --tokens-per-rank 12 --capacity-factor 1.0 \
+    --out "$cli_tmp/fp1" --dump-output "$cli_tmp/fp1.st"
+if python3 - "$here" "$cli_tmp" >"$cli_tmp/dev" 2>&1 <<'PY'
+import json, math, os, sys
+sys.path.insert(0, sys.argv[1])
+from st_read import read
+tmp = sys.argv[2]
+(_, hb), (_, hf) = read(f"{tmp}/bf1.st")["hidden_states"], read(f"{tmp}/fp1.st")["hidden_states"]
+rel = math.sqrt(sum((a - b) ** 2 for a, b in zip(hb, hf)) / sum(b * b for b in hf))
+print(f"bf16 vs fp32 hidden_states rel L2 {rel:.3g}")
+assert 1e-6 < rel < 1e-2, rel
+sb, sf = (json.load(open(f"{tmp}/{d}/summary.json")) for d in ("bf1", "fp1"))
+assert sb["compute"]["kernel"] == "onednn/bf16" and sb["compute"]["backend"] == "auto", sb["compute"]
+assert sf["compute"]["kernel"] in ("openblas/fp32", "onednn/fp32"), sf["compute"]
+wb, wf = sb["memory"]["weight_bytes_per_rank"][0], sf["memory"]["weight_bytes_per_rank"][0]
+experts = 2 * 8 * 3 * 48 * 80  # layers * experts * 3 matrices * d_model * d_ff
+assert wf - wb == experts * 2, (wf, wb)  # 4 -> 2 bytes per expert weight; gates and norms stay FP32
+print(f"weight bytes fp32 {wf}, bf16 {wb}")
+PY
+then pass "  $(tr '\n' ';' <"$cli_tmp/dev")"
+else fail_check "bf16 against fp32: $(tail -n 3 "$cli_tmp/dev")"; fi
+
+# 5. --bind (resources.bind=core): each of 2 ranks bound to one core of its own, shown by info and summary.json.
+expect_exit 0 "${mpiexec[@]}" -np 2 "$EPMOE" info --bind --json
+if python3 -c "import json, sys
+j = json.load(open(sys.argv[1]))
+assert j['bind'] == 'core', j['bind']
+cpus = [b['cpus'] for b in j['bindings']]
+assert len(cpus) == 2 and all(c and c != 'unknown' for c in cpus), cpus
+if j['topology']['cores'] >= 2:
+    assert cpus[0] != cpus[1], cpus  # distinct cores
+    assert all(len(c.split(',')) == 1 for c in cpus), cpus  # one core each (its PUs: '3' or '2-3')" "$out_file"; then
+    pass "  info --bind: one core per rank ($(python3 -c "import json,sys; print([b['cpus'] for b in json.load(open(sys.argv[1]))['bindings']])" "$out_file"))"
+else fail_check "info --bind bindings"; fi
+expect_exit 0 "${mpiexec[@]}" -np 2 "$EPMOE" run "${small[@]}" --steps 1 --tokens-per-rank 8 --bind --out "$cli_tmp/bind"
+if python3 -c "import json, sys
+c = json.load(open(sys.argv[1]))['compute']
+assert c['bind'] == 'core' and c['rank0_binding'].startswith('core(s) 0 '), c" "$cli_tmp/bind/summary.json"; then
+    pass "  run --bind: summary.json compute.bind = core, rank 0 on core 0"
+else fail_check "run --bind summary: $(cat "$cli_tmp/bind/summary.json" 2>&1 | head -c 300)"; fi
+expect_exit 2 "$EPMOE" run "${small[@]}" --steps 1 --set resources.bind=socket --out "$cli_tmp/bad"
+expect_stderr_has "resources.bind = \"socket\""
+
+finish
