@@ -7,6 +7,7 @@ EPMOE_DEPS=(
     libopenmpi-dev openmpi-bin          # the default MPI (build/, build-asan/)
     libmpich-dev mpich                  # the second MPI (build-mpich/)
     libopenblas-dev libhwloc-dev hwloc
+    libdnnl-dev                         # oneDNN: the second GEMM backend (compute.backend=onednn, bf16)
     libboost-program-options-dev nlohmann-json3-dev
     libgtest-dev libgmock-dev googletest libbenchmark-dev
     python3                             # quickstart's summary, test fixtures
