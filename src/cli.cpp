@@ -9,6 +9,7 @@
 #include "epmoe/info.hpp"
 #include "epmoe/inspect.hpp"
 #include "epmoe/run.hpp"
+#include "epmoe/simulate.hpp"
 
 namespace po = boost::program_options;
 
@@ -23,6 +24,7 @@ const char* kUsage =
     "commands:\n"
     "  run     run the MoE forward pass over all ranks and write a results directory\n"
     "  compare run policy/placement pairs on one model and workload; writes compare.csv and compare.md\n"
+    "  simulate run on N simulated ranks of a simulated cluster (SimGrid SMPI); writes the same results\n"
     "  info    show ranks, hosts, hwloc topology, MPI, BLAS and energy sources\n"
     "  inspect describe a Hugging Face MoE checkpoint and its weight bytes per rank\n"
     "\n"
@@ -117,7 +119,7 @@ int info_command(const mpi::Comm& world, const std::vector<std::string>& args) {
 
 }  // namespace
 
-std::optional<Config> parse_run(const std::vector<std::string>& args, std::string& help) {
+std::optional<Config> parse_run(const std::vector<std::string>& args, std::string& help, const Json& defaults) {
     po::options_description desc("options");
     desc.add_options()("help,h", "this help")("config", po::value<std::string>(), "config file (JSON), any keys")(
         "set", po::value<std::vector<std::string>>()->composing(),
@@ -129,11 +131,11 @@ std::optional<Config> parse_run(const std::vector<std::string>& args, std::strin
         std::ostringstream os;
         os << describe(desc, "usage: epmoe run [options]\n\nRuns the MoE stack over all ranks. With no options: the "
                              "embedded default model and workload.\nConfig order: defaults, --config, flags, --set.\n");
-        os << "\nconfig keys and defaults:\n" << default_config().dump(2) << "\n";
+        os << "\nconfig keys and defaults:\n" << defaults.dump(2) << "\n";
         help = os.str();
         return std::nullopt;
     }
-    Json merged = default_config();
+    Json merged = defaults;
     if (vm.count("config")) {
         std::string path = vm["config"].as<std::string>();
         merge_config(merged, read_config_file(path), path);
@@ -161,9 +163,10 @@ int dispatch(const mpi::Comm& world, int argc, char** argv) {
     args.erase(args.begin());
     if (command == "run") return run_command(world, args);
     if (command == "compare") return compare_command(world, args);
+    if (command == "simulate") return simulate_command(world, args);
     if (command == "info") return info_command(world, args);
     if (command == "inspect") return inspect_command(world, args);
-    fail("unknown command '", command, "' (commands: run, compare, info, inspect; see epmoe --help)");
+    fail("unknown command '", command, "' (commands: run, compare, info, inspect, simulate; see epmoe --help)");
 }
 
 }  // namespace epmoe::cli

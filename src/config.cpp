@@ -1,5 +1,6 @@
 #include "epmoe/config.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -39,7 +40,12 @@ const char* kDefaults = R"({
   "coordinator": {"every_n_steps": 1},
   "resources": {"threads_per_rank": 1, "bind": "none"},
   "compute": {"backend": "auto", "dtype": "fp32"},
-  "output": {"dir": "", "dump": "", "quiet": false, "progress_interval_s": 5.0}
+  "output": {"dir": "", "dump": "", "quiet": false, "progress_interval_s": 5.0},
+  "simulate": {
+    "ranks": 16, "platform": "fat-tree", "bandwidth": "100Gbps", "latency": "1us", "ranks_per_node": 4,
+    "gflops_per_core": 0.0, "loopback_bandwidth": "8GBps", "loopback_latency": "1us",
+    "binary": "", "smpirun": "smpirun"
+  }
 })";
 
 std::string type_name(const Json& j) {
@@ -155,6 +161,47 @@ void check_policy_params(const Json& policy) {
     }
 }
 
+// A SimGrid quantity: a positive number and one of the units SimGrid reads, e.g. "100Gbps", "1us".
+std::string quantity(const Json& j, const std::string& key, const std::vector<std::string>& units) {
+    const Json& v = at(j, "simulate", key);
+    const std::string s = v.get<std::string>();
+    size_t end = 0;
+    double x = 0;
+    try {
+        x = std::stod(s, &end);
+    } catch (const std::exception&) {
+        end = 0;
+    }
+    const std::string unit = s.substr(end);
+    if (end == 0 || !std::isfinite(x) || x <= 0 || std::find(units.begin(), units.end(), unit) == units.end()) {
+        std::string list;
+        for (const auto& u : units) list += (list.empty() ? "" : ", ") + u;
+        bad_value("simulate." + key, v, "must be a positive number with a unit (" + list + ")");
+    }
+    return s;
+}
+
+// simulate.*: the simulated cluster of `epmoe simulate` (ignored by `epmoe run`).
+SimulateConfig simulate_config(const Json& j) {
+    const std::vector<std::string> rates = {"bps", "kbps", "Mbps", "Gbps", "Tbps", "Bps", "kBps", "MBps", "GBps", "TBps"};
+    const std::vector<std::string> times = {"s", "ms", "us", "ns"};
+    SimulateConfig s;
+    s.ranks = static_cast<int>(int_in(j, "simulate", "ranks", 1, 1 << 16));
+    s.platform = at(j, "simulate", "platform").get<std::string>();
+    const bool file = s.platform.size() > 4 && s.platform.substr(s.platform.size() - 4) == ".xml";
+    if (!file && s.platform != "fat-tree" && s.platform != "torus" && s.platform != "dragonfly")
+        bad_value("simulate.platform", at(j, "simulate", "platform"), "must be fat-tree, torus, dragonfly or a FILE.xml");
+    s.bandwidth = quantity(j, "bandwidth", rates);
+    s.latency = quantity(j, "latency", times);
+    s.ranks_per_node = static_cast<int>(int_in(j, "simulate", "ranks_per_node", 1, 1 << 12));
+    s.gflops_per_core = real_in(j, "simulate", "gflops_per_core", 0, false);
+    s.loopback_bandwidth = quantity(j, "loopback_bandwidth", rates);
+    s.loopback_latency = quantity(j, "loopback_latency", times);
+    s.binary = at(j, "simulate", "binary").get<std::string>();
+    s.smpirun = at(j, "simulate", "smpirun").get<std::string>();
+    return s;
+}
+
 }  // namespace
 
 const Json& default_config() {
@@ -258,6 +305,7 @@ Config Config::from_json(const Json& j) {
     c.output.dump = at(j, "output", "dump").get<std::string>();
     c.output.quiet = at(j, "output", "quiet").get<bool>();
     c.output.progress_interval_s = real_in(j, "output", "progress_interval_s", 0, true);
+    c.simulate = simulate_config(j);
     return c;
 }
 

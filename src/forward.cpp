@@ -24,7 +24,7 @@ LayerResult dense_layer(const MlpKernel& kernel, const DenseMlp& mlp, const Mode
 void shared_expert(const MlpKernel& kernel, const MoeLayer& layer, const ModelShape& s, std::span<const float> x, std::span<float> out,
                    DispatchBuffers& buf, StepResult& result) {
     const double t0 = mpi::wtime();
-    add_shared_expert(kernel, *layer.shared_expert, layer.shared_expert_gate, s.d_model, x, out, buf.expert_out, buf.scratch);
+    add_shared_expert(kernel, *layer.shared_expert, layer.shared_expert_gate, s.d_model, x, out, buf.mlp_out, buf.scratch);
     result.times.expert += mpi::wtime() - t0;
     result.expert_flops += 6.0 * s.d_model * layer.shared_expert->d_ff * static_cast<double>(x.size() / s.d_model);
 }

@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "epmoe/sim.hpp"
+
 namespace epmoe::mpi {
 namespace {
 
@@ -37,6 +39,18 @@ void wait(MPI_Request& request, const char* what) {
         }
         check(MPI_Test(&request, &done, MPI_STATUS_IGNORE), what);
     }
+}
+
+// Runs one collective. Real ranks start it non-blocking and complete it with the yielding waiter above.
+// Simulated ranks (SMPI) call the blocking form: SMPI completes a non-blocking collective by waiting on its
+// 2P point-to-point requests one by one (O(P^2) per call, minutes at 256 ranks), and the waiter's sleeps
+// would count as simulated time.
+template <typename Blocking, typename Start>
+void collective(const char* what, Blocking blocking, Start start) {
+    if (sim::simulated()) return check(blocking(), what);
+    MPI_Request request;
+    check(start(&request), what);
+    wait(request, what);
 }
 
 MPI_Op op_of(Op op) {
@@ -128,45 +142,46 @@ void alltoallv_raw(const Comm& comm, const void* send, const std::vector<int>& s
     EPMOE_ASSERT(static_cast<int>(recv_counts.size()) == comm.size());
     std::vector<int> send_offsets = prefix_offsets(send_counts);
     std::vector<int> recv_offsets = prefix_offsets(recv_counts);
-    MPI_Request request;
-    check(MPI_Ialltoallv(send, send_counts.data(), send_offsets.data(), type, recv, recv_counts.data(),
-                         recv_offsets.data(), type, comm.raw(), &request),
-          "MPI_Ialltoallv");
-    wait(request, "MPI_Ialltoallv");
+    const int *sc = send_counts.data(), *so = send_offsets.data(), *rc = recv_counts.data(), *ro = recv_offsets.data();
+    collective(
+        "MPI_Alltoallv", [&] { return MPI_Alltoallv(send, sc, so, type, recv, rc, ro, type, comm.raw()); },
+        [&](MPI_Request* r) { return MPI_Ialltoallv(send, sc, so, type, recv, rc, ro, type, comm.raw(), r); });
 }
 
 std::vector<int> alltoall(const Comm& comm, const std::vector<int>& send, int block) {
     EPMOE_ASSERT(static_cast<int>(send.size()) == comm.size() * block);
     std::vector<int> recv(send.size());
-    MPI_Request request;
-    check(MPI_Ialltoall(send.data(), block, MPI_INT, recv.data(), block, MPI_INT, comm.raw(), &request),
-          "MPI_Ialltoall");
-    wait(request, "MPI_Ialltoall");
+    collective(
+        "MPI_Alltoall",
+        [&] { return MPI_Alltoall(send.data(), block, MPI_INT, recv.data(), block, MPI_INT, comm.raw()); },
+        [&](MPI_Request* r) {
+            return MPI_Ialltoall(send.data(), block, MPI_INT, recv.data(), block, MPI_INT, comm.raw(), r);
+        });
     return recv;
 }
 
 void allreduce_raw(const Comm& comm, void* data, int count, MPI_Datatype type, Op op) {
-    MPI_Request request;
-    check(MPI_Iallreduce(MPI_IN_PLACE, data, count, type, op_of(op), comm.raw(), &request), "MPI_Iallreduce");
-    wait(request, "MPI_Iallreduce");
+    collective(
+        "MPI_Allreduce", [&] { return MPI_Allreduce(MPI_IN_PLACE, data, count, type, op_of(op), comm.raw()); },
+        [&](MPI_Request* r) { return MPI_Iallreduce(MPI_IN_PLACE, data, count, type, op_of(op), comm.raw(), r); });
 }
 
 void exscan_raw(const Comm& comm, const void* send, void* recv, int count, MPI_Datatype type) {
-    MPI_Request request;
-    check(MPI_Iexscan(send, recv, count, type, MPI_SUM, comm.raw(), &request), "MPI_Iexscan");
-    wait(request, "MPI_Iexscan");
+    collective(
+        "MPI_Exscan", [&] { return MPI_Exscan(send, recv, count, type, MPI_SUM, comm.raw()); },
+        [&](MPI_Request* r) { return MPI_Iexscan(send, recv, count, type, MPI_SUM, comm.raw(), r); });
 }
 
 void bcast_raw(const Comm& comm, void* data, int count, MPI_Datatype type, int root) {
-    MPI_Request request;
-    check(MPI_Ibcast(data, count, type, root, comm.raw(), &request), "MPI_Ibcast");
-    wait(request, "MPI_Ibcast");
+    collective(
+        "MPI_Bcast", [&] { return MPI_Bcast(data, count, type, root, comm.raw()); },
+        [&](MPI_Request* r) { return MPI_Ibcast(data, count, type, root, comm.raw(), r); });
 }
 
 void gather_raw(const Comm& comm, const void* send, int count, void* recv, MPI_Datatype type, int root) {
-    MPI_Request request;
-    check(MPI_Igather(send, count, type, recv, count, type, root, comm.raw(), &request), "MPI_Igather");
-    wait(request, "MPI_Igather");
+    collective(
+        "MPI_Gather", [&] { return MPI_Gather(send, count, type, recv, count, type, root, comm.raw()); },
+        [&](MPI_Request* r) { return MPI_Igather(send, count, type, recv, count, type, root, comm.raw(), r); });
 }
 
 void gatherv_raw(const Comm& comm, const void* send, int count, std::vector<char>& recv, MPI_Datatype type,
@@ -178,33 +193,38 @@ void gatherv_raw(const Comm& comm, const void* send, int count, std::vector<char
         offsets = prefix_offsets(counts);
         recv.resize((static_cast<size_t>(offsets.back()) + counts.back()) * elem_size);
     }
-    MPI_Request request;
-    check(MPI_Igatherv(send, count, type, recv.data(), counts.data(), offsets.data(), type, root, comm.raw(), &request),
-          "MPI_Igatherv");
-    wait(request, "MPI_Igatherv");
+    const int *rc = counts.data(), *ro = offsets.data();
+    collective(
+        "MPI_Gatherv", [&] { return MPI_Gatherv(send, count, type, recv.data(), rc, ro, type, root, comm.raw()); },
+        [&](MPI_Request* r) {
+            return MPI_Igatherv(send, count, type, recv.data(), rc, ro, type, root, comm.raw(), r);
+        });
 }
 
 std::vector<std::string> allgather_strings(const Comm& comm, const std::string& mine) {
     int len = to_int_count(mine.size(), "allgather_strings");
     std::vector<int> lens(comm.size());
-    MPI_Request request;
-    check(MPI_Iallgather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, comm.raw(), &request), "MPI_Iallgather");
-    wait(request, "MPI_Iallgather");
+    collective(
+        "MPI_Allgather", [&] { return MPI_Allgather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, comm.raw()); },
+        [&](MPI_Request* r) { return MPI_Iallgather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, comm.raw(), r); });
     std::vector<int> offsets = prefix_offsets(lens);
     std::string all(static_cast<size_t>(offsets.back() + lens.back()), '\0');
-    check(MPI_Iallgatherv(mine.data(), len, MPI_CHAR, all.data(), lens.data(), offsets.data(), MPI_CHAR,
-                          comm.raw(), &request),
-          "MPI_Iallgatherv");
-    wait(request, "MPI_Iallgatherv");
+    const int *rc = lens.data(), *ro = offsets.data();
+    collective(
+        "MPI_Allgatherv",
+        [&] { return MPI_Allgatherv(mine.data(), len, MPI_CHAR, all.data(), rc, ro, MPI_CHAR, comm.raw()); },
+        [&](MPI_Request* r) {
+            return MPI_Iallgatherv(mine.data(), len, MPI_CHAR, all.data(), rc, ro, MPI_CHAR, comm.raw(), r);
+        });
     std::vector<std::string> out;
     for (int r = 0; r < comm.size(); ++r) out.push_back(all.substr(offsets[r], lens[r]));
     return out;
 }
 
 void barrier(const Comm& comm) {
-    MPI_Request request;
-    check(MPI_Ibarrier(comm.raw(), &request), "MPI_Ibarrier");
-    wait(request, "MPI_Ibarrier");
+    collective(
+        "MPI_Barrier", [&] { return MPI_Barrier(comm.raw()); },
+        [&](MPI_Request* r) { return MPI_Ibarrier(comm.raw(), r); });
 }
 
 void all_or_none(const Comm& comm, const std::function<void()>& fn) {

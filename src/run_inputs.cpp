@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "epmoe/sim.hpp"
+
 namespace epmoe {
 
 ModelSource::ModelSource(const mpi::Comm& comm, const Config& config) : config_(config) {
@@ -24,7 +26,10 @@ ModelSource::~ModelSource() = default;
 
 Model ModelSource::load(const mpi::Comm& comm, const std::function<bool(int)>& owns) {
     std::shared_ptr<const MlpKernel> kernel;
-    mpi::all_or_none(comm, [&] { kernel = make_mlp_kernel(config_.compute.backend, config_.compute.dtype); });
+    mpi::all_or_none(comm, [&] {
+        kernel = make_mlp_kernel(config_.compute.backend, config_.compute.dtype);  // checks the keys either way
+        if (sim::simulated()) kernel = sim::simulated_kernel();
+    });
     if (!checkpoint_) return make_synthetic_model(shape_, config_.seed, [&](int, int e) { return owns(e); }, kernel);
     Model model;
     mpi::all_or_none(comm, [&] { model = checkpoint_->load(first_layer_, last_layer_, owns, kernel); });

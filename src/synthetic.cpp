@@ -5,6 +5,7 @@
 #include <numbers>
 
 #include "epmoe/error.hpp"
+#include "epmoe/sim.hpp"
 
 namespace epmoe {
 namespace {
@@ -29,20 +30,27 @@ void fill_uniform(std::vector<float>& out, size_t n, uint64_t seed, uint64_t id,
     for (size_t i = 0; i < n; ++i) out[i] = scale * (2.0f * hash_uniform(seed, id, i, 0) - 1.0f);
 }
 
-// Standard normal from two uniforms (Box-Muller).
-float gaussian(uint64_t seed, uint64_t a, uint64_t b, uint64_t c) {
-    double u1 = 1.0 - hash_uniform(seed, a, b, c);  // (0, 1]
-    double u2 = hash_uniform(seed, a, b, c ^ 0x5555555555555555ULL);
+// hash_uniform in two halves: the prefix depends on (seed, a, b) only, so a row of c values hashes it once.
+uint64_t hash_prefix(uint64_t seed, uint64_t a, uint64_t b) {
+    return splitmix64(splitmix64(splitmix64(seed ^ 0x243f6a8885a308d3ULL) ^ a) ^ b);
+}
+
+float hash_finish(uint64_t prefix, uint64_t c) {
+    return static_cast<float>(splitmix64(prefix ^ c) >> 40) * (1.0f / 16777216.0f);
+}
+
+// Standard normal from two uniforms (Box-Muller), from hash_prefix(seed, a, b) and c.
+float gaussian_at(uint64_t prefix, uint64_t c) {
+    double u1 = 1.0 - hash_finish(prefix, c);  // (0, 1]
+    double u2 = hash_finish(prefix, c ^ 0x5555555555555555ULL);
     return static_cast<float>(std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * std::numbers::pi * u2));
 }
 
+float gaussian(uint64_t seed, uint64_t a, uint64_t b, uint64_t c) { return gaussian_at(hash_prefix(seed, a, b), c); }
+
 }  // namespace
 
-float hash_uniform(uint64_t seed, uint64_t a, uint64_t b, uint64_t c) {
-    uint64_t h = splitmix64(splitmix64(splitmix64(seed ^ 0x243f6a8885a308d3ULL) ^ a) ^ b) ^ c;
-    h = splitmix64(h);
-    return static_cast<float>(h >> 40) * (1.0f / 16777216.0f);
-}
+float hash_uniform(uint64_t seed, uint64_t a, uint64_t b, uint64_t c) { return hash_finish(hash_prefix(seed, a, b), c); }
 
 Model make_synthetic_model(const ModelShape& shape, uint64_t seed, const std::function<bool(int, int)>& owns,
                            std::shared_ptr<const MlpKernel> kernel) {
@@ -63,6 +71,7 @@ Model make_synthetic_model(const ModelShape& shape, uint64_t seed, const std::fu
         for (int e = 0; e < shape.num_experts; ++e) {
             if (!owns(l, e)) continue;
             ExpertWeights& w = layer.experts[e];
+            if (sim::simulated()) continue;  // simulated experts hold no weights (sim.hpp)
             std::vector<float> w1, w3;
             fill_uniform(w1, f * d, seed, tensor_id(l, kW1, e), in_scale);
             fill_uniform(w3, f * d, seed, tensor_id(l, kW3, e), in_scale);
@@ -108,8 +117,8 @@ void SyntheticWorkload::fill(int step, int64_t first_token, int64_t num_tokens, 
         const int64_t g = first_token + t;
         const float* centre = &centres_[static_cast<size_t>(cluster_of(step, g)) * d_model_];
         float* row = &out[static_cast<size_t>(t) * d_model_];
-        for (int j = 0; j < d_model_; ++j)
-            row[j] = centre[j] + noise * gaussian(seed_, tensor_id(step, kToken, 0), static_cast<uint64_t>(g), j);
+        const uint64_t prefix = hash_prefix(seed_, tensor_id(step, kToken, 0), static_cast<uint64_t>(g));
+        for (int j = 0; j < d_model_; ++j) row[j] = centre[j] + noise * gaussian_at(prefix, j);
     }
 }
 

@@ -78,6 +78,18 @@ struct ComputeConfig {
     std::string dtype;    // fp32 | bf16 (weights; activations and accumulation stay FP32)
 };
 
+// simulate.*: the cluster `epmoe simulate` runs the ranks on under SimGrid's SMPI (`epmoe run` ignores it).
+struct SimulateConfig {
+    int ranks = 0;                   // simulated MPI ranks
+    std::string platform;            // fat-tree | torus | dragonfly | a SimGrid platform FILE.xml
+    std::string bandwidth, latency;  // each network link, SimGrid units: "100Gbps", "1us"
+    int ranks_per_node = 0;          // ranks (cores) per simulated node
+    double gflops_per_core = 0;      // the expert GEMM rate, GFLOP/s per rank; 0 = measured at launch
+    std::string loopback_bandwidth, loopback_latency;  // between ranks of one node (shared memory)
+    std::string binary;              // the SMPI build of epmoe; "" = build-smpi/epmoe beside this binary's folder
+    std::string smpirun;             // SimGrid's launcher
+};
+
 // The validated configuration. Construct with Config::from_json.
 struct Config {
     uint64_t seed = 0;
@@ -95,6 +107,7 @@ struct Config {
     std::string bind;             // resources.bind: none (leave it to the launcher) | core (hwloc, topology.hpp)
     ComputeConfig compute;
     OutputConfig output;
+    SimulateConfig simulate;
     Json json;                    // the full effective config, as written to config.json
 
     // Validates every key of a merged config; fails with "config key K = V: reason".

@@ -11,6 +11,7 @@
 #include "epmoe/mpi.hpp"
 #include "epmoe/placement.hpp"
 #include "epmoe/router.hpp"
+#include "epmoe/sim.hpp"
 
 namespace epmoe {
 
@@ -33,9 +34,12 @@ struct LayerResult {
 };
 
 // Buffers reused across layers and steps, so steady-state steps do not allocate.
+// The token buffers are sim::TokenBuffer: shared among simulated ranks in the SMPI build (sim.hpp).
 struct DispatchBuffers {
-    std::vector<float> send, recv, ret, back;  // [rows, d_model] each
-    std::vector<float> expert_in, expert_out, scratch;
+    sim::TokenBuffer send, recv, ret, back;  // [rows, d_model] each
+    sim::TokenBuffer expert_in, expert_out;  // [rows of one expert, d_model]
+    std::vector<float> scratch;
+    std::vector<float> mlp_out;              // [num_tokens, d_model] a shared expert's output (private)
     std::vector<int64_t> slot_row;             // [num_tokens, top_k] row in send, or -1 if dropped
 };
 

@@ -1,0 +1,52 @@
+// The SMPI build's side of sim.hpp (compiled only with -DEPMOE_SMPI=ON, by smpicxx).
+#include <smpi/smpi.h>
+
+#include <algorithm>
+
+#include "epmoe/error.hpp"
+#include "epmoe/model.hpp"
+#include "epmoe/sim.hpp"
+
+namespace epmoe::sim {
+namespace {
+
+// Expert GEMMs as simulated compute. The platform's host speed is the BLAS rate measured on a real machine
+// (simulate.gflops_per_core), so flops / speed is the time the real kernel would take.
+class SimulatedKernel final : public MlpKernel {
+public:
+    std::string name() const override { return "simulated/fp32"; }
+    std::string implementation() const override { return "smpi_execute_flops at the platform's host speed"; }
+
+    void prepare(ExpertWeights& w, int, int) const override {
+        std::vector<float>().swap(w.w13);  // nothing reads them: free them now
+        std::vector<float>().swap(w.w2);
+        w.prepared.reset();
+        w.prepared_bytes = 0;
+    }
+
+    void forward(const ExpertWeights&, int d_model, int d_ff, std::span<const float> x, std::span<float> y,
+                 std::vector<float>&) const override {
+        const double rows = static_cast<double>(x.size() / d_model);
+        if (rows > 0) smpi_execute_flops(6.0 * d_model * d_ff * rows);
+        std::fill(y.begin(), y.end(), 0.0f);  // the modelled output: later layers see h unchanged by experts
+    }
+};
+
+}  // namespace
+
+bool simulated() { return true; }
+
+std::shared_ptr<const MlpKernel> simulated_kernel() {
+    static const std::shared_ptr<const MlpKernel> kernel = std::make_shared<SimulatedKernel>();
+    return kernel;
+}
+
+void* buffer_alloc(size_t bytes) {
+    void* p = SMPI_SHARED_MALLOC(bytes ? bytes : 1);
+    if (!p) throw std::bad_alloc();
+    return p;
+}
+
+void buffer_free(void* p) { SMPI_SHARED_FREE(p); }
+
+}  // namespace epmoe::sim
