@@ -4,8 +4,9 @@
 #   openmpi  build/        Open MPI, -Werror, every test (unit, mpi, cli)
 #   mpich    build-mpich/  MPICH, -Werror, every test
 #   asan     build-asan/   Open MPI, AddressSanitizer + UBSan, unit tests only
-# then, as root, the SLURM step: launchers/slurm/epmoe.sbatch submitted to a private one-node cluster
-# with the epmoe binaries of openmpi and mpich (tests/slurm/test_slurm.sh).
+# then the SMPI step: build-smpi/epmoe (SimGrid's smpicxx, only that target) and `epmoe simulate` with the
+# openmpi build (tests/smpi/test_simulate.sh); then, as root, the SLURM step: launchers/slurm/epmoe.sbatch
+# submitted to a private one-node cluster with the epmoe binaries of openmpi and mpich (tests/slurm/test_slurm.sh).
 # Ends with one line "N passed, N failed" (totals over the configurations run) and exits non-zero if a
 # test or a build failed.
 set -euo pipefail
@@ -19,18 +20,21 @@ source "$here/lib/build.sh"
 
 usage() {
     cat <<'EOF'
-usage: launchers/test.sh [--only openmpi|mpich|asan]... [--no-install] [--no-slurm] [-- CTEST_ARGS...]
+usage: launchers/test.sh [--only openmpi|mpich|asan]... [--no-install] [--no-smpi] [--no-slurm] [-- CTEST_ARGS...]
 
 Installs missing Debian packages (apt-get, only when something is missing), then builds and tests:
   openmpi  build/        Open MPI, -DEPMOE_WERROR=ON, all tests
   mpich    build-mpich/  MPICH, -DEPMOE_WERROR=ON, all tests
   asan     build-asan/   Open MPI, -DEPMOE_SANITIZE=ON, unit tests only (ctest -L unit)
+  smpi     (after openmpi) build-smpi/epmoe with SimGrid's smpicxx, then `epmoe simulate` at 2-16 simulated
+           ranks against real 4-rank runs (tests/smpi/test_simulate.sh)
   slurm    (as root, after openmpi and/or mpich) epmoe.sbatch on a private one-node SLURM cluster,
            with the binaries just built (tests/slurm/test_slurm.sh)
 
 options:
   --only NAME    run only this configuration (repeatable; default: all three)
   --no-install   do not run apt-get, only warn about missing packages
+  --no-smpi      skip the SMPI step; it is also skipped when CTEST_ARGS are given
   --no-slurm     skip the SLURM step (and its packages); it is also skipped when CTEST_ARGS are given
   -h, --help     this help
   -- ARGS        pass ARGS to every ctest run, e.g. `-- -R config` or `-- -L mpi`
@@ -47,12 +51,14 @@ die() {
 only=()
 install=1
 slurm=1
+smpi=1
 ctest_args=()
 while [ $# -gt 0 ]; do
     case $1 in
         -h | --help) usage; exit 0 ;;
         --no-install) install=0 ;;
         --no-slurm) slurm=0 ;;
+        --no-smpi) smpi=0 ;;
         --only | --only=*)
             if [ "$1" = --only ]; then
                 [ $# -ge 2 ] || die "--only needs a configuration: openmpi, mpich or asan"
@@ -77,6 +83,8 @@ if [ "$slurm" -eq 1 ] && { [ "$(id -u)" -ne 0 ] || [ "${#ctest_args[@]}" -gt 0 ]
     slurm=0
 fi
 [ "$slurm" -eq 0 ] || EPMOE_DEPS+=("${EPMOE_SLURM_DEPS[@]}")
+# The SMPI step needs the openmpi build's epmoe (the launcher side of `epmoe simulate`), and no ctest filter.
+if [ "${#ctest_args[@]}" -gt 0 ] || [[ " ${only[*]} " != *" openmpi "* ]]; then smpi=0; fi
 
 if [ "$install" -eq 1 ]; then
     epmoe_install_deps epmoe-test
@@ -150,6 +158,34 @@ run_slurm() {
     summaries+=("slurm (tests/slurm/): $line ($((SECONDS - start)) s)")
 }
 
+# The SMPI step: builds build-smpi/epmoe (only that target), then runs tests/smpi/test_simulate.sh with the
+# openmpi binary; its last line "N passed, N failed" counts in the totals.
+run_smpi() {
+    local start=$SECONDS line rc passed failed mpiexec="/usr/bin/mpiexec.openmpi --oversubscribe"
+    echo
+    echo "=== smpi: build-smpi/, tests/smpi/test_simulate.sh ==="
+    [ "$(id -u)" -ne 0 ] || mpiexec+=" --allow-run-as-root"
+    if ! epmoe_configure build-smpi -DEPMOE_SMPI=ON -DEPMOE_WERROR=ON ||
+        ! cmake --build "$EPMOE_ROOT/build-smpi" -j "$jobs" --target epmoe; then
+        summaries+=("smpi (build-smpi/): BUILD FAILED, no tests run ($((SECONDS - start)) s)")
+        total_failed=$((total_failed + 1))
+        return 0
+    fi
+    timeout -k 10 600 env EPMOE="${built[openmpi]}" EPMOE_SMPI_BIN="$EPMOE_ROOT/build-smpi/epmoe" MPIEXEC="$mpiexec" \
+        bash "$EPMOE_ROOT/tests/smpi/test_simulate.sh" 2>&1 | tee "$log" && rc=0 || rc=${PIPESTATUS[0]}
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1 || true)
+    if [ -n "$line" ]; then
+        read -r passed _ failed _ <<<"$line"
+        total_passed=$((total_passed + passed))
+        total_failed=$((total_failed + failed))
+        if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then total_failed=$((total_failed + 1)); fi
+    else
+        line="exited $rc without a summary"
+        total_failed=$((total_failed + 1))
+    fi
+    summaries+=("smpi (build-smpi/): $line ($((SECONDS - start)) s)")
+}
+
 # In a fixed order, each at most once, whatever the order of --only.
 for name in openmpi mpich asan; do
     [[ " ${only[*]} " == *" $name "* ]] || continue
@@ -161,6 +197,9 @@ for name in openmpi mpich asan; do
     esac
 done
 
+if [ "$smpi" -eq 1 ] && [ -n "${built[openmpi]:-}" ]; then
+    run_smpi
+fi
 if [ "$slurm" -eq 1 ] && [ -n "${built[openmpi]:-}${built[mpich]:-}" ]; then
     run_slurm
 fi

@@ -16,6 +16,7 @@
 #include "epmoe/cli.hpp"
 #include "epmoe/error.hpp"
 #include "epmoe/results.hpp"
+#include "epmoe/run.hpp"
 #include "epmoe/run_inputs.hpp"
 #include "epmoe/sim.hpp"
 #include "epmoe/simulate.hpp"
@@ -120,6 +121,45 @@ int typical_rows(const Config& config, const ModelShape& shape) {
     return static_cast<int>(std::clamp(rows, 16.0, 4096.0));
 }
 
+// Resolves the config, checks the inputs, measures the GEMM rate if asked, and writes platform.xml, hostfile and
+// simulate.json into the results directory. Sets dir, the SMPI binary, the rate and the rank count.
+void prepare(const mpi::Comm& world, const Config& parsed, std::string& dir, std::string& binary, double& gflops,
+             int& ranks) {
+    Json json = parsed.json;
+    const std::string source = parsed.energy.source;
+    if (source == "rapl" || source == "hwmon")
+        fail("energy.source = ", source, ": simulated ranks cannot read this machine's sensors; use estimated or none");
+    if (source == "auto") apply_set(json, "energy.source=estimated");
+    Config config = Config::from_json(json);
+    const SimulateConfig& sc = config.simulate;
+    binary = smpi_binary(sc);
+    dir = config.output.dir.empty() ? default_results_dir(config.policy) : config.output.dir;
+    ranks = sc.ranks;
+
+    // What rank 0 of the simulation would read first (checkpoint headers, --input, placement.profile), read
+    // here, so that bad input is one error line before smpirun starts.
+    ModelSource model(world, config);
+    TokenSource tokens(world, config, model.shape().d_model);
+    run_placement(world, config, model.shape().num_experts);
+    gflops = sc.gflops_per_core;
+    if (gflops == 0) {
+        gflops = measure_gflops(config, typical_rows(config, model.shape()));
+        if (!config.output.quiet)
+            std::fprintf(stderr, "epmoe simulate: expert GEMM rate on this machine: %.2f GFLOP/s per rank\n", gflops);
+    }
+    Platform platform = make_platform(sc, sc.ranks, gflops);
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    if (ec || !fs::is_directory(dir)) fail(dir, ": cannot create the results directory (", ec.message(), ")");
+    apply_set(json, "output.dir=" + dir);
+    apply_set(json, cat("simulate.gflops_per_core=", gflops));
+    write_text(fs::path(dir) / "platform.xml", platform.xml);
+    std::string hostfile;
+    for (const auto& h : platform.hosts) hostfile += h + "\n";
+    write_text(fs::path(dir) / "hostfile", hostfile);
+    write_text(fs::path(dir) / "simulate.json", json.dump(2) + "\n");
+}
+
 }  // namespace
 
 double measure_gflops(const Config& config, int rows) {
@@ -143,12 +183,20 @@ double measure_gflops(const Config& config, int rows) {
 }
 
 int simulate_command(const mpi::Comm& world, const std::vector<std::string>& args) {
-    if (sim::simulated()) fail("epmoe simulate starts smpirun itself: run it from the ordinary build (build/epmoe)");
+    mpi::all_or_none(world, [&] {
+        if (sim::simulated()) fail("epmoe simulate starts smpirun itself: run it from the ordinary build (build/epmoe)");
+        if (world.size() != 1) fail("epmoe simulate runs as one process (it starts smpirun): run it without mpirun");
+    });
     std::string help;
     Json defaults = default_config();
     defaults["workload"]["steps"] = kDefaultSteps;
-    std::optional<Config> parsed = cli::parse_run(run_arguments(args), help, defaults);
-    if (!parsed) {
+    std::optional<Config> parsed;
+    bool asked_help = false;
+    mpi::all_or_none(world, [&] {
+        parsed = cli::parse_run(run_arguments(args), help, defaults);
+        asked_help = !parsed;
+    });
+    if (asked_help) {
         std::cout << "usage: epmoe simulate [--ranks N] [--platform fat-tree|torus|dragonfly|FILE.xml] [--bandwidth B]\n"
                      "                      [--latency L] [--ranks-per-node K] [--gflops-per-core G] [every run option]\n\n"
                      "Runs `epmoe run` on N simulated ranks under SimGrid's SMPI (build-smpi/epmoe) and writes the same\n"
@@ -158,44 +206,20 @@ int simulate_command(const mpi::Comm& world, const std::vector<std::string>& arg
         std::cout << "\n" << help;
         return 0;
     }
-    if (world.size() != 1) fail("epmoe simulate runs as one process (it starts smpirun): run it without mpirun");
-    Json json = parsed->json;
-    const std::string source = parsed->energy.source;
-    if (source == "rapl" || source == "hwmon")
-        fail("energy.source = ", source, ": simulated ranks cannot read this machine's sensors; use estimated or none");
-    if (source == "auto") apply_set(json, "energy.source=estimated");
-    Config config = Config::from_json(json);
-    const SimulateConfig& sc = config.simulate;
-    const std::string binary = smpi_binary(sc);
-    const std::string dir = config.output.dir.empty() ? default_results_dir(config.policy) : config.output.dir;
-
-    double gflops = sc.gflops_per_core;
-    if (gflops == 0) {
-        ModelSource model(world, config);
-        gflops = measure_gflops(config, typical_rows(config, model.shape()));
-        if (!config.output.quiet)
-            std::fprintf(stderr, "epmoe simulate: expert GEMM rate on this machine: %.2f GFLOP/s per rank\n", gflops);
-    }
-    Platform platform = make_platform(sc, sc.ranks, gflops);
-    std::error_code ec;
-    fs::create_directories(dir, ec);
-    if (ec || !fs::is_directory(dir)) fail(dir, ": cannot create the results directory (", ec.message(), ")");
-    apply_set(json, "output.dir=" + dir);
-    apply_set(json, cat("simulate.gflops_per_core=", gflops));
-    write_text(fs::path(dir) / "platform.xml", platform.xml);
-    std::string hostfile;
-    for (const auto& h : platform.hosts) hostfile += h + "\n";
-    write_text(fs::path(dir) / "hostfile", hostfile);
-    write_text(fs::path(dir) / "simulate.json", json.dump(2) + "\n");
-
+    // Everything up to smpirun may fail on bad input: one agreed error line, exit 2 (main.cpp).
+    std::string dir, binary;
+    double gflops = 0;
+    int ranks = 0;
+    mpi::all_or_none(world, [&] { prepare(world, *parsed, dir, binary, gflops, ranks); });
     const std::string speed = cat(gflops, "Gf");
     std::vector<std::string> argv = {
-        sc.smpirun, "-no-privatize", "-platform", dir + "/platform.xml", "-hostfile", dir + "/hostfile",
-        "-np", std::to_string(sc.ranks),
+        parsed->simulate.smpirun, "-no-privatize", "-platform", dir + "/platform.xml", "-hostfile", dir + "/hostfile",
+        "-np", std::to_string(ranks),
         "--cfg=smpi/host-speed:" + speed,          // host code (gate, top-k, pack) keeps its measured duration
         "--cfg=smpi/simulate-computation:yes", "--cfg=smpi/shared-malloc:global",
         "--cfg=smpi/alltoallv:pair",               // the default waits on 2P requests at once: O(P^2) per call
         "--log=xbt_cfg.thres:warning", "--log=smpi_coll.thres:warning",
+        "--log=smpi_kernel.thres:error",           // not a warning per rank when the ranks exit 2 on bad input
         binary, "run", "--config", dir + "/simulate.json"};
     std::string script = "#!/bin/sh\n# the command `epmoe simulate` ran\nOPENBLAS_NUM_THREADS=1 exec";
     for (const auto& a : argv) script.append(" ").append(shell_word(a));

@@ -8,6 +8,7 @@ EPMOE_DEPS=(
     libmpich-dev mpich                  # the second MPI (build-mpich/)
     libopenblas-dev libhwloc-dev hwloc
     libdnnl-dev                         # oneDNN: the second GEMM backend (compute.backend=onednn, bf16)
+    libsimgrid-dev                      # SimGrid SMPI (smpicxx, smpirun): epmoe simulate, build-smpi/
     libboost-program-options-dev nlohmann-json3-dev
     libgtest-dev libgmock-dev googletest libbenchmark-dev
     python3                             # quickstart's summary, test fixtures
