@@ -137,9 +137,10 @@ public:
     OneDnnBf16Kernel() {
         try {
             native_impl_ = cache_.get(Dt::bf16, 64, 64, 64, 64).impl();
-            native_ = true;
+            // oneDNN's reference loops ("ref:any") are unoptimised: widening to its FP32 GEMM wins then.
+            native_ = native_impl_.rfind("ref", 0) != 0;
         } catch (const dnnl::error&) {
-            native_ = false;
+            native_ = false;  // no BF16 matmul on this CPU (oneDNN 2.6 needs avx512_core)
         }
     }
 
