@@ -6,7 +6,9 @@
 //          return alltoallv and weighted combine. (A rank's own combine time would include waiting for the
 //          busier rank's experts under skewed routing, which is imbalance, not data movement.)
 //   bare   two blocking MPI_Alltoallv of exactly the same element counts (there and back), max over ranks
-// and prints one JSON line per point on rank 0 with median/min/max of each and ours/bare. It checks its
+// and prints one JSON line per point on rank 0 with median/min/max of each and ours/bare. Every point runs
+// with both of epmoe's collective wait modes (mpi::WaitMode): yield (non-blocking + yielding waiter, the
+// mode for oversubscribed ranks) and block (the blocking call). It checks its
 // own result: with an identity expert and weights summing to 1 the layer must return its input (wrong = 0).
 // Usage: mpirun -np 2 bench_dispatch [--reps N] [--d-model D] [--tokens T,...]
 #include <mpi.h>
@@ -74,7 +76,8 @@ std::string json(const Stats& s) {
 
 double max_over_ranks(const mpi::Comm& comm, double value) { return mpi::allreduce_one(comm, value, mpi::Op::kMax); }
 
-void run_point(const mpi::Comm& comm, int64_t tokens, bool skewed, int d_model, int reps) {
+void run_point(const mpi::Comm& comm, int64_t tokens, bool skewed, int d_model, int reps, mpi::WaitMode mode) {
+    mpi::set_wait_mode(mode);
     const int num_ranks = comm.size(), rank = comm.rank();
     ModelShape shape;
     shape.num_layers = 1;
@@ -141,11 +144,11 @@ void run_point(const mpi::Comm& comm, int64_t tokens, bool skewed, int d_model, 
     const double max_bytes = max_over_ranks(comm, bytes);
     if (rank != 0) return;
     const Stats o = stats(ours), b = stats(bare), w = stats(whole);
-    std::printf("{\"bench\": \"dispatch\", \"ranks\": %d, \"tokens_per_rank\": %lld, \"routing\": \"%s\", "
+    std::printf("{\"bench\": \"dispatch\", \"wait\": \"%s\", \"ranks\": %d, \"tokens_per_rank\": %lld, \"routing\": \"%s\", "
                 "\"d_model\": %d, \"num_experts\": %d, \"top_k\": %d, \"reps\": %d, \"max_rank_bytes\": %.0f, "
                 "\"ours_s\": %s, \"layer_s\": %s, \"bare_alltoallv_s\": %s, \"ours_over_bare\": %.4f, "
                 "\"bare_gib_s\": %.4f, \"wrong\": %d}\n",
-                num_ranks, static_cast<long long>(tokens), skewed ? "skewed" : "uniform", d_model, kExperts, kTopK,
+                mode == mpi::WaitMode::kBlock ? "block" : "yield", num_ranks, static_cast<long long>(tokens), skewed ? "skewed" : "uniform", d_model, kExperts, kTopK,
                 reps, max_bytes, json(o).c_str(), json(w).c_str(), json(b).c_str(), o.median / b.median,
                 max_bytes / b.median / (1 << 30), wrong);
     std::fflush(stdout);
@@ -168,6 +171,8 @@ int main(int argc, char** argv) {
         }
     }
     for (int64_t t : tokens)
-        for (bool skewed : {false, true}) run_point(world, t, skewed, d_model, reps);
+        for (bool skewed : {false, true})
+            for (mpi::WaitMode mode : {mpi::WaitMode::kYield, mpi::WaitMode::kBlock})
+                run_point(world, t, skewed, d_model, reps, mode);
     return 0;
 }

@@ -27,7 +27,7 @@ def load_kernels(path):
     for b in json.load(open(path))["benchmarks"]:
         if b.get("run_type") != "iteration":
             continue
-        name = b["run_name"].split("/repeats:")[0]
+        name = b["run_name"].split("/repeats:")[0].replace("/real_time", "")
         entry = runs.setdefault(name, {"label": b.get("label", ""), "error": b.get("error_message"), "values": {}})
         if b.get("error_occurred"):
             entry["error"] = b.get("error_message")
@@ -115,6 +115,23 @@ def run_figures(folder, name, entry):
             "rel_l2_vs_torch_fp64": entry["check"]}
 
 
+def machine_line(folder, info):
+    """CPU model and ISA (lscpu), cores (hwloc), MPI, BLAS and compute kernel (epmoe info)."""
+    cpu, isa = {}, []
+    path = os.path.join(folder, "lscpu.txt")
+    if os.path.exists(path):
+        for line in open(path):
+            key, _, value = line.partition(":")
+            cpu[key.strip()] = value.strip()
+            if key == "isa":
+                isa.append(value.strip())
+    topo, blas, comp = info.get("topology", {}), info.get("blas", {}), info.get("compute", {})
+    return (f"Machine: {cpu.get('Model name', '?')}, {topo.get('cores', '?')} cores "
+            f"({', '.join(isa) or 'no AVX-512'}; lscpu max MHz {cpu.get('CPU max MHz', cpu.get('CPU MHz', '?'))}), "
+            f"{info.get('mpi', {}).get('library', '?')}, {blas.get('config', '?')}, default kernel "
+            f"{comp.get('kernel', '?')} ({comp.get('implementation', '')}; {comp.get('onednn', '')}).")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("folder")
@@ -142,9 +159,7 @@ def main():
              f"{D_MODEL}, d_ff {D_FF}, {EXPERTS} experts, top-{TOP_K}. Each figure is the median of its "
              "repetitions with (min-max); every ratio compares two figures of the same run. The machine is "
              "shared and noisy.\n")
-    cpu = info.get("topology", {})
-    L.append("Machine (`epmoe info --json`): " + json.dumps({k: info.get(k) for k in ("hosts", "mpi", "blas") if k in info})
-             [:600] + "\n")
+    L.append(machine_line(f, info) + "\n")
 
     # Kernels.
     peak = metric(kernels, "Peak", "GFLOPS")
@@ -158,7 +173,7 @@ def main():
     L.append(head)
     L.append("|" + "---|" * (head.count("|") - 1))
     gemm_rows = {}
-    for m in (32, 64, 256, 1024, 2048):
+    for m in (32, 64, 256, 1024):
         bare = metric(kernels, f"SgemmBare/{m}", "GFLOPS")
         row = f"| {m} | {fmt_stats(bare)} | {fmt_stats(metric(kernels, f'SgemmUnfused/{m}', 'GFLOPS'))} | " \
               f"{fmt_stats(metric(haswell, f'SgemmBare/{m}', 'GFLOPS'))} |"
@@ -213,11 +228,12 @@ def main():
              "(threads) | layer / peer | rel. L2 vs torch fp64 | breakdown (gate/dispatch/expert/combine/coord.) |")
     L.append("|---|---|---|---|---|---|---|---|---|---|")
     headline = {}
+    default = info.get("compute", {}).get("kernel", "openblas/fp32").replace("/", "-")  # what auto resolves to
     for t, total, m in ((2048, 4096, 1024), (64, 128, 32)):
         bare = med(metric(kernels, f"SgemmBare/{m}", "GFLOPS"))
         ceiling = None if bare is None else 2 * bare * 1e9 / FLOPS_PER_TOKEN
         pp = peer_tps.get(total)
-        for kernel in ("default", "openblas-fp32", "onednn-fp32", "onednn-bf16"):
+        for kernel in ("openblas-fp32", "onednn-fp32", "onednn-bf16"):
             name = f"t{t}-{kernel}"
             r = runs.get(name)
             if r is None:
@@ -225,14 +241,15 @@ def main():
                 continue
             lt = r["layer_tokens_per_s"]
             br = r["breakdown_share"] or {}
-            L.append(f"| {t} | {r['kernel'] or kernel} | {fmt_stats(r['step_tokens_per_s'])} | {fmt_stats(lt)} | "
+            label = (r["kernel"] or kernel) + (" (default)" if kernel == default else "")
+            L.append(f"| {t} | {label} | {fmt_stats(r['step_tokens_per_s'])} | {fmt_stats(lt)} | "
                      f"{fmt(ceiling)} | {fmt(ratio(med(lt), ceiling))} | "
                      f"{fmt_stats(pp['tokens_per_s']) if pp else 'n/a'} ({pp['best_threads'] if pp else ''}) | "
                      f"**{fmt(ratio(med(lt), med(pp['tokens_per_s']) if pp else None))}** | "
                      f"{fmt(r['rel_l2_vs_torch_fp64'])} | "
                      + "/".join(f"{100 * br.get(k, 0):.0f}%" for k in ("gate", "dispatch", "expert", "combine", "coordinator"))
                      + " |")
-            headline[name] = {"layer": med(lt), "ceiling": ceiling, "peer": med(pp["tokens_per_s"]) if pp else None}
+            headline[f"t{t}-default" if kernel == default else name] = headline[name] = {"layer": med(lt), "ceiling": ceiling, "peer": med(pp["tokens_per_s"]) if pp else None}
     L.append("")
 
     # Scaling and memory.
@@ -240,7 +257,7 @@ def main():
     L.append("| ranks | step tokens/s | tokens/s per rank | efficiency vs 1 rank | weight MiB per rank | peak RSS MiB (max rank) |")
     L.append("|---|---|---|---|---|---|")
     base = None
-    for p_, name in ((1, "weak-p1"), (2, "t2048-default"), (4, "weak-p4")):
+    for p_, name in ((1, "weak-p1"), (2, f"t2048-{default}"), (4, "weak-p4")):
         r = runs.get(name)
         if r is None:
             L.append(f"| {p_} | n/a: {run_errors.get(name, 'not run')[:80]} |||||")
@@ -262,7 +279,7 @@ def main():
     L.append("|---|---|---|")
     g = gemm_rows.get(("openblas/fp32/1024", 1024)) or gemm_rows.get(next((k for k in gemm_rows if k[1] == 1024), None))
     best_gemm = {m: max([v for (b, mm), v in gemm_rows.items() if mm == m and v is not None] or [None],
-                        key=lambda v: -1 if v is None else v) for m in (32, 64, 256, 1024, 2048)}
+                        key=lambda v: -1 if v is None else v) for m in (32, 64, 256, 1024)}
     for m in (64, 1024):
         L.append(f"| expert GEMMs >= 0.9x bare sgemm (M={m}, best FP32 backend) | {fmt(best_gemm[m])} | "
                  f"{verdict(best_gemm[m], 0.9)} |")
@@ -277,7 +294,7 @@ def main():
     h64 = headline.get("t64-default", {})
     L.append(f"| layer at 64 tokens >= 2x PyTorch peer | {fmt(ratio(h64.get('layer'), h64.get('peer')))} | "
              f"{verdict(ratio(h64.get('layer'), h64.get('peer')), 2.0)} |")
-    bf, fp = runs.get("t2048-onednn-bf16"), runs.get("t2048-default")
+    bf, fp = runs.get("t2048-onednn-bf16"), runs.get(f"t2048-{default}")
     bf_ratio = ratio(med(bf["layer_tokens_per_s"]) if bf else None, med(fp["layer_tokens_per_s"]) if fp else None)
     L.append(f"| BF16 >= 1.6x FP32 tokens/s at 2048 tokens | {fmt(bf_ratio)} | {verdict(bf_ratio, 1.6)} |")
     dev = bf["rel_l2_vs_torch_fp64"] if bf else None

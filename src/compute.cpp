@@ -3,8 +3,6 @@
 #include <cblas.h>
 #include <omp.h>
 
-#include <cmath>
-
 #include "epmoe/error.hpp"
 
 namespace epmoe {
@@ -49,15 +47,6 @@ const std::shared_ptr<const MlpKernel>& default_mlp_kernel() {
 void set_compute_threads(int threads) {
     openblas_set_num_threads(threads);
     omp_set_num_threads(threads);  // oneDNN (Debian's libdnnl runs on OpenMP) reads omp_get_max_threads()
-}
-
-void silu_mul_rows(float* h, int64_t num_tokens, int d_ff) {
-    const size_t cols = 2 * static_cast<size_t>(d_ff);
-    for (int64_t t = 0; t < num_tokens; ++t) {
-        float* a = h + static_cast<size_t>(t) * cols;
-        const float* b = a + d_ff;
-        for (int j = 0; j < d_ff; ++j) a[j] = a[j] / (1.0f + std::exp(-a[j])) * b[j];
-    }
 }
 
 }  // namespace epmoe

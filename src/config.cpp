@@ -38,7 +38,7 @@ const char* kDefaults = R"({
     "estimate": {"pj_per_flop": 30.0, "pj_per_byte": 150.0, "idle_w_per_core": 3.0}
   },
   "coordinator": {"every_n_steps": 1},
-  "resources": {"threads_per_rank": 1, "bind": "none"},
+  "resources": {"threads_per_rank": 1, "bind": "none", "mpi_wait": "auto"},
   "compute": {"backend": "auto", "dtype": "fp32"},
   "output": {"dir": "", "dump": "", "quiet": false, "progress_interval_s": 5.0},
   "simulate": {
@@ -296,6 +296,7 @@ Config Config::from_json(const Json& j) {
     c.coordinator_every_n_steps = static_cast<int>(int_in(j, "coordinator", "every_n_steps", 1, 1 << 30));
     c.threads_per_rank = static_cast<int>(int_in(j, "resources", "threads_per_rank", 1, 1024));
     c.bind = one_of(j, "resources", "bind", {"none", "core"});
+    c.mpi_wait = one_of(j, "resources", "mpi_wait", {"auto", "block", "yield"});
     c.compute.backend = one_of(j, "compute", "backend", {"auto", "openblas", "onednn"});
     c.compute.dtype = one_of(j, "compute", "dtype", {"fp32", "bf16"});
     if (c.compute.backend == "openblas" && c.compute.dtype != "fp32")

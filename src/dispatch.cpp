@@ -114,9 +114,9 @@ void combine_tokens(const Routing& routing, std::span<const float> back, std::sp
     const int k = routing.top_k;
     const int64_t n = routing.num_tokens();
     std::fill(result.expert_load.begin(), result.expert_load.end(), 0);
-    std::fill(out.begin(), out.end(), 0.0f);
     for (int64_t t = 0; t < n; ++t) {
-        float* y = &out[t * d];
+        float* __restrict y = &out[t * d];
+        bool written = false;  // the first kept slot stores, the others add: one pass over out, no zero fill
         for (int i = 0; i < k; ++i) {
             int64_t row = slot_row[t * k + i];
             if (row < 0) {
@@ -125,9 +125,15 @@ void combine_tokens(const Routing& routing, std::span<const float> back, std::sp
             }
             ++result.expert_load[routing.expert_ids[t * k + i]];
             const float w = routing.weights[t * k + i];
-            const float* src = &back[row * d];
-            for (int j = 0; j < d; ++j) y[j] += w * src[j];
+            const float* __restrict src = &back[row * d];
+            if (written) {
+                for (int j = 0; j < d; ++j) y[j] += w * src[j];
+            } else {
+                for (int j = 0; j < d; ++j) y[j] = w * src[j];
+            }
+            written = true;
         }
+        if (!written) std::fill(y, y + d, 0.0f);  // every slot dropped
     }
 }
 

@@ -41,13 +41,16 @@ void wait(MPI_Request& request, const char* what) {
     }
 }
 
-// Runs one collective. Real ranks start it non-blocking and complete it with the yielding waiter above.
+// Runs one collective. Real ranks in WaitMode::kYield start it non-blocking and complete it with the
+// yielding waiter above; in WaitMode::kBlock they call the blocking form.
 // Simulated ranks (SMPI) call the blocking form: SMPI completes a non-blocking collective by waiting on its
 // 2P point-to-point requests one by one (O(P^2) per call, minutes at 256 ranks), and the waiter's sleeps
 // would count as simulated time.
+WaitMode g_wait_mode = WaitMode::kYield;
+
 template <typename Blocking, typename Start>
 void collective(const char* what, Blocking blocking, Start start) {
-    if (sim::simulated()) return check(blocking(), what);
+    if (sim::simulated() || g_wait_mode == WaitMode::kBlock) return check(blocking(), what);
     MPI_Request request;
     check(start(&request), what);
     wait(request, what);
@@ -220,6 +223,9 @@ std::vector<std::string> allgather_strings(const Comm& comm, const std::string& 
     for (int r = 0; r < comm.size(); ++r) out.push_back(all.substr(offsets[r], lens[r]));
     return out;
 }
+
+void set_wait_mode(WaitMode mode) { g_wait_mode = mode; }
+WaitMode wait_mode() { return g_wait_mode; }
 
 void barrier(const Comm& comm) {
     collective(

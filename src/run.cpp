@@ -77,6 +77,17 @@ Json energy_details(const Config& config, const HostEnergy& energy) {
     return details;
 }
 
+// resources.mpi_wait. auto: block in collectives when every host has at least one PU (in the union of its
+// ranks' bindings) for each rank's threads, else yield. Every rank gets the same mode (a blocking collective
+// does not match a non-blocking one). Collective over world.
+mpi::WaitMode pick_wait_mode(const mpi::Comm& world, const Config& config) {
+    if (config.mpi_wait != "auto") return config.mpi_wait == "block" ? mpi::WaitMode::kBlock : mpi::WaitMode::kYield;
+    const mpi::Comm host = world.split_shared();
+    const int pus = count_pus(mpi::allgather_strings(host, cpu_binding()));
+    const int fits = mpi::allreduce_one(world, host.size() * config.threads_per_rank <= pus ? 1 : 0, mpi::Op::kMin);
+    return fits ? mpi::WaitMode::kBlock : mpi::WaitMode::kYield;
+}
+
 }  // namespace
 
 Json run_job(const mpi::Comm& world, const Config& config, bool print_summary) {
@@ -87,6 +98,7 @@ Json run_job(const mpi::Comm& world, const Config& config, bool print_summary) {
         const mpi::Comm host = world.split_shared();
         mpi::all_or_none(world, [&] { binding = bind_to_cores(host.rank(), host.size(), config.threads_per_rank); });
     }
+    mpi::set_wait_mode(pick_wait_mode(world, config));
     set_compute_threads(config.threads_per_rank);  // OpenBLAS and oneDNN
     ModelSource source(world, config);  // synthetic, or a checkpoint's selected layers
     const ModelShape shape = source.shape();
@@ -160,7 +172,8 @@ Json run_job(const mpi::Comm& world, const Config& config, bool print_summary) {
         s["compute"] = {{"backend", config.compute.backend}, {"dtype", config.compute.dtype},
                         {"kernel", model.kernel->name()}, {"implementation", model.kernel->implementation()},
                         {"threads_per_rank", config.threads_per_rank}, {"bind", config.bind},
-                        {"rank0_binding", binding}};
+                        {"rank0_binding", binding},
+                        {"mpi_wait", mpi::wait_mode() == mpi::WaitMode::kBlock ? "block" : "yield"}};
         s["placement"] = placement.name();
         s["capacity_factor"] = config.capacity_factor;
         s = label_simulated(std::move(s), config, num_ranks, true);  // build-smpi/epmoe: simulated times

@@ -103,4 +103,13 @@ std::string bind_to_cores(int local_rank, int local_ranks, int threads) {
     return out;
 }
 
+int count_pus(const std::vector<std::string>& lists) {
+    std::unique_ptr<hwloc_bitmap_s, void (*)(hwloc_bitmap_t)> all(hwloc_bitmap_alloc(), hwloc_bitmap_free);
+    std::unique_ptr<hwloc_bitmap_s, void (*)(hwloc_bitmap_t)> one(hwloc_bitmap_alloc(), hwloc_bitmap_free);
+    for (const std::string& list : lists)
+        if (hwloc_bitmap_list_sscanf(one.get(), list.c_str()) == 0) hwloc_bitmap_or(all.get(), all.get(), one.get());
+    const int n = hwloc_bitmap_weight(all.get());
+    return n < 0 ? 0 : n;
+}
+
 }  // namespace epmoe

@@ -105,6 +105,9 @@ struct Config {
     int coordinator_every_n_steps = 1;
     int threads_per_rank = 1;
     std::string bind;             // resources.bind: none (leave it to the launcher) | core (hwloc, topology.hpp)
+    // resources.mpi_wait: how ranks wait in collectives (mpi::WaitMode): block | yield | auto (block when
+    // every host has a PU for each rank's threads, else yield)
+    std::string mpi_wait;
     ComputeConfig compute;
     OutputConfig output;
     SimulateConfig simulate;

@@ -153,6 +153,14 @@ std::vector<T> gatherv_to_root(const Comm& comm, std::span<const T> block, int r
 std::vector<std::string> allgather_strings(const Comm& comm, const std::string& mine);
 void barrier(const Comm& comm);
 
+// How this process waits for its collectives. kYield: start them non-blocking and complete them with a
+// waiter that yields the core and naps when idle (for more ranks than cores: 4 ranks on 2 cores, MPICH's
+// busy-polling would otherwise starve the ranks with work). kBlock: the blocking call, the MPI's own
+// busy-poll (lowest latency, and large messages progress without gaps; for at most one rank a core).
+enum class WaitMode { kYield, kBlock };
+void set_wait_mode(WaitMode mode);  // process-wide; kYield until set
+WaitMode wait_mode();
+
 // Runs fn on every rank; if any rank throws (Error or std::exception), every rank throws
 // AgreedError with the message of the lowest failing rank. No rank is left waiting.
 void all_or_none(const Comm& comm, const std::function<void()>& fn);

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace epmoe {
 
@@ -36,5 +37,8 @@ std::string cpu_binding();
 // [r * threads, (r + 1) * threads), wrapping round when there are more ranks x threads than cores.
 // Returns the cores bound, e.g. "cores 2-3 (PUs 2-3)". Fails with Error if hwloc cannot bind.
 std::string bind_to_cores(int local_rank, int local_ranks, int threads);
+
+// PUs in the union of hwloc list strings such as cpu_binding() returns ("0-3,8"); unparsable lists count 0.
+int count_pus(const std::vector<std::string>& lists);
 
 }  // namespace epmoe

@@ -67,6 +67,20 @@ PY
 then pass "  summary.json, metrics.jsonl and config.json are complete and typed"
 else fail_check "results directory check"; fi
 
+# 1b. resources.mpi_wait: both ways of waiting in collectives give the same bits, and the summary says which
+# ran (auto picks one; an unknown value is an error naming the key).
+for mode in block yield; do
+    expect_exit 0 "${mpiexec[@]}" -np 2 "$EPMOE" run "${small[@]}" --steps 2 --tokens-per-rank 8 \
+        --set resources.mpi_wait=$mode --out "$cli_tmp/wait-$mode" --dump-output "$cli_tmp/wait-$mode.safetensors"
+    if python3 -c "import json,sys; assert json.load(open(sys.argv[1]))['compute']['mpi_wait'] == sys.argv[2]" \
+        "$cli_tmp/wait-$mode/summary.json" $mode; then pass "  summary says mpi_wait $mode"
+    else fail_check "summary.json compute.mpi_wait is not $mode"; fi
+done
+if cmp -s "$cli_tmp/wait-block.safetensors" "$cli_tmp/wait-yield.safetensors"; then pass "  block and yield: same bits"
+else fail_check "block and yield outputs differ"; fi
+expect_exit 2 "$EPMOE" run "${small[@]}" --set resources.mpi_wait=spin
+expect_stderr_has "resources.mpi_wait"
+
 # 2. Rank invariance: the same 12 global tokens at 1, 2, 3 and 4 ranks, with capacity drops.
 for np in 1 2 3 4; do
     expect_exit 0 "${mpiexec[@]}" -np $np "$EPMOE" run "${small[@]}" --steps 2 --tokens-per-rank $((12 / np)) \

@@ -60,5 +60,13 @@ TEST(Topology, BindingMatchesAffinity) {
         }
 }
 
+// The union of local ranks' bindings decides resources.mpi_wait = auto (run.cpp).
+TEST(Topology, CountPusUnionsLists) {
+    EXPECT_EQ(count_pus({"0-3", "2-5,8"}), 7);
+    EXPECT_EQ(count_pus({"1", "1", "1"}), 1);
+    EXPECT_EQ(count_pus({}), 0);
+    EXPECT_EQ(count_pus({cpu_binding()}), count_list(cpu_binding()));
+}
+
 }  // namespace
 }  // namespace epmoe

@@ -1,0 +1,54 @@
+// silu_mul_rows (src/silu.cpp, a vectorised exp) against a plain double-precision loop.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "epmoe/compute.hpp"
+
+namespace epmoe {
+namespace {
+
+// Every row of h = [a | b] becomes [silu(a) * b | b]; checks the left half against double precision.
+TEST(Silu, MatchesDoubleLoopOverTheWholeRange) {
+    const int d_ff = 1000, rows = 3;
+    std::vector<float> h(2ull * d_ff * rows), want(h.size());
+    for (int t = 0; t < rows; ++t)
+        for (int j = 0; j < d_ff; ++j) {
+            // a sweeps [-120, 120] (past the clamp at -87/88 on both sides); b is not 1, to test the product.
+            h[2ull * t * d_ff + j] = -120.0f + 240.0f * (t * d_ff + j) / (rows * d_ff - 1);
+            h[2ull * t * d_ff + d_ff + j] = 0.5f + 0.001f * j;
+        }
+    for (size_t i = 0; i < h.size(); ++i) {
+        const size_t col = i % (2ull * d_ff);
+        if (col >= static_cast<size_t>(d_ff)) continue;
+        const double a = h[i], b = h[i + d_ff];
+        want[i] = static_cast<float>(a / (1.0 + std::exp(-a)) * b);
+    }
+    std::vector<float> got = h;
+    silu_mul_rows(got.data(), rows, d_ff);
+    int checked = 0;
+    for (size_t i = 0; i < h.size(); ++i) {
+        const size_t col = i % (2ull * d_ff);
+        if (col >= static_cast<size_t>(d_ff)) {
+            EXPECT_EQ(got[i], h[i]) << "the right half (W3 x) must stay as it was, at " << i;
+            continue;
+        }
+        const double tol = 4e-7 * std::fabs(want[i]) + 1e-30;
+        EXPECT_NEAR(got[i], want[i], tol) << "a = " << h[i];
+        ++checked;
+    }
+    EXPECT_EQ(checked, rows * d_ff);
+}
+
+TEST(Silu, LargeNegativeGoesToZeroAndLargePositiveToIdentity) {
+    std::vector<float> h = {-1e4f, 1e4f, 0.0f, 1.0f, 1.0f, 1.0f};  // one row, d_ff 3: a = [-1e4, 1e4, 0]
+    silu_mul_rows(h.data(), 1, 3);
+    EXPECT_LE(std::fabs(h[0]), 1e-30f);
+    EXPECT_FLOAT_EQ(h[1], 1e4f);
+    EXPECT_EQ(h[2], 0.0f);
+}
+
+}  // namespace
+}  // namespace epmoe
