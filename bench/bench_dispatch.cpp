@@ -76,7 +76,8 @@ std::string json(const Stats& s) {
 
 double max_over_ranks(const mpi::Comm& comm, double value) { return mpi::allreduce_one(comm, value, mpi::Op::kMax); }
 
-void run_point(const mpi::Comm& comm, int64_t tokens, bool skewed, int d_model, int reps, mpi::WaitMode mode) {
+// Returns 1 if the layer's output was wrong (on any rank), else 0.
+int run_point(const mpi::Comm& comm, int64_t tokens, bool skewed, int d_model, int reps, mpi::WaitMode mode) {
     mpi::set_wait_mode(mode);
     const int num_ranks = comm.size(), rank = comm.rank();
     ModelShape shape;
@@ -142,7 +143,7 @@ void run_point(const mpi::Comm& comm, int64_t tokens, bool skewed, int d_model, 
     for (int c : counts) rows += c;
     const double bytes = 2.0 * sizeof(float) * static_cast<double>(rows) * d_model;  // there and back
     const double max_bytes = max_over_ranks(comm, bytes);
-    if (rank != 0) return;
+    if (rank != 0) return wrong;
     const Stats o = stats(ours), b = stats(bare), w = stats(whole);
     std::printf("{\"bench\": \"dispatch\", \"wait\": \"%s\", \"ranks\": %d, \"tokens_per_rank\": %lld, \"routing\": \"%s\", "
                 "\"d_model\": %d, \"num_experts\": %d, \"top_k\": %d, \"reps\": %d, \"max_rank_bytes\": %.0f, "
@@ -152,6 +153,7 @@ void run_point(const mpi::Comm& comm, int64_t tokens, bool skewed, int d_model, 
                 reps, max_bytes, json(o).c_str(), json(w).c_str(), json(b).c_str(), o.median / b.median,
                 max_bytes / b.median / (1 << 30), wrong);
     std::fflush(stdout);
+    return wrong;
 }
 
 }  // namespace
@@ -170,9 +172,11 @@ int main(int argc, char** argv) {
             for (char* p = std::strtok(argv[i + 1], ","); p; p = std::strtok(nullptr, ",")) tokens.push_back(std::atoll(p));
         }
     }
+    int wrong = 0;
     for (int64_t t : tokens)
         for (bool skewed : {false, true})
             for (mpi::WaitMode mode : {mpi::WaitMode::kYield, mpi::WaitMode::kBlock})
-                run_point(world, t, skewed, d_model, reps, mode);
-    return 0;
+                wrong += run_point(world, t, skewed, d_model, reps, mode);
+    if (wrong && world.rank() == 0) std::fprintf(stderr, "bench_dispatch: %d point(s) returned a wrong result\n", wrong);
+    return wrong ? 1 : 0;
 }

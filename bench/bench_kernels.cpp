@@ -12,6 +12,7 @@
 #include <cblas.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <random>
@@ -28,6 +29,12 @@ namespace {
 using namespace epmoe;
 
 constexpr int kDModel = 1024, kDFf = 3584, kExperts = 8, kTopK = 2, kRanks = 2;
+int g_wrong = 0;  // benchmarks whose self-check failed; main's exit code
+
+void set_wrong(benchmark::State& state, bool wrong) {
+    state.counters["wrong"] = wrong ? 1 : 0;
+    g_wrong += wrong ? 1 : 0;
+}
 
 std::vector<float> random_vector(size_t n, float scale, unsigned seed) {
     std::mt19937 gen(seed);
@@ -139,7 +146,7 @@ void Kernel(benchmark::State& state, std::string backend, std::string dtype) {
     set_flops(state, 6.0 * m * kDModel * kDFf);
     const double err = max_rel_error(reference, x, y, m);
     state.counters["rel_err"] = err;
-    state.counters["wrong"] = err > (dtype == "bf16" ? 2e-2 : 1e-5) ? 1 : 0;
+    set_wrong(state, err > (dtype == "bf16" ? 2e-2 : 1e-5));
     state.SetLabel(kernel->name());
 }
 
@@ -216,7 +223,7 @@ void PackCombine(benchmark::State& state) {
     set_bytes(state, state.range(0));
     double worst = 0;
     for (size_t i = 0; i < f.x.size(); ++i) worst = std::max(worst, static_cast<double>(std::fabs(f.out[i] - f.x[i])));
-    state.counters["wrong"] = worst > 1e-5 ? 1 : 0;
+    set_wrong(state, worst > 1e-5);
 }
 
 void GateTopk(benchmark::State& state) {
@@ -237,7 +244,7 @@ void GateTopk(benchmark::State& state) {
         const float* row = &logits[t * kExperts];
         wrong += row[r.expert_ids[t * kTopK]] < *std::max_element(row, row + kExperts);
     }
-    state.counters["wrong"] = wrong;
+    set_wrong(state, wrong > 0);
 }
 
 }  // namespace
@@ -263,5 +270,6 @@ int main(int argc, char** argv) {
     benchmark::Initialize(&argc, argv);
     benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();
-    return 0;
+    if (g_wrong) std::fprintf(stderr, "bench_kernels: %d benchmark(s) computed a wrong result\n", g_wrong);
+    return g_wrong ? 1 : 0;
 }

@@ -65,10 +65,10 @@ say "machine: epmoe info"
 "$mpirun" -n 2 "$bin/epmoe" info --json >"$work/info2.json" 2>/dev/null || true
 
 say "kernels: bench_kernels ($reps repetitions)"
-"$bin/bench/bench_kernels" --benchmark_repetitions="$reps" --benchmark_format=json \
+"$bin/bench/bench_kernels" --benchmark_repetitions="$reps" --benchmark_enable_random_interleaving=true --benchmark_format=json \
     --benchmark_out="$work/kernels.json" --benchmark_out_format=json >/dev/null
 say "kernels: bare sgemm with OPENBLAS_CORETYPE=Haswell"
-OPENBLAS_CORETYPE=Haswell "$bin/bench/bench_kernels" --benchmark_filter='SgemmBare' \
+OPENBLAS_CORETYPE=Haswell "$bin/bench/bench_kernels" --benchmark_filter=SgemmBare --benchmark_enable_random_interleaving=true \
     --benchmark_repetitions="$reps" --benchmark_format=json --benchmark_out="$work/kernels_haswell.json" \
     --benchmark_out_format=json >/dev/null
 

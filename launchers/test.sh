@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs epmoe's whole test suite on a Debian 12 machine: installs what is missing, then builds and tests
 # three configurations, each in its own folder:
-#   openmpi  build/        Open MPI, -Werror, every test (unit, mpi, cli)
+#   openmpi  build/        Open MPI, -Werror, every test (unit, mpi, cli), and bench/ with its smoke tests
 #   mpich    build-mpich/  MPICH, -Werror, every test
 #   asan     build-asan/   Open MPI, AddressSanitizer + UBSan, unit tests only
 # then the SMPI step: build-smpi/epmoe (SimGrid's smpicxx, only that target) and `epmoe simulate` with the
@@ -23,7 +23,7 @@ usage() {
 usage: launchers/test.sh [--only openmpi|mpich|asan]... [--no-install] [--no-smpi] [--no-slurm] [-- CTEST_ARGS...]
 
 Installs missing Debian packages (apt-get, only when something is missing), then builds and tests:
-  openmpi  build/        Open MPI, -DEPMOE_WERROR=ON, all tests
+  openmpi  build/        Open MPI, -DEPMOE_WERROR=ON, all tests, bench/ built with its smoke tests
   mpich    build-mpich/  MPICH, -DEPMOE_WERROR=ON, all tests
   asan     build-asan/   Open MPI, -DEPMOE_SANITIZE=ON, unit tests only (ctest -L unit)
   smpi     (after openmpi) build-smpi/epmoe with SimGrid's smpicxx, then `epmoe simulate` at 2-16 simulated
@@ -190,7 +190,8 @@ run_smpi() {
 for name in openmpi mpich asan; do
     [[ " ${only[*]} " == *" $name "* ]] || continue
     case $name in
-        openmpi) run_config openmpi build "" all "${EPMOE_CMAKE_OPENMPI[@]}" -DEPMOE_WERROR=ON -DEPMOE_SANITIZE=OFF ;;
+        openmpi) run_config openmpi build "" all "${EPMOE_CMAKE_OPENMPI[@]}" -DEPMOE_WERROR=ON -DEPMOE_SANITIZE=OFF \
+            -DEPMOE_BUILD_BENCH=ON ;;
         mpich) run_config mpich build-mpich "" all "${EPMOE_CMAKE_MPICH[@]}" -DEPMOE_WERROR=ON -DEPMOE_SANITIZE=OFF ;;
         # Only the unit tests run under the sanitizers, so only their binary is built.
         asan) run_config asan build-asan "-L unit" epmoe_unit_tests "${EPMOE_CMAKE_OPENMPI[@]}" -DEPMOE_SANITIZE=ON ;;
