@@ -268,8 +268,12 @@ int main(int argc, char** argv) {
     }
     benchmark::RegisterBenchmark("GateTopk", GateTopk)->Arg(64)->Arg(2048)->Unit(benchmark::kMicrosecond)->UseRealTime();
     benchmark::Initialize(&argc, argv);
-    benchmark::RunSpecifiedBenchmarks();
+    const size_t ran = benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();
+    if (ran == 0) {
+        std::fprintf(stderr, "bench_kernels: no benchmark matched the filter\n");
+        return 2;
+    }
     if (g_wrong) std::fprintf(stderr, "bench_kernels: %d benchmark(s) computed a wrong result\n", g_wrong);
     return g_wrong ? 1 : 0;
 }
