@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Weak-scaling study of epmoe under SimGrid's SMPI (`epmoe simulate`): 8 -> 1024 ranks, 4 ranks per node, on a
+# 100 Gb/s fat-tree, E = 2 x ranks experts, a skewed synthetic workload, for three routing set-ups:
+#   none        plain top-k, contiguous placement
+#   aux_free    DeepSeek-V3 loss-free balancing, u = 0.05 / E (5 % of a mean score per step)
+#   replicated  plain top-k, the ranks/4 hottest experts of the `none` run get one more copy each
+# Writes bench/SCALE.md (table + bench/scale.svg) from the results directories under OUT.
+# Usage: bench/scale.sh [RANKS...]   (default 8 16 32 64 128 256; 512 and 1024 do not fit in memory today: every
+# rank holds [ranks, E] count matrices in dispatch, O(ranks^3) bytes for the one simulating process, ~40 GB at
+# 1024; see SCALE.md)
+# Environment: EPMOE (default build/epmoe; build-smpi/epmoe must exist beside build/), OUT (default
+# /tmp/epmoe-scale), STEPS (4), GFLOPS (the expert GEMM rate; default: measured once by the first run).
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/.." && pwd)
+EPMOE=${EPMOE:-$root/build/epmoe}
+OUT=${OUT:-/tmp/epmoe-scale}
+STEPS=${STEPS:-4}
+ranks_list=("$@")
+[ "${#ranks_list[@]}" -gt 0 ] || ranks_list=(8 16 32 64 128 256)
+mkdir -p "$OUT"
+export OPENBLAS_NUM_THREADS=1
+
+# Small per-rank sizes keep the host work of 1024 simulated ranks (gate GEMM ~ tokens x d_model x E on one
+# core) within minutes; expert FLOPs and bytes on the wire are modelled, so they cost nothing to simulate.
+common=(-q --platform fat-tree --bandwidth 100Gbps --latency 1us --ranks-per-node 4 --steps "$STEPS"
+        --tokens-per-rank 64 --energy-source none
+        --set model.num_layers=1 --set model.d_model=128 --set model.d_ff=512 --set model.top_k=2
+        --set workload.skew=1.2 --set workload.num_clusters=64 --set routing.fidelity_sample_every=0)
+start_all=$SECONDS
+for p in "${ranks_list[@]}"; do
+    e=$((2 * p))
+    gflops=${GFLOPS:-0}
+    runs=(none aux_free replicated)
+    for run in "${runs[@]}"; do
+        dir=$OUT/p$p-$run
+        args=(--ranks "$p" --set "model.num_experts=$e" --out "$dir" --gflops-per-core "$gflops")
+        case $run in
+            none) args+=(--policy none) ;;
+            aux_free) args+=(--policy aux_free --set "policy.aux_free.u=$(python3 -c "print(0.05 / $e)")") ;;
+            replicated) args+=(--policy none --placement replicated --set "placement.profile=$OUT/p$p-none"
+                               --set "placement.replicas=$((p / 4 > 0 ? p / 4 : 1))") ;;
+        esac
+        t0=$SECONDS
+        "$EPMOE" simulate "${common[@]}" "${args[@]}" >"$dir.log" 2>&1 || {
+            echo "scale.sh: $run at $p ranks failed, see $dir.log" >&2
+            exit 1
+        }
+        echo "$p ranks, $run: $((SECONDS - t0)) s" | tee -a "$OUT/wall.txt"
+        # Every later run uses the rate the first run measured, so all points share one calibration.
+        [ -n "${GFLOPS:-}" ] || GFLOPS=$(python3 -c \
+            "import json,sys; print(json.load(open(sys.argv[1]))['platform']['gflops_per_core'])" "$dir/summary.json")
+    done
+done
+echo "total: $((SECONDS - start_all)) s" | tee -a "$OUT/wall.txt"
+python3 "$here/scale_report.py" "$OUT" "$here/SCALE.md" "$here/scale.svg" "$((SECONDS - start_all))" "${ranks_list[@]}"

