@@ -127,7 +127,7 @@ def machine_line(folder, info):
                 isa.append(value.strip())
     topo, blas, comp = info.get("topology", {}), info.get("blas", {}), info.get("compute", {})
     return (f"Machine: {cpu.get('Model name', '?')}, {topo.get('cores', '?')} cores "
-            f"({', '.join(isa) or 'no AVX-512'}; lscpu max MHz {cpu.get('CPU max MHz', cpu.get('CPU MHz', '?'))}), "
+            f"({', '.join(isa) or 'no AVX-512'}; {cpu.get('CPU max MHz', cpu.get('cpuinfo MHz', '?'))} MHz), "
             f"{info.get('mpi', {}).get('library', '?')}, {blas.get('config', '?')}, default kernel "
             f"{comp.get('kernel', '?')} ({comp.get('implementation', '')}; {comp.get('onednn', '')}).")
 

@@ -61,7 +61,11 @@ say() { printf 'bench: [%3d s] %s\n' $((SECONDS - start)) "$*" >&2; }
 
 say "machine: epmoe info"
 "$bin/epmoe" info --json >"$work/info.json"
-{ lscpu; grep -m1 -o -w -E 'avx512f|avx512_bf16' /proc/cpuinfo | sort -u | sed 's/^/isa: /'; } >"$work/lscpu.txt" || true
+{
+    lscpu
+    grep -m1 '^cpu MHz' /proc/cpuinfo | sed 's/^cpu MHz[^:]*/cpuinfo MHz/'
+    grep -o -w -E 'avx512f|avx512_bf16' /proc/cpuinfo | sort -u | sed 's/^/isa: /'
+} >"$work/lscpu.txt" || true
 "$mpirun" -n 2 "$bin/epmoe" info --json >"$work/info2.json" 2>/dev/null || true
 
 say "kernels: bench_kernels ($reps repetitions)"
