@@ -138,13 +138,10 @@ run_config() {
     summaries+=("$name ($dir/): $line ($((SECONDS - start)) s)")
 }
 
-# The SLURM step with the binaries built above; its last line "N passed, N failed" counts in the totals.
-run_slurm() {
-    local start=$SECONDS line rc passed failed
-    echo
-    echo "=== slurm: tests/slurm/test_slurm.sh ==="
-    timeout -k 10 300 env EPMOE_OPENMPI="${built[openmpi]:-}" EPMOE_MPICH="${built[mpich]:-}" \
-        bash "$EPMOE_ROOT/tests/slurm/test_slurm.sh" 2>&1 | tee "$log" && rc=0 || rc=${PIPESTATUS[0]}
+# Counts a test script's last "N passed, N failed" line (in $log) into the totals, and adds its summary line.
+# $1 the name in the summary, $2 the script's exit code, $3 the step's start ($SECONDS).
+tally_script() {
+    local name=$1 rc=$2 start=$3 line passed failed
     line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1 || true)
     if [ -n "$line" ]; then
         read -r passed _ failed _ <<<"$line"
@@ -155,13 +152,23 @@ run_slurm() {
         line="exited $rc without a summary"
         total_failed=$((total_failed + 1))
     fi
-    summaries+=("slurm (tests/slurm/): $line ($((SECONDS - start)) s)")
+    summaries+=("$name: $line ($((SECONDS - start)) s)")
+}
+
+# The SLURM step with the binaries built above; its last line "N passed, N failed" counts in the totals.
+run_slurm() {
+    local start=$SECONDS rc
+    echo
+    echo "=== slurm: tests/slurm/test_slurm.sh ==="
+    timeout -k 10 300 env EPMOE_OPENMPI="${built[openmpi]:-}" EPMOE_MPICH="${built[mpich]:-}" \
+        bash "$EPMOE_ROOT/tests/slurm/test_slurm.sh" 2>&1 | tee "$log" && rc=0 || rc=${PIPESTATUS[0]}
+    tally_script "slurm (tests/slurm/)" "$rc" "$start"
 }
 
 # The SMPI step: builds build-smpi/epmoe (only that target), then runs tests/smpi/test_simulate.sh with the
 # openmpi binary; its last line "N passed, N failed" counts in the totals.
 run_smpi() {
-    local start=$SECONDS line rc passed failed mpiexec="/usr/bin/mpiexec.openmpi --oversubscribe"
+    local start=$SECONDS rc mpiexec="/usr/bin/mpiexec.openmpi --oversubscribe"
     echo
     echo "=== smpi: build-smpi/, tests/smpi/test_simulate.sh ==="
     [ "$(id -u)" -ne 0 ] || mpiexec+=" --allow-run-as-root"
@@ -173,17 +180,7 @@ run_smpi() {
     fi
     timeout -k 10 600 env EPMOE="${built[openmpi]}" EPMOE_SMPI_BIN="$EPMOE_ROOT/build-smpi/epmoe" MPIEXEC="$mpiexec" \
         bash "$EPMOE_ROOT/tests/smpi/test_simulate.sh" 2>&1 | tee "$log" && rc=0 || rc=${PIPESTATUS[0]}
-    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$log" | tail -n 1 || true)
-    if [ -n "$line" ]; then
-        read -r passed _ failed _ <<<"$line"
-        total_passed=$((total_passed + passed))
-        total_failed=$((total_failed + failed))
-        if [ "$rc" -ne 0 ] && [ "$failed" -eq 0 ]; then total_failed=$((total_failed + 1)); fi
-    else
-        line="exited $rc without a summary"
-        total_failed=$((total_failed + 1))
-    fi
-    summaries+=("smpi (build-smpi/): $line ($((SECONDS - start)) s)")
+    tally_script "smpi (build-smpi/)" "$rc" "$start"
 }
 
 # In a fixed order, each at most once, whatever the order of --only.
