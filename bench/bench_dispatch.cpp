@@ -23,6 +23,7 @@
 
 #include "epmoe/dispatch.hpp"
 #include "epmoe/mpi.hpp"
+#include "bench_routing.hpp"
 
 namespace {
 
@@ -41,25 +42,6 @@ public:
         std::copy(x.begin(), x.end(), y.begin());
     }
 };
-
-// Top-2 routing of this rank's tokens. Uniform: both experts uniformly at random. Skewed: expert e drawn
-// with probability ~ (e + 1)^-1.2 (Zipf), so the ranks holding the low experts receive more rows.
-Routing make_routing(int64_t tokens, bool skewed, unsigned seed) {
-    std::mt19937 gen(seed);
-    std::vector<double> p(kExperts);
-    for (int e = 0; e < kExperts; ++e) p[e] = skewed ? std::pow(e + 1.0, -1.2) : 1.0;
-    Routing r;
-    r.top_k = kTopK;
-    for (int64_t t = 0; t < tokens; ++t) {
-        std::discrete_distribution<int> pick(p.begin(), p.end());
-        int first = pick(gen), second = first;
-        while (second == first) second = pick(gen);
-        float w = std::uniform_real_distribution<float>(0.5f, 1.0f)(gen);
-        r.expert_ids.insert(r.expert_ids.end(), {first, second});
-        r.weights.insert(r.weights.end(), {w, 1.0f - w});
-    }
-    return r;
-}
 
 struct Stats {
     double median, min, max;
@@ -89,7 +71,7 @@ int run_point(const mpi::Comm& comm, int64_t tokens, bool skewed, int d_model, i
     const Placement placement = Placement::make("contiguous", kExperts, num_ranks);
     MoeLayer layer;
     for (int e : placement.experts_of(rank)) layer.experts[e];  // identity experts hold no weights
-    const Routing routing = make_routing(tokens, skewed, 11 + rank);
+    const Routing routing = bench::top2_routing(tokens, kExperts, skewed, 11 + rank);
     std::mt19937 gen(3 + rank);
     std::normal_distribution<float> normal;
     std::vector<float> x(static_cast<size_t>(tokens) * d_model), out(x.size());

@@ -22,6 +22,7 @@
 #include "epmoe/error.hpp"
 #include "epmoe/expert.hpp"
 #include "epmoe/router.hpp"
+#include "bench_routing.hpp"
 #include "peak_flops.hpp"
 
 namespace {
@@ -150,21 +151,6 @@ void Kernel(benchmark::State& state, std::string backend, std::string dtype) {
     state.SetLabel(kernel->name());
 }
 
-// T tokens routed uniformly at random over the experts (distinct per token), weights summing to 1.
-Routing random_routing(int64_t tokens) {
-    std::mt19937 gen(7);
-    Routing r;
-    r.top_k = kTopK;
-    for (int64_t t = 0; t < tokens; ++t) {
-        int first = static_cast<int>(gen() % kExperts), second = static_cast<int>(gen() % (kExperts - 1));
-        if (second >= first) ++second;
-        float w = std::uniform_real_distribution<float>(0.5f, 1.0f)(gen);
-        r.expert_ids.insert(r.expert_ids.end(), {first, second});
-        r.weights.insert(r.weights.end(), {w, 1.0f - w});
-    }
-    return r;
-}
-
 void set_bytes(benchmark::State& state, int64_t tokens) {
     state.SetBytesProcessed(state.iterations() * tokens * (2 + 2 * kTopK) * kDModel * static_cast<int64_t>(sizeof(float)));
 }
@@ -182,7 +168,7 @@ void Memcpy(benchmark::State& state) {
 
 struct PackFixture {
     explicit PackFixture(int64_t tokens)
-        : placement(Placement::make("contiguous", kExperts, kRanks)), routing(random_routing(tokens)),
+        : placement(Placement::make("contiguous", kExperts, kRanks)), routing(bench::top2_routing(tokens, kExperts, false, 7)),
           kept(tokens * kTopK, 1), x(random_vector(1ull * tokens * kDModel, 1.0f, 5)), out(x.size()) {
         result.expert_load.assign(kExperts, 0);
     }

@@ -79,10 +79,9 @@ Json energy_details(const Config& config, const HostEnergy& energy) {
 
 // resources.mpi_wait. auto: block in collectives when every host has at least one PU (in the union of its
 // ranks' bindings) for each rank's threads, else yield. Every rank gets the same mode (a blocking collective
-// does not match a non-blocking one). Collective over world.
-mpi::WaitMode pick_wait_mode(const mpi::Comm& world, const Config& config) {
+// does not match a non-blocking one). host: this rank's host (world.split_shared()). Collective over world.
+mpi::WaitMode pick_wait_mode(const mpi::Comm& world, const mpi::Comm& host, const Config& config) {
     if (config.mpi_wait != "auto") return config.mpi_wait == "block" ? mpi::WaitMode::kBlock : mpi::WaitMode::kYield;
-    const mpi::Comm host = world.split_shared();
     const int pus = count_pus(mpi::allgather_strings(host, cpu_binding()));
     const int fits = mpi::allreduce_one(world, host.size() * config.threads_per_rank <= pus ? 1 : 0, mpi::Op::kMin);
     return fits ? mpi::WaitMode::kBlock : mpi::WaitMode::kYield;
@@ -93,12 +92,11 @@ mpi::WaitMode pick_wait_mode(const mpi::Comm& world, const Config& config) {
 Json run_job(const mpi::Comm& world, const Config& config, bool print_summary) {
     const int rank = world.rank(), num_ranks = world.size();
     mpi::all_or_none(world, [&] { check_launch(world); });
-    std::string binding = "none";  // resources.bind = core: this rank's cores
-    if (config.bind == "core") {
-        const mpi::Comm host = world.split_shared();
+    const mpi::Comm host = world.split_shared();  // the ranks of this host: binding and the wait mode
+    std::string binding = "none";                  // resources.bind = core: this rank's cores
+    if (config.bind == "core")
         mpi::all_or_none(world, [&] { binding = bind_to_cores(host.rank(), host.size(), config.threads_per_rank); });
-    }
-    mpi::set_wait_mode(pick_wait_mode(world, config));
+    mpi::set_wait_mode(pick_wait_mode(world, host, config));
     set_compute_threads(config.threads_per_rank);  // OpenBLAS and oneDNN
     ModelSource source(world, config);  // synthetic, or a checkpoint's selected layers
     const ModelShape shape = source.shape();
