@@ -81,10 +81,10 @@ int run_point(const mpi::Comm& comm, int64_t tokens, bool skewed, int d_model, i
 
     // The element counts of both collectives, as the layer computes them.
     std::vector<uint8_t> kept(tokens * kTopK, 1);
-    std::vector<int> counts = pack_tokens(placement, routing, kept, x, d_model, 0, buf);  // [P, E] rows
+    std::vector<int> counts = pack_tokens(placement, routing, kept, x, d_model, 0, buf);  // rows per slot
     std::vector<int> send(num_ranks, 0);
     for (int r = 0; r < num_ranks; ++r)
-        for (int e = 0; e < kExperts; ++e) send[r] += counts[r * kExperts + e] * d_model;
+        for (int b = placement.first_slot(r); b < placement.first_slot(r + 1); ++b) send[r] += counts[b] * d_model;
     std::vector<int> recv = mpi::alltoall(comm, send, 1);
     std::vector<int> sdispl(num_ranks, 0), rdispl(num_ranks, 0);
     for (int r = 1; r < num_ranks; ++r) {

@@ -9,13 +9,14 @@
 namespace epmoe {
 namespace {
 
-// Per-rank element counts from a [num_ranks, num_experts] row-count matrix.
-std::vector<int> rank_counts(const std::vector<int>& counts, int num_experts, int d_model) {
-    std::vector<int> out(counts.size() / num_experts, 0);
+// Per-rank element counts from row counts laid out in per-rank blocks: rank r's rows are
+// rows[first[r] .. first[r + 1]). first: [num_ranks + 1].
+std::vector<int> rank_elems(const std::vector<int>& rows, const std::vector<int>& first, int d_model) {
+    std::vector<int> out(first.size() - 1, 0);
     for (size_t r = 0; r < out.size(); ++r) {
-        int64_t rows = 0;
-        for (int e = 0; e < num_experts; ++e) rows += counts[r * num_experts + e];
-        out[r] = mpi::to_int_count(static_cast<size_t>(rows) * d_model, "alltoallv");
+        int64_t sum = 0;
+        for (int b = first[r]; b < first[r + 1]; ++b) sum += rows[b];
+        out[r] = mpi::to_int_count(static_cast<size_t>(sum) * d_model, "alltoallv");
     }
     return out;
 }
@@ -24,18 +25,18 @@ std::vector<int> rank_counts(const std::vector<int>& counts, int num_experts, in
 
 std::vector<int> pack_tokens(const Placement& placement, const Routing& routing, std::span<const uint8_t> kept,
                              std::span<const float> x, int d, int64_t first_token, DispatchBuffers& buf) {
-    const int num_experts = placement.num_experts(), num_ranks = placement.num_ranks(), k = routing.top_k;
+    const int k = routing.top_k;
     const int64_t n = routing.num_tokens();
-    std::vector<int> counts(static_cast<size_t>(num_ranks) * num_experts, 0);  // [P, E]
-    std::vector<int> dest(n * k, -1);
+    std::vector<int> counts(placement.num_slots(), 0);
+    std::vector<int> dest(n * k, -1);  // slot of each kept assignment
     for (int64_t t = 0; t < n; ++t)
         for (int i = 0; i < k; ++i) {
             if (!kept[t * k + i]) continue;
             int e = routing.expert_ids[t * k + i];
-            dest[t * k + i] = placement.rank_for(e, first_token + t);
-            ++counts[static_cast<size_t>(dest[t * k + i]) * num_experts + e];
+            dest[t * k + i] = placement.slot(placement.rank_for(e, first_token + t), e);
+            ++counts[dest[t * k + i]];
         }
-    std::vector<int64_t> next(counts.size());  // running row index per (rank, expert) block
+    std::vector<int64_t> next(counts.size());  // running row index per slot block
     int64_t rows = 0;
     for (size_t b = 0; b < counts.size(); ++b) {
         next[b] = rows;
@@ -46,7 +47,7 @@ std::vector<int> pack_tokens(const Placement& placement, const Routing& routing,
     for (int64_t t = 0; t < n; ++t)
         for (int i = 0; i < k; ++i) {
             if (dest[t * k + i] < 0) continue;
-            int64_t row = next[static_cast<size_t>(dest[t * k + i]) * num_experts + routing.expert_ids[t * k + i]]++;
+            int64_t row = next[dest[t * k + i]]++;
             buf.slot_row[t * k + i] = row;
             std::memcpy(&buf.send[row * d], &x[t * d], sizeof(float) * d);
         }
@@ -56,11 +57,12 @@ std::vector<int> pack_tokens(const Placement& placement, const Routing& routing,
 namespace {
 
 // Runs every local expert over the rows it received from all ranks; results go to buf.ret in the
-// layout of buf.recv. recv_counts: [P, E] rows from each source rank, by expert.
-int64_t run_experts(const MoeLayer& layer, const MlpKernel& kernel, const ModelShape& shape, const std::vector<int>& recv_counts,
-                    DispatchBuffers& buf) {
-    const int num_experts = shape.num_experts, d = shape.d_model;
-    const size_t num_ranks = recv_counts.size() / num_experts;
+// layout of buf.recv. local: this rank's experts, ascending; recv_counts: [P, local] rows from each
+// source rank, by expert.
+int64_t run_experts(const MoeLayer& layer, const MlpKernel& kernel, const ModelShape& shape, const std::vector<int>& local,
+                    const std::vector<int>& recv_counts, DispatchBuffers& buf) {
+    const int num_local = static_cast<int>(local.size()), d = shape.d_model;
+    const size_t num_ranks = num_local > 0 ? recv_counts.size() / num_local : 0;
     // Row offset of the (source, expert) block inside recv.
     std::vector<int64_t> start(recv_counts.size());
     int64_t rows = 0;
@@ -69,24 +71,24 @@ int64_t run_experts(const MoeLayer& layer, const MlpKernel& kernel, const ModelS
         rows += recv_counts[b];
     }
     buf.ret.resize(buf.recv.size());
-    for (int e = 0; e < num_experts; ++e) {
+    for (int j = 0; j < num_local; ++j) {
         int64_t n_e = 0;
-        for (size_t s = 0; s < num_ranks; ++s) n_e += recv_counts[s * num_experts + e];
+        for (size_t s = 0; s < num_ranks; ++s) n_e += recv_counts[s * num_local + j];
         if (n_e == 0) continue;
-        auto it = layer.experts.find(e);
+        auto it = layer.experts.find(local[j]);
         EPMOE_ASSERT(it != layer.experts.end());
         buf.expert_in.resize(n_e * d);
         buf.expert_out.resize(n_e * d);
         int64_t row = 0;
         for (size_t s = 0; s < num_ranks; ++s) {
-            size_t b = s * num_experts + e, bytes = sizeof(float) * recv_counts[b] * d;
+            size_t b = s * num_local + j, bytes = sizeof(float) * recv_counts[b] * d;
             std::memcpy(&buf.expert_in[row * d], &buf.recv[start[b] * d], bytes);
             row += recv_counts[b];
         }
         expert_forward(kernel, it->second, d, shape.d_ff, buf.expert_in, buf.expert_out, buf.scratch);
         row = 0;
         for (size_t s = 0; s < num_ranks; ++s) {
-            size_t b = s * num_experts + e, bytes = sizeof(float) * recv_counts[b] * d;
+            size_t b = s * num_local + j, bytes = sizeof(float) * recv_counts[b] * d;
             std::memcpy(&buf.ret[start[b] * d], &buf.expert_out[row * d], bytes);
             row += recv_counts[b];
         }
@@ -151,27 +153,40 @@ LayerResult moe_layer_forward(const mpi::Comm& comm, const MoeLayer& layer, cons
     result.assigned = n * k;
     result.kept.assign(n * k, 1);
     if (capacity_factor > 0) {
-        std::vector<int64_t> local(num_experts, 0);  // [E] assignments of this rank's tokens
-        for (int32_t e : routing.expert_ids) ++local[e];
-        std::vector<int64_t> before = mpi::exscan_sum<int64_t>(comm, local);
+        std::vector<int64_t> assigned(num_experts, 0);  // [E] assignments of this rank's tokens
+        for (int32_t e : routing.expert_ids) ++assigned[e];
+        std::vector<int64_t> before = mpi::exscan_sum<int64_t>(comm, assigned);
         apply_capacity(routing.expert_ids, num_experts, before,
                        expert_capacity(capacity_factor, step_tokens, k, num_experts), result.kept);
     }
     std::vector<int> send_counts = pack_tokens(placement, routing, result.kept, x_norm, d, first_token, buf);
-    std::vector<int> recv_counts = mpi::alltoall(comm, send_counts, num_experts);  // [P, E]
-    std::vector<int> send_elems = rank_counts(send_counts, num_experts, d);
-    std::vector<int> recv_elems = rank_counts(recv_counts, num_experts, d);
+    // Count exchange: each peer gets the row counts of the experts it holds; this rank receives
+    // [P, local] counts, where local are its own experts.
+    const int num_ranks = comm.size();
+    const std::vector<int> local = placement.experts_of(comm.rank());
+    const int num_local = static_cast<int>(local.size());
+    std::vector<int> held(num_ranks), recv_first(num_ranks + 1);
+    std::vector<int> send_first(num_ranks + 1);
+    for (int r = 0; r <= num_ranks; ++r) {
+        send_first[r] = placement.first_slot(r);
+        recv_first[r] = r * num_local;
+        if (r < num_ranks) held[r] = placement.first_slot(r + 1) - placement.first_slot(r);
+    }
+    std::vector<int> recv_counts(static_cast<size_t>(num_ranks) * num_local);
+    mpi::alltoallv_known<int>(comm, send_counts, held, recv_counts, std::vector<int>(num_ranks, num_local));
+    std::vector<int> send_elems = rank_elems(send_counts, send_first, d);
+    std::vector<int> recv_elems = rank_elems(recv_counts, recv_first, d);
     size_t recv_total = 0;
     for (int c : recv_elems) recv_total += static_cast<size_t>(c);
     buf.recv.resize(recv_total);
     mpi::alltoallv_known<float>(comm, buf.send, send_elems, buf.recv, recv_elems);
     double t1 = mpi::wtime();
 
-    result.rows_processed = run_experts(layer, kernel, shape, recv_counts, buf);
+    result.rows_processed = run_experts(layer, kernel, shape, local, recv_counts, buf);
     const double weight_bytes = 3.0 * d * shape.d_ff * sizeof(float);
-    for (int e = 0; e < num_experts; ++e) {
+    for (int j = 0; j < num_local; ++j) {
         bool ran = false;
-        for (size_t s = 0; s < recv_counts.size() / num_experts; ++s) ran |= recv_counts[s * num_experts + e] > 0;
+        for (int s = 0; s < num_ranks; ++s) ran |= recv_counts[static_cast<size_t>(s) * num_local + j] > 0;
         if (ran) result.bytes_moved += weight_bytes;
     }
     result.bytes_moved += 2.0 * sizeof(float) * static_cast<double>(buf.send.size() + buf.recv.size());

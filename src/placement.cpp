@@ -73,7 +73,23 @@ Placement Placement::make(const std::string& name, int num_experts, int num_rank
         p.replicas_[e] = {r};
     }
     if (name == "replicated") add_replicas(p.replicas_, profile, num_ranks, replicas);
+    std::vector<int> held(num_ranks, 0);  // copies per rank
+    for (const auto& ranks : p.replicas_)
+        for (int r : ranks) ++held[r];
+    p.first_slot_.assign(num_ranks + 1, 0);
+    std::partial_sum(held.begin(), held.end(), p.first_slot_.begin() + 1);
+    std::vector<int> next(p.first_slot_.begin(), p.first_slot_.end() - 1);
+    p.slots_.resize(num_experts);
+    for (int e = 0; e < num_experts; ++e)  // ascending e: each rank's slots come in expert order
+        for (int r : p.replicas_[e]) p.slots_[e].push_back(next[r]++);
     return p;
+}
+
+int Placement::slot(int rank, int expert) const {
+    const auto& ranks = replicas_[expert];
+    auto it = std::find(ranks.begin(), ranks.end(), rank);
+    EPMOE_ASSERT(it != ranks.end());
+    return slots_[expert][static_cast<size_t>(it - ranks.begin())];
 }
 
 int Placement::rank_for(int expert, int64_t global_token) const {
@@ -87,9 +103,10 @@ bool Placement::owns(int rank, int expert) const {
 }
 
 std::vector<int> Placement::experts_of(int rank) const {
-    std::vector<int> out;
+    std::vector<int> out(static_cast<size_t>(first_slot_[rank + 1] - first_slot_[rank]));
     for (int e = 0; e < num_experts(); ++e)
-        if (owns(rank, e)) out.push_back(e);
+        for (size_t i = 0; i < replicas_[e].size(); ++i)
+            if (replicas_[e][i] == rank) out[static_cast<size_t>(slots_[e][i] - first_slot_[rank])] = e;
     return out;
 }
 

@@ -54,7 +54,8 @@ LayerResult moe_layer_forward(const mpi::Comm& comm, const MoeLayer& layer, cons
 
 // Packs the kept slots of this rank's tokens into buf.send, ordered by (destination rank, expert, token),
 // and sets buf.slot_row. x: [num_tokens, d] normalised input; kept: [num_tokens, top_k]; first_token: global
-// index of row 0 (for replicated placement). Returns [num_ranks, num_experts] row counts. No MPI.
+// index of row 0 (for replicated placement). Returns the row count of each slot, [placement.num_slots()]
+// (Placement::slot: by destination rank, then expert). No MPI.
 std::vector<int> pack_tokens(const Placement& placement, const Routing& routing, std::span<const uint8_t> kept,
                              std::span<const float> x, int d, int64_t first_token, DispatchBuffers& buf);
 

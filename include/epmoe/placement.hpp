@@ -26,6 +26,12 @@ public:
     bool owns(int rank, int expert) const;
     // Experts with a copy on rank, ascending.
     std::vector<int> experts_of(int rank) const;
+    // The copies as slots, in (rank, expert) order: rank r's copies are slots first_slot(r) ..
+    // first_slot(r + 1) - 1, its experts ascending. Dispatch counts rows per slot, so a rank sends each
+    // peer only the counts of the experts that peer holds (O(E) per rank, not O(ranks x E)).
+    int num_slots() const { return first_slot_.back(); }
+    int first_slot(int rank) const { return first_slot_[rank]; }
+    int slot(int rank, int expert) const;  // the slot of rank's copy of expert; the rank must hold it
     // [num_experts] -> ranks holding a copy; the first is the primary.
     const std::vector<std::vector<int>>& owners() const { return replicas_; }
     int num_experts() const { return static_cast<int>(replicas_.size()); }
@@ -36,6 +42,8 @@ private:
     std::string name_;
     int num_ranks_ = 1;
     std::vector<std::vector<int>> replicas_;  // [num_experts] -> ranks holding a copy
+    std::vector<std::vector<int>> slots_;     // [num_experts] -> slot of each copy, parallel to replicas_
+    std::vector<int> first_slot_;             // [num_ranks + 1]
 };
 
 // The load profile of an earlier run: [num_experts] kept assignments per expert, summed over every layer

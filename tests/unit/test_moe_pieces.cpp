@@ -50,6 +50,30 @@ TEST(Placement, RoundRobinAndUnknown) {
     EXPECT_THROW(Placement::make("diagonal", 4, 2), Error);
 }
 
+// Slots number every copy once, rank by rank, each rank's experts ascending (the order pack_tokens sends in).
+TEST(Placement, SlotsAreRankMajorExpertAscending) {
+    const std::vector<double> profile = {9, 1, 1, 8, 1, 1, 7, 1};
+    for (const char* name : {"contiguous", "round_robin", "balanced", "replicated"})
+        for (int p : {1, 2, 3, 4, 5}) {
+            Placement pl = Placement::make(name, 8, p, profile, 3);
+            std::vector<int> seen(pl.num_slots(), 0);
+            int copies = 0;
+            for (int e = 0; e < 8; ++e) copies += static_cast<int>(pl.owners()[e].size());
+            EXPECT_EQ(pl.num_slots(), copies) << name << " " << p;
+            EXPECT_EQ(pl.first_slot(0), 0);
+            for (int r = 0; r < p; ++r) {
+                std::vector<int> mine = pl.experts_of(r);
+                ASSERT_EQ(pl.first_slot(r + 1) - pl.first_slot(r), static_cast<int>(mine.size())) << name << " " << p;
+                for (size_t i = 0; i < mine.size(); ++i) {
+                    EXPECT_EQ(pl.slot(r, mine[i]), pl.first_slot(r) + static_cast<int>(i)) << name << " " << p;
+                    ++seen[pl.slot(r, mine[i])];
+                    if (i > 0) EXPECT_LT(mine[i - 1], mine[i]);
+                }
+            }
+            for (int c : seen) EXPECT_EQ(c, 1) << name << " " << p;
+        }
+}
+
 TEST(Metrics, LoadStatistics) {
     std::vector<double> even = {2, 2, 2, 2}, skew = {0, 0, 0, 8};
     EXPECT_DOUBLE_EQ(max_over_mean(even), 1.0);
