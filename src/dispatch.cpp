@@ -21,6 +21,17 @@ std::vector<int> rank_elems(const std::vector<int>& rows, const std::vector<int>
     return out;
 }
 
+// Sizes a token buffer whose old contents are not needed: a buffer that must grow is freed first, then
+// allocated at exactly n, so a step never holds the old and the new buffer at once, copies nothing, and
+// keeps no doubling slack (in the SMPI build every simulated rank's buffers count).
+void resize_discarding(sim::TokenBuffer& b, size_t n) {
+    if (n > b.capacity()) {
+        sim::TokenBuffer().swap(b);
+        b.reserve(n);
+    }
+    b.resize(n);
+}
+
 }  // namespace
 
 std::vector<int> pack_tokens(const Placement& placement, const Routing& routing, std::span<const uint8_t> kept,
@@ -42,7 +53,7 @@ std::vector<int> pack_tokens(const Placement& placement, const Routing& routing,
         next[b] = rows;
         rows += counts[b];
     }
-    buf.send.resize(static_cast<size_t>(rows) * d);
+    resize_discarding(buf.send, static_cast<size_t>(rows) * d);
     buf.slot_row.assign(n * k, -1);
     for (int64_t t = 0; t < n; ++t)
         for (int i = 0; i < k; ++i) {
@@ -56,8 +67,8 @@ std::vector<int> pack_tokens(const Placement& placement, const Routing& routing,
 
 namespace {
 
-// Runs every local expert over the rows it received from all ranks; results go to buf.ret in the
-// layout of buf.recv. local: this rank's experts, ascending; recv_counts: [P, local] rows from each
+// Runs every local expert over the rows it received from all ranks; each result overwrites its input row
+// in buf.recv (an expert's rows are gathered before its results are scattered back). local: this rank's experts, ascending; recv_counts: [P, local] rows from each
 // source rank, by expert.
 int64_t run_experts(const MoeLayer& layer, const MlpKernel& kernel, const ModelShape& shape, const std::vector<int>& local,
                     const std::vector<int>& recv_counts, DispatchBuffers& buf) {
@@ -70,15 +81,18 @@ int64_t run_experts(const MoeLayer& layer, const MlpKernel& kernel, const ModelS
         start[b] = rows;
         rows += recv_counts[b];
     }
-    buf.ret.resize(buf.recv.size());
     for (int j = 0; j < num_local; ++j) {
         int64_t n_e = 0;
         for (size_t s = 0; s < num_ranks; ++s) n_e += recv_counts[s * num_local + j];
         if (n_e == 0) continue;
+        if (sim::simulated()) {  // modelled compute; gathering and scattering shared rows would only map pages
+            sim::execute_mlp(d, shape.d_ff, n_e);
+            continue;
+        }
         auto it = layer.experts.find(local[j]);
         EPMOE_ASSERT(it != layer.experts.end());
-        buf.expert_in.resize(n_e * d);
-        buf.expert_out.resize(n_e * d);
+        resize_discarding(buf.expert_in, n_e * d);
+        resize_discarding(buf.expert_out, n_e * d);
         int64_t row = 0;
         for (size_t s = 0; s < num_ranks; ++s) {
             size_t b = s * num_local + j, bytes = sizeof(float) * recv_counts[b] * d;
@@ -89,7 +103,7 @@ int64_t run_experts(const MoeLayer& layer, const MlpKernel& kernel, const ModelS
         row = 0;
         for (size_t s = 0; s < num_ranks; ++s) {
             size_t b = s * num_local + j, bytes = sizeof(float) * recv_counts[b] * d;
-            std::memcpy(&buf.ret[start[b] * d], &buf.expert_out[row * d], bytes);
+            std::memcpy(&buf.recv[start[b] * d], &buf.expert_out[row * d], bytes);
             row += recv_counts[b];
         }
     }
@@ -178,7 +192,7 @@ LayerResult moe_layer_forward(const mpi::Comm& comm, const MoeLayer& layer, cons
     std::vector<int> recv_elems = rank_elems(recv_counts, recv_first, d);
     size_t recv_total = 0;
     for (int c : recv_elems) recv_total += static_cast<size_t>(c);
-    buf.recv.resize(recv_total);
+    resize_discarding(buf.recv, recv_total);
     mpi::alltoallv_known<float>(comm, buf.send, send_elems, buf.recv, recv_elems);
     double t1 = mpi::wtime();
 
@@ -192,9 +206,9 @@ LayerResult moe_layer_forward(const mpi::Comm& comm, const MoeLayer& layer, cons
     result.bytes_moved += 2.0 * sizeof(float) * static_cast<double>(buf.send.size() + buf.recv.size());
     double t2 = mpi::wtime();
 
-    buf.back.resize(buf.send.size());
-    mpi::alltoallv_known<float>(comm, buf.ret, recv_elems, buf.back, send_elems);
-    combine_tokens(routing, buf.back, buf.slot_row, d, out, result);
+    // The results come back into send, in the layout they left in: send's rows are no longer needed.
+    mpi::alltoallv_known<float>(comm, buf.recv, recv_elems, buf.send, send_elems);
+    combine_tokens(routing, buf.send, buf.slot_row, d, out, result);
     double t3 = mpi::wtime();
     times.dispatch += t1 - t0;
     times.expert += t2 - t1;

@@ -36,7 +36,9 @@ struct LayerResult {
 // Buffers reused across layers and steps, so steady-state steps do not allocate.
 // The token buffers are sim::TokenBuffer: shared among simulated ranks in the SMPI build (sim.hpp).
 struct DispatchBuffers {
-    sim::TokenBuffer send, recv, ret, back;  // [rows, d_model] each
+    // [rows, d_model] each. send: this rank's rows out, then their results back; recv: the rows this rank's
+    // experts run, then (in place) their results.
+    sim::TokenBuffer send, recv;
     sim::TokenBuffer expert_in, expert_out;  // [rows of one expert, d_model]
     std::vector<float> scratch;
     std::vector<float> mlp_out;              // [num_tokens, d_model] a shared expert's output (private)

@@ -7,8 +7,10 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <new>
+#include <utility>
 #include <vector>
 
 #include "epmoe/compute.hpp"
@@ -22,6 +24,11 @@ bool simulated();
 // by 6 * d_model * d_ff * rows FLOPs (smpi_execute_flops, at the platform's host speed) and writes zeros.
 // Fails in the ordinary build.
 std::shared_ptr<const MlpKernel> simulated_kernel();
+
+// Advances this simulated rank's clock by one SwiGLU MLP over `rows` rows (6 * d_model * d_ff * rows FLOPs,
+// smpi_execute_flops), touching no data: dispatch calls it in place of gathering an expert's rows, running
+// the kernel and scattering the (meaningless) results. Fails in the ordinary build.
+void execute_mlp(int d_model, int d_ff, int64_t rows);
 
 // Bytes for a token buffer: SMPI_SHARED_MALLOC in the SMPI build (one physical copy for all simulated
 // ranks), plain heap otherwise. Never null; throws std::bad_alloc.
@@ -37,6 +44,16 @@ struct BufferAllocator {
     BufferAllocator(const BufferAllocator<U>&) {}
     T* allocate(size_t n) { return static_cast<T*>(buffer_alloc(n * sizeof(T))); }
     void deallocate(T* p, size_t) { buffer_free(p); }
+    // resize() default-initialises (no zero fill): the contents are meaningless, and writing them would map
+    // every shared page into every simulated rank.
+    template <typename U>
+    void construct(U* p) noexcept {
+        ::new (static_cast<void*>(p)) U;
+    }
+    template <typename U, typename... Args>
+    void construct(U* p, Args&&... args) {
+        ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+    }
     template <typename U>
     bool operator==(const BufferAllocator<U>&) const { return true; }
 };

@@ -26,8 +26,7 @@ public:
 
     void forward(const ExpertWeights&, int d_model, int d_ff, std::span<const float> x, std::span<float> y,
                  std::vector<float>&) const override {
-        const double rows = static_cast<double>(x.size() / d_model);
-        if (rows > 0) smpi_execute_flops(6.0 * d_model * d_ff * rows);
+        execute_mlp(d_model, d_ff, static_cast<int64_t>(x.size() / d_model));
         std::fill(y.begin(), y.end(), 0.0f);  // the modelled output: later layers see h unchanged by experts
     }
 };
@@ -35,6 +34,10 @@ public:
 }  // namespace
 
 bool simulated() { return true; }
+
+void execute_mlp(int d_model, int d_ff, int64_t rows) {
+    if (rows > 0) smpi_execute_flops(6.0 * d_model * d_ff * static_cast<double>(rows));
+}
 
 std::shared_ptr<const MlpKernel> simulated_kernel() {
     static const std::shared_ptr<const MlpKernel> kernel = std::make_shared<SimulatedKernel>();
