@@ -107,7 +107,7 @@ int run_point(const mpi::Comm& comm, int64_t tokens, bool skewed, int d_model, i
         MPI_Barrier(comm.raw());
         LayerTimes times;
         t0 = MPI_Wtime();
-        moe_layer_forward(comm, layer, kernel, shape, placement, x, routing, 0, tokens * num_ranks, 0.0, out, times,
+        moe_layer_forward(comm, layer, kernel, shape, placement, x, routing, 0, tokens * num_ranks, DispatchOptions{}, out, times,
                           buf);
         double whole_s = MPI_Wtime() - t0;
         bare_s = max_over_ranks(comm, bare_s);

@@ -264,6 +264,27 @@ def main():
             headline[f"t{t}-default" if kernel == default else name] = headline[name] = {"layer": med(lt), "ceiling": ceiling, "peer": med(pp["tokens_per_s"]) if pp else None}
     L.append("")
 
+    # The overlap lever.
+    L.append("## Overlap: one chunk's MPI_Ialltoallv behind another chunk's experts (`compute.overlap_chunks`)\n")
+    L.append("The default kernel on 2 ranks; chunks 1 is the layer run above. Dispatch and combine include the waits "
+             "for tokens and results; the experts run smaller GEMMs (rows / chunks each).\n")
+    L.append("| tokens/rank | chunks | layer tokens/s | vs 1 chunk | dispatch + combine share | rel. L2 vs torch fp64 |")
+    L.append("|---|---|---|---|---|---|")
+    for t in (2048, 64):
+        base = runs.get(f"t{t}-{default}")
+        for chunks in (1, 2, 4):
+            name = f"t{t}-{default}" if chunks == 1 else f"overlap{chunks}-t{t}"
+            r = runs.get(name)
+            if r is None:
+                L.append(f"| {t} | {chunks} | n/a: {run_errors.get(name, 'not run')[:80]} ||||")
+                continue
+            share = r["breakdown_share"]
+            comm = share["dispatch"] + share["combine"] if share else None
+            vs = ratio(med(r["layer_tokens_per_s"]), med(base["layer_tokens_per_s"]) if base else None)
+            L.append(f"| {t} | {chunks} | {fmt_stats(r['layer_tokens_per_s'])} | {fmt(vs)} | "
+                     f"{fmt(100 * comm if comm is not None else None)} % | {fmt(r['rel_l2_vs_torch_fp64'])} |")
+    L.append("")
+
     # Scaling and memory.
     L.append("## Weak scaling and weight memory (2048 tokens per rank, default kernel)\n")
     L.append("| ranks | step tokens/s | tokens/s per rank | efficiency vs 1 rank | weight MiB per rank | peak RSS MiB (max rank) |")

@@ -6,6 +6,7 @@
 #   peer      bench/peer_torch.py: Hugging Face's MixtralSparseMoeBlock in Debian's torch, best thread count
 #   layer     build/epmoe run on the peer's own checkpoint and tokens (2 ranks, 1 BLAS thread each) at 2048 and
 #             64 tokens per rank, per backend/dtype, its output checked against the peer's float64 result
+#   overlap   the same layer with compute.overlap_chunks 2 and 4 (MPI_Ialltoallv behind the experts) against 1
 #   scaling   weak scaling 1 -> 2 ranks (4 oversubscribed, an overhead check only), weight bytes per rank;
 #             the 2-rank point is the layer run of the default kernel (compute.backend=auto)
 # then bench/report.py writes bench/RESULTS.md and bench/results.json. Takes about 6-8 minutes on 2 cores.
@@ -107,6 +108,11 @@ for kernel in openblas/fp32 onednn/fp32 onednn/bf16; do
     set -- --set "compute.backend=${kernel%/*}" --set "compute.dtype=${kernel#*/}"
     layer_run "t2048-${kernel/\//-}" 2 4096 "$steps" "$@"
     layer_run "t64-${kernel/\//-}" 2 128 "$small_steps" "$@"
+done
+# The overlap lever, on and off: compute.overlap_chunks=1 is the t2048/t64 run of the default kernel above.
+for chunks in 2 4; do
+    layer_run "overlap$chunks-t2048" 2 4096 "$steps" --set "compute.overlap_chunks=$chunks"
+    layer_run "overlap$chunks-t64" 2 128 "$small_steps" --set "compute.overlap_chunks=$chunks"
 done
 layer_run "weak-p1" 1 2048 "$steps"
 layer_run "weak-p4" 4 8192 $((steps / 2 + 1))

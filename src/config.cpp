@@ -39,7 +39,7 @@ const char* kDefaults = R"({
   },
   "coordinator": {"every_n_steps": 1},
   "resources": {"threads_per_rank": 1, "bind": "none", "mpi_wait": "auto"},
-  "compute": {"backend": "auto", "dtype": "fp32"},
+  "compute": {"backend": "auto", "dtype": "fp32", "overlap_chunks": 1},
   "output": {"dir": "", "dump": "", "quiet": false, "progress_interval_s": 5.0},
   "simulate": {
     "ranks": 16, "platform": "fat-tree", "bandwidth": "100Gbps", "latency": "1us", "ranks_per_node": 4,
@@ -299,6 +299,7 @@ Config Config::from_json(const Json& j) {
     c.mpi_wait = one_of(j, "resources", "mpi_wait", {"auto", "block", "yield"});
     c.compute.backend = one_of(j, "compute", "backend", {"auto", "openblas", "onednn"});
     c.compute.dtype = one_of(j, "compute", "dtype", {"fp32", "bf16"});
+    c.compute.overlap_chunks = static_cast<int>(int_in(j, "compute", "overlap_chunks", 1, 64));
     if (c.compute.backend == "openblas" && c.compute.dtype != "fp32")
         bad_value("compute.dtype", j.at("compute").at("dtype"),
                   "compute.backend openblas runs fp32 only (Debian's OpenBLAS has no sbgemm); use onednn or auto");

@@ -1,25 +1,16 @@
 #include "epmoe/dispatch.hpp"
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <cstring>
+#include <functional>
+#include <memory>
 
 #include "epmoe/expert.hpp"
 
 namespace epmoe {
 namespace {
-
-// Per-rank element counts from row counts laid out in per-rank blocks: rank r's rows are
-// rows[first[r] .. first[r + 1]). first: [num_ranks + 1].
-std::vector<int> rank_elems(const std::vector<int>& rows, const std::vector<int>& first, int d_model) {
-    std::vector<int> out(first.size() - 1, 0);
-    for (size_t r = 0; r < out.size(); ++r) {
-        int64_t sum = 0;
-        for (int b = first[r]; b < first[r + 1]; ++b) sum += rows[b];
-        out[r] = mpi::to_int_count(static_cast<size_t>(sum) * d_model, "alltoallv");
-    }
-    return out;
-}
 
 // Sizes a token buffer whose old contents are not needed: a buffer that must grow is freed first, then
 // allocated at exactly n, so a step never holds the old and the new buffer at once, copies nothing, and
@@ -35,19 +26,20 @@ void resize_discarding(sim::TokenBuffer& b, size_t n) {
 }  // namespace
 
 std::vector<int> pack_tokens(const Placement& placement, const Routing& routing, std::span<const uint8_t> kept,
-                             std::span<const float> x, int d, int64_t first_token, DispatchBuffers& buf) {
-    const int k = routing.top_k;
+                             std::span<const float> x, int d, int64_t first_token, DispatchBuffers& buf, int chunks) {
+    const int k = routing.top_k, num_slots = placement.num_slots();
     const int64_t n = routing.num_tokens();
-    std::vector<int> counts(placement.num_slots(), 0);
-    std::vector<int> dest(n * k, -1);  // slot of each kept assignment
+    std::vector<int> counts(static_cast<size_t>(chunks) * num_slots, 0);
+    std::vector<int> dest(n * k, -1);  // (chunk, slot) block of each kept assignment
     for (int64_t t = 0; t < n; ++t)
         for (int i = 0; i < k; ++i) {
             if (!kept[t * k + i]) continue;
             int e = routing.expert_ids[t * k + i];
-            dest[t * k + i] = placement.slot(placement.rank_for(e, first_token + t), e);
+            int chunk = static_cast<int>(t * chunks / n);
+            dest[t * k + i] = chunk * num_slots + placement.slot(placement.rank_for(e, first_token + t), e);
             ++counts[dest[t * k + i]];
         }
-    std::vector<int64_t> next(counts.size());  // running row index per slot block
+    std::vector<int64_t> next(counts.size());  // running row index per block
     int64_t rows = 0;
     for (size_t b = 0; b < counts.size(); ++b) {
         next[b] = rows;
@@ -67,11 +59,13 @@ std::vector<int> pack_tokens(const Placement& placement, const Routing& routing,
 
 namespace {
 
-// Runs every local expert over the rows it received from all ranks; each result overwrites its input row
-// in buf.recv (an expert's rows are gathered before its results are scattered back). local: this rank's experts, ascending; recv_counts: [P, local] rows from each
-// source rank, by expert.
-int64_t run_experts(const MoeLayer& layer, const MlpKernel& kernel, const ModelShape& shape, const std::vector<int>& local,
-                    const std::vector<int>& recv_counts, DispatchBuffers& buf) {
+// Runs every local expert over the rows one chunk received from all ranks; each result overwrites its
+// input row in recv (an expert's rows are gathered before its results are scattered back). local: this
+// rank's experts, ascending; recv_counts: [P, local] rows from each source rank, by expert; recv: the
+// chunk's rows. progress() runs after each expert (to let pending collectives move). Returns the experts run.
+int run_experts(const MoeLayer& layer, const MlpKernel& kernel, const ModelShape& shape, const std::vector<int>& local,
+                std::span<const int> recv_counts, std::span<float> recv, DispatchBuffers& buf,
+                const std::function<void()>& progress) {
     const int num_local = static_cast<int>(local.size()), d = shape.d_model;
     const size_t num_ranks = num_local > 0 ? recv_counts.size() / num_local : 0;
     // Row offset of the (source, expert) block inside recv.
@@ -81,10 +75,12 @@ int64_t run_experts(const MoeLayer& layer, const MlpKernel& kernel, const ModelS
         start[b] = rows;
         rows += recv_counts[b];
     }
+    int ran = 0;
     for (int j = 0; j < num_local; ++j) {
         int64_t n_e = 0;
         for (size_t s = 0; s < num_ranks; ++s) n_e += recv_counts[s * num_local + j];
         if (n_e == 0) continue;
+        ++ran;
         if (sim::simulated()) {  // modelled compute; gathering and scattering shared rows would only map pages
             sim::execute_mlp(d, shape.d_ff, n_e);
             continue;
@@ -96,18 +92,19 @@ int64_t run_experts(const MoeLayer& layer, const MlpKernel& kernel, const ModelS
         int64_t row = 0;
         for (size_t s = 0; s < num_ranks; ++s) {
             size_t b = s * num_local + j, bytes = sizeof(float) * recv_counts[b] * d;
-            std::memcpy(&buf.expert_in[row * d], &buf.recv[start[b] * d], bytes);
+            std::memcpy(&buf.expert_in[row * d], &recv[start[b] * d], bytes);
             row += recv_counts[b];
         }
         expert_forward(kernel, it->second, d, shape.d_ff, buf.expert_in, buf.expert_out, buf.scratch);
         row = 0;
         for (size_t s = 0; s < num_ranks; ++s) {
             size_t b = s * num_local + j, bytes = sizeof(float) * recv_counts[b] * d;
-            std::memcpy(&buf.recv[start[b] * d], &buf.expert_out[row * d], bytes);
+            std::memcpy(&recv[start[b] * d], &buf.expert_out[row * d], bytes);
             row += recv_counts[b];
         }
+        progress();
     }
-    return rows;
+    return ran;
 }
 
 }  // namespace
@@ -155,8 +152,9 @@ void combine_tokens(const Routing& routing, std::span<const float> back, std::sp
 
 LayerResult moe_layer_forward(const mpi::Comm& comm, const MoeLayer& layer, const MlpKernel& kernel, const ModelShape& shape,
                               const Placement& placement, std::span<const float> x_norm, const Routing& routing,
-                              int64_t first_token, int64_t step_tokens, double capacity_factor, std::span<float> out,
-                              LayerTimes& times, DispatchBuffers& buf) {
+                              int64_t first_token, int64_t step_tokens, const DispatchOptions& options,
+                              std::span<float> out, LayerTimes& times, DispatchBuffers& buf) {
+    const double capacity_factor = options.capacity_factor;
     const int num_experts = shape.num_experts, d = shape.d_model, k = routing.top_k;
     const int64_t n = routing.num_tokens();
     EPMOE_ASSERT(x_norm.size() == static_cast<size_t>(n) * d && out.size() == x_norm.size());
@@ -173,46 +171,94 @@ LayerResult moe_layer_forward(const mpi::Comm& comm, const MoeLayer& layer, cons
         apply_capacity(routing.expert_ids, num_experts, before,
                        expert_capacity(capacity_factor, step_tokens, k, num_experts), result.kept);
     }
-    std::vector<int> send_counts = pack_tokens(placement, routing, result.kept, x_norm, d, first_token, buf);
-    // Count exchange: each peer gets the row counts of the experts it holds; this rank receives
-    // [P, local] counts, where local are its own experts.
-    const int num_ranks = comm.size();
+    const int num_ranks = comm.size(), chunks = std::max(1, options.overlap_chunks);  // the same on every rank; some may be empty
+    const int num_slots = placement.num_slots();
+    std::vector<int> send_counts = pack_tokens(placement, routing, result.kept, x_norm, d, first_token, buf, chunks);
+    // Count exchange, every chunk at once: each peer gets the row counts of the experts it holds, in a block
+    // padded to the most any rank holds (an MPI_Alltoall, for which MPIs use a log(P)-round algorithm at
+    // small sizes). This rank receives [P, chunks, block] and keeps [chunks][P, local], local = its experts.
     const std::vector<int> local = placement.experts_of(comm.rank());
     const int num_local = static_cast<int>(local.size());
-    std::vector<int> held(num_ranks), recv_first(num_ranks + 1);
-    std::vector<int> send_first(num_ranks + 1);
-    for (int r = 0; r <= num_ranks; ++r) {
-        send_first[r] = placement.first_slot(r);
-        recv_first[r] = r * num_local;
-        if (r < num_ranks) held[r] = placement.first_slot(r + 1) - placement.first_slot(r);
-    }
-    std::vector<int> recv_counts(static_cast<size_t>(num_ranks) * num_local);
-    mpi::alltoallv_known<int>(comm, send_counts, held, recv_counts, std::vector<int>(num_ranks, num_local));
-    std::vector<int> send_elems = rank_elems(send_counts, send_first, d);
-    std::vector<int> recv_elems = rank_elems(recv_counts, recv_first, d);
-    size_t recv_total = 0;
-    for (int c : recv_elems) recv_total += static_cast<size_t>(c);
-    resize_discarding(buf.recv, recv_total);
-    mpi::alltoallv_known<float>(comm, buf.send, send_elems, buf.recv, recv_elems);
-    double t1 = mpi::wtime();
+    int block = 0;
+    for (int r = 0; r < num_ranks; ++r) block = std::max(block, placement.first_slot(r + 1) - placement.first_slot(r));
+    std::vector<int> padded(static_cast<size_t>(num_ranks) * chunks * block, 0);
+    for (int r = 0; r < num_ranks; ++r)
+        for (int c = 0; c < chunks; ++c)
+            std::copy(&send_counts[static_cast<size_t>(c) * num_slots + placement.first_slot(r)],
+                      &send_counts[static_cast<size_t>(c) * num_slots + placement.first_slot(r + 1)],
+                      &padded[(static_cast<size_t>(r) * chunks + c) * block]);
+    padded = mpi::alltoall(comm, padded, chunks * block);
+    std::vector<int> recv_counts(static_cast<size_t>(chunks) * num_ranks * num_local);  // [chunks, P, local]
+    for (int c = 0; c < chunks; ++c)
+        for (int r = 0; r < num_ranks; ++r)
+            std::copy_n(&padded[(static_cast<size_t>(r) * chunks + c) * block], num_local,
+                        &recv_counts[(static_cast<size_t>(c) * num_ranks + r) * num_local]);
 
-    result.rows_processed = run_experts(layer, kernel, shape, local, recv_counts, buf);
-    const double weight_bytes = 3.0 * d * shape.d_ff * sizeof(float);
-    for (int j = 0; j < num_local; ++j) {
-        bool ran = false;
-        for (int s = 0; s < num_ranks; ++s) ran |= recv_counts[static_cast<size_t>(s) * num_local + j] > 0;
-        if (ran) result.bytes_moved += weight_bytes;
+    // Element counts per peer and the first row of each chunk, on both sides.
+    std::vector<std::vector<int>> send_elems(chunks, std::vector<int>(num_ranks)), recv_elems = send_elems;
+    std::vector<int64_t> send_row(chunks + 1, 0), recv_row(chunks + 1, 0);
+    for (int c = 0; c < chunks; ++c) {
+        int64_t sent = 0, received = 0;
+        for (int r = 0; r < num_ranks; ++r) {
+            int64_t s_rows = 0, r_rows = 0;
+            for (int b = placement.first_slot(r); b < placement.first_slot(r + 1); ++b) s_rows += send_counts[static_cast<size_t>(c) * num_slots + b];
+            for (int j = 0; j < num_local; ++j) r_rows += recv_counts[(static_cast<size_t>(c) * num_ranks + r) * num_local + j];
+            send_elems[c][r] = mpi::to_int_count(static_cast<size_t>(s_rows) * d, "alltoallv");
+            recv_elems[c][r] = mpi::to_int_count(static_cast<size_t>(r_rows) * d, "alltoallv");
+            sent += s_rows;
+            received += r_rows;
+        }
+        send_row[c + 1] = send_row[c] + sent;
+        recv_row[c + 1] = recv_row[c] + received;
     }
-    result.bytes_moved += 2.0 * sizeof(float) * static_cast<double>(buf.send.size() + buf.recv.size());
+    resize_discarding(buf.recv, static_cast<size_t>(recv_row[chunks]) * d);
+    auto send_part = [&](int c) { return buf.send.data() + send_row[c] * d; };
+    auto recv_part = [&](int c) { return buf.recv.data() + recv_row[c] * d; };
+
+    // The pipeline: chunk c + 1's tokens travel while chunk c's experts run, and chunk c's results travel
+    // back while chunk c + 1's run. With one chunk it is dispatch, experts, return, in turn.
+    std::vector<std::unique_ptr<mpi::PendingAlltoallv>> out_trip(chunks), back_trip(chunks);
+    const bool overlap = chunks > 1;
+    out_trip[0] = std::make_unique<mpi::PendingAlltoallv>(comm, send_part(0), send_elems[0], recv_part(0), recv_elems[0],
+                                                          MPI_FLOAT, overlap);
+    double t1 = mpi::wtime(), expert_s = 0, dispatch_wait_s = 0, return_s = 0;
+    int experts_run = 0;
+    for (int c = 0; c < chunks; ++c) {
+        double w0 = mpi::wtime();
+        out_trip[c]->wait();
+        if (c + 1 < chunks)
+            out_trip[c + 1] = std::make_unique<mpi::PendingAlltoallv>(comm, send_part(c + 1), send_elems[c + 1],
+                                                                      recv_part(c + 1), recv_elems[c + 1], MPI_FLOAT, overlap);
+        double w1 = mpi::wtime();
+        dispatch_wait_s += w1 - w0;
+        auto progress = [&] {
+            if (c + 1 < chunks) out_trip[c + 1]->test();
+            if (c > 0) back_trip[c - 1]->test();
+        };
+        std::span<const int> counts(&recv_counts[static_cast<size_t>(c) * num_ranks * num_local],
+                                    static_cast<size_t>(num_ranks) * num_local);
+        std::span<float> rows(recv_part(c), static_cast<size_t>(recv_row[c + 1] - recv_row[c]) * d);
+        experts_run += run_experts(layer, kernel, shape, local, counts, rows, buf, progress);
+        double w2 = mpi::wtime();
+        expert_s += w2 - w1;
+        // The results come back into send, in the layout they left in: send's rows are no longer needed.
+        back_trip[c] = std::make_unique<mpi::PendingAlltoallv>(comm, recv_part(c), recv_elems[c], send_part(c), send_elems[c],
+                                                               MPI_FLOAT, overlap);
+        return_s += mpi::wtime() - w2;
+    }
     double t2 = mpi::wtime();
-
-    // The results come back into send, in the layout they left in: send's rows are no longer needed.
-    mpi::alltoallv_known<float>(comm, buf.recv, recv_elems, buf.send, send_elems);
+    for (auto& trip : back_trip) trip->wait();
     combine_tokens(routing, buf.send, buf.slot_row, d, out, result);
     double t3 = mpi::wtime();
-    times.dispatch += t1 - t0;
-    times.expert += t2 - t1;
-    times.combine += t3 - t2;
+
+    result.rows_processed = recv_row[chunks];
+    result.bytes_moved = experts_run * 3.0 * d * shape.d_ff * sizeof(float) +  // weights read once per chunk run
+                         2.0 * sizeof(float) * static_cast<double>(buf.send.size() + buf.recv.size());
+    // Phases: dispatch = capacity, pack, count exchange and every wait for tokens to arrive; expert = the
+    // experts' compute; combine = waiting for the results and the weighted sum.
+    times.dispatch += t1 - t0 + dispatch_wait_s;
+    times.expert += expert_s;
+    times.combine += t3 - t2 + return_s;
     return result;
 }
 

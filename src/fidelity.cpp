@@ -48,7 +48,7 @@ void Fidelity::measure(const mpi::Comm& comm, const MoeLayer& layer, const MlpKe
             sample.weights.insert(sample.weights.end(), &unbiased.weights[rows[j] * k], &unbiased.weights[rows[j] * k] + k);
         }
         LayerTimes ignored;  // fidelity time is reported apart, never in the phase breakdown
-        moe_layer_forward(comm, layer, kernel, shape, placement, x_, sample, first_token, 0, 0.0, out_, ignored, buf_);
+        moe_layer_forward(comm, layer, kernel, shape, placement, x_, sample, first_token, 0, DispatchOptions{}, out_, ignored, buf_);
         for (size_t j = 0; j < rows.size(); ++j)
             for (int i = 0; i < d; ++i) {
                 const double y = biased_out[rows[j] * d + i], ref = out_[j * d + i];

@@ -32,7 +32,9 @@ void shared_expert(const MlpKernel& kernel, const MoeLayer& layer, const ModelSh
 }  // namespace
 
 Forward::Forward(const Model& model, const Placement& placement, double capacity_factor)
-    : model_(model), placement_(placement), capacity_factor_(capacity_factor) {}
+    : model_(model), placement_(placement) {
+    options_.capacity_factor = capacity_factor;
+}
 
 StepResult Forward::step(const mpi::Comm& comm, std::span<float> h, int64_t first_token, int64_t step_tokens,
                          std::span<const float> biases) {
@@ -58,7 +60,7 @@ StepResult Forward::step(const mpi::Comm& comm, std::span<float> h, int64_t firs
         result.routing.push_back(route(logits_, s.num_experts, s.top_k, bias, s.gate, s.norm_topk_prob));
         result.times.gate += mpi::wtime() - t0;
         result.layers.push_back(moe_layer_forward(comm, layer, *model_.kernel, s, placement_, norm_, result.routing.back(),
-                                                  first_token, step_tokens, capacity_factor_, moe_out_,
+                                                  first_token, step_tokens, options_, moe_out_,
                                                   result.times, buffers_));
         fidelity_.measure(comm, layer, *model_.kernel, s, placement_, norm_, logits_, bias, result.routing.back(), moe_out_,
                           first_token, result.fidelity);

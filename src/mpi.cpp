@@ -6,6 +6,7 @@
 #include <climits>
 #include <cstdio>
 #include <cstdlib>
+#include <utility>
 
 #include "epmoe/sim.hpp"
 
@@ -149,6 +150,38 @@ void alltoallv_raw(const Comm& comm, const void* send, const std::vector<int>& s
     collective(
         "MPI_Alltoallv", [&] { return MPI_Alltoallv(send, sc, so, type, recv, rc, ro, type, comm.raw()); },
         [&](MPI_Request* r) { return MPI_Ialltoallv(send, sc, so, type, recv, rc, ro, type, comm.raw(), r); });
+}
+
+PendingAlltoallv::PendingAlltoallv(const Comm& comm, const void* send, std::vector<int> send_counts, void* recv,
+                                   std::vector<int> recv_counts, MPI_Datatype type, bool overlap)
+    : send_counts_(std::move(send_counts)), recv_counts_(std::move(recv_counts)) {
+    if (!overlap || sim::simulated()) {
+        alltoallv_raw(comm, send, send_counts_, recv, recv_counts_, type);
+        return;
+    }
+    EPMOE_ASSERT(static_cast<int>(send_counts_.size()) == comm.size());
+    EPMOE_ASSERT(static_cast<int>(recv_counts_.size()) == comm.size());
+    send_offsets_ = prefix_offsets(send_counts_);
+    recv_offsets_ = prefix_offsets(recv_counts_);
+    const int *sc = send_counts_.data(), *so = send_offsets_.data(), *rc = recv_counts_.data(), *ro = recv_offsets_.data();
+    check(MPI_Ialltoallv(send, sc, so, type, recv, rc, ro, type, comm.raw(), &request_), "MPI_Ialltoallv");
+}
+
+PendingAlltoallv::~PendingAlltoallv() {
+    if (active()) wait();  // never leave MPI writing into freed buffers
+}
+
+void PendingAlltoallv::test() {
+    if (!active()) return;
+    int done = 0;
+    check(MPI_Test(&request_, &done, MPI_STATUS_IGNORE), "MPI_Ialltoallv");
+}
+
+void PendingAlltoallv::wait() {
+    if (!active()) return;
+    if (g_wait_mode == WaitMode::kBlock) check(MPI_Wait(&request_, MPI_STATUS_IGNORE), "MPI_Ialltoallv");
+    else mpi::wait(request_, "MPI_Ialltoallv");
+    request_ = MPI_REQUEST_NULL;
 }
 
 std::vector<int> alltoall(const Comm& comm, const std::vector<int>& send, int block) {

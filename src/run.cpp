@@ -119,6 +119,7 @@ Json run_job(const mpi::Comm& world, const Config& config, bool print_summary) {
     const int64_t step_tokens = workload.step_tokens();
     Forward forward(model, placement, config.capacity_factor);
     forward.set_fidelity_sample(config.fidelity_sample_every);
+    forward.set_overlap_chunks(config.compute.overlap_chunks);
     Coordinator coordinator(world, shape.num_layers, shape.num_experts, 
                             make_policy(config, policy_context(config, placement, shape.num_layers)));
     RunSummary summary(num_ranks, shape.num_layers, shape.num_experts, shape.expert_flops_per_token());
@@ -171,7 +172,8 @@ Json run_job(const mpi::Comm& world, const Config& config, bool print_summary) {
                         {"kernel", model.kernel->name()}, {"implementation", model.kernel->implementation()},
                         {"threads_per_rank", config.threads_per_rank}, {"bind", config.bind},
                         {"rank0_binding", binding},
-                        {"mpi_wait", mpi::wait_mode() == mpi::WaitMode::kBlock ? "block" : "yield"}};
+                        {"mpi_wait", mpi::wait_mode() == mpi::WaitMode::kBlock ? "block" : "yield"},
+                        {"overlap_chunks", config.compute.overlap_chunks}};
         s["placement"] = placement.name();
         s["capacity_factor"] = config.capacity_factor;
         s = label_simulated(std::move(s), config, num_ranks, true);  // build-smpi/epmoe: simulated times

@@ -218,7 +218,7 @@ int simulate_command(const mpi::Comm& world, const std::vector<std::string>& arg
         "--cfg=smpi/host-speed:" + speed,          // host code (gate, top-k, pack) keeps its measured duration
         "--cfg=smpi/simulate-computation:yes", "--cfg=smpi/shared-malloc:global",
         "--cfg=smpi/alltoallv:pair",               // the defaults wait on 2P requests at once: O(P^2) per call
-        "--cfg=smpi/alltoall:pair",
+        "--cfg=smpi/alltoall:bruck",               // the count exchange: log(P) rounds, as MPIs do at small sizes
         "--log=xbt_cfg.thres:warning", "--log=smpi_coll.thres:warning",
         "--log=smpi_kernel.thres:error",           // not a warning per rank when the ranks exit 2 on bad input
         binary, "run", "--config", dir + "/simulate.json"};

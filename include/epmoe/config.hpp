@@ -76,6 +76,7 @@ struct OutputConfig {
 struct ComputeConfig {
     std::string backend;  // auto | openblas | onednn (auto: resolve_backend in compute.hpp)
     std::string dtype;    // fp32 | bf16 (weights; activations and accumulation stay FP32)
+    int overlap_chunks = 1;  // 1..64: tokens dispatched in chunks, one's Ialltoallv behind another's experts
 };
 
 // simulate.*: the cluster `epmoe simulate` runs the ranks on under SimGrid's SMPI (`epmoe run` ignores it).

@@ -45,21 +45,30 @@ struct DispatchBuffers {
     std::vector<int64_t> slot_row;             // [num_tokens, top_k] row in send, or -1 if dropped
 };
 
+// How a layer dispatches. capacity_factor: 0 = dropless. overlap_chunks: the rank's tokens go in this many
+// chunks, each chunk's MPI_Ialltoallv overlapping the previous chunk's experts (compute.overlap_chunks;
+// 1 = no overlap: blocking dispatch, experts, blocking return).
+struct DispatchOptions {
+    double capacity_factor = 0;
+    int overlap_chunks = 1;
+};
+
 // Runs the expert part of one layer, the experts through kernel. Collective over comm.
 // x_norm: [num_tokens, d_model], the normalised input of this rank's tokens, whose routing is given;
 // first_token: global index of row 0; step_tokens: tokens of the step over all ranks (for capacity);
-// capacity_factor: 0 = dropless. out: [num_tokens, d_model], receives sum_i weight_i * expert_i(x).
+// out: [num_tokens, d_model], receives sum_i weight_i * expert_i(x).
 LayerResult moe_layer_forward(const mpi::Comm& comm, const MoeLayer& layer, const MlpKernel& kernel, const ModelShape& shape,
                               const Placement& placement, std::span<const float> x_norm, const Routing& routing,
-                              int64_t first_token, int64_t step_tokens, double capacity_factor, std::span<float> out,
-                              LayerTimes& times, DispatchBuffers& buf);
+                              int64_t first_token, int64_t step_tokens, const DispatchOptions& options,
+                              std::span<float> out, LayerTimes& times, DispatchBuffers& buf);
 
 // Packs the kept slots of this rank's tokens into buf.send, ordered by (destination rank, expert, token),
 // and sets buf.slot_row. x: [num_tokens, d] normalised input; kept: [num_tokens, top_k]; first_token: global
-// index of row 0 (for replicated placement). Returns the row count of each slot, [placement.num_slots()]
-// (Placement::slot: by destination rank, then expert). No MPI.
+// index of row 0 (for replicated placement); chunks: token t is in chunk t * chunks / num_tokens. Returns the
+// row count of each (chunk, slot) block, [chunks, placement.num_slots()] (Placement::slot: by destination
+// rank, then expert); send holds the blocks in that order. No MPI.
 std::vector<int> pack_tokens(const Placement& placement, const Routing& routing, std::span<const uint8_t> kept,
-                             std::span<const float> x, int d, int64_t first_token, DispatchBuffers& buf);
+                             std::span<const float> x, int d, int64_t first_token, DispatchBuffers& buf, int chunks = 1);
 
 // out[t] = sum_i weight[t, i] * back[slot_row[t, i]] over kept slots, in the original token order.
 // back: [rows, d] expert outputs as returned; slot_row: [num_tokens, top_k], -1 = dropped; out: [num_tokens, d].

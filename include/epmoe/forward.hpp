@@ -36,11 +36,13 @@ public:
                     std::span<const float> biases);
     // output_rel_l2 sample: global tokens t with t % every == 0 (0 = changed counts only). Default 16.
     void set_fidelity_sample(int every) { fidelity_.set_sample_every(every); }
+    // compute.overlap_chunks (DispatchOptions); 1 = no overlap.
+    void set_overlap_chunks(int chunks) { options_.overlap_chunks = chunks; }
 
 private:
     const Model& model_;
     const Placement& placement_;
-    double capacity_factor_;
+    DispatchOptions options_;
     std::vector<float> norm_, logits_, moe_out_;  // [num_tokens, d_model], [num_tokens, E], [num_tokens, d_model]
     DispatchBuffers buffers_;
     Fidelity fidelity_{16};

@@ -105,6 +105,27 @@ void alltoallv_known(const Comm& comm, std::span<const T> send, const std::vecto
     alltoallv_raw(comm, send.data(), send_counts, recv.data(), recv_counts, type_of<T>());
 }
 
+// An alltoallv (displacements packed in rank order from the given pointers). With overlap it is a started
+// MPI_Ialltoallv that owns the count and displacement arrays MPI reads until completion; test() drives
+// progress (Open MPI and MPICH move data only inside MPI calls) and wait() completes it as the wait mode
+// says. Without overlap, and always on simulated ranks (SMPI, see collective() in mpi.cpp), the constructor
+// runs the whole collective as alltoallv_raw does, and test() and wait() do nothing.
+class PendingAlltoallv {
+public:
+    PendingAlltoallv() = default;
+    PendingAlltoallv(const Comm& comm, const void* send, std::vector<int> send_counts, void* recv,
+                     std::vector<int> recv_counts, MPI_Datatype type, bool overlap);
+    PendingAlltoallv(PendingAlltoallv&&) = delete;  // MPI holds pointers into it
+    ~PendingAlltoallv();
+    bool active() const { return request_ != MPI_REQUEST_NULL; }
+    void test();
+    void wait();
+
+private:
+    MPI_Request request_ = MPI_REQUEST_NULL;
+    std::vector<int> send_counts_, send_offsets_, recv_counts_, recv_offsets_;
+};
+
 // In-place reduction over all ranks.
 template <typename T>
 void allreduce(const Comm& comm, std::span<T> data, Op op) {

@@ -19,6 +19,7 @@ struct Case {
     bool norm_topk;
     double capacity_factor;
     const char* placement = "contiguous";
+    int overlap_chunks = 1;  // compute.overlap_chunks
 };
 
 ModelShape shape_of(const Case& c) {
@@ -52,11 +53,12 @@ std::pair<int64_t, int64_t> my_rows(const mpi::Comm& comm, int64_t total) {
 // Runs the distributed stack on this rank's rows; returns the hidden states and routing.
 StepResult run_distributed(const mpi::Comm& comm, const Model& model, const Placement& placement, double cf,
                            const std::vector<float>& all_tokens, std::vector<float>& h,
-                           const std::vector<float>& biases = {}) {
+                           const std::vector<float>& biases = {}, int overlap_chunks = 1) {
     const int d = model.shape.d_model;
     auto [begin, end] = my_rows(comm, kTokens);
     h.assign(all_tokens.begin() + begin * d, all_tokens.begin() + end * d);
     Forward forward(model, placement, cf);
+    forward.set_overlap_chunks(overlap_chunks);
     return forward.step(comm, h, begin, kTokens, biases);
 }
 
@@ -74,7 +76,7 @@ void check_against_reference(const Case& c, const std::function<void(Model&)>& e
 
     reference::Output ref = reference::forward(full, tokens, c.capacity_factor, biases);
     std::vector<float> h;
-    StepResult got = run_distributed(comm, mine, placement, c.capacity_factor, tokens, h, biases);
+    StepResult got = run_distributed(comm, mine, placement, c.capacity_factor, tokens, h, biases, c.overlap_chunks);
 
     auto [begin, end] = my_rows(comm, kTokens);
     const int d = shape.d_model, k = shape.top_k;
@@ -114,6 +116,16 @@ TEST(ForwardMpi, CapacityDropsTop4Sigmoid) { check_against_reference({"capacity 
 TEST(ForwardMpi, FewerExpertsThanRanks) { check_against_reference({"E=2", 2, 1, GateKind::kSoftmax, true, 0}); }
 TEST(ForwardMpi, FewerExpertsThanRanksTop2) { check_against_reference({"E=3 k2", 3, 2, GateKind::kSoftmax, true, 0}); }
 TEST(ForwardMpi, ExpertsNotDivisibleByRanks) { check_against_reference({"E=7", 7, 2, GateKind::kSoftmax, true, 0}); }
+// Chunked dispatch (MPI_Ialltoallv of one chunk behind another's experts) computes the same layer.
+TEST(ForwardMpi, OverlapTwoChunks) {
+    check_against_reference({"2 chunks", 8, 2, GateKind::kSoftmax, true, 0, "contiguous", 2});
+}
+TEST(ForwardMpi, OverlapChunksWithCapacityAndFewExperts) {
+    check_against_reference({"3 chunks, capacity", 3, 2, GateKind::kSigmoid, false, 0.7, "round_robin", 3});
+}
+TEST(ForwardMpi, OverlapMoreChunksThanTokens) {  // 64 chunks of 12-50 tokens: one token a chunk
+    check_against_reference({"64 chunks", 8, 4, GateKind::kSoftmax, true, 0, "contiguous", 64});
+}
 TEST(ForwardMpi, RoundRobinPlacement) {
     check_against_reference({"round robin", 8, 2, GateKind::kSoftmax, true, 0, "round_robin"});
 }
