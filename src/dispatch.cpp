@@ -107,6 +107,60 @@ int run_experts(const MoeLayer& layer, const MlpKernel& kernel, const ModelShape
     return ran;
 }
 
+// Count exchange, every chunk at once: each peer gets the row counts of the experts it holds, in a block
+// padded to the most any rank holds (one MPI_Alltoall, for which MPIs use a log(P)-round algorithm at small
+// sizes). send_counts: [chunks, slots]. Returns [chunks, P, num_local]: rows of each local expert from each rank.
+std::vector<int> exchange_counts(const mpi::Comm& comm, const Placement& placement, const std::vector<int>& send_counts,
+                                 int chunks, int num_local) {
+    const int num_ranks = comm.size(), num_slots = placement.num_slots();
+    int block = 0;
+    for (int r = 0; r < num_ranks; ++r) block = std::max(block, placement.first_slot(r + 1) - placement.first_slot(r));
+    std::vector<int> padded(static_cast<size_t>(num_ranks) * chunks * block, 0);  // [P, chunks, block]
+    for (int r = 0; r < num_ranks; ++r)
+        for (int c = 0; c < chunks; ++c)
+            std::copy(&send_counts[static_cast<size_t>(c) * num_slots + placement.first_slot(r)],
+                      &send_counts[static_cast<size_t>(c) * num_slots + placement.first_slot(r + 1)],
+                      &padded[(static_cast<size_t>(r) * chunks + c) * block]);
+    padded = mpi::alltoall(comm, padded, chunks * block);
+    std::vector<int> recv_counts(static_cast<size_t>(chunks) * num_ranks * num_local);
+    for (int c = 0; c < chunks; ++c)
+        for (int r = 0; r < num_ranks; ++r)
+            std::copy_n(&padded[(static_cast<size_t>(r) * chunks + c) * block], num_local,
+                        &recv_counts[(static_cast<size_t>(c) * num_ranks + r) * num_local]);
+    return recv_counts;
+}
+
+// What each chunk's alltoallv moves: elements to and from each peer, and the chunk's first row in send and
+// in recv ([chunks + 1] each; the last entry is the total).
+struct ChunkPlan {
+    std::vector<std::vector<int>> send_elems, recv_elems;  // [chunks][P]
+    std::vector<int64_t> send_row, recv_row;
+};
+
+ChunkPlan plan_chunks(const Placement& placement, const std::vector<int>& send_counts, const std::vector<int>& recv_counts,
+                      int chunks, int num_local, int d) {
+    const int num_ranks = placement.num_ranks(), num_slots = placement.num_slots();
+    ChunkPlan plan{std::vector<std::vector<int>>(chunks, std::vector<int>(num_ranks)), {}, std::vector<int64_t>(chunks + 1, 0), {}};
+    plan.recv_elems = plan.send_elems;
+    plan.recv_row = plan.send_row;
+    for (int c = 0; c < chunks; ++c) {
+        int64_t sent = 0, received = 0;
+        for (int r = 0; r < num_ranks; ++r) {
+            int64_t to = 0, from = 0;
+            for (int b = placement.first_slot(r); b < placement.first_slot(r + 1); ++b)
+                to += send_counts[static_cast<size_t>(c) * num_slots + b];
+            for (int j = 0; j < num_local; ++j) from += recv_counts[(static_cast<size_t>(c) * num_ranks + r) * num_local + j];
+            plan.send_elems[c][r] = mpi::to_int_count(static_cast<size_t>(to) * d, "alltoallv");
+            plan.recv_elems[c][r] = mpi::to_int_count(static_cast<size_t>(from) * d, "alltoallv");
+            sent += to;
+            received += from;
+        }
+        plan.send_row[c + 1] = plan.send_row[c] + sent;
+        plan.recv_row[c + 1] = plan.recv_row[c] + received;
+    }
+    return plan;
+}
+
 }  // namespace
 
 int64_t expert_capacity(double capacity_factor, int64_t step_tokens, int top_k, int num_experts) {
@@ -172,47 +226,16 @@ LayerResult moe_layer_forward(const mpi::Comm& comm, const MoeLayer& layer, cons
                        expert_capacity(capacity_factor, step_tokens, k, num_experts), result.kept);
     }
     const int num_ranks = comm.size(), chunks = std::max(1, options.overlap_chunks);  // the same on every rank; some may be empty
-    const int num_slots = placement.num_slots();
     std::vector<int> send_counts = pack_tokens(placement, routing, result.kept, x_norm, d, first_token, buf, chunks);
-    // Count exchange, every chunk at once: each peer gets the row counts of the experts it holds, in a block
-    // padded to the most any rank holds (an MPI_Alltoall, for which MPIs use a log(P)-round algorithm at
-    // small sizes). This rank receives [P, chunks, block] and keeps [chunks][P, local], local = its experts.
     const std::vector<int> local = placement.experts_of(comm.rank());
     const int num_local = static_cast<int>(local.size());
-    int block = 0;
-    for (int r = 0; r < num_ranks; ++r) block = std::max(block, placement.first_slot(r + 1) - placement.first_slot(r));
-    std::vector<int> padded(static_cast<size_t>(num_ranks) * chunks * block, 0);
-    for (int r = 0; r < num_ranks; ++r)
-        for (int c = 0; c < chunks; ++c)
-            std::copy(&send_counts[static_cast<size_t>(c) * num_slots + placement.first_slot(r)],
-                      &send_counts[static_cast<size_t>(c) * num_slots + placement.first_slot(r + 1)],
-                      &padded[(static_cast<size_t>(r) * chunks + c) * block]);
-    padded = mpi::alltoall(comm, padded, chunks * block);
-    std::vector<int> recv_counts(static_cast<size_t>(chunks) * num_ranks * num_local);  // [chunks, P, local]
-    for (int c = 0; c < chunks; ++c)
-        for (int r = 0; r < num_ranks; ++r)
-            std::copy_n(&padded[(static_cast<size_t>(r) * chunks + c) * block], num_local,
-                        &recv_counts[(static_cast<size_t>(c) * num_ranks + r) * num_local]);
-
-    // Element counts per peer and the first row of each chunk, on both sides.
-    std::vector<std::vector<int>> send_elems(chunks, std::vector<int>(num_ranks)), recv_elems = send_elems;
-    std::vector<int64_t> send_row(chunks + 1, 0), recv_row(chunks + 1, 0);
-    for (int c = 0; c < chunks; ++c) {
-        int64_t sent = 0, received = 0;
-        for (int r = 0; r < num_ranks; ++r) {
-            int64_t s_rows = 0, r_rows = 0;
-            for (int b = placement.first_slot(r); b < placement.first_slot(r + 1); ++b) s_rows += send_counts[static_cast<size_t>(c) * num_slots + b];
-            for (int j = 0; j < num_local; ++j) r_rows += recv_counts[(static_cast<size_t>(c) * num_ranks + r) * num_local + j];
-            send_elems[c][r] = mpi::to_int_count(static_cast<size_t>(s_rows) * d, "alltoallv");
-            recv_elems[c][r] = mpi::to_int_count(static_cast<size_t>(r_rows) * d, "alltoallv");
-            sent += s_rows;
-            received += r_rows;
-        }
-        send_row[c + 1] = send_row[c] + sent;
-        recv_row[c + 1] = recv_row[c] + received;
-    }
+    const std::vector<int> recv_counts = exchange_counts(comm, placement, send_counts, chunks, num_local);
+    const ChunkPlan plan = plan_chunks(placement, send_counts, recv_counts, chunks, num_local, d);
+    const auto& send_elems = plan.send_elems;
+    const auto& recv_elems = plan.recv_elems;
+    const auto& recv_row = plan.recv_row;
     resize_discarding(buf.recv, static_cast<size_t>(recv_row[chunks]) * d);
-    auto send_part = [&](int c) { return buf.send.data() + send_row[c] * d; };
+    auto send_part = [&](int c) { return buf.send.data() + plan.send_row[c] * d; };
     auto recv_part = [&](int c) { return buf.recv.data() + recv_row[c] * d; };
 
     // The pipeline: chunk c + 1's tokens travel while chunk c's experts run, and chunk c's results travel
