@@ -5,20 +5,20 @@
 #   aux_free    DeepSeek-V3 loss-free balancing, u = 0.05 / E (5 % of a mean score per step)
 #   replicated  plain top-k, the ranks/4 hottest experts of the `none` run get one more copy each
 # Writes bench/SCALE.md (table + bench/scale.svg) from the results directories under OUT.
-# Usage: bench/scale.sh [RANKS...]   (default 8 16 32 64 128 256; 512 and 1024 do not fit in memory today: every
-# rank holds [ranks, E] count matrices in dispatch, O(ranks^3) bytes for the one simulating process, ~40 GB at
-# 1024; see SCALE.md)
+# Usage: bench/scale.sh [RANKS...]   (default 8 16 32 64 128 256 512, about 10 minutes on 2 cores; add 1024 for
+# the last point: each 1024-rank run takes 5-7 minutes and 2.4 GiB, see SCALE.md)
 # Environment: EPMOE (default build/epmoe; build-smpi/epmoe must exist beside build/), OUT (default
-# /tmp/epmoe-scale), STEPS (4), GFLOPS (the expert GEMM rate; default: measured once by the first run).
+# /tmp/epmoe-scale), STEPS (3), GFLOPS (the expert GEMM rate; default: measured once by the first run).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
 EPMOE=${EPMOE:-$root/build/epmoe}
 OUT=${OUT:-/tmp/epmoe-scale}
-STEPS=${STEPS:-4}
+STEPS=${STEPS:-3}
 ranks_list=("$@")
-[ "${#ranks_list[@]}" -gt 0 ] || ranks_list=(8 16 32 64 128 256)
+[ "${#ranks_list[@]}" -gt 0 ] || ranks_list=(8 16 32 64 128 256 512)
 mkdir -p "$OUT"
+[ -x /usr/bin/time ] || { echo "scale.sh: needs /usr/bin/time (apt-get install time) for the simulator's cost" >&2; exit 2; }
 export OPENBLAS_NUM_THREADS=1
 
 # Small per-rank sizes keep the host work of 1024 simulated ranks (gate GEMM ~ tokens x d_model x E on one
@@ -41,12 +41,14 @@ for p in "${ranks_list[@]}"; do
             replicated) args+=(--policy none --placement replicated --set "placement.profile=$OUT/p$p-none"
                                --set "placement.replicas=$((p / 4 > 0 ? p / 4 : 1))") ;;
         esac
-        t0=$SECONDS
-        "$EPMOE" simulate "${common[@]}" "${args[@]}" >"$dir.log" 2>&1 || {
+        # The simulator's own cost: wall seconds and peak RSS (KiB, of smpirun's process tree's largest member).
+        /usr/bin/time -f "%e %M" -o "$dir.cost" "$EPMOE" simulate "${common[@]}" "${args[@]}" >"$dir.log" 2>&1 || {
             echo "scale.sh: $run at $p ranks failed, see $dir.log" >&2
             exit 1
         }
-        echo "$p ranks, $run: $((SECONDS - t0)) s" | tee -a "$OUT/wall.txt"
+        read -r wall rss <"$dir.cost"
+        echo "$wall $rss $(cut -d' ' -f1 /proc/loadavg)" >"$dir.cost"  # + the 1-minute load average
+        echo "$p ranks, $run: $wall s, max RSS $((rss / 1024)) MiB" | tee -a "$OUT/wall.txt"
         # Every later run uses the rate the first run measured, so all points share one calibration.
         [ -n "${GFLOPS:-}" ] || GFLOPS=$(python3 -c \
             "import json,sys; print(json.load(open(sys.argv[1]))['platform']['gflops_per_core'])" "$dir/summary.json")

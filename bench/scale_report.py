@@ -33,7 +33,29 @@ def figures(run_dir):
         "changed": summary["routing"]["changed_assignment_fraction"],
         "gflops": summary["platform"]["gflops_per_core"],
         "nodes": summary["platform"]["nodes"],
+        "cost": open(run_dir + ".cost").read().split() if os.path.exists(run_dir + ".cost") else None,
     }
+
+
+def biggest(rows):
+    """A sentence on the largest simulation's measured cost, or nothing when no cost was recorded."""
+    measured = [(p, f) for (p, run), f in rows.items() if f["cost"]]
+    if not measured:
+        return ""
+    p = max(p for p, _ in measured)
+    walls = [float(f["cost"][0]) for q, f in measured if q == p]
+    rss = max(int(f["cost"][1]) for q, f in measured if q == p)
+    loads = [float(f["cost"][2]) for _, f in measured if len(f["cost"]) > 2]
+    load = (f" The 1-minute load average after each run was {min(loads):.1f}-{max(loads):.1f} on 2 cores (above 1, "
+            "other work shared the machine and the walls are longer than on an idle one).") if loads else ""
+    return f" At {p} ranks a run took {min(walls):.0f}-{max(walls):.0f} s and {rss / 2**20:.1f} GiB at most." + load
+
+
+def cost(f, i):
+    """The simulator's wall seconds (i = 0) or peak RSS in MiB (i = 1), or an empty cell when not measured."""
+    if not f["cost"]:
+        return ""
+    return f"{float(f['cost'][0]):.0f}" if i == 0 else f"{int(f['cost'][1]) // 1024}"
 
 
 def svg(rows, ranks, path):
@@ -90,30 +112,35 @@ def main(out_dir, md_path, svg_path, wall, ranks):
           "Columns: step = the last step's time; a2a = dispatch + combine per step, mean over ranks (waiting for a",
           "slower rank counts here); a2a p99 = 99th percentile over ranks and steps; rank max/mean = rows run by the",
           "busiest rank over the mean, last step; changed = assignments moved by the policy.", "",
-          "| ranks | nodes | run | step (ms) | a2a (ms) | a2a p99 (ms) | rank max/mean | expert max/mean | changed |",
-          "|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+          "| ranks | nodes | run | step (ms) | a2a (ms) | a2a p99 (ms) | rank max/mean | expert max/mean | changed "
+          "| wall (s) | max RSS (MiB) |",
+          "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for p in ranks:
         for run in RUNS:
             f = rows.get((p, run))
             if not f:
-                md.append(f"| {p} | | {run} | not run | | | | | |")
+                md.append(f"| {p} | | {run} | not run | | | | | | | |")
                 continue
             md.append(f"| {p} | {f['nodes']} | {run} | {f['step_s'] * 1e3:.3f} | {f['a2a_s'] * 1e3:.3f} | "
                       f"{f['a2a_p99_s'] * 1e3:.3f} | {f['rank_max_over_mean']:.2f} | {f['expert_max_over_mean']:.2f} | "
-                      f"{f['changed']:.3f} |")
+                      f"{f['changed']:.3f} | {cost(f, 0)} | {cost(f, 1)} |")
     md += ["", f"![step time and rank imbalance]({os.path.basename(svg_path)})", "",
            f"The whole study took {wall} s of wall time on this 2-core machine (`bench/scale.sh`, "
            f"{os.path.basename(out_dir)}/wall.txt has each run's).", "",
-           "**Not run: 512 and 1024 ranks.** Each rank of epmoe's dispatch holds [ranks, E] count matrices (the count",
-           "exchange, pack_tokens' row blocks, run_experts' offsets: about 32 bytes x ranks x E), so the one process that",
-           "simulates every rank needs O(ranks^3) bytes: a 1024-rank run (E = 2048) grew past 19 GB of proportional set",
-           "size and was stopped; 512 ranks would need about 4 GB and, at the 5x per doubling seen from 128 to 256 ranks,",
-           "about 10 minutes for the three runs. A count exchange of only the experts each destination owns (E/ranks",
-           "per peer instead of E) would remove the cubic term; that is dispatch's work, not the simulator's.", "",
-           "Reading it: at these sizes the step is dominated by the experts of the hottest rank (the skewed workload",
-           "sends up to 25x the mean rows to one expert at 256 ranks), and all-to-all time is mostly waiting for that",
-           "rank. `replicated` roughly halves the rank imbalance and cuts the step by 14-73 %; `aux_free` at u = 0.05/E moves",
-           "under 1.5 % of assignments in 4 steps and changes little: its step is far too small for these E."]
+           "The simulator's cost (wall, max RSS: `/usr/bin/time` of `epmoe simulate`, so the largest process, SimGrid's "
+           "smpimain holding every rank) grows with the square of the ranks: each `MPI_Alltoallv` is P^2 simulated "
+           "messages (SMPI's `pair` algorithm; its other algorithms were slower to simulate), two a layer. The count "
+           "exchange is one `MPI_Alltoall` of the experts each peer holds (Bruck, P log P messages), so the memory "
+           "of a rank's dispatch is O(E + P), not O(P x E)." + biggest(rows), ""]
+    cuts = [1 - rows[(p, "replicated")]["step_s"] / rows[(p, "none")]["step_s"]
+            for p in ranks if (p, "none") in rows and (p, "replicated") in rows]
+    moved = [rows[(p, "aux_free")]["changed"] for p in ranks if (p, "aux_free") in rows]
+    hot = max((rows[(p, "none")]["expert_max_over_mean"], p) for p in ranks if (p, "none") in rows)
+    md += ["Reading it: the step is set by the experts of the busiest rank, and all-to-all time is mostly waiting",
+           "for that rank. The synthetic workload's 64 clusters are shared by every rank, so the hottest expert's",
+           f"share grows with the ranks (expert max/mean up to {hot[0]:.0f} at {hot[1]} ranks). `replicated` halves the",
+           f"rank imbalance and changes the step by {-100 * max(cuts):+.0f} % to {-100 * min(cuts):+.0f} %; `aux_free` at",
+           f"u = 0.05/E moves at most {100 * max(moved):.1f} % of assignments in these few steps and changes little."]
     open(md_path, "w").write("\n".join(md) + "\n")
 
 
