@@ -124,6 +124,9 @@ def main(out_dir, md_path, svg_path, wall, ranks):
             md.append(f"| {p} | {f['nodes']} | {run} | {f['step_s'] * 1e3:.3f} | {f['a2a_s'] * 1e3:.3f} | "
                       f"{f['a2a_p99_s'] * 1e3:.3f} | {f['rank_max_over_mean']:.2f} | {f['expert_max_over_mean']:.2f} | "
                       f"{f['changed']:.3f} | {cost(f, 0)} | {cost(f, 1)} |")
+    if any((p, run) not in rows for p in ranks for run in RUNS):
+        md += ["", "Rows marked `not run` have no results directory in this study (a run was stopped or not started; "
+               "`bench/scale.sh` stops at 512 ranks unless given 1024)."]
     md += ["", f"![step time and rank imbalance]({os.path.basename(svg_path)})", "",
            f"The whole study took {wall} s of wall time on this 2-core machine (`bench/scale.sh`, "
            f"{os.path.basename(out_dir)}/wall.txt has each run's).", "",
