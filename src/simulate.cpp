@@ -12,8 +12,12 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <latch>
+#include <numeric>
+#include <thread>
 
 #include "epmoe/cli.hpp"
+#include "epmoe/compute.hpp"
 #include "epmoe/error.hpp"
 #include "epmoe/results.hpp"
 #include "epmoe/run.hpp"
@@ -143,9 +147,13 @@ void prepare(const mpi::Comm& world, const Config& parsed, std::string& dir, std
     run_placement(world, config, model.shape().num_experts);
     gflops = sc.gflops_per_core;
     if (gflops == 0) {
-        gflops = measure_gflops(config, typical_rows(config, model.shape()));
+        // The ranks of a simulated node that this machine can run at once, each on its own cores.
+        const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+        const int concurrent = std::clamp(cores / config.threads_per_rank, 1, std::min(sc.ranks_per_node, sc.ranks));
+        gflops = measure_gflops(config, typical_rows(config, model.shape()), concurrent);
         if (!config.output.quiet)
-            std::fprintf(stderr, "epmoe simulate: expert GEMM rate on this machine: %.2f GFLOP/s per rank\n", gflops);
+            std::fprintf(stderr, "epmoe simulate: expert GEMM rate on this machine: %.2f GFLOP/s per rank, %d at once\n",
+                         gflops, concurrent);
     }
     Platform platform = make_platform(sc, sc.ranks, gflops);
     std::error_code ec;
@@ -162,24 +170,38 @@ void prepare(const mpi::Comm& world, const Config& parsed, std::string& dir, std
 
 }  // namespace
 
-double measure_gflops(const Config& config, int rows) {
+double measure_gflops(const Config& config, int rows, int concurrent) {
     ModelShape shape = ModelShape::from_config(config.model);
     shape.num_layers = 1;
     shape.num_experts = 1;
-    Model model = make_synthetic_model(shape, config.seed, [](int, int) { return true; },
-                                       make_mlp_kernel(config.compute.backend, config.compute.dtype));
-    const ExpertWeights& w = model.layers[0].experts.at(0);
-    std::vector<float> x(static_cast<size_t>(rows) * shape.d_model, 0.5f), y(x.size()), scratch;
-    model.kernel->forward(w, shape.d_model, shape.d_ff, x, y, scratch);  // warm-up
-    using Clock = std::chrono::steady_clock;
-    const auto start = Clock::now();
-    double seconds = 0;
-    int calls = 0;
-    for (; seconds < 0.5 || calls < 3; ++calls) {
-        model.kernel->forward(w, shape.d_model, shape.d_ff, x, y, scratch);
-        seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    // One model, buffers and thread a rank: on a shared core (SMT, a VM's vCPUs) a rank's rate is what it
+    // gets while the other ranks of its node run their experts too, as they do in a step.
+    std::vector<double> rates(static_cast<size_t>(concurrent));
+    std::latch ready(concurrent);
+    auto one_rank = [&](int i) {
+        set_compute_threads(config.threads_per_rank);  // as each rank of `epmoe run`; OpenMP's is per thread
+        Model model = make_synthetic_model(shape, config.seed + static_cast<uint64_t>(i), [](int, int) { return true; },
+                                           make_mlp_kernel(config.compute.backend, config.compute.dtype));
+        const ExpertWeights& w = model.layers[0].experts.at(0);
+        std::vector<float> x(static_cast<size_t>(rows) * shape.d_model, 0.5f), y(x.size()), scratch;
+        model.kernel->forward(w, shape.d_model, shape.d_ff, x, y, scratch);  // warm-up
+        ready.arrive_and_wait();
+        using Clock = std::chrono::steady_clock;
+        const auto start = Clock::now();
+        double seconds = 0;
+        int calls = 0;
+        for (; seconds < 0.5 || calls < 3; ++calls) {
+            model.kernel->forward(w, shape.d_model, shape.d_ff, x, y, scratch);
+            seconds = std::chrono::duration<double>(Clock::now() - start).count();
+        }
+        rates[static_cast<size_t>(i)] = shape.expert_flops_per_token() * rows * calls / seconds / 1e9;
+    };
+    {
+        std::vector<std::jthread> threads;
+        for (int i = 1; i < concurrent; ++i) threads.emplace_back(one_rank, i);
+        one_rank(0);
     }
-    return shape.expert_flops_per_token() * rows * calls / seconds / 1e9;
+    return std::accumulate(rates.begin(), rates.end(), 0.0) / concurrent;
 }
 
 int simulate_command(const mpi::Comm& world, const std::vector<std::string>& args) {

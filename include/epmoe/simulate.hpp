@@ -32,8 +32,10 @@ Json describe_platform(const SimulateConfig& s, int num_ranks);
 Json label_simulated(Json j, const Config& config, int num_ranks, bool summary);
 
 // The expert kernel's rate on this machine, GFLOP/s per rank: the real MlpKernel of compute.* run on
-// random weights of the model's shape for rows tokens, about 0.5 s. For simulate.gflops_per_core = 0.
-double measure_gflops(const Config& config, int rows);
+// random weights of the model's shape for rows tokens, about 0.5 s, by `concurrent` ranks at once (threads,
+// each with its own weights and compute.threads_per_rank BLAS threads); the mean of their rates.
+// For simulate.gflops_per_core = 0.
+double measure_gflops(const Config& config, int rows, int concurrent);
 
 // `epmoe simulate [--ranks N] [--platform P] ... [every run option]`; returns the exit code.
 int simulate_command(const mpi::Comm& world, const std::vector<std::string>& args);
