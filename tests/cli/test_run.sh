@@ -151,7 +151,8 @@ for _ in $(seq 100); do [ -s "$cli_tmp/lost/metrics.jsonl.tmp" ] && break; sleep
 victim=$(pgrep -f -- "--out $cli_tmp/lost" | while read -r p; do [ "$(cat /proc/"$p"/comm 2>/dev/null)" = epmoe ] && echo "$p"; done | tail -n 1)
 kill -KILL "$victim" 2>/dev/null
 start=$(date +%s)
-( sleep 60; kill -KILL $runner 2>/dev/null ) &
+# The guard's sleep must not hold the test's stdout: ctest would wait for it to close, 60 s.
+( sleep 60; kill -KILL $runner 2>/dev/null ) >/dev/null 2>&1 &
 guard=$!
 wait $runner
 code=$?
