@@ -5,8 +5,7 @@
 #   aux_free    DeepSeek-V3 loss-free balancing, u = 0.05 / E (5 % of a mean score per step)
 #   replicated  plain top-k, the ranks/4 hottest experts of the `none` run get one more copy each
 # Writes bench/SCALE.md (table + bench/scale.svg) from the results directories under OUT.
-# Usage: bench/scale.sh [RANKS...]   (default 8 16 32 64 128 256 512: 267 s on 2 cores; add 1024 for
-# the last point: a 1024-rank run took 409 s and 2.4 GiB, see SCALE.md)
+# Usage: bench/scale.sh [RANKS...]   (default 8 16 32 64 128 256 512 1024; SCALE.md has what it cost)
 # Environment: EPMOE (default build/epmoe; build-smpi/epmoe must exist beside build/), OUT (default
 # /tmp/epmoe-scale), STEPS (3), GFLOPS (the expert GEMM rate; default: measured once by the first run).
 set -euo pipefail
@@ -16,7 +15,7 @@ EPMOE=${EPMOE:-$root/build/epmoe}
 OUT=${OUT:-/tmp/epmoe-scale}
 STEPS=${STEPS:-3}
 ranks_list=("$@")
-[ "${#ranks_list[@]}" -gt 0 ] || ranks_list=(8 16 32 64 128 256 512)
+[ "${#ranks_list[@]}" -gt 0 ] || ranks_list=(8 16 32 64 128 256 512 1024)
 mkdir -p "$OUT"
 [ -x /usr/bin/time ] || { echo "scale.sh: needs /usr/bin/time (apt-get install time) for the simulator's cost" >&2; exit 2; }
 export OPENBLAS_NUM_THREADS=1

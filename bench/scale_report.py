@@ -126,14 +126,17 @@ def main(out_dir, md_path, svg_path, wall, ranks):
                       f"{f['changed']:.3f} | {cost(f, 0)} | {cost(f, 1)} |")
     if any((p, run) not in rows for p in ranks for run in RUNS):
         md += ["", "Rows marked `not run` have no results directory in this study (a run was stopped or not started; "
-               "`bench/scale.sh` stops at 512 ranks unless given 1024)."]
+               "`bench/scale.sh` runs the ranks it is given)."]
     md += ["", f"![step time and rank imbalance]({os.path.basename(svg_path)})", "",
            f"The whole study took {wall} s of wall time on this 2-core machine (`bench/scale.sh`, "
            f"{os.path.basename(out_dir)}/wall.txt has each run's).", "",
            "The simulator's cost (wall, max RSS: `/usr/bin/time` of `epmoe simulate`, so the largest process, SimGrid's "
-           "smpimain holding every rank) grows with the square of the ranks: each `MPI_Alltoallv` is P^2 simulated "
-           "messages (SMPI's `pair` algorithm; its other algorithms were slower to simulate), two a layer. The count "
-           "exchange is one `MPI_Alltoall` of the experts each peer holds (Bruck, P log P messages), so the memory "
+           "smpimain holding every rank) grows faster than the ranks: each simulated `MPI_Alltoallv` is a pairwise "
+           "exchange over P steps that skips the peers without rows (Open MPI's zero-count skip), so a call is at most "
+           "128 P messages (64 tokens x top-2 a rank) instead of P^2; every rank's host work (gate over E = 2P experts, "
+           "top-k) grows with P too. Sends are not detached (`smpi/send-is-detached-thresh:0`: SMPI's detached sends "
+           "scan a list as long as the ranks). The count exchange is one `MPI_Alltoall` of the experts each peer holds "
+           "(Bruck, P log P messages), so the memory "
            "of a rank's dispatch is O(E + P), not O(P x E)." + biggest(rows), ""]
     cuts = [1 - rows[(p, "replicated")]["step_s"] / rows[(p, "none")]["step_s"]
             for p in ranks if (p, "none") in rows and (p, "replicated") in rows]
