@@ -191,7 +191,7 @@ void Combine(benchmark::State& state) {
     pack_tokens(f.placement, f.routing, f.kept, f.x, kDModel, 0, f.buf);
     for (auto _ : state) {
         f.result.dropped = 0;
-        combine_tokens(f.routing, f.buf.send, f.buf.slot_row, kDModel, f.out, f.result);
+        combine_tokens(f.routing, f.buf.send, f.buf.own, f.buf.slot_row, kDModel, f.out, f.result);
         benchmark::DoNotOptimize(f.out.data());
     }
     state.SetBytesProcessed(state.iterations() * state.range(0) * (1 + kTopK) * kDModel * 4);
@@ -203,7 +203,7 @@ void PackCombine(benchmark::State& state) {
     for (auto _ : state) {
         pack_tokens(f.placement, f.routing, f.kept, f.x, kDModel, 0, f.buf);
         f.result.dropped = 0;
-        combine_tokens(f.routing, f.buf.send, f.buf.slot_row, kDModel, f.out, f.result);
+        combine_tokens(f.routing, f.buf.send, f.buf.own, f.buf.slot_row, kDModel, f.out, f.result);
         benchmark::DoNotOptimize(f.out.data());
     }
     set_bytes(state, state.range(0));

@@ -26,7 +26,8 @@ void resize_discarding(sim::TokenBuffer& b, size_t n) {
 }  // namespace
 
 std::vector<int> pack_tokens(const Placement& placement, const Routing& routing, std::span<const uint8_t> kept,
-                             std::span<const float> x, int d, int64_t first_token, DispatchBuffers& buf, int chunks) {
+                             std::span<const float> x, int d, int64_t first_token, DispatchBuffers& buf, int chunks,
+                             int self) {
     const int k = routing.top_k, num_slots = placement.num_slots();
     const int64_t n = routing.num_tokens();
     std::vector<int> counts(static_cast<size_t>(chunks) * num_slots, 0);
@@ -39,42 +40,53 @@ std::vector<int> pack_tokens(const Placement& placement, const Routing& routing,
             dest[t * k + i] = chunk * num_slots + placement.slot(placement.rank_for(e, first_token + t), e);
             ++counts[dest[t * k + i]];
         }
-    std::vector<int64_t> next(counts.size());  // running row index per block
-    int64_t rows = 0;
+    // Running row index per block, in send or (the blocks of self's slots) in own.
+    const int own_first = self >= 0 ? placement.first_slot(self) : 0, own_end = self >= 0 ? placement.first_slot(self + 1) : 0;
+    std::vector<int64_t> next(counts.size());
+    std::vector<uint8_t> is_own(counts.size(), 0);
+    int64_t rows = 0, own_rows = 0;
     for (size_t b = 0; b < counts.size(); ++b) {
-        next[b] = rows;
-        rows += counts[b];
+        const int slot = static_cast<int>(b % num_slots);
+        is_own[b] = slot >= own_first && slot < own_end;
+        int64_t& total = is_own[b] ? own_rows : rows;
+        next[b] = total;
+        total += counts[b];
     }
     resize_discarding(buf.send, static_cast<size_t>(rows) * d);
+    resize_discarding(buf.own, static_cast<size_t>(own_rows) * d);
     buf.slot_row.assign(n * k, -1);
     for (int64_t t = 0; t < n; ++t)
         for (int i = 0; i < k; ++i) {
-            if (dest[t * k + i] < 0) continue;
-            int64_t row = next[dest[t * k + i]]++;
-            buf.slot_row[t * k + i] = row;
-            std::memcpy(&buf.send[row * d], &x[t * d], sizeof(float) * d);
+            const int b = dest[t * k + i];
+            if (b < 0) continue;
+            const int64_t row = next[b]++;
+            buf.slot_row[t * k + i] = is_own[b] ? -2 - row : row;
+            std::memcpy(is_own[b] ? &buf.own[row * d] : &buf.send[row * d], &x[t * d], sizeof(float) * d);
         }
     return counts;
 }
 
 namespace {
 
-// Runs every local expert over the rows one chunk received from all ranks; each result overwrites its
-// input row in recv (an expert's rows are gathered before its results are scattered back). local: this
-// rank's experts, ascending; recv_counts: [P, local] rows from each source rank, by expert; recv: the
-// chunk's rows. progress() runs after each expert (to let pending collectives move). Returns the experts run.
+// Runs every local expert over one chunk's rows from all ranks; each result overwrites its input row (an
+// expert's rows are gathered before its results are scattered back). local: this rank's experts, ascending;
+// recv_counts: [P, local] rows from each source rank, by expert; recv: the chunk's rows from other ranks, in
+// (source, expert) blocks; own: the chunk's rows of this rank (source self), by expert. progress() runs after
+// each expert (to let pending collectives move). Returns the experts run.
 int run_experts(const MoeLayer& layer, const MlpKernel& kernel, const ModelShape& shape, const std::vector<int>& local,
-                std::span<const int> recv_counts, std::span<float> recv, DispatchBuffers& buf,
-                const std::function<void()>& progress) {
+                std::span<const int> recv_counts, int self, std::span<float> recv, std::span<float> own,
+                DispatchBuffers& buf, const std::function<void()>& progress) {
     const int num_local = static_cast<int>(local.size()), d = shape.d_model;
     const size_t num_ranks = num_local > 0 ? recv_counts.size() / num_local : 0;
-    // Row offset of the (source, expert) block inside recv.
+    // Row offset of the (source, expert) block inside recv, or inside own for source self.
     std::vector<int64_t> start(recv_counts.size());
-    int64_t rows = 0;
+    int64_t rows = 0, own_rows = 0;
     for (size_t b = 0; b < recv_counts.size(); ++b) {
-        start[b] = rows;
-        rows += recv_counts[b];
+        int64_t& total = static_cast<int>(b / num_local) == self ? own_rows : rows;
+        start[b] = total;
+        total += recv_counts[b];
     }
+    auto block = [&](size_t s, size_t b) { return (static_cast<int>(s) == self ? own.data() : recv.data()) + start[b] * d; };
     int ran = 0;
     for (int j = 0; j < num_local; ++j) {
         int64_t n_e = 0;
@@ -92,14 +104,14 @@ int run_experts(const MoeLayer& layer, const MlpKernel& kernel, const ModelShape
         int64_t row = 0;
         for (size_t s = 0; s < num_ranks; ++s) {
             size_t b = s * num_local + j, bytes = sizeof(float) * recv_counts[b] * d;
-            std::memcpy(&buf.expert_in[row * d], &recv[start[b] * d], bytes);
+            if (bytes > 0) std::memcpy(&buf.expert_in[row * d], block(s, b), bytes);
             row += recv_counts[b];
         }
         expert_forward(kernel, it->second, d, shape.d_ff, buf.expert_in, buf.expert_out, buf.scratch);
         row = 0;
         for (size_t s = 0; s < num_ranks; ++s) {
             size_t b = s * num_local + j, bytes = sizeof(float) * recv_counts[b] * d;
-            std::memcpy(&recv[start[b] * d], &buf.expert_out[row * d], bytes);
+            if (bytes > 0) std::memcpy(block(s, b), &buf.expert_out[row * d], bytes);
             row += recv_counts[b];
         }
         progress();
@@ -130,26 +142,32 @@ std::vector<int> exchange_counts(const mpi::Comm& comm, const Placement& placeme
     return recv_counts;
 }
 
-// What each chunk's alltoallv moves: elements to and from each peer, and the chunk's first row in send and
-// in recv ([chunks + 1] each; the last entry is the total).
+// What each chunk's alltoallv moves: elements to and from each peer (none to or from self: own rows stay in
+// own), and the chunk's first row in send, in recv and in own ([chunks + 1] each; the last entry is the total).
 struct ChunkPlan {
     std::vector<std::vector<int>> send_elems, recv_elems;  // [chunks][P]
-    std::vector<int64_t> send_row, recv_row;
+    std::vector<int64_t> send_row, recv_row, own_row;
 };
 
 ChunkPlan plan_chunks(const Placement& placement, const std::vector<int>& send_counts, const std::vector<int>& recv_counts,
-                      int chunks, int num_local, int d) {
+                      int chunks, int num_local, int d, int self) {
     const int num_ranks = placement.num_ranks(), num_slots = placement.num_slots();
-    ChunkPlan plan{std::vector<std::vector<int>>(chunks, std::vector<int>(num_ranks)), {}, std::vector<int64_t>(chunks + 1, 0), {}};
+    ChunkPlan plan{std::vector<std::vector<int>>(chunks, std::vector<int>(num_ranks)), {}, std::vector<int64_t>(chunks + 1, 0), {}, {}};
     plan.recv_elems = plan.send_elems;
     plan.recv_row = plan.send_row;
+    plan.own_row = plan.send_row;
     for (int c = 0; c < chunks; ++c) {
-        int64_t sent = 0, received = 0;
+        int64_t sent = 0, received = 0, own = 0;
         for (int r = 0; r < num_ranks; ++r) {
             int64_t to = 0, from = 0;
             for (int b = placement.first_slot(r); b < placement.first_slot(r + 1); ++b)
                 to += send_counts[static_cast<size_t>(c) * num_slots + b];
             for (int j = 0; j < num_local; ++j) from += recv_counts[(static_cast<size_t>(c) * num_ranks + r) * num_local + j];
+            if (r == self) {
+                EPMOE_ASSERT(to == from);
+                own += to;
+                continue;
+            }
             plan.send_elems[c][r] = mpi::to_int_count(static_cast<size_t>(to) * d, "alltoallv");
             plan.recv_elems[c][r] = mpi::to_int_count(static_cast<size_t>(from) * d, "alltoallv");
             sent += to;
@@ -157,6 +175,7 @@ ChunkPlan plan_chunks(const Placement& placement, const std::vector<int>& send_c
         }
         plan.send_row[c + 1] = plan.send_row[c] + sent;
         plan.recv_row[c + 1] = plan.recv_row[c] + received;
+        plan.own_row[c + 1] = plan.own_row[c] + own;
     }
     return plan;
 }
@@ -176,8 +195,8 @@ void apply_capacity(std::span<const int32_t> expert_ids, int num_experts, std::s
     for (size_t a = 0; a < expert_ids.size(); ++a) kept[a] = position[expert_ids[a]]++ < capacity ? 1 : 0;
 }
 
-void combine_tokens(const Routing& routing, std::span<const float> back, std::span<const int64_t> slot_row, int d,
-                    std::span<float> out, LayerResult& result) {
+void combine_tokens(const Routing& routing, std::span<const float> back, std::span<const float> own,
+                    std::span<const int64_t> slot_row, int d, std::span<float> out, LayerResult& result) {
     const int k = routing.top_k;
     const int64_t n = routing.num_tokens();
     std::fill(result.expert_load.begin(), result.expert_load.end(), 0);
@@ -185,14 +204,14 @@ void combine_tokens(const Routing& routing, std::span<const float> back, std::sp
         float* __restrict y = &out[t * d];
         bool written = false;  // the first kept slot stores, the others add: one pass over out, no zero fill
         for (int i = 0; i < k; ++i) {
-            int64_t row = slot_row[t * k + i];
-            if (row < 0) {
+            const int64_t row = slot_row[t * k + i];
+            if (row == -1) {
                 ++result.dropped;
                 continue;
             }
             ++result.expert_load[routing.expert_ids[t * k + i]];
             const float w = routing.weights[t * k + i];
-            const float* __restrict src = &back[row * d];
+            const float* __restrict src = row >= 0 ? &back[row * d] : &own[(-2 - row) * d];
             if (written) {
                 for (int j = 0; j < d; ++j) y[j] += w * src[j];
             } else {
@@ -226,11 +245,12 @@ LayerResult moe_layer_forward(const mpi::Comm& comm, const MoeLayer& layer, cons
                        expert_capacity(capacity_factor, step_tokens, k, num_experts), result.kept);
     }
     const int num_ranks = comm.size(), chunks = std::max(1, options.overlap_chunks);  // the same on every rank; some may be empty
-    std::vector<int> send_counts = pack_tokens(placement, routing, result.kept, x_norm, d, first_token, buf, chunks);
+    const int self = comm.rank();
+    std::vector<int> send_counts = pack_tokens(placement, routing, result.kept, x_norm, d, first_token, buf, chunks, self);
     const std::vector<int> local = placement.experts_of(comm.rank());
     const int num_local = static_cast<int>(local.size());
     const std::vector<int> recv_counts = exchange_counts(comm, placement, send_counts, chunks, num_local);
-    const ChunkPlan plan = plan_chunks(placement, send_counts, recv_counts, chunks, num_local, d);
+    const ChunkPlan plan = plan_chunks(placement, send_counts, recv_counts, chunks, num_local, d, self);
     const auto& send_elems = plan.send_elems;
     const auto& recv_elems = plan.recv_elems;
     const auto& recv_row = plan.recv_row;
@@ -261,7 +281,8 @@ LayerResult moe_layer_forward(const mpi::Comm& comm, const MoeLayer& layer, cons
         std::span<const int> counts(&recv_counts[static_cast<size_t>(c) * num_ranks * num_local],
                                     static_cast<size_t>(num_ranks) * num_local);
         std::span<float> rows(recv_part(c), static_cast<size_t>(recv_row[c + 1] - recv_row[c]) * d);
-        experts_run += run_experts(layer, kernel, shape, local, counts, rows, buf, progress);
+        std::span<float> own(buf.own.data() + plan.own_row[c] * d, static_cast<size_t>(plan.own_row[c + 1] - plan.own_row[c]) * d);
+        experts_run += run_experts(layer, kernel, shape, local, counts, self, rows, own, buf, progress);
         double w2 = mpi::wtime();
         expert_s += w2 - w1;
         // The results come back into send, in the layout they left in: send's rows are no longer needed.
@@ -271,10 +292,10 @@ LayerResult moe_layer_forward(const mpi::Comm& comm, const MoeLayer& layer, cons
     }
     double t2 = mpi::wtime();
     for (auto& trip : back_trip) trip->wait();
-    combine_tokens(routing, buf.send, buf.slot_row, d, out, result);
+    combine_tokens(routing, buf.send, buf.own, buf.slot_row, d, out, result);
     double t3 = mpi::wtime();
 
-    result.rows_processed = recv_row[chunks];
+    result.rows_processed = recv_row[chunks] + plan.own_row[chunks];
     result.bytes_moved = experts_run * 3.0 * d * shape.d_ff * sizeof(float) +  // weights read once per chunk run
                          2.0 * sizeof(float) * static_cast<double>(buf.send.size() + buf.recv.size());
     // Phases: dispatch = capacity, pack, count exchange and every wait for tokens to arrive; expert = the

@@ -36,13 +36,16 @@ struct LayerResult {
 // Buffers reused across layers and steps, so steady-state steps do not allocate.
 // The token buffers are sim::TokenBuffer: shared among simulated ranks in the SMPI build (sim.hpp).
 struct DispatchBuffers {
-    // [rows, d_model] each. send: this rank's rows out, then their results back; recv: the rows this rank's
-    // experts run, then (in place) their results.
-    sim::TokenBuffer send, recv;
+    // [rows, d_model] each. send: this rank's rows for other ranks, then their results back; recv: the rows
+    // other ranks sent this rank's experts, then (in place) their results; own: this rank's rows for its own
+    // experts, then (in place) their results. Own rows never go through MPI.
+    sim::TokenBuffer send, recv, own;
     sim::TokenBuffer expert_in, expert_out;  // [rows of one expert, d_model]
     std::vector<float> scratch;
     std::vector<float> mlp_out;              // [num_tokens, d_model] a shared expert's output (private)
-    std::vector<int64_t> slot_row;             // [num_tokens, top_k] row in send, or -1 if dropped
+    // [num_tokens, top_k] where each kept slot's result is: r >= 0 row r of send; r <= -2 row -2 - r of own;
+    // -1 dropped.
+    std::vector<int64_t> slot_row;
 };
 
 // How a layer dispatches. capacity_factor: 0 = dropless. overlap_chunks: the rank's tokens go in this many
@@ -62,19 +65,22 @@ LayerResult moe_layer_forward(const mpi::Comm& comm, const MoeLayer& layer, cons
                               int64_t first_token, int64_t step_tokens, const DispatchOptions& options,
                               std::span<float> out, LayerTimes& times, DispatchBuffers& buf);
 
-// Packs the kept slots of this rank's tokens into buf.send, ordered by (destination rank, expert, token),
-// and sets buf.slot_row. x: [num_tokens, d] normalised input; kept: [num_tokens, top_k]; first_token: global
+// Packs the kept slots of this rank's tokens into buf.send, ordered by (chunk, destination rank, expert,
+// token), and sets buf.slot_row; the slots of rank `self` go to buf.own instead, in the same order (-1: every
+// slot goes to send). x: [num_tokens, d] normalised input; kept: [num_tokens, top_k]; first_token: global
 // index of row 0 (for replicated placement); chunks: token t is in chunk t * chunks / num_tokens. Returns the
 // row count of each (chunk, slot) block, [chunks, placement.num_slots()] (Placement::slot: by destination
-// rank, then expert); send holds the blocks in that order. No MPI.
+// rank, then expert), own slots included. No MPI.
 std::vector<int> pack_tokens(const Placement& placement, const Routing& routing, std::span<const uint8_t> kept,
-                             std::span<const float> x, int d, int64_t first_token, DispatchBuffers& buf, int chunks = 1);
+                             std::span<const float> x, int d, int64_t first_token, DispatchBuffers& buf, int chunks = 1,
+                             int self = -1);
 
-// out[t] = sum_i weight[t, i] * back[slot_row[t, i]] over kept slots, in the original token order.
-// back: [rows, d] expert outputs as returned; slot_row: [num_tokens, top_k], -1 = dropped; out: [num_tokens, d].
+// out[t] = sum_i weight[t, i] * result of slot (t, i) over kept slots, in the original token order.
+// back: [rows, d] expert outputs as returned; own: [rows, d] this rank's experts' outputs for its own rows;
+// slot_row: [num_tokens, top_k] as DispatchBuffers::slot_row; out: [num_tokens, d].
 // Counts result.dropped and result.expert_load (sized [num_experts] by the caller). No MPI.
-void combine_tokens(const Routing& routing, std::span<const float> back, std::span<const int64_t> slot_row, int d,
-                    std::span<float> out, LayerResult& result);
+void combine_tokens(const Routing& routing, std::span<const float> back, std::span<const float> own,
+                    std::span<const int64_t> slot_row, int d, std::span<float> out, LayerResult& result);
 
 // Marks which assignments survive capacity: each expert accepts at most ceil(X * step_tokens * top_k / E)
 // assignments, in global token order. counts_before[e] = assignments to e on lower ranks.

@@ -31,7 +31,9 @@ assert float(rows[1]["changed_assignment_fraction"]) > 0 and float(rows[1]["outp
 assert float(rows[2]["changed_assignment_fraction"]) == 0, "a placement never changes routing"
 for r in rows[1:]:
     s = json.load(open(os.path.join(d, r["policy"] + "-" + r["placement"], "summary.json")))
-    assert abs(s["tokens_per_s"] / float(rows[0]["tokens_per_s"]) - float(r["tokens_per_s_ratio"])) < 1e-4
+    # The CSV holds 6 significant digits: relative, since a slow baseline makes the ratio large.
+    ratio = s["tokens_per_s"] / float(rows[0]["tokens_per_s"])
+    assert abs(ratio / float(r["tokens_per_s_ratio"]) - 1) < 3e-5, (ratio, r["tokens_per_s_ratio"])
     assert s["placement"] == r["placement"] and s["routing"]["policy"] == r["policy"]
 md = open(os.path.join(d, "compare.md")).read().splitlines()
 assert md[0].startswith("| pair |") and len([l for l in md if l.startswith("| ")]) == 5, md

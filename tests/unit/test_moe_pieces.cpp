@@ -1,6 +1,7 @@
-// Capacity, placement, load statistics and the synthetic model/workload.
+// Capacity, placement, packing and combining, load statistics and the synthetic model/workload.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <climits>
 #include <numeric>
 
@@ -72,6 +73,57 @@ TEST(Placement, SlotsAreRankMajorExpertAscending) {
             }
             for (int c : seen) EXPECT_EQ(c, 1) << name << " " << p;
         }
+}
+
+// A rank's rows for its own experts go to own, not send, and combine gives the same output bit for bit.
+TEST(Pack, OwnRowsStayOutOfSendAndCombineIsUnchanged) {
+    const int d = 3, k = 2, num_experts = 8, num_ranks = 3;
+    Routing routing;
+    routing.top_k = k;
+    const int64_t n = 11;
+    std::vector<float> x(n * d);
+    for (size_t i = 0; i < x.size(); ++i) x[i] = 0.25f * static_cast<float>(i) - 3.0f;
+    for (int64_t t = 0; t < n; ++t) {
+        routing.expert_ids.push_back(static_cast<int32_t>((3 * t) % num_experts));
+        routing.expert_ids.push_back(static_cast<int32_t>((3 * t + 5) % num_experts));
+        routing.weights.push_back(0.75f);
+        routing.weights.push_back(0.25f);
+    }
+    std::vector<uint8_t> kept(n * k, 1);
+    kept[3] = 0;  // one dropped slot
+    const Placement placement = Placement::make("contiguous", num_experts, num_ranks);
+    for (int chunks : {1, 2, 4}) {
+        DispatchBuffers all;
+        const std::vector<int> counts = pack_tokens(placement, routing, kept, x, d, 0, all, chunks);
+        std::vector<float> expected(n * d);
+        LayerResult r_all;
+        r_all.expert_load.assign(num_experts, 0);
+        combine_tokens(routing, all.send, all.own, all.slot_row, d, expected, r_all);
+        for (int self = 0; self < num_ranks; ++self) {
+            DispatchBuffers buf;
+            EXPECT_EQ(pack_tokens(placement, routing, kept, x, d, 0, buf, chunks, self), counts);
+            EXPECT_EQ(buf.send.size() + buf.own.size(), all.send.size());
+            for (int64_t t = 0; t < n; ++t)
+                for (int i = 0; i < k; ++i) {
+                    const int64_t row = buf.slot_row[t * k + i];
+                    if (!kept[t * k + i]) {
+                        EXPECT_EQ(row, -1);
+                        continue;
+                    }
+                    const bool mine = placement.rank_for(routing.expert_ids[t * k + i], t) == self;
+                    EXPECT_EQ(row <= -2, mine) << t << " " << i;
+                    const float* got = mine ? &buf.own[(-2 - row) * d] : &buf.send[row * d];
+                    EXPECT_TRUE(std::equal(got, got + d, &x[t * d]));
+                }
+            std::vector<float> out(n * d);
+            LayerResult result;
+            result.expert_load.assign(num_experts, 0);
+            combine_tokens(routing, buf.send, buf.own, buf.slot_row, d, out, result);
+            EXPECT_EQ(out, expected) << "chunks " << chunks << " self " << self;
+            EXPECT_EQ(result.dropped, 1);
+            EXPECT_EQ(result.expert_load, r_all.expert_load);
+        }
+    }
 }
 
 TEST(Metrics, LoadStatistics) {
