@@ -6,6 +6,9 @@
 //          return alltoallv and weighted combine. (A rank's own combine time would include waiting for the
 //          busier rank's experts under skewed routing, which is imbalance, not data movement.)
 //   bare   two blocking MPI_Alltoallv of exactly the same element counts (there and back), max over ranks
+//          (they copy a rank's rows to itself too; epmoe keeps those out of MPI)
+//   remote the same two without the rows a rank sends itself: what epmoe moves through MPI
+//   count  one bare MPI_Alltoall of the row counts epmoe's count exchange sends, max over ranks
 // and prints one JSON line per point on rank 0 with median/min/max of each and ours/bare. Every point runs
 // with both of epmoe's collective wait modes (mpi::WaitMode): yield (non-blocking + yielding waiter, the
 // mode for oversubscribed ranks) and block (the blocking call). It checks its
@@ -92,8 +95,16 @@ int run_point(const mpi::Comm& comm, int64_t tokens, bool skewed, int d_model, i
         rdispl[r] = rdispl[r - 1] + recv[r - 1];
     }
     std::vector<float> bare_send(buf.send), bare_recv(rdispl.back() + recv.back()), bare_back(bare_send.size());
+    // The same collectives without the rows a rank sends itself (displacements unchanged): what epmoe's
+    // dispatch moves through MPI.
+    std::vector<int> send_remote(send), recv_remote(recv);
+    send_remote[rank] = recv_remote[rank] = 0;
 
-    std::vector<double> ours, whole, bare;
+    // The count exchange epmoe adds (one MPI_Alltoall of the row counts of the experts each peer holds),
+    // timed bare: a bare MPI_Alltoallv is given its counts, epmoe's dispatch must exchange them.
+    const int block = static_cast<int>(placement.experts_of(0).size());
+    std::vector<int> count_send(static_cast<size_t>(num_ranks) * block, 1), count_recv(count_send.size());
+    std::vector<double> ours, whole, bare, remote, count;
     double worst = 0;
     for (int rep = 0; rep < reps + 1; ++rep) {  // rep 0 warms up
         MPI_Barrier(comm.raw());
@@ -103,6 +114,19 @@ int run_point(const mpi::Comm& comm, int64_t tokens, bool skewed, int d_model, i
         MPI_Alltoallv(bare_recv.data(), recv.data(), rdispl.data(), MPI_FLOAT, bare_back.data(), send.data(),
                       sdispl.data(), MPI_FLOAT, comm.raw());
         double bare_s = MPI_Wtime() - t0;
+
+        MPI_Barrier(comm.raw());
+        t0 = MPI_Wtime();
+        MPI_Alltoallv(bare_send.data(), send_remote.data(), sdispl.data(), MPI_FLOAT, bare_recv.data(), recv_remote.data(),
+                      rdispl.data(), MPI_FLOAT, comm.raw());
+        MPI_Alltoallv(bare_recv.data(), recv_remote.data(), rdispl.data(), MPI_FLOAT, bare_back.data(), send_remote.data(),
+                      sdispl.data(), MPI_FLOAT, comm.raw());
+        double remote_s = max_over_ranks(comm, MPI_Wtime() - t0);
+
+        MPI_Barrier(comm.raw());
+        t0 = MPI_Wtime();
+        MPI_Alltoall(count_send.data(), block, MPI_INT, count_recv.data(), block, MPI_INT, comm.raw());
+        double count_s = max_over_ranks(comm, MPI_Wtime() - t0);
 
         MPI_Barrier(comm.raw());
         LayerTimes times;
@@ -115,6 +139,8 @@ int run_point(const mpi::Comm& comm, int64_t tokens, bool skewed, int d_model, i
         const double ours_s = whole_s - max_over_ranks(comm, times.expert);
         if (rep == 0) continue;
         bare.push_back(bare_s);
+        count.push_back(count_s);
+        remote.push_back(remote_s);
         ours.push_back(ours_s);
         whole.push_back(whole_s);
         for (size_t i = 0; i < x.size(); ++i) worst = std::max(worst, static_cast<double>(std::fabs(out[i] - x[i])));
@@ -126,13 +152,13 @@ int run_point(const mpi::Comm& comm, int64_t tokens, bool skewed, int d_model, i
     const double bytes = 2.0 * sizeof(float) * static_cast<double>(rows) * d_model;  // there and back
     const double max_bytes = max_over_ranks(comm, bytes);
     if (rank != 0) return wrong;
-    const Stats o = stats(ours), b = stats(bare), w = stats(whole);
+    const Stats o = stats(ours), b = stats(bare), w = stats(whole), c = stats(count), rm = stats(remote);
     std::printf("{\"bench\": \"dispatch\", \"wait\": \"%s\", \"ranks\": %d, \"tokens_per_rank\": %lld, \"routing\": \"%s\", "
                 "\"d_model\": %d, \"num_experts\": %d, \"top_k\": %d, \"reps\": %d, \"max_rank_bytes\": %.0f, "
-                "\"ours_s\": %s, \"layer_s\": %s, \"bare_alltoallv_s\": %s, \"ours_over_bare\": %.4f, "
+                "\"ours_s\": %s, \"layer_s\": %s, \"bare_alltoallv_s\": %s, \"bare_remote_alltoallv_s\": %s, \"count_alltoall_s\": %s, \"ours_over_bare\": %.4f, "
                 "\"bare_gib_s\": %.4f, \"wrong\": %d}\n",
                 mode == mpi::WaitMode::kBlock ? "block" : "yield", num_ranks, static_cast<long long>(tokens), skewed ? "skewed" : "uniform", d_model, kExperts, kTopK,
-                reps, max_bytes, json(o).c_str(), json(w).c_str(), json(b).c_str(), o.median / b.median,
+                reps, max_bytes, json(o).c_str(), json(w).c_str(), json(b).c_str(), json(rm).c_str(), json(c).c_str(), o.median / b.median,
                 max_bytes / b.median / (1 << 30), wrong);
     std::fflush(stdout);
     return wrong;
