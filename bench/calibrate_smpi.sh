@@ -22,8 +22,8 @@ export OPENBLAS_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CO
 common=(-q --steps "$STEPS" --energy-source none)
 
 # The expert-GEMM rate, measured by `epmoe simulate` itself on the default model's expert shape (and the rows
-# an expert gets at `cores` ranks): by one rank alone (one rank a node), and by one rank per core at once. A host of `cores` cores at the alone rate would give
-# every rank that rate at once too; when the cores share their execution units (SMT siblings, a VM's vCPUs
+# an expert gets at `cores` ranks): by one rank alone (one rank a node), and by one rank per core at once.
+# A host of `cores` cores at the alone rate would give every rank that rate at once too; when the cores share their execution units (SMT siblings, a VM's vCPUs
 # on one physical core) the rate at once is lower, so the host gets the cores that the measured total
 # throughput at once amounts to: round(cores x rate at once / rate alone), at least 1.
 rate() { # $1 ranks a node
@@ -34,7 +34,6 @@ rate() { # $1 ranks a node
 }
 rate_alone=$(rate 1)
 rate_all=$(rate "$cores")
-gflops=$rate_alone
 host_cores=$(python3 -c "import sys; c, a, b = map(float, sys.argv[1:]); print(max(1, round(c * b / a)))" \
     "$cores" "$rate_alone" "$rate_all")
 
@@ -43,7 +42,7 @@ cat >"$OUT/vm.xml" <<EOF
 <!DOCTYPE platform SYSTEM "https://simgrid.org/simgrid.dtd">
 <platform version="4.1">
   <zone id="vm" routing="Full">
-    <host id="vm" speed="${gflops}Gf" core="$host_cores"/>
+    <host id="vm" speed="${rate_alone}Gf" core="$host_cores"/>
     <link id="loopback" bandwidth="$LOOPBACK_BW" latency="$LOOPBACK_LAT" sharing_policy="FATPIPE"/>
     <route src="vm" dst="vm"><link_ctn id="loopback"/></route>
   </zone>
@@ -53,7 +52,7 @@ EOF
 for n in 2 4; do
     mpiexec --oversubscribe -n "$n" "$EPMOE" run "${common[@]}" --out "$OUT/real-$n" >"$OUT/real-$n.log" 2>&1
     "$EPMOE" simulate "${common[@]}" --ranks "$n" --ranks-per-node "$n" --platform "$OUT/vm.xml" \
-        --gflops-per-core "$gflops" --out "$OUT/sim-$n" >"$OUT/sim-$n.log" 2>&1
+        --gflops-per-core "$rate_alone" --out "$OUT/sim-$n" >"$OUT/sim-$n.log" 2>&1
 done
 
 python3 - "$OUT" "$rate_alone" "$rate_all" "$cores" "$host_cores" "$LOOPBACK_BW" "$LOOPBACK_LAT" "$(cut -d' ' -f1-3 /proc/loadavg)" "$here/CALIBRATION.md" <<'EOF'

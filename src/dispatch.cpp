@@ -247,7 +247,7 @@ LayerResult moe_layer_forward(const mpi::Comm& comm, const MoeLayer& layer, cons
     const int num_ranks = comm.size(), chunks = std::max(1, options.overlap_chunks);  // the same on every rank; some may be empty
     const int self = comm.rank();
     std::vector<int> send_counts = pack_tokens(placement, routing, result.kept, x_norm, d, first_token, buf, chunks, self);
-    const std::vector<int> local = placement.experts_of(comm.rank());
+    const std::vector<int> local = placement.experts_of(self);
     const int num_local = static_cast<int>(local.size());
     const std::vector<int> recv_counts = exchange_counts(comm, placement, send_counts, chunks, num_local);
     const ChunkPlan plan = plan_chunks(placement, send_counts, recv_counts, chunks, num_local, d, self);
