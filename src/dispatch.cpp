@@ -53,29 +53,37 @@ std::vector<int> pack_tokens(const Placement& placement, const Routing& routing,
         total += counts[b];
     }
     resize_discarding(buf.send, static_cast<size_t>(rows) * d);
-    resize_discarding(buf.own, static_cast<size_t>(own_rows) * d);
+    resize_discarding(buf.own, static_cast<size_t>(own_rows) * d);  // written by the experts, not here
+    buf.own_token.resize(own_rows);
     buf.slot_row.assign(n * k, -1);
     for (int64_t t = 0; t < n; ++t)
         for (int i = 0; i < k; ++i) {
             const int b = dest[t * k + i];
             if (b < 0) continue;
             const int64_t row = next[b]++;
-            buf.slot_row[t * k + i] = is_own[b] ? -2 - row : row;
-            std::memcpy(is_own[b] ? &buf.own[row * d] : &buf.send[row * d], &x[t * d], sizeof(float) * d);
+            if (is_own[b]) {
+                buf.slot_row[t * k + i] = -2 - row;
+                buf.own_token[row] = t;
+            } else {
+                buf.slot_row[t * k + i] = row;
+                std::memcpy(&buf.send[row * d], &x[t * d], sizeof(float) * d);
+            }
         }
     return counts;
 }
 
 namespace {
 
-// Runs every local expert over one chunk's rows from all ranks; each result overwrites its input row (an
-// expert's rows are gathered before its results are scattered back). local: this rank's experts, ascending;
-// recv_counts: [P, local] rows from each source rank, by expert; recv: the chunk's rows from other ranks, in
-// (source, expert) blocks; own: the chunk's rows of this rank (source self), by expert. progress() runs after
-// each expert (to let pending collectives move). Returns the experts run.
+// Runs every local expert over one chunk's rows from all ranks (an expert's rows are gathered before its
+// results are scattered back). local: this rank's experts, ascending; recv_counts: [P, local] rows from each
+// source rank, by expert; recv: the chunk's rows from other ranks, in (source, expert) blocks, each
+// overwritten by its result; own: receives the results for the chunk's rows of this rank (source self), by
+// expert, whose inputs are the rows own_token of x. progress() runs after each expert (to let pending
+// collectives move). Returns the experts run.
 int run_experts(const MoeLayer& layer, const MlpKernel& kernel, const ModelShape& shape, const std::vector<int>& local,
-                std::span<const int> recv_counts, int self, std::span<float> recv, std::span<float> own,
-                DispatchBuffers& buf, const std::function<void()>& progress) {
+                std::span<const int> recv_counts, int self, std::span<float> recv, std::span<const float> x,
+                std::span<const int64_t> own_token, std::span<float> own, DispatchBuffers& buf,
+                const std::function<void()>& progress) {
     const int num_local = static_cast<int>(local.size()), d = shape.d_model;
     const size_t num_ranks = num_local > 0 ? recv_counts.size() / num_local : 0;
     // Row offset of the (source, expert) block inside recv, or inside own for source self.
@@ -104,6 +112,11 @@ int run_experts(const MoeLayer& layer, const MlpKernel& kernel, const ModelShape
         int64_t row = 0;
         for (size_t s = 0; s < num_ranks; ++s) {
             size_t b = s * num_local + j, bytes = sizeof(float) * recv_counts[b] * d;
+            if (static_cast<int>(s) == self) {
+                for (int64_t r = start[b]; r < start[b] + recv_counts[b]; ++r)
+                    std::memcpy(&buf.expert_in[row++ * d], &x[own_token[r] * d], sizeof(float) * d);
+                continue;
+            }
             if (bytes > 0) std::memcpy(&buf.expert_in[row * d], block(s, b), bytes);
             row += recv_counts[b];
         }
@@ -282,7 +295,9 @@ LayerResult moe_layer_forward(const mpi::Comm& comm, const MoeLayer& layer, cons
                                     static_cast<size_t>(num_ranks) * num_local);
         std::span<float> rows(recv_part(c), static_cast<size_t>(recv_row[c + 1] - recv_row[c]) * d);
         std::span<float> own(buf.own.data() + plan.own_row[c] * d, static_cast<size_t>(plan.own_row[c + 1] - plan.own_row[c]) * d);
-        experts_run += run_experts(layer, kernel, shape, local, counts, self, rows, own, buf, progress);
+        std::span<const int64_t> own_token(buf.own_token.data() + plan.own_row[c],
+                                           static_cast<size_t>(plan.own_row[c + 1] - plan.own_row[c]));
+        experts_run += run_experts(layer, kernel, shape, local, counts, self, rows, x_norm, own_token, own, buf, progress);
         double w2 = mpi::wtime();
         expert_s += w2 - w1;
         // The results come back into send, in the layout they left in: send's rows are no longer needed.

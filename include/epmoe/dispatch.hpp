@@ -37,9 +37,11 @@ struct LayerResult {
 // The token buffers are sim::TokenBuffer: shared among simulated ranks in the SMPI build (sim.hpp).
 struct DispatchBuffers {
     // [rows, d_model] each. send: this rank's rows for other ranks, then their results back; recv: the rows
-    // other ranks sent this rank's experts, then (in place) their results; own: this rank's rows for its own
-    // experts, then (in place) their results. Own rows never go through MPI.
+    // other ranks sent this rank's experts, then (in place) their results; own: this rank's experts' results
+    // for its own rows. Own rows never go through MPI and are not copied: own_token[r] is the token whose
+    // input row own row r is, and the experts gather it from the layer's input.
     sim::TokenBuffer send, recv, own;
+    std::vector<int64_t> own_token;
     sim::TokenBuffer expert_in, expert_out;  // [rows of one expert, d_model]
     std::vector<float> scratch;
     std::vector<float> mlp_out;              // [num_tokens, d_model] a shared expert's output (private)
@@ -66,8 +68,8 @@ LayerResult moe_layer_forward(const mpi::Comm& comm, const MoeLayer& layer, cons
                               std::span<float> out, LayerTimes& times, DispatchBuffers& buf);
 
 // Packs the kept slots of this rank's tokens into buf.send, ordered by (chunk, destination rank, expert,
-// token), and sets buf.slot_row; the slots of rank `self` go to buf.own instead, in the same order (-1: every
-// slot goes to send). x: [num_tokens, d] normalised input; kept: [num_tokens, top_k]; first_token: global
+// token), and sets buf.slot_row; the slots of rank `self` are not copied: they get rows of buf.own (sized
+// for their results) in the same order, and buf.own_token their tokens (-1: every slot goes to send). x: [num_tokens, d] normalised input; kept: [num_tokens, top_k]; first_token: global
 // index of row 0 (for replicated placement); chunks: token t is in chunk t * chunks / num_tokens. Returns the
 // row count of each (chunk, slot) block, [chunks, placement.num_slots()] (Placement::slot: by destination
 // rank, then expert), own slots included. No MPI.

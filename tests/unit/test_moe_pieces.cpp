@@ -75,7 +75,8 @@ TEST(Placement, SlotsAreRankMajorExpertAscending) {
         }
 }
 
-// A rank's rows for its own experts go to own, not send, and combine gives the same output bit for bit.
+// A rank's rows for its own experts stay out of send (own_token names them), and with their results in own
+// combine gives the same output bit for bit.
 TEST(Pack, OwnRowsStayOutOfSendAndCombineIsUnchanged) {
     const int d = 3, k = 2, num_experts = 8, num_ranks = 3;
     Routing routing;
@@ -103,6 +104,7 @@ TEST(Pack, OwnRowsStayOutOfSendAndCombineIsUnchanged) {
             DispatchBuffers buf;
             EXPECT_EQ(pack_tokens(placement, routing, kept, x, d, 0, buf, chunks, self), counts);
             EXPECT_EQ(buf.send.size() + buf.own.size(), all.send.size());
+            EXPECT_EQ(buf.own_token.size() * d, buf.own.size());
             for (int64_t t = 0; t < n; ++t)
                 for (int i = 0; i < k; ++i) {
                     const int64_t row = buf.slot_row[t * k + i];
@@ -112,9 +114,14 @@ TEST(Pack, OwnRowsStayOutOfSendAndCombineIsUnchanged) {
                     }
                     const bool mine = placement.rank_for(routing.expert_ids[t * k + i], t) == self;
                     EXPECT_EQ(row <= -2, mine) << t << " " << i;
-                    const float* got = mine ? &buf.own[(-2 - row) * d] : &buf.send[row * d];
-                    EXPECT_TRUE(std::equal(got, got + d, &x[t * d]));
+                    if (mine) {
+                        EXPECT_EQ(buf.own_token[-2 - row], t);
+                        continue;
+                    }
+                    EXPECT_TRUE(std::equal(&buf.send[row * d], &buf.send[row * d] + d, &x[t * d]));
                 }
+            for (size_t r = 0; r < buf.own_token.size(); ++r)  // identity experts' results for the own rows
+                std::copy_n(&x[buf.own_token[r] * d], d, &buf.own[r * d]);
             std::vector<float> out(n * d);
             LayerResult result;
             result.expert_load.assign(num_experts, 0);
