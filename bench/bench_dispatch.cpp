@@ -9,7 +9,10 @@
 //          (they copy a rank's rows to itself too; epmoe keeps those out of MPI)
 //   remote the same two without the rows a rank sends itself: what epmoe moves through MPI
 //   count  one bare MPI_Alltoall of the row counts epmoe's count exchange sends, max over ranks
-// and prints one JSON line per point on rank 0 with median/min/max of each and ours/bare. Every point runs
+//   copies the layer's own copying, timed inside it (LayerTimes::pack + weighted_sum), max over ranks
+//   floor  remote + count + copies of the same repetition: ours without any waiting between ranks
+// and prints one JSON line per point on rank 0 with median/min/max of each and ours/bare. Points under 512
+// tokens a rank take well under a millisecond and run 8x --reps, for stable medians on a noisy machine. Every point runs
 // with both of epmoe's collective wait modes (mpi::WaitMode): yield (non-blocking + yielding waiter, the
 // mode for oversubscribed ranks) and block (the blocking call). It checks its
 // own result: with an identity expert and weights summing to 1 the layer must return its input (wrong = 0).
@@ -104,7 +107,8 @@ int run_point(const mpi::Comm& comm, int64_t tokens, bool skewed, int d_model, i
     // timed bare: a bare MPI_Alltoallv is given its counts, epmoe's dispatch must exchange them.
     const int block = static_cast<int>(placement.experts_of(0).size());
     std::vector<int> count_send(static_cast<size_t>(num_ranks) * block, 1), count_recv(count_send.size());
-    std::vector<double> ours, whole, bare, remote, count;
+    std::vector<double> ours, whole, bare, remote, count, copies, floor_total;
+    if (tokens < 512) reps *= 8;
     double worst = 0;
     for (int rep = 0; rep < reps + 1; ++rep) {  // rep 0 warms up
         MPI_Barrier(comm.raw());
@@ -137,7 +141,10 @@ int run_point(const mpi::Comm& comm, int64_t tokens, bool skewed, int d_model, i
         bare_s = max_over_ranks(comm, bare_s);
         whole_s = max_over_ranks(comm, whole_s);
         const double ours_s = whole_s - max_over_ranks(comm, times.expert);
+        const double copies_s = max_over_ranks(comm, times.pack + times.weighted_sum);
         if (rep == 0) continue;
+        copies.push_back(copies_s);
+        floor_total.push_back(remote_s + count_s + copies_s);
         bare.push_back(bare_s);
         count.push_back(count_s);
         remote.push_back(remote_s);
@@ -152,13 +159,14 @@ int run_point(const mpi::Comm& comm, int64_t tokens, bool skewed, int d_model, i
     const double bytes = 2.0 * sizeof(float) * static_cast<double>(rows) * d_model;  // there and back
     const double max_bytes = max_over_ranks(comm, bytes);
     if (rank != 0) return wrong;
-    const Stats o = stats(ours), b = stats(bare), w = stats(whole), c = stats(count), rm = stats(remote);
+    const Stats o = stats(ours), b = stats(bare), w = stats(whole), c = stats(count), rm = stats(remote), cp = stats(copies),
+                f = stats(floor_total);
     std::printf("{\"bench\": \"dispatch\", \"wait\": \"%s\", \"ranks\": %d, \"tokens_per_rank\": %lld, \"routing\": \"%s\", "
                 "\"d_model\": %d, \"num_experts\": %d, \"top_k\": %d, \"reps\": %d, \"max_rank_bytes\": %.0f, "
-                "\"ours_s\": %s, \"layer_s\": %s, \"bare_alltoallv_s\": %s, \"bare_remote_alltoallv_s\": %s, \"count_alltoall_s\": %s, \"ours_over_bare\": %.4f, "
+                "\"ours_s\": %s, \"layer_s\": %s, \"bare_alltoallv_s\": %s, \"bare_remote_alltoallv_s\": %s, \"count_alltoall_s\": %s, \"copies_s\": %s, \"floor_s\": %s, \"ours_over_bare\": %.4f, \"floor_over_bare\": %.4f, "
                 "\"bare_gib_s\": %.4f, \"wrong\": %d}\n",
                 mode == mpi::WaitMode::kBlock ? "block" : "yield", num_ranks, static_cast<long long>(tokens), skewed ? "skewed" : "uniform", d_model, kExperts, kTopK,
-                reps, max_bytes, json(o).c_str(), json(w).c_str(), json(b).c_str(), json(rm).c_str(), json(c).c_str(), o.median / b.median,
+                reps, max_bytes, json(o).c_str(), json(w).c_str(), json(b).c_str(), json(rm).c_str(), json(c).c_str(), json(cp).c_str(), json(f).c_str(), o.median / b.median, f.median / b.median,
                 max_bytes / b.median / (1 << 30), wrong);
     std::fflush(stdout);
     return wrong;

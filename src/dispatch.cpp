@@ -259,7 +259,9 @@ LayerResult moe_layer_forward(const mpi::Comm& comm, const MoeLayer& layer, cons
     }
     const int num_ranks = comm.size(), chunks = std::max(1, options.overlap_chunks);  // the same on every rank; some may be empty
     const int self = comm.rank();
+    const double p0 = mpi::wtime();
     std::vector<int> send_counts = pack_tokens(placement, routing, result.kept, x_norm, d, first_token, buf, chunks, self);
+    times.pack += mpi::wtime() - p0;
     const std::vector<int> local = placement.experts_of(self);
     const int num_local = static_cast<int>(local.size());
     const std::vector<int> recv_counts = exchange_counts(comm, placement, send_counts, chunks, num_local);
@@ -307,8 +309,10 @@ LayerResult moe_layer_forward(const mpi::Comm& comm, const MoeLayer& layer, cons
     }
     double t2 = mpi::wtime();
     for (auto& trip : back_trip) trip->wait();
+    const double s0 = mpi::wtime();
     combine_tokens(routing, buf.send, buf.own, buf.slot_row, d, out, result);
     double t3 = mpi::wtime();
+    times.weighted_sum += t3 - s0;
 
     result.rows_processed = recv_row[chunks] + plan.own_row[chunks];
     result.bytes_moved = experts_run * 3.0 * d * shape.d_ff * sizeof(float) +  // weights read once per chunk run

@@ -21,6 +21,9 @@ struct LayerTimes {
     double dispatch = 0;  // capacity scan, pack, count exchange, token alltoallv
     double expert = 0;    // gather per expert, SwiGLU GEMMs, scatter
     double combine = 0;   // return alltoallv, weighted sum
+    // Parts of the above, not in the breakdown (bench_dispatch attributes its time with them): the pack and
+    // the weighted sum, which are this rank's own copying, not MPI's nor waiting.
+    double pack = 0, weighted_sum = 0;
 };
 
 // What one layer did on this rank.
