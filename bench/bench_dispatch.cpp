@@ -2,14 +2,14 @@
 // For each point (tokens per rank, routing uniform or skewed) it times, over --reps repetitions:
 //   layer  epmoe's moe_layer_forward with an identity expert, wall time, max over ranks
 //   ours   dispatch + combine on the critical path: layer minus the slowest rank's expert phase (the
-//          gather/identity/scatter copies), i.e. capacity scan, pack, count exchange, token alltoallv,
-//          return alltoallv and weighted combine. (A rank's own combine time would include waiting for the
+//          gather/identity/scatter copies), i.e. capacity scan, row layout, count exchange, token exchange
+//          (MPI_Alltoallw gathering the rows from x), return alltoallv and weighted combine. (A rank's own combine time would include waiting for the
 //          busier rank's experts under skewed routing, which is imbalance, not data movement.)
 //   bare   two blocking MPI_Alltoallv of exactly the same element counts (there and back), max over ranks
 //          (they copy a rank's rows to itself too; epmoe keeps those out of MPI)
 //   remote the same two without the rows a rank sends itself: what epmoe moves through MPI
 //   count  one bare MPI_Alltoall of the row counts epmoe's count exchange sends, max over ranks
-//   copies the layer's own copying, timed inside it (LayerTimes::pack + weighted_sum), max over ranks
+//   copies the layer's own work on the rows, timed inside it (LayerTimes::layout + weighted_sum), max over ranks
 //   floor  remote + count + copies of the same repetition: ours without any waiting between ranks
 // and prints one JSON line per point on rank 0 with median/min/max of each and ours/bare. Points under 512
 // tokens a rank take well under a millisecond and run 8x --reps, for stable medians on a noisy machine. Every point runs
@@ -87,7 +87,7 @@ int run_point(const mpi::Comm& comm, int64_t tokens, bool skewed, int d_model, i
 
     // The element counts of both collectives, as the layer computes them.
     std::vector<uint8_t> kept(tokens * kTopK, 1);
-    std::vector<int> counts = pack_tokens(placement, routing, kept, x, d_model, 0, buf);  // rows per slot
+    std::vector<int> counts = assign_rows(placement, routing, kept, d_model, 0, buf);  // rows per slot
     std::vector<int> send(num_ranks, 0);
     for (int r = 0; r < num_ranks; ++r)
         for (int b = placement.first_slot(r); b < placement.first_slot(r + 1); ++b) send[r] += counts[b] * d_model;
@@ -97,7 +97,10 @@ int run_point(const mpi::Comm& comm, int64_t tokens, bool skewed, int d_model, i
         sdispl[r] = sdispl[r - 1] + send[r - 1];
         rdispl[r] = rdispl[r - 1] + recv[r - 1];
     }
-    std::vector<float> bare_send(buf.send), bare_recv(rdispl.back() + recv.back()), bare_back(bare_send.size());
+    std::vector<float> bare_send(buf.send.size());  // the rows packed, as a bare alltoallv needs them
+    for (size_t r = 0; r < buf.send_token.size(); ++r)
+        std::copy_n(&x[buf.send_token[r] * d_model], d_model, &bare_send[r * d_model]);
+    std::vector<float> bare_recv(rdispl.back() + recv.back()), bare_back(bare_send.size());
     // The same collectives without the rows a rank sends itself (displacements unchanged): what epmoe's
     // dispatch moves through MPI.
     std::vector<int> send_remote(send), recv_remote(recv);
@@ -141,7 +144,7 @@ int run_point(const mpi::Comm& comm, int64_t tokens, bool skewed, int d_model, i
         bare_s = max_over_ranks(comm, bare_s);
         whole_s = max_over_ranks(comm, whole_s);
         const double ours_s = whole_s - max_over_ranks(comm, times.expert);
-        const double copies_s = max_over_ranks(comm, times.pack + times.weighted_sum);
+        const double copies_s = max_over_ranks(comm, times.layout + times.weighted_sum);
         if (rep == 0) continue;
         copies.push_back(copies_s);
         floor_total.push_back(remote_s + count_s + copies_s);

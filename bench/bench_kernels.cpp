@@ -4,7 +4,9 @@
 //   SgemmUnfused/M  three bare cblas_sgemm (W1, W3, W2 apart): what fusing W1|W3 saves
 //   Kernel/<name>/M epmoe's MlpKernel (GEMMs + fused SiLU-multiply), per backend/dtype this build has
 //   Memcpy/T        memcpy of the bytes pack + combine move, (2 + 2k) d_model 4 bytes a token
-//   Pack/T, Combine/T, PackCombine/T  epmoe's pack_tokens and combine_tokens on T tokens
+//   Pack/T          epmoe's assign_rows, then the copy of each row from x into its send row: the gather MPI
+//                   now makes inside the token exchange (epmoe hands it the rows as a derived datatype)
+//   Combine/T, PackCombine/T  epmoe's combine_tokens; the two in turn on T tokens
 //   GateTopk/T      RMSNorm + gate GEMV + softmax top-k on T tokens
 // Shape: d_model 1024, d_ff 3584, 8 experts, top-2 (issue 9's points); one BLAS thread unless
 // EPMOE_BENCH_THREADS says otherwise. Each benchmark checks its output once (#wrong counter).
@@ -180,15 +182,25 @@ struct PackFixture {
     LayerResult result;
 };
 
+// assign_rows, then each row gathered from x into its send row (all rows go to send: self = -1).
+void pack(PackFixture& f) {
+    assign_rows(f.placement, f.routing, f.kept, kDModel, 0, f.buf);
+    for (size_t r = 0; r < f.buf.send_token.size(); ++r)
+        std::memcpy(&f.buf.send[r * kDModel], &f.x[f.buf.send_token[r] * kDModel], sizeof(float) * kDModel);
+}
+
 void Pack(benchmark::State& state) {
     PackFixture f(state.range(0));
-    for (auto _ : state) benchmark::DoNotOptimize(pack_tokens(f.placement, f.routing, f.kept, f.x, kDModel, 0, f.buf));
+    for (auto _ : state) {
+        pack(f);
+        benchmark::DoNotOptimize(f.buf.send.data());
+    }
     state.SetBytesProcessed(state.iterations() * state.range(0) * (1 + kTopK) * kDModel * 4);
 }
 
 void Combine(benchmark::State& state) {
     PackFixture f(state.range(0));
-    pack_tokens(f.placement, f.routing, f.kept, f.x, kDModel, 0, f.buf);
+    pack(f);
     for (auto _ : state) {
         f.result.dropped = 0;
         combine_tokens(f.routing, f.buf.send, f.buf.own, f.buf.slot_row, kDModel, f.out, f.result);
@@ -201,7 +213,7 @@ void Combine(benchmark::State& state) {
 void PackCombine(benchmark::State& state) {
     PackFixture f(state.range(0));
     for (auto _ : state) {
-        pack_tokens(f.placement, f.routing, f.kept, f.x, kDModel, 0, f.buf);
+        pack(f);
         f.result.dropped = 0;
         combine_tokens(f.routing, f.buf.send, f.buf.own, f.buf.slot_row, kDModel, f.out, f.result);
         benchmark::DoNotOptimize(f.out.data());

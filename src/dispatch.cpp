@@ -25,9 +25,8 @@ void resize_discarding(sim::TokenBuffer& b, size_t n) {
 
 }  // namespace
 
-std::vector<int> pack_tokens(const Placement& placement, const Routing& routing, std::span<const uint8_t> kept,
-                             std::span<const float> x, int d, int64_t first_token, DispatchBuffers& buf, int chunks,
-                             int self) {
+std::vector<int> assign_rows(const Placement& placement, const Routing& routing, std::span<const uint8_t> kept, int d,
+                             int64_t first_token, DispatchBuffers& buf, int chunks, int self) {
     const int k = routing.top_k, num_slots = placement.num_slots();
     const int64_t n = routing.num_tokens();
     std::vector<int> counts(static_cast<size_t>(chunks) * num_slots, 0);
@@ -52,8 +51,9 @@ std::vector<int> pack_tokens(const Placement& placement, const Routing& routing,
         next[b] = total;
         total += counts[b];
     }
-    resize_discarding(buf.send, static_cast<size_t>(rows) * d);
-    resize_discarding(buf.own, static_cast<size_t>(own_rows) * d);  // written by the experts, not here
+    resize_discarding(buf.send, static_cast<size_t>(rows) * d);      // the results, back from other ranks
+    resize_discarding(buf.own, static_cast<size_t>(own_rows) * d);  // the results of this rank's experts
+    buf.send_token.resize(rows);
     buf.own_token.resize(own_rows);
     buf.slot_row.assign(n * k, -1);
     for (int64_t t = 0; t < n; ++t)
@@ -61,13 +61,8 @@ std::vector<int> pack_tokens(const Placement& placement, const Routing& routing,
             const int b = dest[t * k + i];
             if (b < 0) continue;
             const int64_t row = next[b]++;
-            if (is_own[b]) {
-                buf.slot_row[t * k + i] = -2 - row;
-                buf.own_token[row] = t;
-            } else {
-                buf.slot_row[t * k + i] = row;
-                std::memcpy(&buf.send[row * d], &x[t * d], sizeof(float) * d);
-            }
+            buf.slot_row[t * k + i] = is_own[b] ? -2 - row : row;
+            (is_own[b] ? buf.own_token : buf.send_token)[row] = t;
         }
     return counts;
 }
@@ -259,9 +254,18 @@ LayerResult moe_layer_forward(const mpi::Comm& comm, const MoeLayer& layer, cons
     }
     const int num_ranks = comm.size(), chunks = std::max(1, options.overlap_chunks);  // the same on every rank; some may be empty
     const int self = comm.rank();
+    // Where the ranks block on one exchange, MPI gathers the sent rows from x_norm itself (MPI_Alltoallw with a
+    // derived datatype a peer): one copy, where packing them into send first makes two. A non-blocking
+    // exchange (overlap chunks, or the yielding wait mode) would move a gathered datatype in pieces, each
+    // waiting for the rank's next MPI_Test, so there epmoe packs the rows into send first; so do simulated
+    // ranks, whose sends are only modelled.
+    const bool mpi_gathers = chunks == 1 && mpi::wait_mode() == mpi::WaitMode::kBlock && !sim::simulated();
     const double p0 = mpi::wtime();
-    std::vector<int> send_counts = pack_tokens(placement, routing, result.kept, x_norm, d, first_token, buf, chunks, self);
-    times.pack += mpi::wtime() - p0;
+    std::vector<int> send_counts = assign_rows(placement, routing, result.kept, d, first_token, buf, chunks, self);
+    if (!mpi_gathers)
+        for (size_t r = 0; r < buf.send_token.size(); ++r)
+            std::memcpy(&buf.send[r * d], &x_norm[buf.send_token[r] * d], sizeof(float) * d);
+    times.layout += mpi::wtime() - p0;
     const std::vector<int> local = placement.experts_of(self);
     const int num_local = static_cast<int>(local.size());
     const std::vector<int> recv_counts = exchange_counts(comm, placement, send_counts, chunks, num_local);
@@ -274,19 +278,31 @@ LayerResult moe_layer_forward(const mpi::Comm& comm, const MoeLayer& layer, cons
     auto recv_part = [&](int c) { return buf.recv.data() + recv_row[c] * d; };
 
     // The pipeline: chunk c + 1's tokens travel while chunk c's experts run, and chunk c's results travel
-    // back while chunk c + 1's run. With one chunk it is dispatch, experts, return, in turn.
+    // back while chunk c + 1's run. With one chunk it is dispatch, experts, return, in turn. The results come
+    // back into send, in the layout the rows left in.
     std::vector<std::unique_ptr<mpi::PendingAlltoallv>> out_trip(chunks), back_trip(chunks);
     const bool overlap = chunks > 1;
-    out_trip[0] = std::make_unique<mpi::PendingAlltoallv>(comm, send_part(0), send_elems[0], recv_part(0), recv_elems[0],
-                                                          MPI_FLOAT, overlap);
+    auto start_out_trip = [&](int c) {
+        return std::make_unique<mpi::PendingAlltoallv>(comm, send_part(c), send_elems[c], recv_part(c), recv_elems[c],
+                                                       MPI_FLOAT, overlap);
+    };
+    if (mpi_gathers) {
+        std::vector<int> rows_to(num_ranks), recv_rows(num_ranks);
+        for (int r = 0; r < num_ranks; ++r) {
+            rows_to[r] = send_elems[0][r] / d;
+            recv_rows[r] = recv_elems[0][r] / d;
+        }
+        mpi::alltoall_rows(comm, x_norm.data(), buf.send_token, rows_to, recv_part(0), recv_rows, d, MPI_FLOAT);
+        out_trip[0] = std::make_unique<mpi::PendingAlltoallv>();
+    } else {
+        out_trip[0] = start_out_trip(0);
+    }
     double t1 = mpi::wtime(), expert_s = 0, dispatch_wait_s = 0, return_s = 0;
     int experts_run = 0;
     for (int c = 0; c < chunks; ++c) {
         double w0 = mpi::wtime();
         out_trip[c]->wait();
-        if (c + 1 < chunks)
-            out_trip[c + 1] = std::make_unique<mpi::PendingAlltoallv>(comm, send_part(c + 1), send_elems[c + 1],
-                                                                      recv_part(c + 1), recv_elems[c + 1], MPI_FLOAT, overlap);
+        if (c + 1 < chunks) out_trip[c + 1] = start_out_trip(c + 1);
         double w1 = mpi::wtime();
         dispatch_wait_s += w1 - w0;
         auto progress = [&] {
@@ -317,7 +333,7 @@ LayerResult moe_layer_forward(const mpi::Comm& comm, const MoeLayer& layer, cons
     result.rows_processed = recv_row[chunks] + plan.own_row[chunks];
     result.bytes_moved = experts_run * 3.0 * d * shape.d_ff * sizeof(float) +  // weights read once per chunk run
                          2.0 * sizeof(float) * static_cast<double>(buf.send.size() + buf.recv.size());
-    // Phases: dispatch = capacity, pack, count exchange and every wait for tokens to arrive; expert = the
+    // Phases: dispatch = capacity, row layout, count exchange and every wait for tokens to arrive; expert = the
     // experts' compute; combine = waiting for the results and the weighted sum.
     times.dispatch += t1 - t0 + dispatch_wait_s;
     times.expert += expert_s;

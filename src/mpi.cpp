@@ -211,6 +211,47 @@ void PendingAlltoallv::wait() {
     request_ = MPI_REQUEST_NULL;
 }
 
+void alltoall_rows(const Comm& comm, const void* base, std::span<const int64_t> rows, const std::vector<int>& rows_to,
+                   void* recv, const std::vector<int>& recv_rows, int row_len, MPI_Datatype type) {
+    const int num_ranks = comm.size();
+    EPMOE_ASSERT(!sim::simulated());
+    EPMOE_ASSERT(static_cast<int>(rows_to.size()) == num_ranks && static_cast<int>(recv_rows.size()) == num_ranks);
+    MPI_Aint lower = 0, extent = 0;
+    check(MPI_Type_get_extent(type, &lower, &extent), "MPI_Type_get_extent");
+    const MPI_Aint row_bytes = extent * row_len;
+    // Every offset is inside the types (MPI_Aint bytes); MPI_Alltoallw's own displacements are int bytes.
+    std::vector<int> send_counts(num_ranks, 0), recv_counts(num_ranks, 0), zeros(num_ranks, 0);
+    std::vector<MPI_Datatype> send_types(num_ranks, MPI_BYTE), recv_types(num_ranks, MPI_BYTE);
+    MPI_Datatype row;
+    check(MPI_Type_contiguous(row_len, type, &row), "MPI_Type_contiguous");
+    std::vector<MPI_Aint> offsets;
+    size_t next = 0;
+    MPI_Aint received = 0;
+    for (int r = 0; r < num_ranks; ++r) {
+        if (rows_to[r] > 0) {
+            offsets.resize(rows_to[r]);
+            for (MPI_Aint& offset : offsets) offset = static_cast<MPI_Aint>(rows[next++]) * row_bytes;
+            check(MPI_Type_create_hindexed_block(rows_to[r], 1, offsets.data(), row, &send_types[r]), "MPI_Type_create_hindexed_block");
+            check(MPI_Type_commit(&send_types[r]), "MPI_Type_commit");
+            send_counts[r] = 1;
+        }
+        if (recv_rows[r] > 0) {
+            check(MPI_Type_create_hindexed_block(1, recv_rows[r], &received, row, &recv_types[r]), "MPI_Type_create_hindexed_block");
+            check(MPI_Type_commit(&recv_types[r]), "MPI_Type_commit");
+            recv_counts[r] = 1;
+            received += recv_rows[r] * row_bytes;
+        }
+    }
+    EPMOE_ASSERT(next == rows.size());
+    check(MPI_Alltoallw(base, send_counts.data(), zeros.data(), send_types.data(), recv, recv_counts.data(), zeros.data(),
+                        recv_types.data(), comm.raw()),
+          "MPI_Alltoallw");
+    MPI_Type_free(&row);
+    for (auto* types : {&send_types, &recv_types})
+        for (MPI_Datatype& t : *types)
+            if (t != MPI_BYTE) MPI_Type_free(&t);
+}
+
 std::vector<int> alltoall(const Comm& comm, const std::vector<int>& send, int block) {
     EPMOE_ASSERT(static_cast<int>(send.size()) == comm.size() * block);
     std::vector<int> recv(send.size());

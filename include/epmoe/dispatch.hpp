@@ -18,12 +18,12 @@ namespace epmoe {
 // Seconds spent in each phase of a layer on this rank.
 struct LayerTimes {
     double gate = 0;      // RMSNorm, gate GEMM, top-k
-    double dispatch = 0;  // capacity scan, pack, count exchange, token alltoallv
+    double dispatch = 0;  // capacity scan, row layout, count exchange, token alltoall
     double expert = 0;    // gather per expert, SwiGLU GEMMs, scatter
     double combine = 0;   // return alltoallv, weighted sum
-    // Parts of the above, not in the breakdown (bench_dispatch attributes its time with them): the pack and
-    // the weighted sum, which are this rank's own copying, not MPI's nor waiting.
-    double pack = 0, weighted_sum = 0;
+    // Parts of the above, not in the breakdown (bench_dispatch attributes its time with them): laying out
+    // the rows (assign_rows) and the weighted sum: this rank's own work on the rows, not MPI's nor waiting.
+    double layout = 0, weighted_sum = 0;
 };
 
 // What one layer did on this rank.
@@ -39,12 +39,13 @@ struct LayerResult {
 // Buffers reused across layers and steps, so steady-state steps do not allocate.
 // The token buffers are sim::TokenBuffer: shared among simulated ranks in the SMPI build (sim.hpp).
 struct DispatchBuffers {
-    // [rows, d_model] each. send: this rank's rows for other ranks, then their results back; recv: the rows
-    // other ranks sent this rank's experts, then (in place) their results; own: this rank's experts' results
-    // for its own rows. Own rows never go through MPI and are not copied: own_token[r] is the token whose
-    // input row own row r is, and the experts gather it from the layer's input.
+    // [rows, d_model] each. send: the results of this rank's rows from other ranks; recv: the rows other
+    // ranks sent this rank's experts, then (in place) their results; own: this rank's experts' results for
+    // its own rows. epmoe copies no input row before MPI: send_token[r] (own_token[r]) is the token whose
+    // input row send (own) row r stands for; MPI gathers the sent ones from the layer's input, and the
+    // experts gather the own ones from it. Own rows never go through MPI.
     sim::TokenBuffer send, recv, own;
-    std::vector<int64_t> own_token;
+    std::vector<int64_t> send_token, own_token;
     sim::TokenBuffer expert_in, expert_out;  // [rows of one expert, d_model]
     std::vector<float> scratch;
     std::vector<float> mlp_out;              // [num_tokens, d_model] a shared expert's output (private)
@@ -70,15 +71,15 @@ LayerResult moe_layer_forward(const mpi::Comm& comm, const MoeLayer& layer, cons
                               int64_t first_token, int64_t step_tokens, const DispatchOptions& options,
                               std::span<float> out, LayerTimes& times, DispatchBuffers& buf);
 
-// Packs the kept slots of this rank's tokens into buf.send, ordered by (chunk, destination rank, expert,
-// token), and sets buf.slot_row; the slots of rank `self` are not copied: they get rows of buf.own (sized
-// for their results) in the same order, and buf.own_token their tokens (-1: every slot goes to send). x: [num_tokens, d] normalised input; kept: [num_tokens, top_k]; first_token: global
+// Lays out the kept slots of this rank's tokens: each gets a row of buf.send, ordered by (chunk, destination
+// rank, expert, token), and buf.slot_row says which; the slots of rank `self` get rows of buf.own instead, in
+// the same order (-1: every slot goes to send). buf.send_token and buf.own_token get each row's token; send
+// and own are sized for the results (no row is copied). kept: [num_tokens, top_k]; first_token: global
 // index of row 0 (for replicated placement); chunks: token t is in chunk t * chunks / num_tokens. Returns the
 // row count of each (chunk, slot) block, [chunks, placement.num_slots()] (Placement::slot: by destination
 // rank, then expert), own slots included. No MPI.
-std::vector<int> pack_tokens(const Placement& placement, const Routing& routing, std::span<const uint8_t> kept,
-                             std::span<const float> x, int d, int64_t first_token, DispatchBuffers& buf, int chunks = 1,
-                             int self = -1);
+std::vector<int> assign_rows(const Placement& placement, const Routing& routing, std::span<const uint8_t> kept, int d,
+                             int64_t first_token, DispatchBuffers& buf, int chunks = 1, int self = -1);
 
 // out[t] = sum_i weight[t, i] * result of slot (t, i) over kept slots, in the original token order.
 // back: [rows, d] expert outputs as returned; own: [rows, d] this rank's experts' outputs for its own rows;

@@ -126,6 +126,14 @@ private:
     std::vector<int> send_counts_, send_offsets_, recv_counts_, recv_offsets_;
 };
 
+// A blocking alltoall of rows that leaves them where they are: rank r gets rows_to[r] rows of `base` (row_len
+// elements of `type` each), the next rows_to[r] entries of `rows` (row indices into base, in rank order),
+// which MPI gathers itself through one derived datatype a peer (MPI_Alltoallw): no copy before MPI's own.
+// From rank r come recv_rows[r] rows, contiguous in rank order in recv. The blocking call whatever the wait
+// mode (moe_layer_forward uses it only where ranks block, and says why); not for simulated ranks.
+void alltoall_rows(const Comm& comm, const void* base, std::span<const int64_t> rows, const std::vector<int>& rows_to,
+                   void* recv, const std::vector<int>& recv_rows, int row_len, MPI_Datatype type);
+
 // In-place reduction over all ranks.
 template <typename T>
 void allreduce(const Comm& comm, std::span<T> data, Op op) {

@@ -75,8 +75,16 @@ void check_against_reference(const Case& c, const std::function<void(Model&)>& e
     SyntheticWorkload(workload(), shape.d_model, seed).fill(0, 0, kTokens, tokens);
 
     reference::Output ref = reference::forward(full, tokens, c.capacity_factor, biases);
-    std::vector<float> h;
-    StepResult got = run_distributed(comm, mine, placement, c.capacity_factor, tokens, h, biases, c.overlap_chunks);
+    // Both wait modes: blocking ranks let MPI gather the rows they send (MPI_Alltoallw), yielding ranks pack
+    // them first. The two must agree bit for bit; kYield, the default, runs last and stays set.
+    std::vector<float> h, h_block;
+    StepResult got;
+    for (mpi::WaitMode mode : {mpi::WaitMode::kBlock, mpi::WaitMode::kYield}) {
+        mpi::set_wait_mode(mode);
+        got = run_distributed(comm, mine, placement, c.capacity_factor, tokens, h, biases, c.overlap_chunks);
+        if (mode == mpi::WaitMode::kBlock) h_block = h;
+    }
+    EXPECT_EQ(h, h_block) << c.name << ": the gathered and the packed token exchange differ";
 
     auto [begin, end] = my_rows(comm, kTokens);
     const int d = shape.d_model, k = shape.top_k;

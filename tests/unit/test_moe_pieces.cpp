@@ -1,4 +1,4 @@
-// Capacity, placement, packing and combining, load statistics and the synthetic model/workload.
+// Capacity, placement, row layout and combining, load statistics and the synthetic model/workload.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -51,7 +51,7 @@ TEST(Placement, RoundRobinAndUnknown) {
     EXPECT_THROW(Placement::make("diagonal", 4, 2), Error);
 }
 
-// Slots number every copy once, rank by rank, each rank's experts ascending (the order pack_tokens sends in).
+// Slots number every copy once, rank by rank, each rank's experts ascending (the order assign_rows sends in).
 TEST(Placement, SlotsAreRankMajorExpertAscending) {
     const std::vector<double> profile = {9, 1, 1, 8, 1, 1, 7, 1};
     for (const char* name : {"contiguous", "round_robin", "balanced", "replicated"})
@@ -75,9 +75,10 @@ TEST(Placement, SlotsAreRankMajorExpertAscending) {
         }
 }
 
-// A rank's rows for its own experts stay out of send (own_token names them), and with their results in own
-// combine gives the same output bit for bit.
-TEST(Pack, OwnRowsStayOutOfSendAndCombineIsUnchanged) {
+// Rows are laid out by (chunk, rank, expert, token); a rank's rows for its own experts stay out of send
+// (own_token names them), and with each row's result in place (identity experts here) combine gives the same
+// output bit for bit with and without own rows.
+TEST(AssignRows, OwnRowsStayOutOfSendAndCombineIsUnchanged) {
     const int d = 3, k = 2, num_experts = 8, num_ranks = 3;
     Routing routing;
     routing.top_k = k;
@@ -93,18 +94,39 @@ TEST(Pack, OwnRowsStayOutOfSendAndCombineIsUnchanged) {
     std::vector<uint8_t> kept(n * k, 1);
     kept[3] = 0;  // one dropped slot
     const Placement placement = Placement::make("contiguous", num_experts, num_ranks);
+    auto identity_results = [&](DispatchBuffers& buf) {
+        for (auto [rows, tokens] : {std::pair{&buf.send, &buf.send_token}, std::pair{&buf.own, &buf.own_token}}) {
+            ASSERT_EQ(tokens->size() * d, rows->size());
+            for (size_t r = 0; r < tokens->size(); ++r) std::copy_n(&x[(*tokens)[r] * d], d, &(*rows)[r * d]);
+        }
+    };
     for (int chunks : {1, 2, 4}) {
         DispatchBuffers all;
-        const std::vector<int> counts = pack_tokens(placement, routing, kept, x, d, 0, all, chunks);
+        const std::vector<int> counts = assign_rows(placement, routing, kept, d, 0, all, chunks);
+        EXPECT_TRUE(all.own_token.empty());
+        // Send rows in (chunk, slot) blocks, tokens ascending within a block.
+        std::vector<std::pair<int, int64_t>> order;  // (block, token) of each send row
+        for (int64_t t = 0; t < n; ++t)
+            for (int i = 0; i < k; ++i)
+                if (kept[t * k + i]) {
+                    const int e = routing.expert_ids[t * k + i];
+                    order.emplace_back(static_cast<int>(t * chunks / n) * placement.num_slots() +
+                                           placement.slot(placement.rank_for(e, t), e), t);
+                }
+        std::sort(order.begin(), order.end());
+        ASSERT_EQ(all.send_token.size(), order.size());
+        for (size_t r = 0; r < order.size(); ++r) EXPECT_EQ(all.send_token[r], order[r].second) << r;
+        identity_results(all);
         std::vector<float> expected(n * d);
         LayerResult r_all;
         r_all.expert_load.assign(num_experts, 0);
         combine_tokens(routing, all.send, all.own, all.slot_row, d, expected, r_all);
+        for (int64_t t = 0; t < n; ++t)  // weights 0.75 + 0.25 of x; only 0.75 x where slot 1 of token 1 was dropped
+            for (int j = 0; j < d; ++j) EXPECT_FLOAT_EQ(expected[t * d + j], (t == 1 ? 0.75f : 1.0f) * x[t * d + j]);
         for (int self = 0; self < num_ranks; ++self) {
             DispatchBuffers buf;
-            EXPECT_EQ(pack_tokens(placement, routing, kept, x, d, 0, buf, chunks, self), counts);
+            EXPECT_EQ(assign_rows(placement, routing, kept, d, 0, buf, chunks, self), counts);
             EXPECT_EQ(buf.send.size() + buf.own.size(), all.send.size());
-            EXPECT_EQ(buf.own_token.size() * d, buf.own.size());
             for (int64_t t = 0; t < n; ++t)
                 for (int i = 0; i < k; ++i) {
                     const int64_t row = buf.slot_row[t * k + i];
@@ -114,14 +136,9 @@ TEST(Pack, OwnRowsStayOutOfSendAndCombineIsUnchanged) {
                     }
                     const bool mine = placement.rank_for(routing.expert_ids[t * k + i], t) == self;
                     EXPECT_EQ(row <= -2, mine) << t << " " << i;
-                    if (mine) {
-                        EXPECT_EQ(buf.own_token[-2 - row], t);
-                        continue;
-                    }
-                    EXPECT_TRUE(std::equal(&buf.send[row * d], &buf.send[row * d] + d, &x[t * d]));
+                    EXPECT_EQ(mine ? buf.own_token[-2 - row] : buf.send_token[row], t);
                 }
-            for (size_t r = 0; r < buf.own_token.size(); ++r)  // identity experts' results for the own rows
-                std::copy_n(&x[buf.own_token[r] * d], d, &buf.own[r * d]);
+            identity_results(buf);
             std::vector<float> out(n * d);
             LayerResult result;
             result.expert_load.assign(num_experts, 0);
