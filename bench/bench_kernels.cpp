@@ -4,8 +4,8 @@
 //   SgemmUnfused/M  three bare cblas_sgemm (W1, W3, W2 apart): what fusing W1|W3 saves
 //   Kernel/<name>/M epmoe's MlpKernel (GEMMs + fused SiLU-multiply), per backend/dtype this build has
 //   Memcpy/T        memcpy of the bytes pack + combine move, (2 + 2k) d_model 4 bytes a token
-//   Pack/T          epmoe's assign_rows, then the copy of each row from x into its send row: the gather MPI
-//                   now makes inside the token exchange (epmoe hands it the rows as a derived datatype)
+//   Pack/T          epmoe's assign_rows and pack_rows: the copy of each row from x into its send row, which
+//                   MPI makes itself inside the token exchange where ranks block (a derived datatype)
 //   Combine/T, PackCombine/T  epmoe's combine_tokens; the two in turn on T tokens
 //   GateTopk/T      RMSNorm + gate GEMV + softmax top-k on T tokens
 // Shape: d_model 1024, d_ff 3584, 8 experts, top-2 (issue 9's points); one BLAS thread unless
@@ -182,11 +182,10 @@ struct PackFixture {
     LayerResult result;
 };
 
-// assign_rows, then each row gathered from x into its send row (all rows go to send: self = -1).
+// assign_rows, then pack_rows (all rows go to send: self = -1).
 void pack(PackFixture& f) {
     assign_rows(f.placement, f.routing, f.kept, kDModel, 0, f.buf);
-    for (size_t r = 0; r < f.buf.send_token.size(); ++r)
-        std::memcpy(&f.buf.send[r * kDModel], &f.x[f.buf.send_token[r] * kDModel], sizeof(float) * kDModel);
+    pack_rows(f.x, kDModel, kTopK, f.buf);
 }
 
 void Pack(benchmark::State& state) {

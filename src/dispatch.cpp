@@ -67,6 +67,12 @@ std::vector<int> assign_rows(const Placement& placement, const Routing& routing,
     return counts;
 }
 
+void pack_rows(std::span<const float> x, int d, int top_k, DispatchBuffers& buf) {
+    const int64_t slots = static_cast<int64_t>(buf.slot_row.size());
+    for (int64_t a = 0; a < slots; ++a)
+        if (buf.slot_row[a] >= 0) std::memcpy(&buf.send[buf.slot_row[a] * d], &x[a / top_k * d], sizeof(float) * d);
+}
+
 namespace {
 
 // Runs every local expert over one chunk's rows from all ranks (an expert's rows are gathered before its
@@ -262,9 +268,7 @@ LayerResult moe_layer_forward(const mpi::Comm& comm, const MoeLayer& layer, cons
     const bool mpi_gathers = chunks == 1 && mpi::wait_mode() == mpi::WaitMode::kBlock && !sim::simulated();
     const double p0 = mpi::wtime();
     std::vector<int> send_counts = assign_rows(placement, routing, result.kept, d, first_token, buf, chunks, self);
-    if (!mpi_gathers)
-        for (size_t r = 0; r < buf.send_token.size(); ++r)
-            std::memcpy(&buf.send[r * d], &x_norm[buf.send_token[r] * d], sizeof(float) * d);
+    if (!mpi_gathers) pack_rows(x_norm, d, k, buf);
     times.layout += mpi::wtime() - p0;
     const std::vector<int> local = placement.experts_of(self);
     const int num_local = static_cast<int>(local.size());

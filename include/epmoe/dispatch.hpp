@@ -81,6 +81,11 @@ LayerResult moe_layer_forward(const mpi::Comm& comm, const MoeLayer& layer, cons
 std::vector<int> assign_rows(const Placement& placement, const Routing& routing, std::span<const uint8_t> kept, int d,
                              int64_t first_token, DispatchBuffers& buf, int chunks = 1, int self = -1);
 
+// Copies the input row of each send row from x ([num_tokens, d]) into buf.send, as laid out by assign_rows,
+// in token order (a token's rows while its input row is in L1): for ranks that pack their rows rather than
+// let MPI gather them (moe_layer_forward says which). No MPI.
+void pack_rows(std::span<const float> x, int d, int top_k, DispatchBuffers& buf);
+
 // out[t] = sum_i weight[t, i] * result of slot (t, i) over kept slots, in the original token order.
 // back: [rows, d] expert outputs as returned; own: [rows, d] this rank's experts' outputs for its own rows;
 // slot_row: [num_tokens, top_k] as DispatchBuffers::slot_row; out: [num_tokens, d].
