@@ -326,9 +326,13 @@ def main():
     for d in dispatch:
         if d.get("wait", "block") != "block":
             continue
+        first, pair = med(d.get("bare_remote_first_s")), med(d.get("bare_remote_alltoallv_s"))
         why = (f"the remote rows' collectives, the count exchange and the layer's own work on the rows "
                f"({fmt(med(d.get('copies_s')) and med(d['copies_s']) * 1e6)} us), each measured in this run: floor "
-               f"{fmt(d.get('floor_over_bare'))}x; the rest is waiting between the ranks' phases")
+               f"{fmt(d.get('floor_over_bare'))}x; the rest is waiting between the ranks' phases. The bare pair "
+               f"gains from running back to back: its first collective alone took {fmt(first and first * 1e6)} us of "
+               f"the pair's {fmt(pair and pair * 1e6)} us, the second running in lock-step behind it, while the "
+               f"layer's return follows the experts")
         L.append(f"| dispatch + combine <= 1.2x bare alltoallv ({d['tokens_per_rank']} tokens, {d['routing']}, "
                  f"wait block) | {d['ours_over_bare']:.2f}x | {verdict(d['ours_over_bare'], 1.2, False)} | "
                  f"{why if d['ours_over_bare'] > 1.2 else ''} |")
