@@ -39,11 +39,12 @@ struct LayerResult {
 // Buffers reused across layers and steps, so steady-state steps do not allocate.
 // The token buffers are sim::TokenBuffer: shared among simulated ranks in the SMPI build (sim.hpp).
 struct DispatchBuffers {
-    // [rows, d_model] each. send: the results of this rank's rows from other ranks; recv: the rows other
-    // ranks sent this rank's experts, then (in place) their results; own: this rank's experts' results for
-    // its own rows. epmoe copies no input row before MPI: send_token[r] (own_token[r]) is the token whose
-    // input row send (own) row r stands for; MPI gathers the sent ones from the layer's input, and the
-    // experts gather the own ones from it. Own rows never go through MPI.
+    // [rows, d_model] each. send: this rank's rows for other ranks where it packs them, then their results
+    // back; recv: the rows other ranks sent this rank's experts, then (in place) their results; own: this
+    // rank's experts' results for its own rows. send_token[r] (own_token[r]) is the token whose input row
+    // send (own) row r stands for: where ranks block, MPI gathers the sent rows from the layer's input
+    // (else pack_rows copies them into send first), and the experts always gather the own ones from it.
+    // Own rows never go through MPI.
     sim::TokenBuffer send, recv, own;
     std::vector<int64_t> send_token, own_token;
     sim::TokenBuffer expert_in, expert_out;  // [rows of one expert, d_model]
