@@ -3,8 +3,9 @@
 //   layer  epmoe's moe_layer_forward with an identity expert, wall time, max over ranks
 //   ours   dispatch + combine on the critical path: layer minus the slowest rank's expert phase (the
 //          gather/identity/scatter copies), i.e. capacity scan, row layout, count exchange, token exchange
-//          (MPI_Alltoallw gathering the rows from x), return alltoallv and weighted combine. (A rank's own combine time would include waiting for the
-//          busier rank's experts under skewed routing, which is imbalance, not data movement.)
+//          (MPI_Alltoallw gathering the rows from x, or pack + MPI_Alltoallv), return alltoallv and weighted
+//          combine. (A rank's own combine time would include waiting for the busier rank's experts under
+//          skewed routing, which is imbalance, not data movement.)
 //   bare   two blocking MPI_Alltoallv of exactly the same element counts (there and back), max over ranks
 //          (they copy a rank's rows to itself too; epmoe keeps those out of MPI)
 //   remote the same two without the rows a rank sends itself: what epmoe moves through MPI; and the
@@ -14,10 +15,11 @@
 //   copies the layer's own work on the rows, timed inside it (LayerTimes::layout + weighted_sum), max over ranks
 //   floor  remote + count + copies of the same repetition: ours without any waiting between ranks
 // and prints one JSON line per point on rank 0 with median/min/max of each and ours/bare. Points under 512
-// tokens a rank take well under a millisecond and run 8x --reps, for stable medians on a noisy machine. Every point runs
-// with both of epmoe's collective wait modes (mpi::WaitMode): yield (non-blocking + yielding waiter, the
-// mode for oversubscribed ranks) and block (the blocking call). It checks its
-// own result: with an identity expert and weights summing to 1 the layer must return its input (wrong = 0).
+// tokens a rank take well under a millisecond and run 8x --reps, for stable medians on a noisy machine.
+// Every point runs with both of epmoe's collective wait modes (mpi::WaitMode): yield (non-blocking +
+// yielding waiter, the mode for oversubscribed ranks; epmoe packs) and block (the blocking call; MPI
+// gathers). It checks its own result: with an identity expert and weights summing to 1 the layer must
+// return its input (wrong = 0).
 // Usage: mpirun -np 2 bench_dispatch [--reps N] [--d-model D] [--tokens T,...]
 #include <mpi.h>
 
@@ -99,9 +101,8 @@ int run_point(const mpi::Comm& comm, int64_t tokens, bool skewed, int d_model, i
         sdispl[r] = sdispl[r - 1] + send[r - 1];
         rdispl[r] = rdispl[r - 1] + recv[r - 1];
     }
-    std::vector<float> bare_send(buf.send.size());  // the rows packed, as a bare alltoallv needs them
-    for (size_t r = 0; r < buf.send_token.size(); ++r)
-        std::copy_n(&x[buf.send_token[r] * d_model], d_model, &bare_send[r * d_model]);
+    pack_rows(x, d_model, kTopK, buf);  // the rows packed, as a bare alltoallv needs them
+    std::vector<float> bare_send(buf.send.begin(), buf.send.end());
     std::vector<float> bare_recv(rdispl.back() + recv.back()), bare_back(bare_send.size());
     // The same collectives without the rows a rank sends itself (displacements unchanged): what epmoe's
     // dispatch moves through MPI.

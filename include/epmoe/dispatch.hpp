@@ -22,7 +22,8 @@ struct LayerTimes {
     double expert = 0;    // gather per expert, SwiGLU GEMMs, scatter
     double combine = 0;   // return alltoallv, weighted sum
     // Parts of the above, not in the breakdown (bench_dispatch attributes its time with them): laying out
-    // the rows (assign_rows) and the weighted sum: this rank's own work on the rows, not MPI's nor waiting.
+    // the rows (assign_rows, and pack_rows where the rank packs) and the weighted sum: this rank's own work
+    // on the rows, not MPI's nor waiting.
     double layout = 0, weighted_sum = 0;
 };
 
