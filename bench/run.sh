@@ -3,9 +3,12 @@
 #   kernels   bench_kernels (Google Benchmark): measured FP32 peak, bare cblas_sgemm, epmoe's MlpKernel per
 #             backend/dtype, memcpy against pack/combine, gate + top-k; OpenBLAS' own core type and Haswell's
 #   dispatch  bench_dispatch on 2 ranks: dispatch + combine against bare MPI_Alltoallv, uniform and skewed
-#   peer      bench/peer_torch.py: Hugging Face's MixtralSparseMoeBlock in Debian's torch, best thread count
-#   layer     build/epmoe run on the peer's own checkpoint and tokens (2 ranks, 1 BLAS thread each) at 2048 and
-#             64 tokens per rank, per backend/dtype, its output checked against the peer's float64 result
+#   peer      bench/peer_torch.py: Hugging Face's MixtralSparseMoeBlock in Debian's torch, FP32 and BF16, each at
+#             the best of every thread setting it has (OPENBLAS_NUM_THREADS, torch threads, OMP_WAIT_POLICY),
+#             searched in this run, on fixed tokens and on workloads whose routing changes every step
+#   layer     build/epmoe run on the peer's own checkpoint and tokens (2 ranks, 1 thread each) at 2048 and
+#             64 tokens per rank, per backend/dtype, its output checked against the peer's float64 result;
+#             the same on the peer's changing workloads (uniform, skewed, drift) and on epmoe's own synthetic one
 #   overlap   the same layer with compute.overlap_chunks 2 and 4 (MPI_Ialltoallv behind the experts) against 1
 #   scaling   weak scaling 1 -> 2 ranks (4 oversubscribed, an overhead check only), weight bytes per rank;
 #             the 2-rank point is the layer run of the default kernel (compute.backend=auto)
@@ -54,49 +57,70 @@ if [ "$build" -eq 1 ]; then
     cmake --build "$bin" -j "$(nproc)" --target epmoe bench_kernels bench_dispatch >/dev/null
 fi
 mpirun=("$EPMOE_ROOT/launchers/mpirun.sh")
-export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 OMPI_MCA_mpi_yield_when_idle=1
-reps=5 dreps=30 steps=6 small_steps=30
-[ "$quick" -eq 0 ] || { reps=2 dreps=5 steps=3 small_steps=8; }
+# epmoe's ranks and the one-core kernels run one thread each; the peer gets its own settings (below).
+one_thread=(env OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 OMPI_MCA_mpi_yield_when_idle=1)
+# seq_steps: steps of the changing workloads; step 0 of epmoe and the peer's warm-up batch are not timed.
+reps=5 dreps=30 steps=6 small_steps=30 seq_steps=21 search_reps=3
+[ "$quick" -eq 0 ] || { reps=2 dreps=5 steps=3 small_steps=8 seq_steps=5 search_reps=1; }
 start=$SECONDS
 say() { printf 'bench: [%3d s] %s\n' $((SECONDS - start)) "$*" >&2; }
 
 say "machine: epmoe info"
-"$bin/epmoe" info --json >"$work/info.json"
+"${one_thread[@]}" "$bin/epmoe" info --json >"$work/info.json"
 {
     lscpu
     grep -m1 '^cpu MHz' /proc/cpuinfo | sed 's/^cpu MHz[^:]*/cpuinfo MHz/'
     grep -o -w -E 'avx512f|avx512_bf16' /proc/cpuinfo | sort -u | sed 's/^/isa: /'
 } >"$work/lscpu.txt" || true
-"$mpirun" -n 2 "$bin/epmoe" info --json >"$work/info2.json" 2>/dev/null || true
+"${one_thread[@]}" "$mpirun" -n 2 "$bin/epmoe" info --json >"$work/info2.json" 2>/dev/null || true
 
 say "kernels: bench_kernels ($reps repetitions)"
-"$bin/bench/bench_kernels" --benchmark_repetitions="$reps" --benchmark_enable_random_interleaving=true --benchmark_format=json \
+"${one_thread[@]}" "$bin/bench/bench_kernels" --benchmark_repetitions="$reps" --benchmark_enable_random_interleaving=true --benchmark_format=json \
     --benchmark_out="$work/kernels.json" --benchmark_out_format=json >/dev/null
 say "kernels: bare sgemm with OPENBLAS_CORETYPE=Haswell"
-OPENBLAS_CORETYPE=Haswell "$bin/bench/bench_kernels" --benchmark_filter=SgemmBare --benchmark_enable_random_interleaving=true \
+"${one_thread[@]}" OPENBLAS_CORETYPE=Haswell "$bin/bench/bench_kernels" --benchmark_filter=SgemmBare --benchmark_enable_random_interleaving=true \
     --benchmark_repetitions="$reps" --benchmark_format=json --benchmark_out="$work/kernels_haswell.json" \
     --benchmark_out_format=json >/dev/null
 
 say "dispatch: bench_dispatch on 2 ranks ($dreps repetitions)"
-"${mpirun[@]}" -n 2 "$bin/bench/bench_dispatch" --reps "$dreps" >"$work/dispatch.jsonl"
+"${one_thread[@]}" "${mpirun[@]}" -n 2 "$bin/bench/bench_dispatch" --reps "$dreps" >"$work/dispatch.jsonl"
 
-say "peer: checkpoint and tokens (d_model 1024, d_ff 3584, 8 experts, top-2)"
+say "peer: checkpoint and tokens (d_model 1024, d_ff 3584, 8 experts, top-2; $seq_steps-step workloads)"
 peer=(/usr/bin/python3 "$here/peer_torch.py")
-"${peer[@]}" make "$work/peer" --tokens 4096,128,2048,8192 --expected 4096,128
-say "peer: timing MixtralSparseMoeBlock in torch at 4096 and 128 tokens, 1 and 2 threads"
-OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=2 "${peer[@]}" time "$work/peer" --tokens 4096,128 --threads 2,1 \
-    --reps $((reps + 2)) >"$work/peer.json"
+workloads=fixed,uniform,skewed,drift
+"${peer[@]}" make "$work/peer" --tokens 4096,128,2048,8192 --expected 4096,128 --steps "$seq_steps" \
+    --workloads uniform,skewed,drift --workload-tokens 4096,128
+for dtype in fp32 bf16; do
+    say "peer: $dtype, every thread setting ($search_reps steps each, uniform workload)"
+    "${peer[@]}" search "$work/peer" --tokens 4096,128 --dtype "$dtype" --workload uniform --reps "$search_reps" \
+        >"$work/peer_search_$dtype.json"
+    for tokens in 4096 128; do
+        # The best setting of the search: OPENBLAS_NUM_THREADS, torch threads, OMP_WAIT_POLICY (or unset).
+        read -r blas threads wait < <(/usr/bin/python3 -c 'import json, sys
+b = json.load(open(sys.argv[1]))["best"][sys.argv[2]]
+print(b["openblas_num_threads"], b["torch_threads"], b["omp_wait_policy"] or "-")' "$work/peer_search_$dtype.json" "$tokens")
+        say "peer: $dtype at $tokens tokens, OPENBLAS_NUM_THREADS=$blas, $threads torch threads, OMP_WAIT_POLICY=$wait"
+        wait_env=()
+        [ "$wait" = - ] || wait_env=("OMP_WAIT_POLICY=$wait")
+        env -u OMP_WAIT_POLICY OPENBLAS_NUM_THREADS="$blas" OMP_NUM_THREADS="$threads" "${wait_env[@]}" \
+            "${peer[@]}" time "$work/peer" --tokens "$tokens" --dtype "$dtype" --workload "$workloads" \
+            --threads "$threads" --reps $((seq_steps - 1)) >"$work/peer_${dtype}_$tokens.json"
+    done
+done
 
-# One epmoe run on the peer's checkpoint: $1 name, $2 ranks, $3 tokens in the input, $4 steps, rest: options.
+# One epmoe run on the peer's checkpoint: $1 name, $2 ranks, $3 tokens: a file of the peer's folder without
+# .safetensors (input_<T>: fixed tokens, checked against the float64 result; <workload>_<T>: one batch a step)
+# or "synthetic" (epmoe's own workload, --tokens-per-rank among the options), $4 steps, rest: options.
 layer_run() {
-    local name=$1 ranks=$2 tokens=$3 run_steps=$4
+    local name=$1 ranks=$2 tokens=$3 run_steps=$4 input=()
     shift 4
-    say "layer: $name ($ranks ranks, $tokens tokens, $run_steps steps)"
-    if "${mpirun[@]}" -n "$ranks" "$bin/epmoe" run -q --model "$work/peer/model" \
-        --input "$work/peer/input_$tokens.safetensors" --steps "$run_steps" --energy-source none \
-        --out "$work/runs/$name" --dump-output "$work/runs/$name.out.safetensors" "$@" >"$work/runs/$name.log" 2>&1; then
-        if [ -f "$work/peer/expected_$tokens.safetensors" ]; then
-            "${peer[@]}" check "$work/peer" --tokens "$tokens" --output "$work/runs/$name.out.safetensors" \
+    [ "$tokens" = synthetic ] || input=(--input "$work/peer/$tokens.safetensors")
+    say "layer: $name ($ranks ranks, $tokens, $run_steps steps)"
+    if "${one_thread[@]}" "${mpirun[@]}" -n "$ranks" "$bin/epmoe" run -q --model "$work/peer/model" "${input[@]}" \
+        --steps "$run_steps" --energy-source none --out "$work/runs/$name" \
+        --dump-output "$work/runs/$name.out.safetensors" "$@" >"$work/runs/$name.log" 2>&1; then
+        if [ -f "$work/peer/expected_${tokens#input_}.safetensors" ]; then
+            "${peer[@]}" check "$work/peer" --tokens "${tokens#input_}" --output "$work/runs/$name.out.safetensors" \
                 >"$work/runs/$name.check.json"
         fi
     else
@@ -106,16 +130,25 @@ layer_run() {
 mkdir -p "$work/runs"
 for kernel in openblas/fp32 onednn/fp32 onednn/bf16; do
     set -- --set "compute.backend=${kernel%/*}" --set "compute.dtype=${kernel#*/}"
-    layer_run "t2048-${kernel/\//-}" 2 4096 "$steps" "$@"
-    layer_run "t64-${kernel/\//-}" 2 128 "$small_steps" "$@"
+    layer_run "t2048-${kernel/\//-}" 2 input_4096 "$steps" "$@"
+    layer_run "t64-${kernel/\//-}" 2 input_128 "$small_steps" "$@"
+done
+# Routing that changes every step: the peer's workloads (the same batches it ran), and epmoe's own synthetic
+# workload of the same family (32 clusters, Zipf 1.2, noise 0.5), in both dtypes of compute.backend=auto.
+for dtype in fp32 bf16; do
+    for workload in uniform skewed drift; do
+        layer_run "seq-$workload-t2048-$dtype" 2 "${workload}_4096" "$seq_steps" --set "compute.dtype=$dtype"
+    done
+    layer_run "seq-uniform-t64-$dtype" 2 uniform_128 "$seq_steps" --set "compute.dtype=$dtype"
+    layer_run "seq-synthetic-t2048-$dtype" 2 synthetic "$seq_steps" --tokens-per-rank 2048 --set "compute.dtype=$dtype"
 done
 # The overlap lever, on and off: compute.overlap_chunks=1 is the t2048/t64 run of the default kernel above.
 for chunks in 2 4; do
-    layer_run "overlap$chunks-t2048" 2 4096 "$steps" --set "compute.overlap_chunks=$chunks"
-    layer_run "overlap$chunks-t64" 2 128 "$small_steps" --set "compute.overlap_chunks=$chunks"
+    layer_run "overlap$chunks-t2048" 2 input_4096 "$steps" --set "compute.overlap_chunks=$chunks"
+    layer_run "overlap$chunks-t64" 2 input_128 "$small_steps" --set "compute.overlap_chunks=$chunks"
 done
-layer_run "weak-p1" 1 2048 "$steps"
-layer_run "weak-p4" 4 8192 $((steps / 2 + 1))
+layer_run "weak-p1" 1 input_2048 "$steps"
+layer_run "weak-p4" 4 input_8192 $((steps / 2 + 1))
 
 say "report: bench/RESULTS.md"
 /usr/bin/python3 "$here/report.py" "$work" --quick "$quick" --seconds $((SECONDS - start)) \

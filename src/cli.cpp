@@ -43,7 +43,7 @@ struct Shorthand {
 const Shorthand kRunShorthands[] = {
     {"model", "model.path", "Hugging Face checkpoint directory or .safetensors file (default: synthetic)"},
     {"layers", "model.layers", "MoE layers A-B of a checkpoint to run (default: all)"},
-    {"input", "workload.input", "safetensors file with hidden_states [T, d_model] (default: synthetic)"},
+    {"input", "workload.input", "safetensors file with hidden_states [T, d_model], or [S, T, d_model] for S steps (default: synthetic)"},
     {"dump-output", "output.dump", "write hidden_states, topk_ids.<l>, topk_weights.<l> to this .safetensors"},
     {"steps", "workload.steps", "steps to run"},
     {"tokens-per-rank", "workload.tokens_per_rank", "synthetic tokens per rank per step"},

@@ -99,7 +99,12 @@ TokenSource::TokenSource(const mpi::Comm& comm, const Config& config, int d_mode
 
 void TokenSource::fill(int step, std::span<float> h) const {
     if (synthetic_) synthetic_->fill(step, first_token_, num_tokens_, h);
-    else std::copy(input_.rows.begin(), input_.rows.end(), h.begin());
+    else {
+        const size_t n = h.size();
+        const size_t first = static_cast<size_t>(step % input_.num_steps) * n;
+        std::copy(input_.rows.begin() + static_cast<std::ptrdiff_t>(first),
+                  input_.rows.begin() + static_cast<std::ptrdiff_t>(first + n), h.begin());
+    }
 }
 
 }  // namespace epmoe

@@ -50,7 +50,7 @@ public:
     int64_t num_tokens() const { return num_tokens_; }    // this rank's tokens per step
     int64_t first_token() const { return first_token_; }  // global index of this rank's first token
     int64_t step_tokens() const { return step_tokens_; }  // tokens per step over all ranks
-    // Fills h [num_tokens, d_model] with this rank's tokens of `step` (--input: the same every step).
+    // Fills h [num_tokens, d_model] with this rank's tokens of `step` (--input: its step `step` mod S).
     void fill(int step, std::span<float> h) const;
 
 private:

@@ -3,10 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 
 #include "epmoe/checkpoint.hpp"
 #include "epmoe/error.hpp"
 #include "epmoe/input.hpp"
+#include "epmoe/safetensors.hpp"
 
 namespace epmoe {
 namespace {
@@ -82,6 +84,35 @@ TEST(Input, RowsSplitAcrossRanks) {
     }
     EXPECT_EQ(next, 13);
     EXPECT_THROW(load_input(path, 16, 0, 1), Error);
+}
+
+// [S, T, d_model]: every rank gets its rows of every step, step-major; a NaN names its step.
+TEST(Input, StepSequenceSplitAcrossRanks) {
+    const int64_t steps = 3, rows = 5, d = 4;
+    std::vector<float> values(static_cast<size_t>(steps * rows * d));
+    for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<float>(i);
+    const std::string path = ::testing::TempDir() + "epmoe_steps.safetensors";
+    write_safetensors(path, {tensor_from_f32("hidden_states", {steps, rows, d}, values)});
+    for (int r = 0; r < 2; ++r) {
+        InputShard s = load_input(path, d, r, 2);
+        EXPECT_EQ(s.num_steps, steps);
+        EXPECT_EQ(s.total_rows, rows);
+        EXPECT_EQ(s.first_row, r * rows / 2);
+        ASSERT_EQ(s.rows.size(), static_cast<size_t>(steps * s.num_rows * d));
+        for (int64_t k = 0; k < steps; ++k)
+            for (int64_t i = 0; i < s.num_rows * d; ++i)
+                EXPECT_EQ(s.rows[(k * s.num_rows) * d + i], values[(k * rows + s.first_row) * d + i]);
+    }
+    values[(2 * rows + 4) * d + 1] = std::nanf("");
+    write_safetensors(path, {tensor_from_f32("hidden_states", {steps, rows, d}, values)});
+    try {
+        load_input(path, d, 1, 2);
+        ADD_FAILURE() << "a NaN was accepted";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("step 2 row 4 column 1"), std::string::npos) << e.what();
+    }
+    write_safetensors(path, {tensor_from_f32("hidden_states", {1, steps, rows, d}, values)});
+    EXPECT_THROW(load_input(path, d, 0, 1), Error);
 }
 
 }  // namespace
