@@ -68,10 +68,13 @@ def peer_search_section(L, peer):
 
 
 def step_percentiles(folder, name):
-    """p50 and p99 of the timed steps' wall times (step 0 excluded), seconds."""
+    """p50 and p99 of the timed steps' wall times (step 0 excluded), seconds, and of the busiest rank's rows
+    over the mean rows (the imbalance the slowest rank adds to a step)."""
     lines = [json.loads(l) for l in open(os.path.join(folder, "runs", name, "metrics.jsonl"))]
-    times = [l["step_time_s"] for l in (lines[1:] if len(lines) > 2 else lines)]
-    return percentile(times, 50), percentile(times, 99)
+    lines = lines[1:] if len(lines) > 2 else lines
+    times = [l["step_time_s"] for l in lines]
+    imbalance = [l["load"]["rank_max_over_mean"] for l in lines]
+    return percentile(times, 50), percentile(times, 99), percentile(imbalance, 50), percentile(imbalance, 99)
 
 
 def fixed_section(L, runs, run_errors, peer, kernels_ceiling, default):
@@ -127,7 +130,7 @@ def changing_section(L, folder, runs, run_errors, peer):
              "a peer. epmoe: 2 ranks, 1 thread each, `compute.backend=auto`; step 0 and the peer's warm-up batch are "
              "not timed. p50/p99 are nearest-rank over the timed steps' wall times.\n")
     L.append("| workload | tokens/rank | dtype | steps | epmoe layer tokens/s | step p50 / p99 (ms) | p99 / p50 | rank "
-             "max/mean | breakdown (gate/dispatch/expert/combine) | peer tokens/s | peer step p50 / p99 (ms) | "
+             "max/mean p50 / p99 | breakdown (gate/dispatch/expert/combine) | peer tokens/s | peer step p50 / p99 (ms) | "
              "epmoe / peer |")
     L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     rows = {}
@@ -141,15 +144,16 @@ def changing_section(L, folder, runs, run_errors, peer):
                 if r is None:
                     L.append(f"| {workload} | {t} | {dtype} | n/a: {run_errors[name][:80]} |||||||||")
                     continue
-                p50, p99 = step_percentiles(folder, name)
+                p50, p99, imb50, imb99 = step_percentiles(folder, name)
                 pp = None if workload == "synthetic" else peer["points"].get((dtype, workload, total))
                 br = r["breakdown_share"] or {}
                 vs = ratio(med(r["layer_tokens_per_s"]), med(pp["tokens_per_s"]) if pp else None)
-                rows[(workload, t, dtype)] = {"ratio": vs, "p50": p50, "p99": p99, "run": r, "peer": pp}
+                rows[(workload, t, dtype)] = {"ratio": vs, "p50": p50, "p99": p99, "run": r, "peer": pp,
+                                              "imbalance_p50": imb50, "imbalance_p99": imb99}
                 peer_steps = f"{fmt(pp['step_p50_s'] * 1e3)} / {fmt(pp['step_p99_s'] * 1e3)}" if pp else "n/a"
                 L.append(f"| {workload} | {t} | {dtype} | {r['steps_timed']} | {fmt_stats(r['layer_tokens_per_s'])} | "
                          f"{fmt(p50 * 1e3)} / {fmt(p99 * 1e3)} | {fmt(p99 / p50)} | "
-                         f"{fmt(med(r['rank_max_over_mean']))} | "
+                         f"{fmt(imb50)} / {fmt(imb99)} | "
                          + "/".join(f"{100 * br.get(k, 0):.0f}%" for k in ("gate", "dispatch", "expert", "combine"))
                          + f" | {fmt_stats(pp['tokens_per_s']) if pp else 'n/a'} | {peer_steps} | **{fmt(vs)}** |")
     L.append("")
@@ -172,12 +176,19 @@ def changing_targets(L, rows):
             br = r["breakdown_share"] or {}
             why = (f"experts {100 * br.get('expert', 0):.0f} % of the layer at "
                    f"{fmt(r['expert_gflops_per_rank'])} GFLOP/s a rank; the busiest rank held "
-                   f"{fmt(med(r['rank_max_over_mean']))}x the mean rows; dispatch + combine (the wait for it) "
+                   f"{fmt(row['imbalance_p50'])}x the mean rows (p50); dispatch + combine (the wait for it) "
                    f"{100 * (br.get('dispatch', 0) + br.get('combine', 0)):.0f} %")
         L.append(f"| {dtype.upper()} layer >= {target}x the PyTorch peer ({workload}, {t} tokens/rank) | "
                  f"{fmt(row['ratio'])} | {verdict(row['ratio'], target)} | {why} |")
     for (workload, t, dtype), row in sorted(rows.items()):
         spread = row["p99"] / row["p50"]
+        why = ""
+        if spread > 1.2:
+            why = (f"the busiest rank's rows over the mean: p50 {fmt(row['imbalance_p50'])}, p99 "
+                   f"{fmt(row['imbalance_p99'])}; " + ("the step waits for it" if row["imbalance_p99"] >
+                                                       1.1 * row["imbalance_p50"] else
+                                                       "not the routing: one slow step (timed steps' tokens/s "
+                                                       f"{fmt_stats(row['run']['layer_tokens_per_s'])})"))
         L.append(f"| step p99 <= 1.2x p50 ({workload}, {t} tokens/rank, {dtype}) | {fmt(spread)} | "
-                 f"{verdict(spread, 1.2, False)} | |")
+                 f"{verdict(spread, 1.2, False)} | {why} |")
 
