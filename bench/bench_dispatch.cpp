@@ -31,8 +31,8 @@
 #include <random>
 #include <string>
 
-#include "epmoe/dispatch.hpp"
-#include "epmoe/mpi.hpp"
+#include "epmoe/moe/dispatch.hpp"
+#include "epmoe/comm/mpi.hpp"
 #include "bench_routing.hpp"
 
 namespace {
@@ -79,8 +79,8 @@ int run_point(const mpi::Comm& comm, int64_t tokens, bool skewed, int d_model, i
     shape.num_experts = kExperts;
     shape.top_k = kTopK;
     const Placement placement = Placement::make("contiguous", kExperts, num_ranks);
-    MoeLayer layer;
-    for (int e : placement.experts_of(rank)) layer.experts[e];  // identity experts hold no weights
+    ExpertMap experts;
+    for (int e : placement.experts_of(rank)) experts[e];  // identity experts hold no weights
     const Routing routing = bench::top2_routing(tokens, kExperts, skewed, 11 + rank);
     std::mt19937 gen(3 + rank);
     std::normal_distribution<float> normal;
@@ -143,7 +143,7 @@ int run_point(const mpi::Comm& comm, int64_t tokens, bool skewed, int d_model, i
         MPI_Barrier(comm.raw());
         LayerTimes times;
         t0 = MPI_Wtime();
-        moe_layer_forward(comm, layer, kernel, shape, placement, x, routing, 0, tokens * num_ranks, DispatchOptions{}, out, times,
+        moe_layer_forward(comm, experts, kernel, shape, placement, x, routing, 0, tokens * num_ranks, DispatchOptions{}, out, times,
                           buf);
         double whole_s = MPI_Wtime() - t0;
         bare_s = max_over_ranks(comm, bare_s);

@@ -19,11 +19,13 @@
 #include <cstring>
 #include <random>
 
-#include "epmoe/compute.hpp"
-#include "epmoe/dispatch.hpp"
-#include "epmoe/error.hpp"
-#include "epmoe/expert.hpp"
-#include "epmoe/router.hpp"
+#include "epmoe/ops/mlp_kernel.hpp"
+#include "epmoe/moe/dispatch.hpp"
+#include "epmoe/base/error.hpp"
+#include "epmoe/ops/swiglu.hpp"
+#include "epmoe/moe/router.hpp"
+#include "epmoe/ops/gate.hpp"
+#include "epmoe/ops/norm.hpp"
 #include "bench_routing.hpp"
 #include "peak_flops.hpp"
 

@@ -8,7 +8,7 @@
 #include <random>
 #include <vector>
 
-#include "epmoe/router.hpp"
+#include "epmoe/moe/router.hpp"
 
 namespace epmoe::bench {
 

@@ -7,8 +7,8 @@
 #include <span>
 #include <vector>
 
-#include "epmoe/error.hpp"
-#include "epmoe/safetensors.hpp"
+#include "epmoe/base/error.hpp"
+#include "epmoe/io/safetensors.hpp"
 
 namespace {
 

@@ -13,8 +13,8 @@ build=${EPMOE_FUZZ_BUILD:-$root/build-fuzz}
 cxx=${CXX_FUZZ:-clang++}
 mkdir -p "$build/corpus_work"
 "$cxx" -std=c++20 -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-    -I"$root/include" -I"$root/src" "$here/fuzz_safetensors.cpp" "$root/src/safetensors_parse.cpp" \
-    "$root/src/dtype.cpp" "$root/src/error.cpp" -o "$build/fuzz_safetensors"
+    -I"$root/include" -I"$root/src/io" "$here/fuzz_safetensors.cpp" "$root/src/io/safetensors_parse.cpp" \
+    "$root/src/base/dtype.cpp" "$root/src/base/error.cpp" -o "$build/fuzz_safetensors"
 dirs=("$build/corpus_work" "$here/corpus")
 [ -d "$here/crashes" ] && dirs+=("$here/crashes")
 exec "$build/fuzz_safetensors" -max_total_time="$seconds" -rss_limit_mb=2048 -timeout=10 \

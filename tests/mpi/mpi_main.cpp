@@ -2,7 +2,7 @@
 // maximum over ranks, so a failure on any rank fails the test.
 #include <gtest/gtest.h>
 
-#include "epmoe/mpi.hpp"
+#include "epmoe/comm/mpi.hpp"
 
 int main(int argc, char** argv) {
     testing::InitGoogleTest(&argc, argv);

@@ -6,8 +6,8 @@
 #include <numeric>
 
 #include "../unit/test_energy_fixture.hpp"
-#include "epmoe/energy.hpp"
-#include "epmoe/mpi.hpp"
+#include "epmoe/energy/energy.hpp"
+#include "epmoe/comm/mpi.hpp"
 
 namespace epmoe {
 namespace {

@@ -6,8 +6,8 @@
 #include <cstring>
 
 #include "../reference/moe_reference.hpp"
-#include "epmoe/forward.hpp"
-#include "epmoe/synthetic.hpp"
+#include "epmoe/model/forward.hpp"
+#include "epmoe/model/synthetic.hpp"
 
 namespace epmoe {
 namespace {

@@ -5,8 +5,8 @@
 #include <cmath>
 
 #include "../reference/moe_reference.hpp"
-#include "epmoe/forward.hpp"
-#include "epmoe/synthetic.hpp"
+#include "epmoe/model/forward.hpp"
+#include "epmoe/model/synthetic.hpp"
 
 namespace epmoe {
 namespace {

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "epmoe/model.hpp"
+#include "epmoe/model/model.hpp"
 
 namespace epmoe::reference {
 

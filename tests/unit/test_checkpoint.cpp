@@ -5,10 +5,10 @@
 #include <algorithm>
 #include <cmath>
 
-#include "epmoe/checkpoint.hpp"
-#include "epmoe/error.hpp"
-#include "epmoe/input.hpp"
-#include "epmoe/safetensors.hpp"
+#include "epmoe/model/checkpoint.hpp"
+#include "epmoe/base/error.hpp"
+#include "epmoe/io/input.hpp"
+#include "epmoe/io/safetensors.hpp"
 
 namespace epmoe {
 namespace {

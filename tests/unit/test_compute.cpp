@@ -5,11 +5,11 @@
 #include <bit>
 #include <cmath>
 
-#include "epmoe/compute.hpp"
-#include "epmoe/config.hpp"
-#include "epmoe/error.hpp"
-#include "epmoe/expert.hpp"
-#include "epmoe/synthetic.hpp"
+#include "epmoe/ops/mlp_kernel.hpp"
+#include "epmoe/base/config.hpp"
+#include "epmoe/base/error.hpp"
+#include "epmoe/ops/swiglu.hpp"
+#include "epmoe/model/synthetic.hpp"
 #include "../reference/moe_reference.hpp"
 
 namespace epmoe {

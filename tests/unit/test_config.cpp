@@ -4,9 +4,9 @@
 #include <cstdio>
 #include <fstream>
 
-#include "epmoe/cli.hpp"
-#include "epmoe/config.hpp"
-#include "epmoe/error.hpp"
+#include "app/cli.hpp"
+#include "epmoe/base/config.hpp"
+#include "epmoe/base/error.hpp"
 
 namespace epmoe {
 namespace {

@@ -12,7 +12,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "epmoe/config.hpp"
+#include "epmoe/base/config.hpp"
 
 namespace epmoe::test {
 

@@ -5,7 +5,7 @@
 #include <chrono>
 #include <thread>
 
-#include "epmoe/energy.hpp"
+#include "epmoe/energy/energy.hpp"
 #include "test_energy_fixture.hpp"
 
 namespace epmoe {

@@ -3,8 +3,8 @@
 
 #include <cmath>
 
-#include "epmoe/expert.hpp"
-#include "epmoe/synthetic.hpp"
+#include "epmoe/ops/swiglu.hpp"
+#include "epmoe/model/synthetic.hpp"
 
 namespace epmoe {
 namespace {

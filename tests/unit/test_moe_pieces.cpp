@@ -5,10 +5,10 @@
 #include <climits>
 #include <numeric>
 
-#include "epmoe/dispatch.hpp"
-#include "epmoe/metrics.hpp"
-#include "epmoe/placement.hpp"
-#include "epmoe/synthetic.hpp"
+#include "epmoe/moe/dispatch.hpp"
+#include "epmoe/control/metrics.hpp"
+#include "epmoe/moe/placement.hpp"
+#include "epmoe/model/synthetic.hpp"
 
 namespace epmoe {
 namespace {

@@ -3,9 +3,9 @@
 
 #include <cmath>
 
-#include "epmoe/config.hpp"
-#include "epmoe/error.hpp"
-#include "epmoe/policy.hpp"
+#include "epmoe/base/config.hpp"
+#include "epmoe/base/error.hpp"
+#include "epmoe/control/policy.hpp"
 
 namespace epmoe {
 namespace {

@@ -6,13 +6,13 @@
 #include <filesystem>
 #include <fstream>
 
-#include "epmoe/error.hpp"
-#include "epmoe/fidelity.hpp"
-#include "epmoe/metrics.hpp"
-#include "epmoe/placement.hpp"
-#include "epmoe/policy.hpp"
-#include "epmoe/router.hpp"
-#include "epmoe/synthetic.hpp"
+#include "epmoe/base/error.hpp"
+#include "epmoe/moe/fidelity.hpp"
+#include "epmoe/control/metrics.hpp"
+#include "epmoe/moe/placement.hpp"
+#include "epmoe/control/policy.hpp"
+#include "epmoe/moe/router.hpp"
+#include "epmoe/model/synthetic.hpp"
 
 namespace epmoe {
 namespace {

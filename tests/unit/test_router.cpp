@@ -3,8 +3,10 @@
 
 #include <cmath>
 
-#include "epmoe/router.hpp"
-#include "epmoe/synthetic.hpp"
+#include "epmoe/moe/router.hpp"
+#include "epmoe/ops/gate.hpp"
+#include "epmoe/ops/norm.hpp"
+#include "epmoe/model/synthetic.hpp"
 
 namespace epmoe {
 namespace {

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <filesystem>
 
-#include "epmoe/safetensors.hpp"
+#include "epmoe/io/safetensors.hpp"
 #include "test_safetensors_util.hpp"
 
 namespace {

@@ -7,8 +7,8 @@
 #include <cstring>
 #include <random>
 
-#include "epmoe/dtype.hpp"
-#include "epmoe/safetensors.hpp"
+#include "epmoe/base/dtype.hpp"
+#include "epmoe/io/safetensors.hpp"
 
 namespace {
 

@@ -3,7 +3,7 @@
 
 #include <chrono>
 
-#include "epmoe/safetensors.hpp"
+#include "epmoe/io/safetensors.hpp"
 #include "test_safetensors_util.hpp"
 
 namespace {

@@ -6,7 +6,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "epmoe/safetensors.hpp"
+#include "epmoe/io/safetensors.hpp"
 #include "test_safetensors_util.hpp"
 
 namespace {

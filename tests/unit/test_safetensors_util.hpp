@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "epmoe/error.hpp"
+#include "epmoe/base/error.hpp"
 
 namespace st_test {
 

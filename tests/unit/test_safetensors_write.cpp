@@ -5,7 +5,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
-#include "epmoe/safetensors.hpp"
+#include "epmoe/io/safetensors.hpp"
 #include "test_safetensors_util.hpp"
 
 namespace {

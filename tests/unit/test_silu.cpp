@@ -1,11 +1,11 @@
-// silu_mul_rows (src/silu.cpp, a vectorised exp) against a plain double-precision loop.
+// silu_mul_rows (src/ops/silu.cpp, a vectorised exp) against a plain double-precision loop.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <limits>
 #include <vector>
 
-#include "epmoe/compute.hpp"
+#include "epmoe/ops/mlp_kernel.hpp"
 
 namespace epmoe {
 namespace {

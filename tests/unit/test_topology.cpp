@@ -4,8 +4,8 @@
 
 #include <sstream>
 
-#include "epmoe/error.hpp"
-#include "epmoe/topology.hpp"
+#include "epmoe/base/error.hpp"
+#include "epmoe/comm/topology.hpp"
 
 namespace epmoe {
 namespace {

@@ -1,0 +1,35 @@
+// The results directory (rank 0 only): config.json, metrics.jsonl and summary.json, each written under a
+// temporary name and renamed when the run succeeds, so a failed or killed run leaves nothing that looks
+// complete.
+#pragma once
+
+#include <fstream>
+#include <string>
+
+#include "epmoe/base/config.hpp"
+
+namespace epmoe {
+
+// results/<UTC timestamp>-<policy> under the current directory, made unique with a -N suffix.
+std::string default_results_dir(const std::string& policy);
+
+class ResultsWriter {
+public:
+    // Creates dir (and parents) and opens metrics.jsonl.tmp; removes a previous run's final files there.
+    // Fails naming the directory when it cannot be written.
+    explicit ResultsWriter(const std::string& dir);
+
+    // Appends one JSON line to metrics.jsonl.tmp and flushes it.
+    void append_step(const Json& line);
+
+    // Writes config.json and summary.json and renames all three files into place, summary.json last.
+    void finish(const Json& config, const Json& summary);
+
+    const std::string& dir() const { return dir_; }
+
+private:
+    std::string dir_;
+    std::ofstream metrics_;
+};
+
+}  // namespace epmoe

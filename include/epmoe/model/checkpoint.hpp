@@ -1,0 +1,91 @@
+// Hugging Face MoE checkpoints (Mixtral, OLMoE, Qwen2-MoE, Qwen3-MoE): config.json, the tensor names of
+// each family, sharded files, and per-rank loading of only the experts a rank owns. No MPI: callers wrap
+// loading in mpi::all_or_none. Every bad input is an epmoe::Error naming the file and the key or tensor.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "epmoe/base/config.hpp"
+#include "epmoe/model/model.hpp"
+#include "epmoe/io/safetensors.hpp"
+
+namespace epmoe {
+
+// The checkpoint layouts epmoe reads, from config.json's model_type.
+enum class Family { kMixtral, kOlmoe, kQwen2Moe, kQwen3Moe };
+
+// "mixtral", "olmoe", "qwen2_moe" or "qwen3_moe".
+const char* family_name(Family family);
+
+// What one decoder layer of the checkpoint holds (its MLP part; attention is never read).
+struct LayerKind {
+    bool moe = true;            // false: a dense SwiGLU `mlp` of size dense_d_ff
+    bool shared_expert = false;  // Qwen2-MoE mlp.shared_expert.* and mlp.shared_expert_gate.weight present
+};
+
+// A checkpoint described by its headers and config.json; no tensor data has been read.
+struct CheckpointInfo {
+    std::string path;              // the directory or .safetensors file given
+    std::string config_path;       // config.json read (or "--config" for a single file described by model.*)
+    Family family = Family::kMixtral;
+    ModelShape shape;              // d_model, d_ff (expert size), num_experts, top_k, norm_topk_prob, eps;
+                                   // num_layers = num_hidden_layers
+    int dense_d_ff = 0;            // intermediate_size of dense layers (0 if there are none)
+    int shared_d_ff = 0;           // shared_expert_intermediate_size (0 if no shared expert)
+    std::vector<LayerKind> layers;  // [num_hidden_layers]
+    std::vector<std::string> files;                  // safetensors files, in index order
+    std::map<std::string, std::string> weight_map;  // tensor name -> file (every tensor of every file)
+
+    // The tensor name prefix of layer `index`'s MLP: "model.layers.N.block_sparse_moe." or "model.layers.N.mlp.".
+    std::string mlp_prefix(int index) const;
+};
+
+// Parses "A-B" (inclusive, 0-based) or "" (all layers) against num_layers; fails naming model.layers.
+std::pair<int, int> parse_layer_range(const std::string& text, int num_layers);
+
+// An opened checkpoint: one read-only map per file. Move-only.
+class Checkpoint {
+public:
+    // Reads config.json (or, for a single .safetensors file with no config.json beside it, the model.*
+    // keys of `model`), maps and validates every file, and checks every tensor the runtime uses for
+    // presence, dtype and shape. No tensor data is read. @param path a checkpoint directory or .safetensors file
+    static Checkpoint open(const std::string& path, const ModelConfig& model);
+
+    const CheckpointInfo& info() const { return info_; }
+    // The file holding tensor `name` and its entry; fails naming the tensor if absent.
+    std::pair<const SafetensorsFile*, const TensorInfo*> find(const std::string& name) const;
+    // Source bytes converted so far over all files (SafetensorsFile::bytes_converted).
+    uint64_t bytes_converted() const;
+
+    // Builds the model of layers [first, last]: every layer's norm, gate, shared expert and dense MLP,
+    // and the experts e with owns(e) true. Reads (converts) only those tensors; hands each MLP to
+    // kernel.prepare as soon as it is read, and the model keeps the kernel.
+    Model load(int first, int last, const std::function<bool(int)>& owns,
+               std::shared_ptr<const MlpKernel> kernel = default_mlp_kernel()) const;
+
+    // Source bytes that load(first, last, owns) reads: the shard a rank maps and converts.
+    uint64_t shard_bytes(int first, int last, const std::function<bool(int)>& owns) const;
+
+    // The tensors load(first, last, owns) reads, in reading order.
+    std::vector<std::string> used_tensors(int first, int last, const std::function<bool(int)>& owns) const;
+
+    // Source bytes of every tensor of every file (used or not).
+    uint64_t total_bytes() const;
+
+    // Tensors per dtype over all files: {"BF16": 12, ...}.
+    std::map<std::string, int> dtype_counts() const;
+
+private:
+    Checkpoint() = default;
+    void check_tensors() const;
+
+    CheckpointInfo info_;
+    std::map<std::string, std::unique_ptr<SafetensorsFile>> files_;  // by path
+};
+
+}  // namespace epmoe

@@ -1,0 +1,61 @@
+// The GEMM backend behind every SwiGLU MLP (routed experts, dense layers, shared experts): one small
+// interface, picked by compute.backend and compute.dtype. Pure compute; no MPI.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace epmoe {
+
+// One SwiGLU expert: y = W2 · (silu(W1 · x) ⊙ (W3 · x)).
+struct ExpertWeights {
+    std::vector<float> w13;  // [2 * d_ff, d_model]: rows [0, d_ff) are W1 (gate_proj), [d_ff, 2 d_ff) W3 (up_proj)
+    std::vector<float> w2;   // [d_model, d_ff] (down_proj)
+    // The kernel's own form of the weights (e.g. BF16, or reordered for its GEMM), set by MlpKernel::prepare;
+    // null when the kernel reads w13 and w2. A kernel that sets it may empty w13 and w2.
+    std::shared_ptr<const void> prepared;
+    uint64_t prepared_bytes = 0;  // bytes held by `prepared`
+};
+
+// Runs y = W2 · (silu(W1 · x) ⊙ (W3 · x)) on one backend in one precision.
+class MlpKernel {
+public:
+    virtual ~MlpKernel() = default;
+    // "<backend>/<dtype>", e.g. "openblas/fp32", as shown by `epmoe info` and summary.json.
+    virtual std::string name() const = 0;
+    // What runs underneath, e.g. oneDNN's implementation name ("gemm:jit", "brg:avx512_core_bf16").
+    virtual std::string implementation() const = 0;
+    // Turns one MLP's FP32 weights (w13 [2 d_ff, d_model], w2 [d_model, d_ff]) into the form forward()
+    // reads. Called once per MLP right after it is loaded; may replace the FP32 copies (BF16 halves them).
+    virtual void prepare(ExpertWeights& w, int d_model, int d_ff) const = 0;
+    // x, y: [num_tokens, d_model]; scratch is reused across calls and may be resized.
+    virtual void forward(const ExpertWeights& w, int d_model, int d_ff, std::span<const float> x,
+                         std::span<float> y, std::vector<float>& scratch) const = 0;
+};
+
+// The backend compute.backend = auto runs for a dtype: a fixed table from measurements (README, "Compute
+// backends"), never a timing at start-up, so reruns are bit-identical. Other backends are returned as given.
+std::string resolve_backend(const std::string& backend, const std::string& dtype);
+
+// The kernel of compute.backend (auto | openblas | onednn) and compute.dtype (fp32 | bf16); fails naming
+// the key and value for a pair this build cannot run (openblas has no bf16).
+std::shared_ptr<const MlpKernel> make_mlp_kernel(const std::string& backend, const std::string& dtype);
+
+// The FP32 kernel of compute.backend = auto: what a Model uses unless told otherwise.
+const std::shared_ptr<const MlpKernel>& default_mlp_kernel();
+
+// Threads of each GEMM library in this process (OpenBLAS's pool and oneDNN's OpenMP), from
+// resources.threads_per_rank; call before the first GEMM.
+void set_compute_threads(int threads);
+
+// oneDNN's version, the instruction set it uses on this CPU and its threading runtime, for `epmoe info`.
+std::string onednn_description();
+
+// h[t, j] = silu(h[t, j]) * h[t, d_ff + j] for j < d_ff, in place over the left half of each row.
+// h: [num_tokens, 2 * d_ff] (W1·x | W3·x); the left half becomes W2's input, leading dimension 2 * d_ff.
+void silu_mul_rows(float* h, int64_t num_tokens, int d_ff);
+
+}  // namespace epmoe

@@ -1,0 +1,110 @@
+#include "app/run_inputs.hpp"
+
+#include <sys/resource.h>
+
+#include <algorithm>
+
+#include "epmoe/sim/sim.hpp"
+
+namespace epmoe {
+
+ModelSource::ModelSource(const mpi::Comm& comm, const Config& config) : config_(config) {
+    if (config.model.path.empty()) {
+        shape_ = static_cast<const ModelShape&>(config.model);
+        return;
+    }
+    mpi::all_or_none(comm, [&] {
+        checkpoint_ = std::make_unique<Checkpoint>(Checkpoint::open(config.model.path, config.model));
+        std::tie(first_layer_, last_layer_) =
+            parse_layer_range(config.model.layers, checkpoint_->info().shape.num_layers);
+    });
+    shape_ = checkpoint_->info().shape;
+    shape_.num_layers = last_layer_ - first_layer_ + 1;
+}
+
+ModelSource::~ModelSource() = default;
+
+Model ModelSource::load(const mpi::Comm& comm, const std::function<bool(int)>& owns) {
+    std::shared_ptr<const MlpKernel> kernel;
+    mpi::all_or_none(comm, [&] {
+        kernel = make_mlp_kernel(config_.compute.backend, config_.compute.dtype);  // checks the keys either way
+        if (sim::simulated()) kernel = sim::simulated_kernel();
+    });
+    if (!checkpoint_) return make_synthetic_model(shape_, config_.seed, [&](int, int e) { return owns(e); }, kernel);
+    Model model;
+    mpi::all_or_none(comm, [&] { model = checkpoint_->load(first_layer_, last_layer_, owns, kernel); });
+    return model;
+}
+
+Json ModelSource::describe() const {
+    Json m = {{"num_layers", shape_.num_layers}, {"d_model", shape_.d_model}, {"d_ff", shape_.d_ff},
+              {"num_experts", shape_.num_experts}, {"top_k", shape_.top_k}};
+    if (!checkpoint_) {
+        m["source"] = "synthetic";
+        return m;
+    }
+    const CheckpointInfo& info = checkpoint_->info();
+    Json kinds = Json::array();
+    for (int l = first_layer_; l <= last_layer_; ++l)
+        kinds.push_back(!info.layers[l].moe ? "dense" : info.layers[l].shared_expert ? "moe+shared" : "moe");
+    m["source"] = "checkpoint";
+    m["family"] = family_name(info.family);
+    m["path"] = info.path;
+    m["layers"] = cat(first_layer_, "-", last_layer_);
+    m["layer_kinds"] = kinds;
+    m["norm_topk_prob"] = shape_.norm_topk_prob;
+    m["rms_norm_eps"] = shape_.rms_norm_eps;
+    return m;
+}
+
+namespace {
+
+// This process's peak resident set so far (getrusage's ru_maxrss, KiB on Linux), bytes; -1 if unreadable.
+double peak_rss_bytes() {
+    rusage usage{};
+    if (getrusage(RUSAGE_SELF, &usage) != 0) return -1;
+    return static_cast<double>(usage.ru_maxrss) * 1024.0;
+}
+
+}  // namespace
+
+Json ModelSource::memory(const mpi::Comm& comm, const Model& model) const {
+    const double mine[3] = {static_cast<double>(model.weight_bytes()),
+                            checkpoint_ ? static_cast<double>(checkpoint_->bytes_converted()) : 0.0,
+                            peak_rss_bytes()};
+    std::vector<double> all = mpi::gather_to_root<double>(comm, std::span<const double>(mine, 3));
+    if (comm.rank() != 0) return nullptr;
+    Json held = Json::array(), read = Json::array(), rss = Json::array();
+    for (int r = 0; r < comm.size(); ++r) {
+        held.push_back(static_cast<uint64_t>(all[3 * r]));
+        read.push_back(checkpoint_ ? Json(static_cast<uint64_t>(all[3 * r + 1])) : Json(nullptr));
+        rss.push_back(all[3 * r + 2] < 0 ? Json(nullptr) : Json(static_cast<uint64_t>(all[3 * r + 2])));
+    }
+    return {{"weight_bytes_per_rank", held}, {"checkpoint_bytes_read_per_rank", read}, {"peak_rss_bytes", rss}};
+}
+
+TokenSource::TokenSource(const mpi::Comm& comm, const Config& config, int d_model) {
+    if (config.workload.input.empty()) {
+        synthetic_ = std::make_unique<SyntheticWorkload>(config.workload, d_model, config.seed);
+        num_tokens_ = config.workload.tokens_per_rank;
+        first_token_ = comm.rank() * num_tokens_;
+        step_tokens_ = num_tokens_ * comm.size();
+        return;
+    }
+    mpi::all_or_none(comm, [&] { input_ = load_input(config.workload.input, d_model, comm.rank(), comm.size()); });
+    num_tokens_ = input_.num_rows;
+    first_token_ = input_.first_row;
+    step_tokens_ = input_.total_rows;
+}
+
+void TokenSource::fill(int step, std::span<float> h) const {
+    if (synthetic_) synthetic_->fill(step, first_token_, num_tokens_, h);
+    else {
+        const size_t n = h.size();
+        const size_t first = static_cast<size_t>(step % input_.num_steps) * n;
+        std::copy(input_.rows.begin() + static_cast<std::ptrdiff_t>(first),
+                  input_.rows.begin() + static_cast<std::ptrdiff_t>(first + n), h.begin());
+    }
+}
+
+}  // namespace epmoe

@@ -1,0 +1,62 @@
+// What `epmoe run` computes on: the model (synthetic, or a Hugging Face checkpoint's layers with this
+// rank's experts) and the tokens of each step (synthetic, or --input's rows for this rank).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "epmoe/model/checkpoint.hpp"
+#include "epmoe/base/config.hpp"
+#include "epmoe/io/input.hpp"
+#include "epmoe/model/model.hpp"
+#include "epmoe/comm/mpi.hpp"
+#include "epmoe/model/synthetic.hpp"
+
+namespace epmoe {
+
+// The model of a run. With model.path set, the checkpoint is opened (headers only) on construction.
+class ModelSource {
+public:
+    // Collective: a bad checkpoint on any rank is an AgreedError on every rank.
+    ModelSource(const mpi::Comm& comm, const Config& config);
+    ~ModelSource();
+
+    // The shape of the layers run (num_layers = layers selected by model.layers).
+    const ModelShape& shape() const { return shape_; }
+    // Builds every layer's shared parts and the experts e with owns(e). Collective (all_or_none).
+    Model load(const mpi::Comm& comm, const std::function<bool(int)>& owns);
+    // summary.json's "model": sizes and source (synthetic, or family, path and layers of a checkpoint).
+    Json describe() const;
+    // summary.json's "memory": weight bytes held, checkpoint bytes converted and peak RSS (bytes), per rank.
+    // Collective; the result is complete on rank 0.
+    Json memory(const mpi::Comm& comm, const Model& model) const;
+
+private:
+    const Config& config_;
+    ModelShape shape_;
+    std::unique_ptr<Checkpoint> checkpoint_;  // null for a synthetic model
+    int first_layer_ = 0, last_layer_ = 0;    // checkpoint layers run, inclusive
+};
+
+// The tokens of each step on this rank.
+class TokenSource {
+public:
+    // Reads --input's rows for this rank (collective, all_or_none), or sets up the synthetic workload.
+    TokenSource(const mpi::Comm& comm, const Config& config, int d_model);
+
+    int64_t num_tokens() const { return num_tokens_; }    // this rank's tokens per step
+    int64_t first_token() const { return first_token_; }  // global index of this rank's first token
+    int64_t step_tokens() const { return step_tokens_; }  // tokens per step over all ranks
+    // Fills h [num_tokens, d_model] with this rank's tokens of `step` (--input: its step `step` mod S).
+    void fill(int step, std::span<float> h) const;
+
+private:
+    int64_t num_tokens_ = 0, first_token_ = 0, step_tokens_ = 0;
+    std::unique_ptr<SyntheticWorkload> synthetic_;
+    InputShard input_;
+};
+
+}  // namespace epmoe

@@ -1,0 +1,33 @@
+// The placement and policy context of a run (placement.profile is read on rank 0 and broadcast).
+#include "app/run.hpp"
+
+namespace epmoe {
+
+Placement run_placement(const mpi::Comm& world, const Config& config, int num_experts) {
+    std::vector<double> profile;  // [num_experts]
+    const bool needs_profile = config.placement == "balanced" || config.placement == "replicated";
+    if (needs_profile && !config.placement_profile.empty()) {
+        profile.assign(num_experts, 0.0);
+        mpi::all_or_none(world, [&] {
+            if (world.rank() == 0) profile = read_load_profile(config.placement_profile, num_experts);
+        });
+        mpi::bcast<double>(world, profile, 0);
+    }
+    Placement placement;
+    mpi::all_or_none(world, [&] {
+        placement = Placement::make(config.placement, num_experts, world.size(), profile, config.placement_replicas);
+    });
+    return placement;
+}
+
+PolicyContext policy_context(const Config& config, const Placement& placement, int num_layers) {
+    PolicyContext context;
+    context.num_layers = num_layers;
+    context.num_experts = placement.num_experts();
+    context.num_ranks = placement.num_ranks();
+    context.owners = placement.owners();
+    context.seed = config.seed;
+    return context;
+}
+
+}  // namespace epmoe

@@ -1,0 +1,135 @@
+// config.json of a Hugging Face MoE checkpoint -> CheckpointInfo: family, sizes, routing settings and
+// which layers are MoE, dense or carry a shared expert. Defaults follow HF's configuration classes.
+#include <cmath>
+#include <fstream>
+
+#include "checkpoint_internal.hpp"
+#include "epmoe/base/error.hpp"
+
+namespace epmoe::checkpoint_detail {
+namespace {
+
+// config.json's keys, each error naming the file and the key.
+class HfConfig {
+public:
+    HfConfig(const std::string& path) : path_(path) {
+        std::ifstream in(path);
+        if (!in) fail(path, ": cannot read config.json");
+        try {
+            json_ = Json::parse(in);
+        } catch (const Json::parse_error& e) {
+            fail(path, ": not valid JSON (", e.what(), ")");
+        }
+        if (!json_.is_object()) fail(path, ": config.json must be a JSON object");
+    }
+    bool has(const char* key) const { return json_.contains(key) && !json_.at(key).is_null(); }
+    const Json& need(const char* key) const {
+        if (!has(key)) fail(path_, ": missing key '", key, "'");
+        return json_.at(key);
+    }
+    // A positive integer key (lo = 1) or a non-negative one (lo = 0).
+    int integer(const char* key, int lo = 1) const {
+        const Json& v = need(key);
+        if (!v.is_number_integer() || v.get<int64_t>() < lo || v.get<int64_t>() > (1 << 24))
+            fail(path_, ": key '", key, "' = ", v.dump(), " must be an integer in [", lo, ", ", 1 << 24, "]");
+        return v.get<int>();
+    }
+    int integer_or(const char* key, int fallback) const { return has(key) ? integer(key) : fallback; }
+    bool boolean_or(const char* key, bool fallback) const {
+        if (!has(key)) return fallback;
+        const Json& v = json_.at(key);
+        if (!v.is_boolean()) fail(path_, ": key '", key, "' = ", v.dump(), " must be true or false");
+        return v.get<bool>();
+    }
+    double positive(const char* key) const {
+        const Json& v = need(key);
+        if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() <= 0)
+            fail(path_, ": key '", key, "' = ", v.dump(), " must be a positive number");
+        return v.get<double>();
+    }
+    std::vector<int> int_list_or_empty(const char* key) const {
+        if (!has(key)) return {};
+        const Json& v = json_.at(key);
+        std::vector<int> out;
+        if (v.is_array())
+            for (const Json& x : v)
+                if (x.is_number_integer()) out.push_back(x.get<int>());
+        if (!v.is_array() || out.size() != v.size())
+            fail(path_, ": key '", key, "' = ", v.dump(), " must be a list of layer indices");
+        return out;
+    }
+    const std::string& path() const { return path_; }
+
+private:
+    std::string path_;
+    Json json_;
+};
+
+Family family_of(const HfConfig& c) {
+    const Json& v = c.need("model_type");
+    std::string type = v.is_string() ? v.get<std::string>() : v.dump();
+    for (Family f : {Family::kMixtral, Family::kOlmoe, Family::kQwen2Moe, Family::kQwen3Moe})
+        if (type == family_name(f)) return f;
+    fail(c.path(), ": model_type \"", type, "\" is not supported (mixtral, olmoe, qwen2_moe, qwen3_moe)");
+}
+
+}  // namespace
+
+void apply_hf_config(const std::string& config_path, CheckpointInfo& info, const HasTensor& has_tensor) {
+    HfConfig c(config_path);
+    info.config_path = config_path;
+    info.family = family_of(c);
+    ModelShape& s = info.shape;
+    const bool mixtral = info.family == Family::kMixtral, qwen = info.family == Family::kQwen2Moe ||
+                                                                 info.family == Family::kQwen3Moe;
+    s.num_layers = c.integer("num_hidden_layers");
+    s.d_model = c.integer("hidden_size");
+    s.d_ff = c.integer(qwen ? "moe_intermediate_size" : "intermediate_size");
+    s.num_experts = c.integer(mixtral ? "num_local_experts" : "num_experts");
+    s.top_k = c.integer("num_experts_per_tok");
+    if (s.top_k > s.num_experts)
+        fail(config_path, ": key 'num_experts_per_tok' = ", s.top_k, " is more than the ", s.num_experts, " experts");
+    s.gate = GateKind::kSoftmax;
+    // Mixtral always renormalises; HF's OlmoeConfig, Qwen2MoeConfig and Qwen3MoeConfig default to false.
+    s.norm_topk_prob = mixtral ? true : c.boolean_or("norm_topk_prob", false);
+    s.rms_norm_eps = c.positive("rms_norm_eps");
+    // HF's Qwen MoE decoder layer: MoE iff not in mlp_only_layers and (idx + 1) % decoder_sparse_step == 0.
+    const std::vector<int> mlp_only = qwen ? c.int_list_or_empty("mlp_only_layers") : std::vector<int>{};
+    const int step = qwen ? c.integer_or("decoder_sparse_step", 1) : 1;
+    info.layers.assign(s.num_layers, LayerKind{});
+    for (int l = 0; l < s.num_layers; ++l) {
+        LayerKind& kind = info.layers[l];
+        kind.moe = (l + 1) % step == 0 && std::find(mlp_only.begin(), mlp_only.end(), l) == mlp_only.end();
+        kind.shared_expert = kind.moe && info.family == Family::kQwen2Moe &&
+                             has_tensor(info.mlp_prefix(l) + "shared_expert.gate_proj.weight");
+        if (!kind.moe) info.dense_d_ff = c.integer("intermediate_size");
+        if (kind.shared_expert) info.shared_d_ff = c.integer("shared_expert_intermediate_size");
+    }
+}
+
+void apply_model_config(const ModelConfig& m, const std::vector<std::string>& names, CheckpointInfo& info,
+                        const HasTensor& has_tensor) {
+    info.config_path = "the model.* config keys";
+    const std::string mixtral_gate = ".block_sparse_moe.gate.weight", mlp_gate = ".mlp.gate.weight";
+    int num_layers = 0;
+    bool mixtral = false;
+    for (const auto& name : names) {
+        int layer = -1;
+        if (std::sscanf(name.c_str(), "model.layers.%d.", &layer) != 1 || layer < 0) continue;
+        if (name.ends_with(mixtral_gate)) mixtral = true;
+        if (name.ends_with(mixtral_gate) || name.ends_with(mlp_gate)) num_layers = std::max(num_layers, layer + 1);
+    }
+    if (num_layers == 0)
+        fail(info.path, ": no model.layers.N.block_sparse_moe.gate.weight or model.layers.N.mlp.gate.weight tensor, "
+             "and no config.json beside it");
+    info.family = mixtral ? Family::kMixtral : Family::kOlmoe;
+    info.shape = static_cast<const ModelShape&>(m);
+    info.shape.num_layers = num_layers;
+    info.layers.assign(num_layers, LayerKind{});
+    for (int l = 0; l < num_layers; ++l) {
+        info.layers[l].moe = has_tensor(info.mlp_prefix(l) + "gate.weight");
+        if (!info.layers[l].moe) fail(info.path, ": missing tensor ", info.mlp_prefix(l), "gate.weight");
+    }
+}
+
+}  // namespace epmoe::checkpoint_detail

@@ -1,0 +1,41 @@
+// The OpenBLAS FP32 kernel: one fused W1|W3 GEMM, SiLU-multiply in one pass, one W2 GEMM.
+#include <cblas.h>
+
+#include "epmoe/ops/mlp_kernel.hpp"
+#include "epmoe/base/error.hpp"
+
+namespace epmoe {
+namespace {
+
+class OpenBlasKernel final : public MlpKernel {
+public:
+    std::string name() const override { return "openblas/fp32"; }
+    std::string implementation() const override {
+        const char* core = openblas_get_corename();
+        return cat("cblas_sgemm, OpenBLAS core ", core ? core : "unknown");
+    }
+
+    void prepare(ExpertWeights&, int, int) const override {}  // reads the FP32 weights as loaded
+
+    void forward(const ExpertWeights& w, int d_model, int d_ff, std::span<const float> x, std::span<float> y,
+                 std::vector<float>& scratch) const override {
+        const int n = static_cast<int>(x.size() / d_model);
+        EPMOE_ASSERT(y.size() == x.size() && w.w13.size() == 2ull * d_ff * d_model &&
+                     w.w2.size() == 1ull * d_model * d_ff);
+        if (n == 0) return;
+        const int h_cols = 2 * d_ff;
+        scratch.resize(static_cast<size_t>(n) * h_cols);
+        float* h = scratch.data();  // [n, 2 d_ff]: W1·x in the left half, W3·x in the right half
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, h_cols, d_model, 1.0f, x.data(), d_model,
+                    w.w13.data(), d_model, 0.0f, h, h_cols);
+        silu_mul_rows(h, n, d_ff);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, d_model, d_ff, 1.0f, h, h_cols, w.w2.data(), d_ff,
+                    0.0f, y.data(), d_model);
+    }
+};
+
+}  // namespace
+
+std::shared_ptr<const MlpKernel> openblas_kernel() { return std::make_shared<OpenBlasKernel>(); }
+
+}  // namespace epmoe
