@@ -1,3 +1,5 @@
+// The command line: `epmoe <command> [options]`, parsed here (Boost.Program_options) into a Config, then handed
+// to the command. Commands never parse arguments of another command.
 #include "app/cli.hpp"
 
 #include <boost/program_options.hpp>
@@ -5,11 +7,13 @@
 #include <sstream>
 
 #include "app/compare.hpp"
-#include "epmoe/base/error.hpp"
 #include "app/info.hpp"
 #include "app/inspect.hpp"
 #include "app/run.hpp"
 #include "app/simulate.hpp"
+#include "epmoe/base/error.hpp"
+#include "epmoe/control/policy.hpp"
+#include "epmoe/moe/placement.hpp"
 
 namespace po = boost::program_options;
 
@@ -34,33 +38,69 @@ const char* kUsage =
     "\n"
     "Launch with mpirun (e.g. `mpirun -np 4 build/epmoe run`), srun, or as one process.\n";
 
-// Flags of `run` that are shorthands for a config key.
+// A flag that is a shorthand for one config key.
 struct Shorthand {
-    const char* flag;
-    const char* key;
-    const char* help;
-};
-const Shorthand kRunShorthands[] = {
-    {"model", "model.path", "Hugging Face checkpoint directory or .safetensors file (default: synthetic)"},
-    {"layers", "model.layers", "MoE layers A-B of a checkpoint to run (default: all)"},
-    {"input", "workload.input", "safetensors file with hidden_states [T, d_model], or [S, T, d_model] for S steps (default: synthetic)"},
-    {"dump-output", "output.dump", "write hidden_states, topk_ids.<l>, topk_weights.<l> to this .safetensors"},
-    {"steps", "workload.steps", "steps to run"},
-    {"tokens-per-rank", "workload.tokens_per_rank", "synthetic tokens per rank per step"},
-    {"policy", "policy.name",
-     "routing policy: none | aux_free | prev_batch | energy | round_robin | random | balanced | temperature"},
-    {"placement", "placement.name",
-     "expert placement: contiguous | round_robin | balanced | replicated (the last two need placement.profile)"},
-    {"capacity-factor", "routing.capacity_factor", "expert capacity factor X > 0; 0 = dropless"},
-    {"energy-source", "energy.source", "auto | rapl | hwmon | estimated | none"},
-    {"out", "output.dir", "results directory (default: results/<UTC timestamp>-<policy>)"},
-    {"seed", "seed", "seed of the synthetic model and workload"},
+    std::string flag, key, help;
 };
 
-std::string describe(const po::options_description& desc, const char* head) {
+std::string joined(const std::vector<std::string>& names) {
+    std::string out;
+    for (const auto& n : names) out += (out.empty() ? "" : " | ") + n;
+    return out;
+}
+
+// The flags of `run` (and of compare and simulate, which run it); names from the registries.
+std::vector<Shorthand> run_shorthands() {
+    return {
+        {"model", "model.path", "Hugging Face checkpoint directory or .safetensors file (default: synthetic)"},
+        {"layers", "model.layers", "layers A-B of a checkpoint to run, 0-based, dense ones included (default: all)"},
+        {"input", "workload.input",
+         "safetensors file with hidden_states [T, d_model], or [S, T, d_model] for S steps (default: synthetic)"},
+        {"dump-output", "output.dump", "write hidden_states, topk_ids.<l>, topk_weights.<l> to this .safetensors"},
+        {"steps", "workload.steps", "steps to run"},
+        {"tokens-per-rank", "workload.tokens_per_rank", "synthetic tokens per rank per step"},
+        {"policy", "policy.name", "routing policy: " + joined(policy_names())},
+        {"placement", "placement.name",
+         "expert placement: " + joined(placement_names()) + " (balanced and replicated need placement.profile)"},
+        {"capacity-factor", "routing.capacity_factor", "expert capacity factor X > 0; 0 = dropless"},
+        {"energy-source", "energy.source", "auto | rapl | hwmon | estimated | none"},
+        {"out", "output.dir", "results directory (default: results/<UTC timestamp>-<policy>)"},
+        {"seed", "seed", "seed of the synthetic model and workload"},
+    };
+}
+
+// The flags `simulate` adds, each a shorthand for a simulate.* key.
+std::vector<Shorthand> simulate_shorthands() {
+    return {
+        {"ranks", "simulate.ranks", "simulated MPI ranks (16)"},
+        {"platform", "simulate.platform", "fat-tree | torus | dragonfly | FILE.xml (fat-tree)"},
+        {"bandwidth", "simulate.bandwidth", "bandwidth of every network link, SimGrid units (100Gbps)"},
+        {"latency", "simulate.latency", "latency of every network link (1us)"},
+        {"ranks-per-node", "simulate.ranks_per_node", "ranks (cores) per simulated node (4)"},
+        {"gflops-per-core", "simulate.gflops_per_core", "expert GEMM rate, GFLOP/s per rank; 0 = measure now (0)"},
+    };
+}
+
+// simulate's default workload.steps: each simulated step costs the host compute of every rank (gate, top-k,
+// pack, synthetic tokens) on one core, about 12 s at 256 ranks, so 40 would take minutes.
+constexpr int kSimulateSteps = 3;
+
+std::string describe(const po::options_description& desc, const std::string& head) {
     std::ostringstream os;
     os << head << "\n" << desc;
     return os.str();
+}
+
+// A flag whose value was forgotten takes the next flag as its value (`--seed --out X`): name it instead.
+void check_values(const po::variables_map& vm, const po::options_description& desc, const char* command) {
+    for (const auto& [name, value] : vm) {
+        const auto* text = boost::any_cast<std::string>(&value.value());
+        if (!text || text->rfind("--", 0) != 0) continue;
+        const std::string next = text->substr(2, text->find('=') - 2);
+        if (desc.find_nothrow(next, false))
+            fail("epmoe ", command, ": --", name, " needs a value, but the next word is the flag ", *text,
+                 " (see epmoe ", command, " --help)");
+    }
 }
 
 po::variables_map parse_or_fail(const std::vector<std::string>& args, const po::options_description& desc,
@@ -76,21 +116,114 @@ po::variables_map parse_or_fail(const std::vector<std::string>& args, const po::
     } catch (const po::error& e) {
         fail("epmoe ", command, ": ", e.what(), " (see epmoe ", command, " --help)");
     }
+    check_values(vm, desc, command);
     if (vm.count("positional-arguments"))  // no command takes bare words
         fail("epmoe ", command, ": unexpected argument '", vm["positional-arguments"].as<std::vector<std::string>>()[0],
              "' (see epmoe ", command, " --help)");
     return vm;
 }
 
-int run_command(const mpi::Comm& world, const std::vector<std::string>& args) {
-    std::string help;
-    std::optional<Config> config;
-    mpi::all_or_none(world, [&] { config = parse_run(args, help); });
-    if (!config) {
-        if (world.rank() == 0) std::cout << help;
-        return 0;
+// The options every command that runs the job takes: --config, --set, the shorthands and a few switches.
+po::options_description job_options(const std::vector<Shorthand>& shorthands) {
+    po::options_description desc("options");
+    desc.add_options()("help,h", "this help")("config", po::value<std::string>(), "config file (JSON), any keys")(
+        "set", po::value<std::vector<std::string>>()->composing(),
+        "override one config key: a.b=value (repeatable; applied last)")("quiet,q", "no progress lines")(
+        "overwrite", "replace the results of an earlier run in the results directory (output.overwrite=true)")(
+        "bind", "bind each rank and its BLAS threads to resources.threads_per_rank cores (resources.bind=core)");
+    for (const auto& s : shorthands) desc.add_options()(s.flag.c_str(), po::value<std::string>(), s.help.c_str());
+    return desc;
+}
+
+// defaults <- --config <- shorthands and switches <- each --set; the policy and placement names checked against
+// their registries.
+Config merge_job_config(const po::variables_map& vm, const std::vector<Shorthand>& shorthands, Json merged) {
+    if (vm.count("config")) {
+        const std::string path = vm["config"].as<std::string>();
+        merge_config(merged, read_config_file(path), path);
     }
-    return run(world, *config);
+    for (const auto& s : shorthands)
+        if (vm.count(s.flag)) apply_set(merged, s.key + "=" + vm[s.flag].as<std::string>());
+    if (vm.count("quiet")) apply_set(merged, "output.quiet=true");
+    if (vm.count("overwrite")) apply_set(merged, "output.overwrite=true");
+    if (vm.count("bind")) apply_set(merged, "resources.bind=core");
+    if (vm.count("set"))
+        for (const auto& s : vm["set"].as<std::vector<std::string>>()) apply_set(merged, s);
+    Config config = Config::from_json(merged);
+    check_policy_name(config.policy.name);
+    check_placement_name(config.placement.name);
+    return config;
+}
+
+// Parses a job command's arguments (no MPI): the Config, or nullopt with `help` set (head, the options and the
+// config keys with their defaults) for --help.
+std::optional<Config> parse_job_args(const std::vector<std::string>& args, const char* command,
+                                     const std::vector<Shorthand>& shorthands, const Json& defaults,
+                                     const std::string& head, std::string& help,
+                                     const po::options_description& extra = po::options_description()) {
+    po::options_description desc = job_options(shorthands);
+    desc.add(extra);
+    po::variables_map vm = parse_or_fail(args, desc, command);
+    if (!vm.count("help")) return merge_job_config(vm, shorthands, defaults);
+    help = describe(desc, head) + "\nconfig keys and defaults:\n" + defaults.dump(2) + "\n";
+    return std::nullopt;
+}
+
+// parse_job_args on every rank (an error on any is one agreed error); rank 0 prints the help.
+std::optional<Config> parse_job(const mpi::Comm& world, const std::vector<std::string>& args, const char* command,
+                                const std::vector<Shorthand>& shorthands, const Json& defaults,
+                                const std::string& head, const po::options_description& extra = {}) {
+    std::optional<Config> config;
+    std::string help;
+    mpi::all_or_none(world, [&] { config = parse_job_args(args, command, shorthands, defaults, head, help, extra); });
+    if (!config && world.rank() == 0) std::cout << help;
+    return config;
+}
+
+int run_command(const mpi::Comm& world, const std::vector<std::string>& args) {
+    std::optional<Config> config =
+        parse_job(world, args, "run", run_shorthands(), default_config(),
+                  "usage: epmoe run [options]\n\nRuns the MoE stack over all ranks. With no options: the embedded "
+                  "default model and workload.\nConfig order: defaults, --config, flags, --set.\n");
+    return config ? run(world, *config) : 0;
+}
+
+int compare_command(const mpi::Comm& world, const std::vector<std::string>& args) {
+    po::options_description extra;
+    extra.add_options()("pairs", po::value<std::string>()->default_value(kDefaultComparePairs),
+                        "POLICY/PLACEMENT,... to run");
+    std::vector<std::string> rest;
+    std::string pairs = kDefaultComparePairs;
+    for (size_t i = 0; i < args.size(); ++i) {  // --pairs is compare's own; the rest are run's
+        if (args[i] == "--pairs" && i + 1 < args.size()) pairs = args[++i];
+        else if (args[i].rfind("--pairs=", 0) == 0) pairs = args[i].substr(8);
+        else rest.push_back(args[i]);
+    }
+    std::optional<Config> config =
+        parse_job(world, rest, "compare", run_shorthands(), default_config(),
+                  "usage: epmoe compare [--pairs POLICY/PLACEMENT,...] [every epmoe run option]\n\nRuns each pair on "
+                  "the same model, workload and seed (none/contiguous first, as the baseline and as the load profile "
+                  "of balanced/replicated), and writes compare.csv and compare.md.\n",
+                  extra);
+    if (!config) return 0;
+    std::vector<ComparePair> parsed;
+    mpi::all_or_none(world, [&] { parsed = parse_pairs(pairs); });
+    return compare(world, *config, parsed);
+}
+
+int simulate_command(const mpi::Comm& world, const std::vector<std::string>& args) {
+    std::vector<Shorthand> shorthands = run_shorthands();
+    for (auto& s : simulate_shorthands()) shorthands.push_back(s);
+    Json defaults = default_config();
+    defaults["workload"]["steps"] = kSimulateSteps;
+    std::optional<Config> config = parse_job(
+        world, args, "simulate", shorthands, defaults,
+        "usage: epmoe simulate [--ranks N] [--platform fat-tree|torus|dragonfly|FILE.xml] [--bandwidth B]\n"
+        "                      [--latency L] [--ranks-per-node K] [--gflops-per-core G] [every run option]\n\n"
+        "Runs `epmoe run` on N simulated ranks under SimGrid's SMPI (build-smpi/epmoe) and writes the same\n"
+        "results directory, with \"simulated\": true and the platform in summary.json; every time in it is\n"
+        "simulated seconds. Run it as one process, not under mpirun.\n");
+    return config ? simulate(world, *config) : 0;
 }
 
 int info_command(const mpi::Comm& world, const std::vector<std::string>& args) {
@@ -100,53 +233,22 @@ int info_command(const mpi::Comm& world, const std::vector<std::string>& args) {
         "set", po::value<std::vector<std::string>>()->composing(), "override a config key: a.b=value")(
         "bind", "bind ranks to cores first, as `epmoe run --bind` does (resources.bind=core)");
     po::variables_map vm;
-    Json merged = default_config();
+    std::optional<Config> config;
     mpi::all_or_none(world, [&] {
         vm = parse_or_fail(args, desc, "info");
-        if (vm.count("config")) merge_config(merged, read_config_file(vm["config"].as<std::string>()),
-                                             vm["config"].as<std::string>());
-        if (vm.count("bind")) apply_set(merged, "resources.bind=core");
-        if (vm.count("set"))
-            for (const auto& s : vm["set"].as<std::vector<std::string>>()) apply_set(merged, s);
-        Config::from_json(merged);
+        if (!vm.count("help")) config = merge_job_config(vm, {}, default_config());
     });
-    if (vm.count("help")) {
+    if (!config) {
         if (world.rank() == 0) std::cout << describe(desc, "usage: epmoe info [--json] [--bind] [--config F] [--set k=v]\n");
         return 0;
     }
-    return info(world, Config::from_json(merged), vm.count("json") > 0);
+    return info(world, *config, vm.count("json") > 0);
 }
 
 }  // namespace
 
-std::optional<Config> parse_run(const std::vector<std::string>& args, std::string& help, const Json& defaults) {
-    po::options_description desc("options");
-    desc.add_options()("help,h", "this help")("config", po::value<std::string>(), "config file (JSON), any keys")(
-        "set", po::value<std::vector<std::string>>()->composing(),
-        "override one config key: a.b=value (repeatable; applied last)")("quiet,q", "no progress lines")(
-        "bind", "bind each rank and its BLAS threads to resources.threads_per_rank cores (resources.bind=core)");
-    for (const auto& s : kRunShorthands) desc.add_options()(s.flag, po::value<std::string>(), s.help);
-    po::variables_map vm = parse_or_fail(args, desc, "run");
-    if (vm.count("help")) {
-        std::ostringstream os;
-        os << describe(desc, "usage: epmoe run [options]\n\nRuns the MoE stack over all ranks. With no options: the "
-                             "embedded default model and workload.\nConfig order: defaults, --config, flags, --set.\n");
-        os << "\nconfig keys and defaults:\n" << defaults.dump(2) << "\n";
-        help = os.str();
-        return std::nullopt;
-    }
-    Json merged = defaults;
-    if (vm.count("config")) {
-        std::string path = vm["config"].as<std::string>();
-        merge_config(merged, read_config_file(path), path);
-    }
-    for (const auto& s : kRunShorthands)
-        if (vm.count(s.flag)) apply_set(merged, std::string(s.key) + "=" + vm[s.flag].as<std::string>());
-    if (vm.count("quiet")) apply_set(merged, "output.quiet=true");
-    if (vm.count("bind")) apply_set(merged, "resources.bind=core");
-    if (vm.count("set"))
-        for (const auto& s : vm["set"].as<std::vector<std::string>>()) apply_set(merged, s);
-    return Config::from_json(merged);
+std::optional<Config> parse_run(const std::vector<std::string>& args, std::string& help) {
+    return parse_job_args(args, "run", run_shorthands(), default_config(), "usage: epmoe run [options]\n", help);
 }
 
 int dispatch(const mpi::Comm& world, int argc, char** argv) {

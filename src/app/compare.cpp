@@ -8,15 +8,14 @@
 #include <optional>
 #include <sstream>
 
-#include "app/cli.hpp"
 #include "epmoe/base/error.hpp"
 #include "epmoe/io/results.hpp"
 #include "app/run.hpp"
+#include "epmoe/control/policy.hpp"
+#include "epmoe/moe/placement.hpp"
 
 namespace epmoe {
 namespace {
-
-const char* kDefaultPairs = "none/contiguous,aux_free/contiguous,prev_batch/contiguous,none/replicated";
 
 // One column of the table: a header and where its value sits in summary.json (null = not measured).
 struct Column {
@@ -88,17 +87,19 @@ void write_tables(const std::string& dir, const std::vector<ComparePair>& pairs,
 
 // The config of one pair: the shared config with policy.name, placement.name and output.dir set.
 Config pair_config(const Config& base, const ComparePair& pair, const std::string& dir, const std::string& profile) {
-    Json j = base.json;
+    Json j = *base.json;
     apply_set(j, "policy.name=" + pair.policy);
     apply_set(j, "placement.name=" + pair.placement);
     apply_set(j, "output.dir=" + dir + "/" + pair.policy + "-" + pair.placement);
     apply_set(j, "output.quiet=true");
     const bool needs_profile = pair.placement == "balanced" || pair.placement == "replicated";
-    if (base.placement_profile.empty() && needs_profile) apply_set(j, "placement.profile=" + profile);
+    if (base.placement.profile.empty() && needs_profile) apply_set(j, "placement.profile=" + profile);
     return Config::from_json(j);
 }
 
 }  // namespace
+
+const char* const kDefaultComparePairs = "none/contiguous,aux_free/contiguous,prev_batch/contiguous,none/replicated";
 
 std::vector<ComparePair> parse_pairs(const std::string& text) {
     std::vector<ComparePair> out;
@@ -113,37 +114,20 @@ std::vector<ComparePair> parse_pairs(const std::string& text) {
     return out;
 }
 
-int compare_command(const mpi::Comm& world, const std::vector<std::string>& args) {
-    std::vector<std::string> run_args;
-    std::string pairs_text = kDefaultPairs, help;
-    for (size_t i = 0; i < args.size(); ++i) {
-        if (args[i] == "--pairs" && i + 1 < args.size()) pairs_text = args[++i];
-        else if (args[i].rfind("--pairs=", 0) == 0) pairs_text = args[i].substr(8);
-        else run_args.push_back(args[i]);
-    }
-    std::optional<Config> base;
-    std::vector<ComparePair> pairs;
+int compare(const mpi::Comm& world, const Config& base, std::vector<ComparePair> pairs) {
     std::vector<Config> configs;
     std::string dir;
     mpi::all_or_none(world, [&] {
-        base = cli::parse_run(run_args, help);
-        if (!base) return;
-        pairs = parse_pairs(pairs_text);
+        for (const auto& pair : pairs) check_policy_name(pair.policy), check_placement_name(pair.placement);
         std::erase_if(pairs, [](const ComparePair& p) { return p.policy == "none" && p.placement == "contiguous"; });
         pairs.insert(pairs.begin(), {"none", "contiguous"});  // the baseline runs first; its run is the profile
-        if (world.rank() == 0) dir = base->output.dir.empty() ? default_results_dir("compare") : base->output.dir;
+        if (world.rank() != 0) return;
+        dir = base.output.dir.empty() ? default_results_dir("compare") : base.output.dir;
+        check_results_dir(dir, base.output.overwrite);
     });
-    if (!base) {
-        if (world.rank() == 0)
-            std::cout << "usage: epmoe compare [--pairs POLICY/PLACEMENT,...] [every epmoe run option]\n\nRuns each pair "
-                         "on the same model, workload and seed (none/contiguous first, as the baseline and as the "
-                         "load profile of balanced/replicated), and writes compare.csv and compare.md.\n  --pairs "
-                      << "LIST   default " << kDefaultPairs << "\n\n" << help;
-        return 0;
-    }
     dir = mpi::allgather_strings(world, dir)[0];  // rank 0 named it
     mpi::all_or_none(world, [&] {
-        for (const auto& pair : pairs) configs.push_back(pair_config(*base, pair, dir, dir + "/none-contiguous"));
+        for (const auto& pair : pairs) configs.push_back(pair_config(base, pair, dir, dir + "/none-contiguous"));
     });
     std::vector<Json> summaries;
     for (size_t p = 0; p < pairs.size(); ++p) {

@@ -7,6 +7,7 @@
 
 #include "epmoe/base/config.hpp"
 #include "epmoe/comm/mpi.hpp"
+#include "epmoe/base/json.hpp"
 
 namespace epmoe {
 
@@ -19,8 +20,12 @@ struct ComparePair {
 // Parses "none/contiguous,aux_free/contiguous,..."; fails naming the bad item.
 std::vector<ComparePair> parse_pairs(const std::string& text);
 
-// `epmoe compare` with its arguments (after "compare"): --pairs LIST plus every `epmoe run` option.
-// Collective. Returns the exit code.
-int compare_command(const mpi::Comm& world, const std::vector<std::string>& args);
+// The pairs `epmoe compare` runs without --pairs.
+extern const char* const kDefaultComparePairs;
+
+// `epmoe compare`: runs each pair on base's model, workload and seed, none/contiguous first (the baseline,
+// and the load profile of balanced/replicated), and writes compare.csv and compare.md. Collective.
+// Returns the exit code.
+int compare(const mpi::Comm& world, const Config& base, std::vector<ComparePair> pairs);
 
 }  // namespace epmoe

@@ -42,11 +42,8 @@ Json inspect_json(const Checkpoint& ck, int num_ranks) {
     for (int r = 0; r < num_ranks; ++r) {
         // contiguous placement: rank floor(e * P / E) owns expert e
         auto owns = [&](int e) { return static_cast<int64_t>(e) * num_ranks / s.num_experts == r; };
-        uint64_t floats = 0;
-        for (const auto& name : ck.used_tensors(0, s.num_layers - 1, owns))
-            floats += static_cast<uint64_t>(ck.find(name).second->numel());
         read.push_back(ck.shard_bytes(0, s.num_layers - 1, owns));
-        held.push_back(floats * sizeof(float));
+        held.push_back(ck.shard_floats(0, s.num_layers - 1, owns) * sizeof(float));  // a fused tensor: own slices
     }
     Json dtypes = Json::object();
     for (const auto& [name, count] : ck.dtype_counts()) dtypes[name] = count;

@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <fstream>
 
 #include "epmoe/sim/sim.hpp"
 
@@ -24,7 +25,55 @@ ModelSource::ModelSource(const mpi::Comm& comm, const Config& config) : config_(
 
 ModelSource::~ModelSource() = default;
 
-Model ModelSource::load(const mpi::Comm& comm, const std::function<bool(int)>& owns) {
+namespace {
+
+// MemAvailable of /proc/meminfo, bytes; 0 when unreadable (then nothing is checked).
+uint64_t host_memory_available() {
+    std::ifstream in("/proc/meminfo");
+    std::string key, unit;
+    uint64_t kib = 0;
+    while (in >> key >> kib >> unit)
+        if (key == "MemAvailable:") return kib * 1024;
+    return 0;
+}
+
+}  // namespace
+
+uint64_t ModelSource::bytes_needed(int owned_experts, int64_t tokens) const {
+    const double d = shape_.d_model, f = shape_.d_ff;
+    // The FP32 weights held while a layer loads (a BF16 kernel converts each MLP after loading it): the gates,
+    // norms and owned experts of every layer; dense and shared MLPs of a checkpoint beside them.
+    double bytes = shape_.num_layers * (shape_.num_experts * d + d + owned_experts * 3.0 * d * f) * sizeof(float);
+    if (checkpoint_) {
+        const CheckpointInfo& info = checkpoint_->info();
+        for (int l = first_layer_; l <= last_layer_; ++l) {
+            if (!info.layers[l].moe) bytes += 3.0 * d * info.dense_d_ff * sizeof(float);
+            if (info.layers[l].shared_expert) bytes += 3.0 * d * info.shared_d_ff * sizeof(float);
+        }
+    }
+    // The hidden states, their norm and output, and the expert rows in and out (top_k per token), FP32.
+    bytes += static_cast<double>(tokens) * d * (3.0 + 4.0 * shape_.top_k) * sizeof(float);
+    return static_cast<uint64_t>(bytes);
+}
+
+void ModelSource::check_memory(const mpi::Comm& comm, int owned_experts, int64_t tokens) const {
+    const mpi::Comm host = comm.split_shared();
+    const uint64_t mine = bytes_needed(owned_experts, tokens);
+    const uint64_t on_host = mpi::allreduce_one<uint64_t>(host, mine, mpi::Op::kSum);
+    mpi::all_or_none(comm, [&] {
+        const uint64_t available = host_memory_available();
+        if (available == 0 || on_host <= available) return;
+        const double gib = 1024.0 * 1024.0 * 1024.0;
+        fail("the model needs about ", on_host / gib, " GiB on host ", mpi::processor_name(), " (", host.size(),
+             " rank(s); this rank ", mine / gib, " GiB of weights and buffers) but the host has ", available / gib,
+             " GiB available (MemAvailable, /proc/meminfo): use more ranks or hosts, or a smaller model");
+    });
+}
+
+Model ModelSource::load(const mpi::Comm& comm, const std::function<bool(int)>& owns, int64_t tokens) {
+    int owned = 0;
+    for (int e = 0; e < shape_.num_experts; ++e) owned += owns(e) ? 1 : 0;
+    if (!sim::simulated()) check_memory(comm, owned, tokens);
     std::shared_ptr<const MlpKernel> kernel;
     mpi::all_or_none(comm, [&] {
         kernel = make_mlp_kernel(config_.compute.backend, config_.compute.dtype);  // checks the keys either way

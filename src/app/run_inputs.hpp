@@ -14,6 +14,8 @@
 #include "epmoe/model/model.hpp"
 #include "epmoe/comm/mpi.hpp"
 #include "epmoe/model/synthetic.hpp"
+#include "epmoe/moe/placement.hpp"
+#include "epmoe/control/policy.hpp"
 
 namespace epmoe {
 
@@ -26,8 +28,15 @@ public:
 
     // The shape of the layers run (num_layers = layers selected by model.layers).
     const ModelShape& shape() const { return shape_; }
-    // Builds every layer's shared parts and the experts e with owns(e). Collective (all_or_none).
-    Model load(const mpi::Comm& comm, const std::function<bool(int)>& owns);
+    // Builds every layer's shared parts and the experts e with owns(e), after checking that the ranks of each
+    // host fit its memory (check_memory) with `tokens` tokens a rank. Collective (all_or_none).
+    Model load(const mpi::Comm& comm, const std::function<bool(int)>& owns, int64_t tokens);
+    // Bytes a rank holding owned_experts experts needs for the weights (FP32 as loaded) and its token
+    // buffers at `tokens` tokens a step: an estimate from the shape, what check_memory compares.
+    uint64_t bytes_needed(int owned_experts, int64_t tokens) const;
+    // Fails on every rank (AgreedError) when the ranks of a host need more bytes than its MemAvailable, naming
+    // both figures. Collective.
+    void check_memory(const mpi::Comm& comm, int owned_experts, int64_t tokens) const;
     // summary.json's "model": sizes and source (synthetic, or family, path and layers of a checkpoint).
     Json describe() const;
     // summary.json's "memory": weight bytes held, checkpoint bytes converted and peak RSS (bytes), per rank.
@@ -58,5 +67,12 @@ private:
     std::unique_ptr<SyntheticWorkload> synthetic_;
     InputShard input_;
 };
+
+// The placement of config.placement.name over world's ranks. Rank 0 reads placement.profile (an earlier run's
+// metrics.jsonl) when set and broadcasts it; fails on every rank naming the file when it cannot. Collective.
+Placement run_placement(const mpi::Comm& world, const Config& config, int num_experts);
+
+// What a policy needs to know about the job: sizes, the placement's owner map and the seed.
+PolicyContext policy_context(const Config& config, const Placement& placement, int num_layers);
 
 }  // namespace epmoe

@@ -9,6 +9,13 @@
 namespace epmoe {
 namespace {
 
+// Counts carried as doubles, as integers.
+std::vector<int64_t> counts(const std::vector<double>& values) {
+    std::vector<int64_t> out;
+    for (double v : values) out.push_back(std::llround(v));
+    return out;
+}
+
 const char* kPhaseNames[] = {"gate", "dispatch", "expert", "combine", "coordinator"};
 const RankRecord::Field kPhaseFields[] = {RankRecord::kGate, RankRecord::kDispatch, RankRecord::kExpert,
                                           RankRecord::kCombine};
@@ -16,6 +23,13 @@ const RankRecord::Field kPhaseFields[] = {RankRecord::kGate, RankRecord::kDispat
 Json per_rank(const CoordinatorReport& report, RankRecord::Field f) {
     Json out = Json::array();
     for (const auto& r : report.ranks) out.push_back(r[f]);
+    return out;
+}
+
+// A count per rank (tokens, rows) as integers: the record carries them as doubles.
+Json per_rank_count(const CoordinatorReport& report, RankRecord::Field f) {
+    Json out = Json::array();
+    for (const auto& r : report.ranks) out.push_back(std::llround(r[f]));
     return out;
 }
 
@@ -88,7 +102,7 @@ RunSummary::LoadStats RunSummary::load_stats(const CoordinatorReport& report, Js
                                  {"max_over_mean", mom},
                                  {"cv", cv},
                                  {"gini", g},
-                                 {"rank_rows", rank_load},
+                                 {"rank_rows", counts(rank_load)},
                                  {"rank_max_over_mean", rmom},
                                  {"entropy", ent},
                                  {"rank_cv", rcv},
@@ -100,9 +114,10 @@ RunSummary::LoadStats RunSummary::load_stats(const CoordinatorReport& report, Js
 
 Json RunSummary::add_round(const CoordinatorReport& report, int first_step, std::span<const double> step_times,
                            std::span<const float> biases) {
-    double tokens = 0, seconds = std::accumulate(step_times.begin(), step_times.end(), 0.0);
+    int64_t tokens = 0;
+    const double seconds = std::accumulate(step_times.begin(), step_times.end(), 0.0);
     for (const auto& r : report.ranks) {
-        tokens += r[RankRecord::kTokens];
+        tokens += std::llround(r[RankRecord::kTokens]);
         expert_flops_ += r[RankRecord::kExpertFlops];
         expert_seconds_ += r[RankRecord::kExpert];
     }
@@ -133,9 +148,9 @@ Json RunSummary::add_round(const CoordinatorReport& report, int first_step, std:
     line["steps_covered"] = step_times.size();
     line["tokens"] = tokens;
     line["step_time_s"] = seconds;
-    line["tokens_per_s"] = seconds > 0 ? Json(tokens / seconds) : Json(nullptr);
+    line["tokens_per_s"] = seconds > 0 ? Json(static_cast<double>(tokens) / seconds) : Json(nullptr);
     line["time_breakdown_s"] = breakdown;
-    line["per_rank"] = {{"tokens", per_rank(report, RankRecord::kTokens)},
+    line["per_rank"] = {{"tokens", per_rank_count(report, RankRecord::kTokens)},
                         {"compute_s", per_rank(report, RankRecord::kCompute)},
                         {"expert_s", per_rank(report, RankRecord::kExpert)},
                         {"dispatch_s", per_rank(report, RankRecord::kDispatch)},
@@ -169,7 +184,7 @@ Json RunSummary::summary(const std::string& policy, const std::string& energy_so
     s["ranks"] = num_ranks_;
     s["steps"] = step_times_.size();
     s["tokens_total"] = tokens_total_;
-    s["tokens_per_s"] = seconds > 0 ? Json(tokens_total_ / seconds) : Json(nullptr);
+    s["tokens_per_s"] = seconds > 0 ? Json(static_cast<double>(tokens_total_) / seconds) : Json(nullptr);
     s["step_time_s"] = {{"p50", quantile(step_times_, 0.5)}, {"p99", quantile(step_times_, 0.99)},
                         {"max", quantile(step_times_, 1.0)}};
     Json breakdown;
@@ -186,7 +201,7 @@ Json RunSummary::summary(const std::string& policy, const std::string& energy_so
     if (energy_source != "none" && energy_measured_ && !step_times_.empty()) {
         double joules = std::accumulate(rank_joules_.begin(), rank_joules_.end(), 0.0);
         energy["joules"] = joules;
-        energy["joules_per_token"] = tokens_total_ > 0 ? Json(joules / tokens_total_) : Json(nullptr);
+        energy["joules_per_token"] = tokens_total_ > 0 ? Json(joules / static_cast<double>(tokens_total_)) : Json(nullptr);
         energy["avg_power_w"] = seconds > 0 ? Json(joules / seconds) : Json(nullptr);
         energy["per_rank_joules"] = rank_joules_;
         energy["per_rank_joules_method"] =
@@ -206,7 +221,7 @@ std::string RunSummary::human(const Json& s) const {
     const double seconds = seconds_so_far();
     os.precision(3);
     os << "epmoe run: " << num_ranks_ << " ranks, " << step_times_.size() << " steps, "
-       << static_cast<int64_t>(tokens_total_) << " tokens in " << seconds << " s\n";
+       << tokens_total_ << " tokens in " << seconds << " s\n";
     os.precision(0);
     os << "  tokens/s      " << s["tokens_per_s"].get<double>() << "\n";
     os.precision(4);

@@ -2,6 +2,7 @@
 // whole run into summary.json. Pure compute over what was measured; unmeasured figures are null.
 #pragma once
 
+#include <cstdint>
 #include <span>
 #include <string>
 #include <vector>
@@ -27,7 +28,7 @@ public:
     // The human summary printed at the end of a run.
     std::string human(const Json& summary) const;
 
-    double tokens_so_far() const { return tokens_total_; }
+    int64_t tokens_so_far() const { return tokens_total_; }
     double seconds_so_far() const;
 
 private:
@@ -44,7 +45,7 @@ private:
     int num_ranks_, num_layers_, num_experts_;
     double flops_per_token_;
     std::vector<double> step_times_;
-    double tokens_total_ = 0;
+    int64_t tokens_total_ = 0;
     double phase_[5] = {0, 0, 0, 0, 0};  // gate, dispatch, expert, combine (mean over ranks), coordinator (rank 0)
     double expert_flops_ = 0, expert_seconds_ = 0;  // summed over ranks
     int64_t dropped_ = 0, assigned_ = 0;

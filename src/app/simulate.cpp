@@ -16,11 +16,9 @@
 #include <numeric>
 #include <thread>
 
-#include "app/cli.hpp"
 #include "epmoe/ops/mlp_kernel.hpp"
 #include "epmoe/base/error.hpp"
 #include "epmoe/io/results.hpp"
-#include "app/run.hpp"
 #include "app/run_inputs.hpp"
 #include "epmoe/sim/sim.hpp"
 #include "app/simulate.hpp"
@@ -32,46 +30,6 @@ namespace epmoe {
 namespace {
 
 namespace fs = std::filesystem;
-
-// simulate's default workload.steps: each simulated step costs the host compute of every rank (gate,
-// top-k, pack, synthetic tokens) on one core, about 12 s at 256 ranks here, so 40 would take minutes.
-constexpr int kDefaultSteps = 3;
-
-// Flags of `simulate` beyond those of `run`, each a shorthand for a simulate.* key.
-struct Flag {
-    const char* flag;
-    const char* key;
-    const char* help;
-};
-const Flag kFlags[] = {
-    {"--ranks", "simulate.ranks", "simulated MPI ranks (16)"},
-    {"--platform", "simulate.platform", "fat-tree | torus | dragonfly | FILE.xml (fat-tree)"},
-    {"--bandwidth", "simulate.bandwidth", "bandwidth of every network link, SimGrid units (100Gbps)"},
-    {"--latency", "simulate.latency", "latency of every network link (1us)"},
-    {"--ranks-per-node", "simulate.ranks_per_node", "ranks (cores) per simulated node (4)"},
-    {"--gflops-per-core", "simulate.gflops_per_core", "expert GEMM rate, GFLOP/s per rank; 0 = measure now (0)"},
-};
-
-// Rewrites `--ranks 256` / `--ranks=256` into `--set simulate.ranks=256`; run's options pass through.
-std::vector<std::string> run_arguments(const std::vector<std::string>& args) {
-    std::vector<std::string> out;
-    for (size_t i = 0; i < args.size(); ++i) {
-        const Flag* hit = nullptr;
-        std::string value;
-        for (const auto& f : kFlags) {
-            const std::string name = f.flag;
-            if (args[i] == name) {
-                if (i + 1 == args.size()) fail("epmoe simulate: ", name, " needs a value (see epmoe simulate --help)");
-                hit = &f, value = args[++i];
-            } else if (args[i].rfind(name + "=", 0) == 0) {
-                hit = &f, value = args[i].substr(name.size() + 1);
-            }
-        }
-        if (!hit) out.push_back(args[i]);
-        else out.insert(out.end(), {"--set", std::string(hit->key) + "=" + value});
-    }
-    return out;
-}
 
 // The SMPI build of epmoe: simulate.binary, else build-smpi/epmoe in the parent of this binary's folder.
 std::string smpi_binary(const SimulateConfig& s) {
@@ -129,7 +87,7 @@ int typical_rows(const Config& config, const ModelShape& shape) {
 // simulate.json into the results directory. Sets dir, the SMPI binary, the rate and the rank count.
 void prepare(const mpi::Comm& world, const Config& parsed, std::string& dir, std::string& binary, double& gflops,
              int& ranks) {
-    Json json = parsed.json;
+    Json json = *parsed.json;
     const std::string source = parsed.energy.source;
     if (source == "rapl" || source == "hwmon")
         fail("energy.source = ", source, ": simulated ranks cannot read this machine's sensors; use estimated or none");
@@ -137,7 +95,8 @@ void prepare(const mpi::Comm& world, const Config& parsed, std::string& dir, std
     Config config = Config::from_json(json);
     const SimulateConfig& sc = config.simulate;
     binary = smpi_binary(sc);
-    dir = config.output.dir.empty() ? default_results_dir(config.policy) : config.output.dir;
+    dir = config.output.dir.empty() ? default_results_dir(config.policy.name) : config.output.dir;
+    check_results_dir(dir, config.output.overwrite);
     ranks = sc.ranks;
 
     // What rank 0 of the simulation would read first (checkpoint headers, --input, placement.profile), read
@@ -204,38 +163,19 @@ double measure_gflops(const Config& config, int rows, int concurrent) {
     return std::accumulate(rates.begin(), rates.end(), 0.0) / concurrent;
 }
 
-int simulate_command(const mpi::Comm& world, const std::vector<std::string>& args) {
+int simulate(const mpi::Comm& world, const Config& config) {
     mpi::all_or_none(world, [&] {
         if (sim::simulated()) fail("epmoe simulate starts smpirun itself: run it from the ordinary build (build/epmoe)");
         if (world.size() != 1) fail("epmoe simulate runs as one process (it starts smpirun): run it without mpirun");
     });
-    std::string help;
-    Json defaults = default_config();
-    defaults["workload"]["steps"] = kDefaultSteps;
-    std::optional<Config> parsed;
-    bool asked_help = false;
-    mpi::all_or_none(world, [&] {
-        parsed = cli::parse_run(run_arguments(args), help, defaults);
-        asked_help = !parsed;
-    });
-    if (asked_help) {
-        std::cout << "usage: epmoe simulate [--ranks N] [--platform fat-tree|torus|dragonfly|FILE.xml] [--bandwidth B]\n"
-                     "                      [--latency L] [--ranks-per-node K] [--gflops-per-core G] [every run option]\n\n"
-                     "Runs `epmoe run` on N simulated ranks under SimGrid's SMPI (build-smpi/epmoe) and writes the same\n"
-                     "results directory, with \"simulated\": true and the platform in summary.json; every time in it is\n"
-                     "simulated seconds. Run it as one process, not under mpirun.\n\n";
-        for (const auto& f : kFlags) std::cout << "  " << f.flag << " " << f.help << "  [" << f.key << "]\n";
-        std::cout << "\n" << help;
-        return 0;
-    }
     // Everything up to smpirun may fail on bad input: one agreed error line, exit 2 (main.cpp).
     std::string dir, binary;
     double gflops = 0;
     int ranks = 0;
-    mpi::all_or_none(world, [&] { prepare(world, *parsed, dir, binary, gflops, ranks); });
+    mpi::all_or_none(world, [&] { prepare(world, config, dir, binary, gflops, ranks); });
     const std::string speed = cat(gflops, "Gf");
     std::vector<std::string> argv = {
-        parsed->simulate.smpirun, "-no-privatize", "-platform", dir + "/platform.xml", "-hostfile", dir + "/hostfile",
+        config.simulate.smpirun, "-no-privatize", "-platform", dir + "/platform.xml", "-hostfile", dir + "/hostfile",
         "-np", std::to_string(ranks),
         "--cfg=smpi/host-speed:" + speed,          // host code (gate, top-k, pack) keeps its measured duration
         "--cfg=smpi/simulate-computation:yes", "--cfg=smpi/shared-malloc:global",

@@ -8,28 +8,9 @@
 
 #include "epmoe/base/config.hpp"
 #include "epmoe/comm/mpi.hpp"
+#include "app/platform.hpp"
 
 namespace epmoe {
-
-// A simulated cluster: SimGrid platform XML and the host of every rank.
-struct Platform {
-    std::string xml;                 // the platform file's text
-    std::vector<std::string> hosts;  // [num_ranks] host of each rank, in rank order (the hostfile)
-    Json describe;                   // summary.json's "platform"
-};
-
-// The platform of s for num_ranks ranks whose hosts compute at gflops GFLOP/s per core. Generated for
-// fat-tree, torus and dragonfly (s.ranks_per_node cores a node, s.bandwidth/s.latency on every link);
-// read from s.platform when it is a FILE.xml (its <host> ids and <cluster> hosts, in file order).
-// Fails naming the file or key.
-Platform make_platform(const SimulateConfig& s, int num_ranks, double gflops);
-
-// summary.json's "platform" as the simulated ranks see it: the simulate.* keys and the node count.
-Json describe_platform(const SimulateConfig& s, int num_ranks);
-
-// Labels a metrics.jsonl line or summary.json of simulated ranks (sim::simulated()): "simulated": true, and
-// for the summary the platform and what its times mean. Returns j unchanged in the ordinary build.
-Json label_simulated(Json j, const Config& config, int num_ranks, bool summary);
 
 // The expert kernel's rate on this machine, GFLOP/s per rank: the real MlpKernel of compute.* run on
 // random weights of the model's shape for rows tokens, about 0.5 s, by `concurrent` ranks at once (threads,
@@ -37,7 +18,9 @@ Json label_simulated(Json j, const Config& config, int num_ranks, bool summary);
 // For simulate.gflops_per_core = 0.
 double measure_gflops(const Config& config, int rows, int concurrent);
 
-// `epmoe simulate [--ranks N] [--platform P] ... [every run option]`; returns the exit code.
-int simulate_command(const mpi::Comm& world, const std::vector<std::string>& args);
+// `epmoe simulate` on the parsed config (cli.cpp turns --ranks N and friends into simulate.* keys): writes the
+// platform, hostfile and simulate.json into the results directory and runs smpirun on the SMPI build.
+// Runs as one process. Returns the exit code (smpirun's).
+int simulate(const mpi::Comm& world, const Config& config);
 
 }  // namespace epmoe

@@ -216,6 +216,9 @@ void alltoall_rows(const Comm& comm, const void* base, std::span<const int64_t> 
     const int num_ranks = comm.size();
     EPMOE_ASSERT(!sim::simulated());
     EPMOE_ASSERT(static_cast<int>(rows_to.size()) == num_ranks && static_cast<int>(recv_rows.size()) == num_ranks);
+    int64_t listed = 0;
+    for (int n : rows_to) listed += n;
+    EPMOE_ASSERT(listed <= static_cast<int64_t>(rows.size()));  // every row sent is named in rows
     MPI_Aint lower = 0, extent = 0;
     check(MPI_Type_get_extent(type, &lower, &extent), "MPI_Type_get_extent");
     const MPI_Aint row_bytes = extent * row_len;

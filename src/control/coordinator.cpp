@@ -3,6 +3,8 @@
 #include <cmath>
 #include <limits>
 
+#include "epmoe/base/error.hpp"
+
 namespace epmoe {
 
 RankRecord::RankRecord(int num_layers) : values(kFixed + num_layers, 0.0) {
@@ -36,11 +38,12 @@ Coordinator::Coordinator(const mpi::Comm& comm, int num_layers, int num_experts,
       pending_(num_layers),
       pending_load_(static_cast<size_t>(num_layers) * (num_experts + 2), 0) {}
 
-void Coordinator::record(const RankRecord& record, const StepResult& step) {
+void Coordinator::record(const RankRecord& record, std::span<const LayerLoad> layers) {
+    EPMOE_ASSERT(static_cast<int>(layers.size()) == num_layers_);
     pending_.accumulate(record);
     const size_t le = static_cast<size_t>(num_layers_) * num_experts_;
     for (int l = 0; l < num_layers_; ++l) {
-        const LayerResult& r = step.layers[l];
+        const LayerLoad& r = layers[l];
         for (int e = 0; e < num_experts_; ++e) pending_load_[l * num_experts_ + e] += r.expert_load[e];
         pending_load_[le + l] += r.dropped;
         pending_load_[le + num_layers_ + l] += r.assigned;

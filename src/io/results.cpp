@@ -40,7 +40,17 @@ std::string default_results_dir(const std::string& policy) {
     return dir;
 }
 
-ResultsWriter::ResultsWriter(const std::string& dir) : dir_(dir) {
+void check_results_dir(const std::string& dir, bool overwrite) {
+    if (overwrite) return;
+    std::error_code ec;
+    for (const char* name : {"summary.json", "config.json", "metrics.jsonl", "compare.csv", "compare.md"})
+        if (fs::exists(fs::path(dir) / name, ec))
+            fail("results directory ", dir, " already holds results (", name, "): choose another --out, or pass ",
+                 "--overwrite (output.overwrite=true) to replace them");
+}
+
+ResultsWriter::ResultsWriter(const std::string& dir, bool overwrite) : dir_(dir) {
+    check_results_dir(dir_, overwrite);
     std::error_code ec;
     fs::create_directories(dir_, ec);
     if (ec) fail("results directory ", dir_, ": cannot create (", ec.message(), ")");

@@ -14,11 +14,6 @@
 namespace epmoe {
 namespace {
 
-struct Expected {
-    std::string name;
-    std::vector<int64_t> shape;
-};
-
 bool is_dir(const std::string& p) {
     struct stat st {};
     return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
@@ -60,53 +55,20 @@ std::map<std::string, std::string> read_index(const std::string& index_path) {
     return out;
 }
 
-// The MLP SwiGLU tensors under prefix: gate_proj/up_proj/down_proj (or Mixtral's w1/w3/w2).
-void add_swiglu(std::vector<Expected>& out, const std::string& prefix, bool mixtral, int d_model, int d_ff) {
-    out.push_back({prefix + (mixtral ? "w1.weight" : "gate_proj.weight"), {d_ff, d_model}});
-    out.push_back({prefix + (mixtral ? "w3.weight" : "up_proj.weight"), {d_ff, d_model}});
-    out.push_back({prefix + (mixtral ? "w2.weight" : "down_proj.weight"), {d_model, d_ff}});
-}
-
-// Every tensor layers [first, last] use on a rank owning the experts with owns(e), in reading order:
-// per layer the norm, then the gate, each owned expert (W1, W3, W2), the shared expert and its gate, or
-// the dense MLP.
-std::vector<Expected> expected_tensors(const CheckpointInfo& info, int first, int last,
-                                       const std::function<bool(int)>& owns) {
-    const ModelShape& s = info.shape;
-    const bool mixtral = info.family == Family::kMixtral;
-    std::vector<Expected> out;
-    for (int l = first; l <= last; ++l) {
-        const std::string p = info.mlp_prefix(l);
-        out.push_back({cat("model.layers.", l, ".post_attention_layernorm.weight"), {s.d_model}});
-        if (!info.layers[l].moe) {
-            add_swiglu(out, p, false, s.d_model, info.dense_d_ff);
-            continue;
-        }
-        out.push_back({p + "gate.weight", {s.num_experts, s.d_model}});
-        for (int e = 0; e < s.num_experts; ++e)
-            if (owns(e)) add_swiglu(out, cat(p, "experts.", e, "."), mixtral, s.d_model, s.d_ff);
-        if (info.layers[l].shared_expert) {
-            add_swiglu(out, p + "shared_expert.", false, s.d_model, info.shared_d_ff);
-            out.push_back({p + "shared_expert_gate.weight", {1, s.d_model}});
-        }
-    }
+// Every tensor (or fused slice) layers [first, last] use on a rank owning the experts with owns(e), in
+// reading order.
+std::vector<checkpoint_detail::TensorSpec> used_specs(const CheckpointInfo& info, int first, int last,
+                                                      const std::function<bool(int)>& owns) {
+    std::vector<checkpoint_detail::TensorSpec> out;
+    for (int l = first; l <= last; ++l)
+        for (auto& t : checkpoint_detail::layer_tensors(info, l, owns)) out.push_back(std::move(t));
     return out;
 }
 
 }  // namespace
 
-const char* family_name(Family family) {
-    switch (family) {
-        case Family::kMixtral: return "mixtral";
-        case Family::kOlmoe: return "olmoe";
-        case Family::kQwen2Moe: return "qwen2_moe";
-        case Family::kQwen3Moe: return "qwen3_moe";
-    }
-    return "?";
-}
-
 std::string CheckpointInfo::mlp_prefix(int index) const {
-    return cat("model.layers.", index, family == Family::kMixtral ? ".block_sparse_moe." : ".mlp.");
+    return cat("model.layers.", index, ".", layers[index].module, ".");
 }
 
 std::pair<int, int> parse_layer_range(const std::string& text, int num_layers) {
@@ -144,15 +106,11 @@ Checkpoint Checkpoint::open(const std::string& path, const ModelConfig& model) {
         ck.files_[file] = std::make_unique<SafetensorsFile>(SafetensorsFile::open(file));
     if (info.weight_map.empty())
         for (const auto& t : ck.files_.begin()->second->tensors()) info.weight_map[t.name] = info.files[0];
-    auto has = [&](const std::string& name) { return info.weight_map.count(name) > 0; };
     const std::string config = base + "/config.json";
-    if (dir || exists(config)) {
-        checkpoint_detail::apply_hf_config(config, info, has);
-    } else {
-        std::vector<std::string> names;
-        for (const auto& [name, file] : info.weight_map) names.push_back(name);
-        checkpoint_detail::apply_model_config(model, names, info, has);
-    }
+    if (dir || exists(config))
+        checkpoint_detail::apply_hf_config(config, info);
+    else
+        checkpoint_detail::apply_model_config(model, info);
     ck.check_tensors();
     return ck;
 }
@@ -170,7 +128,7 @@ std::pair<const SafetensorsFile*, const TensorInfo*> Checkpoint::find(const std:
 
 void Checkpoint::check_tensors() const {
     const auto all = [](int) { return true; };
-    for (const Expected& want : expected_tensors(info_, 0, info_.shape.num_layers - 1, all)) {
+    for (const auto& want : used_specs(info_, 0, info_.shape.num_layers - 1, all)) {
         auto [file, t] = find(want.name);
         if (!is_float_dtype(t->dtype))
             fail(file->path(), ": tensor ", want.name, " has dtype ", t->dtype, "; expected F32, BF16 or F16");
@@ -188,14 +146,23 @@ uint64_t Checkpoint::bytes_converted() const {
 
 std::vector<std::string> Checkpoint::used_tensors(int first, int last, const std::function<bool(int)>& owns) const {
     std::vector<std::string> names;
-    for (const Expected& e : expected_tensors(info_, first, last, owns)) names.push_back(e.name);
+    std::set<std::string> seen;  // a fused tensor is read once per owned expert: list it once
+    for (const auto& t : used_specs(info_, first, last, owns))
+        if (seen.insert(t.name).second) names.push_back(t.name);
     return names;
 }
 
 uint64_t Checkpoint::shard_bytes(int first, int last, const std::function<bool(int)>& owns) const {
     uint64_t bytes = 0;
-    for (const auto& name : used_tensors(first, last, owns)) bytes += find(name).second->nbytes();
+    for (const auto& t : used_specs(info_, first, last, owns))
+        bytes += static_cast<uint64_t>(t.numel()) * dtype_size(find(t.name).second->dtype);
     return bytes;
+}
+
+uint64_t Checkpoint::shard_floats(int first, int last, const std::function<bool(int)>& owns) const {
+    uint64_t floats = 0;
+    for (const auto& t : used_specs(info_, first, last, owns)) floats += static_cast<uint64_t>(t.numel());
+    return floats;
 }
 
 uint64_t Checkpoint::total_bytes() const {

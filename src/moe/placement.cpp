@@ -4,7 +4,7 @@
 #include <fstream>
 #include <numeric>
 
-#include "epmoe/base/config.hpp"
+#include "epmoe/base/json.hpp"
 #include "epmoe/base/error.hpp"
 
 namespace epmoe {
@@ -52,8 +52,20 @@ void add_replicas(std::vector<std::vector<int>>& holders, std::span<const double
 
 }  // namespace
 
+std::vector<std::string> placement_names() { return {"contiguous", "round_robin", "balanced", "replicated"}; }
+
+void check_placement_name(const std::string& name) {
+    std::string known;
+    for (const auto& n : placement_names()) {
+        if (n == name) return;
+        known += (known.empty() ? "" : ", ") + n;
+    }
+    fail("config key placement.name = \"", name, "\": unknown placement (known: ", known, ")");
+}
+
 Placement Placement::make(const std::string& name, int num_experts, int num_ranks, std::span<const double> profile,
                           int replicas) {
+    check_placement_name(name);
     Placement p;
     p.name_ = name;
     p.num_ranks_ = num_ranks;
@@ -69,7 +81,7 @@ Placement Placement::make(const std::string& name, int num_experts, int num_rank
         if (name == "contiguous" || name == "replicated") r = static_cast<int>(static_cast<int64_t>(e) * num_ranks / num_experts);
         else if (name == "round_robin") r = e % num_ranks;
         else if (name == "balanced") r = owner[e];
-        else fail("placement.name = \"", name, "\": unknown placement (contiguous, round_robin, balanced, replicated)");
+        else EPMOE_ASSERT(false);  // check_placement_name knows every name handled here
         p.replicas_[e] = {r};
     }
     if (name == "replicated") add_replicas(p.replicas_, profile, num_ranks, replicas);

@@ -8,9 +8,9 @@
 namespace epmoe {
 namespace {
 
-// compute.backend = auto in FP32: oneDNN. Measured on the expert shapes at 1 thread (README, "Compute
-// backends"): faster at 64 rows (d_model 1024: 18-19 against 14 GFLOP/s, medians), level with OpenBLAS
-// from 256 rows on. A fixed choice, not a timing at start-up: reruns stay bit-identical.
+// compute.backend = auto in FP32: oneDNN. Measured on the expert shapes at 1 thread (bench/RESULTS.md, Intel
+// Xeon with AVX-512: 98.5 against 86.8 GFLOP/s at 64 rows, 144 against 137 at 1024). A fixed choice, not a
+// timing at start-up: reruns stay bit-identical.
 const char* const kAutoFp32Backend = "onednn";
 
 }  // namespace
@@ -21,7 +21,7 @@ std::shared_ptr<const MlpKernel> onednn_kernel(const std::string& dtype);  // sr
 std::string resolve_backend(const std::string& backend, const std::string& dtype) {
     if (backend != "auto") return backend;
     // bf16: oneDNN is the only backend with BF16 (Debian's OpenBLAS 0.3.21 has no sbgemm).
-    // fp32: the faster of the two on the expert GEMM shapes, measured (README, "Compute backends").
+    // fp32: the faster of the two on the expert GEMM shapes, measured (bench/RESULTS.md).
     return dtype == "bf16" ? "onednn" : kAutoFp32Backend;
 }
 

@@ -1,4 +1,4 @@
-// silu_mul_rows (compute.hpp) with an exp the compiler vectorises. std::exp is a scalar libm call: on the
+// silu_mul_rows (mlp_kernel.hpp) with an exp the compiler vectorises. std::exp is a scalar libm call: on the
 // expert shapes (d_ff 3584) it made the SwiGLU pass 5-6 % of a whole expert's time; this one runs in the
 // vector units of the widest ISA the CPU has (target_clones picks at load time).
 #include <bit>
@@ -11,7 +11,7 @@ namespace {
 
 // e^x for any finite float x, clamped to [-87, 88] (so the result stays a normal float): 2^n * e^r with
 // n = round(x / ln 2), r = x - n ln 2 in two parts (Cody-Waite), and Cephes' degree-6 polynomial for e^r
-// on |r| <= ln(2)/2. Relative error about 1e-7 (tested against std::exp in test_expert.cpp).
+// on |r| <= ln(2)/2. Relative error about 1e-7 (tested against std::exp in tests/unit/ops/test_silu.cpp).
 inline float exp_vectorisable(float x) {
     x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
     constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding it rounds to the nearest integer

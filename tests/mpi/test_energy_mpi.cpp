@@ -5,7 +5,7 @@
 #include <memory>
 #include <numeric>
 
-#include "../unit/test_energy_fixture.hpp"
+#include "../unit/energy/test_energy_fixture.hpp"
 #include "epmoe/energy/energy.hpp"
 #include "epmoe/comm/mpi.hpp"
 

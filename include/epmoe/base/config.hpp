@@ -1,30 +1,16 @@
-// The effective configuration: built-in defaults <- --config FILE.json <- command-line flags <- --set a.b=v.
-// Every key has a default, and its default's JSON type is the key's type. A Config that exists is valid.
+// The effective configuration, typed and validated: built-in defaults <- --config FILE.json <- command-line
+// flags <- --set a.b=v (json.hpp), parsed once by Config::from_json. A Config that exists is valid.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
+#include "epmoe/base/json.hpp"
 #include "epmoe/base/shape.hpp"
 
 namespace epmoe {
-
-using Json = nlohmann::ordered_json;
-
-// The built-in defaults: the embedded model and workload of `epmoe run` with no arguments.
-const Json& default_config();
-
-// Overlays `overlay` onto `base` key by key. Unknown keys and wrong types fail, naming `source` and the key.
-void merge_config(Json& base, const Json& overlay, const std::string& source);
-
-// Applies one "a.b=value" assignment, typing value by the key's default (int, float, bool or string).
-void apply_set(Json& config, const std::string& assignment);
-
-// Reads a JSON config file (an object of groups); fails naming the file on unreadable or bad JSON.
-Json read_config_file(const std::string& path);
 
 // model.*: the synthetic model's shape (ModelShape, sliced off where only the shape is needed), or a checkpoint.
 struct ModelConfig : ModelShape {
@@ -39,7 +25,7 @@ struct WorkloadConfig {
     double drift = 0;         // clusters the popularity ranking moves per step
     int num_clusters = 0;     // token clusters the synthetic workload draws from
     double noise = 0;         // spread of a token around its cluster centre
-    std::string input;        // safetensors with hidden_states [T, d_model]; "" = synthetic
+    std::string input;        // safetensors with hidden_states [T, d_model] or [S, T, d_model]; "" = synthetic
 };
 
 // Coefficients of the `estimated` energy source (energy.estimate.*); defaults documented in src/base/config.cpp.
@@ -62,12 +48,13 @@ struct OutputConfig {
     std::string dir;          // results directory; "" = results/<UTC timestamp>-<policy>
     std::string dump;         // --dump-output file; "" = none
     bool quiet = false;
+    bool overwrite = false;   // replace the results of an earlier run in dir (else refused)
     double progress_interval_s = 5;
 };
 
-// compute.*: the GEMM backend and precision of the experts (compute.hpp).
+// compute.*: the GEMM backend and precision of the experts (ops/mlp_kernel.hpp).
 struct ComputeConfig {
-    std::string backend;  // auto | openblas | onednn (auto: resolve_backend in compute.hpp)
+    std::string backend;  // auto | openblas | onednn (auto: resolve_backend in ops/mlp_kernel.hpp)
     std::string dtype;    // fp32 | bf16 (weights; activations and accumulation stay FP32)
     int overlap_chunks = 1;  // 1..64: tokens dispatched in chunks, one's Ialltoallv behind another's experts
 };
@@ -84,17 +71,37 @@ struct SimulateConfig {
     std::string smpirun;             // SimGrid's launcher
 };
 
+// routing.*: capacity and the fidelity measurement of the router.
+struct RoutingConfig {
+    double capacity_factor = 0;     // at most ceil(X * T * k / E) assignments an expert; 0 = dropless
+    int fidelity_sample_every = 16; // output_rel_l2 on global tokens t % N == 0; 0 = off
+};
+
+// policy.*: the routing policy and each policy's parameters (control/policy/<name>.cpp says what they do).
+struct PolicyConfig {
+    std::string name;  // policy.name, a name of control/policy.hpp's registry
+    struct AuxFree { double u = 0; } aux_free;                                  // score units a round
+    struct PrevBatch { double alpha = 0, threshold = 0, gain = 0; } prev_batch;  // EMA weight, max/mean, gain
+    struct Energy { double u = 0, relax = 0; } energy;                          // step, decay with no pressure
+    struct Strength { double strength = 0; } round_robin, random, balanced;     // score units
+    struct Temperature { double t = 0; } temperature;                           // log-space scale
+};
+
+// placement.*: which rank owns which expert (moe/placement.hpp).
+struct PlacementConfig {
+    std::string name;     // contiguous | round_robin | balanced | replicated
+    std::string profile;  // an earlier run's results directory (its load) for balanced/replicated; "" = none
+    int replicas = 0;     // extra copies of the hottest experts (replicated)
+};
+
 // The validated configuration. Construct with Config::from_json.
 struct Config {
     uint64_t seed = 0;
     ModelConfig model;
     WorkloadConfig workload;
-    double capacity_factor = 0;   // routing.capacity_factor; 0 = dropless
-    std::string policy;           // policy.name
-    std::string placement;        // placement.name
-    std::string placement_profile;  // placement.profile: an earlier run's results directory; "" = none
-    int placement_replicas = 0;     // placement.replicas: extra copies of the hottest experts (replicated)
-    int fidelity_sample_every = 16; // routing.fidelity_sample_every: output_rel_l2 on global tokens t % N == 0; 0 = off
+    RoutingConfig routing;
+    PolicyConfig policy;
+    PlacementConfig placement;
     EnergyConfig energy;
     int coordinator_every_n_steps = 1;
     int threads_per_rank = 1;
@@ -105,9 +112,9 @@ struct Config {
     ComputeConfig compute;
     OutputConfig output;
     SimulateConfig simulate;
-    Json json;                    // the full effective config, as written to config.json
+    std::shared_ptr<const Json> json;  // the full effective config, as written to config.json
 
-    // Validates every key of a merged config; fails with "config key K = V: reason".
+    // Validates every key of a merged config (json.hpp); fails with "config key K = V: reason".
     static Config from_json(const Json& merged);
 };
 

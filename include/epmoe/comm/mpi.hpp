@@ -174,7 +174,7 @@ std::vector<T> gatherv_to_root(const Comm& comm, std::span<const T> block, int r
     std::vector<char> bytes;
     gatherv_raw(comm, block.data(), to_int_count(block.size(), "gatherv"), bytes, type_of<T>(), sizeof(T), root);
     std::vector<T> out(bytes.size() / sizeof(T));
-    std::memcpy(out.data(), bytes.data(), bytes.size());
+    if (!bytes.empty()) std::memcpy(out.data(), bytes.data(), bytes.size());  // non-root ranks get nothing
     return out;
 }
 

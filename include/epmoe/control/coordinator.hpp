@@ -7,7 +7,7 @@
 #include <span>
 #include <vector>
 
-#include "epmoe/model/forward.hpp"
+#include "epmoe/moe/fidelity.hpp"
 #include "epmoe/comm/mpi.hpp"
 #include "epmoe/control/policy.hpp"
 
@@ -33,6 +33,13 @@ struct RankRecord {
     void set_fidelity(const FidelityCounts& f);
 };
 
+// One layer's routed load on this rank in one step: what the coordinator sums over ranks.
+struct LayerLoad {
+    std::span<const int64_t> expert_load;  // [num_experts] kept assignments of this rank's tokens, by expert
+    int64_t dropped = 0;                   // assignments dropped by capacity
+    int64_t assigned = 0;                  // assignments of this rank's tokens (num_tokens * top_k)
+};
+
 // What rank 0 knows after a coordinator round (other ranks get an empty report).
 struct CoordinatorReport {
     std::vector<RankRecord> ranks;      // [num_ranks]
@@ -46,8 +53,8 @@ class Coordinator {
 public:
     Coordinator(const mpi::Comm& comm, int num_layers, int num_experts, std::unique_ptr<Policy> policy);
 
-    // Adds one step's local results to what the next round will send.
-    void record(const RankRecord& record, const StepResult& step);
+    // Adds one step's local results to what the next round will send. layers: [num_layers].
+    void record(const RankRecord& record, std::span<const LayerLoad> layers);
     // One round (collective): gather, reduce, policy on rank 0, broadcast biases. Clears the pending state.
     CoordinatorReport round(int step);
     // Selection biases for the next step: [num_layers, num_experts].

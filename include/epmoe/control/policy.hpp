@@ -42,6 +42,8 @@ struct PolicyContext {
     int num_layers = 0, num_experts = 0, num_ranks = 1;
     std::vector<std::vector<int>> owners;  // [num_experts] -> ranks holding a copy (from the placement)
     uint64_t seed = 0;                     // for policies that draw random numbers
+    double power_budget_w = 0;             // energy.power_budget_w: per-host budget, W; 0 = none
+    double thermal_limit_c = 0;            // energy.thermal_limit_c: deg C to steer below; 0 = none
 };
 
 class Policy {
@@ -52,13 +54,13 @@ public:
     virtual void update(const StepObservation& obs, std::span<float> biases) = 0;
 };
 
-// The policy named config.policy with its policy.<name>.* parameters; fails naming policy.name when unknown.
-std::unique_ptr<Policy> make_policy(const Config& config, const PolicyContext& context);
+// The policy named policy.name with its policy.<name>.* parameters; fails naming policy.name when unknown.
+std::unique_ptr<Policy> make_policy(const PolicyConfig& policy, const PolicyContext& context);
 
 // The names of the registered policies, in table order.
 std::vector<std::string> policy_names();
 
-// Reads a number policy.<policy>.<key> from config.json (validated by Config::from_json).
-double policy_param(const Config& config, const char* policy, const char* key);
+// Fails naming policy.name and the known names when `name` is not a registered policy.
+void check_policy_name(const std::string& name);
 
 }  // namespace epmoe

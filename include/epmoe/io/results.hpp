@@ -6,18 +6,23 @@
 #include <fstream>
 #include <string>
 
-#include "epmoe/base/config.hpp"
+#include "epmoe/base/json.hpp"
 
 namespace epmoe {
 
 // results/<UTC timestamp>-<policy> under the current directory, made unique with a -N suffix.
 std::string default_results_dir(const std::string& policy);
 
+// Refuses a directory that already holds results (summary.json, config.json, metrics.jsonl, compare.csv or
+// compare.md of an earlier run) unless overwrite: fails naming the directory and the file, so that a typo in
+// --out loses nothing. A missing or empty directory is fine.
+void check_results_dir(const std::string& dir, bool overwrite);
+
 class ResultsWriter {
 public:
-    // Creates dir (and parents) and opens metrics.jsonl.tmp; removes a previous run's final files there.
-    // Fails naming the directory when it cannot be written.
-    explicit ResultsWriter(const std::string& dir);
+    // Checks dir (check_results_dir), creates it (and parents) and opens metrics.jsonl.tmp; with overwrite,
+    // removes an earlier run's final files there. Fails naming the directory when it cannot be written.
+    ResultsWriter(const std::string& dir, bool overwrite);
 
     // Appends one JSON line to metrics.jsonl.tmp and flushes it.
     void append_step(const Json& line);

@@ -1,6 +1,7 @@
-// Hugging Face MoE checkpoints (Mixtral, OLMoE, Qwen2-MoE, Qwen3-MoE): config.json, the tensor names of
-// each family, sharded files, and per-rank loading of only the experts a rank owns. No MPI: callers wrap
-// loading in mpi::all_or_none. Every bad input is an epmoe::Error naming the file and the key or tensor.
+// Hugging Face MoE checkpoints (Mixtral, OLMoE, Qwen2-MoE, Qwen3-MoE) as transformers 4 and 5 save them:
+// config.json, each family's tensor names (arch.hpp), per-expert or fused experts, sharded files, and per-rank
+// loading of only the experts a rank owns (of a fused tensor, only their rows). No MPI: callers wrap loading
+// in mpi::all_or_none. Every bad input is an epmoe::Error naming the file and the key or tensor.
 #pragma once
 
 #include <cstdint>
@@ -11,21 +12,20 @@
 #include <vector>
 
 #include "epmoe/base/config.hpp"
+#include "epmoe/model/arch.hpp"
 #include "epmoe/model/model.hpp"
 #include "epmoe/io/safetensors.hpp"
 
 namespace epmoe {
 
-// The checkpoint layouts epmoe reads, from config.json's model_type.
-enum class Family { kMixtral, kOlmoe, kQwen2Moe, kQwen3Moe };
-
-// "mixtral", "olmoe", "qwen2_moe" or "qwen3_moe".
-const char* family_name(Family family);
-
-// What one decoder layer of the checkpoint holds (its MLP part; attention is never read).
+// What one decoder layer of the checkpoint holds (its MLP part; attention is never read). The tensor names
+// of each part are the family's Arch table (epmoe/model/arch.hpp).
 struct LayerKind {
-    bool moe = true;            // false: a dense SwiGLU `mlp` of size dense_d_ff
+    bool moe = true;             // false: a dense SwiGLU `mlp` of size dense_d_ff
     bool shared_expert = false;  // Qwen2-MoE mlp.shared_expert.* and mlp.shared_expert_gate.weight present
+    bool fused_experts = false;  // experts.gate_up_proj and experts.down_proj (transformers 5's runtime layout)
+                                 // rather than experts.{e}.*
+    std::string module;          // the MLP's module: "mlp", or Mixtral's v4 "block_sparse_moe"
 };
 
 // A checkpoint described by its headers and config.json; no tensor data has been read.
@@ -41,7 +41,7 @@ struct CheckpointInfo {
     std::vector<std::string> files;                  // safetensors files, in index order
     std::map<std::string, std::string> weight_map;  // tensor name -> file (every tensor of every file)
 
-    // The tensor name prefix of layer `index`'s MLP: "model.layers.N.block_sparse_moe." or "model.layers.N.mlp.".
+    // The tensor name prefix of layer `index`'s MLP: "model.layers.N.<layers[N].module>.".
     std::string mlp_prefix(int index) const;
 };
 
@@ -68,10 +68,15 @@ public:
     Model load(int first, int last, const std::function<bool(int)>& owns,
                std::shared_ptr<const MlpKernel> kernel = default_mlp_kernel()) const;
 
-    // Source bytes that load(first, last, owns) reads: the shard a rank maps and converts.
+    // Source bytes that load(first, last, owns) reads: the shard a rank maps and converts. Of a fused experts
+    // tensor only the owned experts' slices count.
     uint64_t shard_bytes(int first, int last, const std::function<bool(int)>& owns) const;
 
-    // The tensors load(first, last, owns) reads, in reading order.
+    // Floats load(first, last, owns) converts: the weights it holds before the kernel's own form (x4 bytes).
+    uint64_t shard_floats(int first, int last, const std::function<bool(int)>& owns) const;
+
+    // The tensors load(first, last, owns) reads (wholly, or an expert's slice of a fused one), in reading
+    // order, each named once.
     std::vector<std::string> used_tensors(int first, int last, const std::function<bool(int)>& owns) const;
 
     // Source bytes of every tensor of every file (used or not).

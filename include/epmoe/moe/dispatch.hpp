@@ -1,5 +1,6 @@
-// Expert-parallel execution of one MoE layer: capacity, dispatch with MPI_Alltoallv, the experts this
-// rank owns, the return trip, and the weighted combine in the original token order.
+// Expert-parallel execution of one MoE layer: the dispatch plan (plan.hpp) executed: the token exchange
+// (MPI_Alltoallv, or MPI_Alltoallw of a derived datatype where ranks block), the experts this rank owns, the
+// return trip, and the weighted combine in the original token order.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +13,7 @@
 #include "epmoe/comm/mpi.hpp"
 #include "epmoe/moe/placement.hpp"
 #include "epmoe/moe/router.hpp"
+#include "epmoe/moe/plan.hpp"
 #include "epmoe/sim/sim.hpp"
 
 namespace epmoe {
@@ -60,14 +62,6 @@ struct DispatchBuffers {
     std::vector<int64_t> slot_row;
 };
 
-// How a layer dispatches. capacity_factor: 0 = dropless. overlap_chunks: the rank's tokens go in this many
-// chunks, each chunk's MPI_Ialltoallv overlapping the previous chunk's experts (compute.overlap_chunks;
-// 1 = no overlap: blocking dispatch, experts, blocking return).
-struct DispatchOptions {
-    double capacity_factor = 0;
-    int overlap_chunks = 1;
-};
-
 // Runs the expert part of one layer, the experts through kernel. Collective over comm.
 // x_norm: [num_tokens, d_model], the normalised input of this rank's tokens, whose routing is given;
 // first_token: global index of row 0; step_tokens: tokens of the step over all ranks (for capacity);
@@ -77,15 +71,10 @@ LayerResult moe_layer_forward(const mpi::Comm& comm, const ExpertMap& experts, c
                               int64_t first_token, int64_t step_tokens, const DispatchOptions& options,
                               std::span<float> out, LayerTimes& times, DispatchBuffers& buf);
 
-// Lays out the kept slots of this rank's tokens: each gets a row of buf.send, ordered by (chunk, destination
-// rank, expert, token), and buf.slot_row says which; the slots of rank `self` get rows of buf.own instead, in
-// the same order (-1: every slot goes to send). buf.send_token and buf.own_token get each row's token; send
-// and own are sized for the results (no row is copied). kept: [num_tokens, top_k]; first_token: global
-// index of row 0 (for replicated placement); chunks: token t is in chunk t * chunks / num_tokens. Returns the
-// row count of each (chunk, slot) block, [chunks, placement.num_slots()] (Placement::slot: by destination
-// rank, then expert), own slots included. No MPI.
-std::vector<int> assign_rows(const Placement& placement, const Routing& routing, std::span<const uint8_t> kept, int d,
-                             int64_t first_token, DispatchBuffers& buf, int chunks = 1, int self = -1);
+// Sizes a token buffer whose old contents are not needed: a buffer that must grow is freed first, then
+// allocated at exactly n, so a step never holds the old and the new buffer at once, copies nothing, and keeps
+// no doubling slack (in the SMPI build every simulated rank's buffers count).
+void resize_discarding(sim::TokenBuffer& b, size_t n);
 
 // Copies the input row of each send row from x ([num_tokens, d]) into buf.send, as laid out by assign_rows,
 // in token order (a token's rows while its input row is in L1): for ranks that pack their rows rather than
@@ -98,14 +87,5 @@ void pack_rows(std::span<const float> x, int d, int top_k, DispatchBuffers& buf)
 // Counts result.dropped and result.expert_load (sized [num_experts] by the caller). No MPI.
 void combine_tokens(const Routing& routing, std::span<const float> back, std::span<const float> own,
                     std::span<const int64_t> slot_row, int d, std::span<float> out, LayerResult& result);
-
-// Marks which assignments survive capacity: each expert accepts at most ceil(X * step_tokens * top_k / E)
-// assignments, in global token order. counts_before[e] = assignments to e on lower ranks.
-// expert_ids: [num_tokens, top_k]; kept: [num_tokens, top_k]. Pure; used by moe_layer_forward.
-void apply_capacity(std::span<const int32_t> expert_ids, int num_experts, std::span<const int64_t> counts_before,
-                    int64_t capacity, std::span<uint8_t> kept);
-
-// ceil(capacity_factor * step_tokens * top_k / num_experts); 0 factor = no limit (INT64_MAX).
-int64_t expert_capacity(double capacity_factor, int64_t step_tokens, int top_k, int num_experts);
 
 }  // namespace epmoe

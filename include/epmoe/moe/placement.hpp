@@ -46,6 +46,12 @@ private:
     std::vector<int> first_slot_;             // [num_ranks + 1]
 };
 
+// The names Placement::make knows, in table order: contiguous, round_robin, balanced, replicated.
+std::vector<std::string> placement_names();
+
+// Fails naming placement.name and the known names when `name` is not one of placement_names().
+void check_placement_name(const std::string& name);
+
 // The load profile of an earlier run: [num_experts] kept assignments per expert, summed over every layer
 // and line of <dir>/metrics.jsonl. Fails naming the file when it is missing, unreadable or of another shape.
 std::vector<double> read_load_profile(const std::string& dir, int num_experts);

@@ -7,7 +7,7 @@
 #include <span>
 #include <vector>
 
-#include "epmoe/base/config.hpp"
+#include "epmoe/base/shape.hpp"
 
 namespace epmoe {
 

@@ -36,7 +36,7 @@ public:
                          std::span<float> y, std::vector<float>& scratch) const = 0;
 };
 
-// The backend compute.backend = auto runs for a dtype: a fixed table from measurements (README, "Compute
+// The backend compute.backend = auto runs for a dtype: a fixed table from measurements (docs/reference.md, "Compute
 // backends"), never a timing at start-up, so reruns are bit-identical. Other backends are returned as given.
 std::string resolve_backend(const std::string& backend, const std::string& dtype);
 

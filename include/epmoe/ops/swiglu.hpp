@@ -1,4 +1,4 @@
-// SwiGLU MLPs run through a model's MlpKernel (compute.hpp): routed experts, dense layers, shared
+// SwiGLU MLPs run through a model's MlpKernel (mlp_kernel.hpp): routed experts, dense layers, shared
 // experts. Pure compute; no MPI.
 #pragma once
 

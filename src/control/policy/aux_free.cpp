@@ -3,7 +3,7 @@
 //     b[l, e] += u * sign(mean_e' load[l, e'] - load[l, e])
 // so overloaded experts lose selection score and underloaded ones gain it, by u per round.
 // u = policy.aux_free.u, in score units. DeepSeek-V3 uses 1e-3 over ~10^5 steps; our runs are tens to
-// hundreds of steps, so the default is 0.01 (see config.cpp), and `--set policy.aux_free.u=0.001`
+// hundreds of steps, so the default is 0.01 (see src/base/json.cpp), and `--set policy.aux_free.u=0.001`
 // gives the paper's value.
 #include <cmath>
 
@@ -35,8 +35,8 @@ private:
 
 }  // namespace
 
-std::unique_ptr<Policy> make_aux_free_policy(const Config& config, const PolicyContext&) {
-    return std::make_unique<AuxFreePolicy>(policy_param(config, "aux_free", "u"));
+std::unique_ptr<Policy> make_aux_free_policy(const PolicyConfig& policy, const PolicyContext&) {
+    return std::make_unique<AuxFreePolicy>(policy.aux_free.u);
 }
 
 }  // namespace epmoe

@@ -32,8 +32,8 @@ private:
 
 }  // namespace
 
-std::unique_ptr<Policy> make_balanced_policy(const Config& config, const PolicyContext&) {
-    return std::make_unique<BalancedPolicy>(policy_param(config, "balanced", "strength"));
+std::unique_ptr<Policy> make_balanced_policy(const PolicyConfig& policy, const PolicyContext&) {
+    return std::make_unique<BalancedPolicy>(policy.balanced.strength);
 }
 
 }  // namespace epmoe

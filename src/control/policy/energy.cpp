@@ -21,8 +21,9 @@ void add_signal(double& acc, double x, double ref) {
 
 class EnergyPolicy final : public Policy {
 public:
-    EnergyPolicy(const PolicyContext& context, double u, double relax, double budget_w, double limit_c)
-        : context_(context), u_(u), relax_(relax), budget_w_(budget_w), limit_c_(limit_c) {}
+    EnergyPolicy(const PolicyContext& context, double u, double relax)
+        : context_(context), u_(u), relax_(relax), budget_w_(context.power_budget_w),
+          limit_c_(context.thermal_limit_c) {}
     const char* name() const override { return "energy"; }
 
     // [num_ranks] pressure of each rank, >= 0.
@@ -66,10 +67,8 @@ private:
 
 }  // namespace
 
-std::unique_ptr<Policy> make_energy_policy(const Config& config, const PolicyContext& context) {
-    return std::make_unique<EnergyPolicy>(context, policy_param(config, "energy", "u"),
-                                          policy_param(config, "energy", "relax"), config.energy.power_budget_w,
-                                          config.energy.thermal_limit_c);
+std::unique_ptr<Policy> make_energy_policy(const PolicyConfig& policy, const PolicyContext& context) {
+    return std::make_unique<EnergyPolicy>(context, policy.energy.u, policy.energy.relax);
 }
 
 }  // namespace epmoe

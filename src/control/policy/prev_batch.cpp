@@ -42,10 +42,9 @@ private:
 
 }  // namespace
 
-std::unique_ptr<Policy> make_prev_batch_policy(const Config& config, const PolicyContext&) {
-    return std::make_unique<PrevBatchPolicy>(policy_param(config, "prev_batch", "alpha"),
-                                             policy_param(config, "prev_batch", "threshold"),
-                                             policy_param(config, "prev_batch", "gain"));
+std::unique_ptr<Policy> make_prev_batch_policy(const PolicyConfig& policy, const PolicyContext&) {
+    return std::make_unique<PrevBatchPolicy>(policy.prev_batch.alpha, policy.prev_batch.threshold,
+                                             policy.prev_batch.gain);
 }
 
 }  // namespace epmoe

@@ -25,8 +25,8 @@ private:
 
 }  // namespace
 
-std::unique_ptr<Policy> make_random_policy(const Config& config, const PolicyContext& context) {
-    return std::make_unique<RandomPolicy>(policy_param(config, "random", "strength"), context.seed);
+std::unique_ptr<Policy> make_random_policy(const PolicyConfig& policy, const PolicyContext& context) {
+    return std::make_unique<RandomPolicy>(policy.random.strength, context.seed);
 }
 
 }  // namespace epmoe

@@ -6,15 +6,15 @@
 
 namespace epmoe {
 
-using PolicyFactory = std::unique_ptr<Policy> (*)(const Config&, const PolicyContext&);
-std::unique_ptr<Policy> make_none_policy(const Config&, const PolicyContext&);
-std::unique_ptr<Policy> make_aux_free_policy(const Config&, const PolicyContext&);
-std::unique_ptr<Policy> make_prev_batch_policy(const Config&, const PolicyContext&);
-std::unique_ptr<Policy> make_energy_policy(const Config&, const PolicyContext&);
-std::unique_ptr<Policy> make_round_robin_policy(const Config&, const PolicyContext&);
-std::unique_ptr<Policy> make_random_policy(const Config&, const PolicyContext&);
-std::unique_ptr<Policy> make_balanced_policy(const Config&, const PolicyContext&);
-std::unique_ptr<Policy> make_temperature_policy(const Config&, const PolicyContext&);
+using PolicyFactory = std::unique_ptr<Policy> (*)(const PolicyConfig&, const PolicyContext&);
+std::unique_ptr<Policy> make_none_policy(const PolicyConfig&, const PolicyContext&);
+std::unique_ptr<Policy> make_aux_free_policy(const PolicyConfig&, const PolicyContext&);
+std::unique_ptr<Policy> make_prev_batch_policy(const PolicyConfig&, const PolicyContext&);
+std::unique_ptr<Policy> make_energy_policy(const PolicyConfig&, const PolicyContext&);
+std::unique_ptr<Policy> make_round_robin_policy(const PolicyConfig&, const PolicyContext&);
+std::unique_ptr<Policy> make_random_policy(const PolicyConfig&, const PolicyContext&);
+std::unique_ptr<Policy> make_balanced_policy(const PolicyConfig&, const PolicyContext&);
+std::unique_ptr<Policy> make_temperature_policy(const PolicyConfig&, const PolicyContext&);
 
 namespace {
 
@@ -33,17 +33,20 @@ std::vector<std::string> policy_names() {
     return out;
 }
 
-double policy_param(const Config& config, const char* policy, const char* key) {
-    return config.json.at("policy").at(policy).at(key).get<double>();
+std::unique_ptr<Policy> make_policy(const PolicyConfig& policy, const PolicyContext& context) {
+    check_policy_name(policy.name);
+    for (const auto& [name, factory] : kPolicies)
+        if (policy.name == name) return factory(policy, context);
+    EPMOE_ASSERT(false);
 }
 
-std::unique_ptr<Policy> make_policy(const Config& config, const PolicyContext& context) {
+void check_policy_name(const std::string& name) {
     std::string known;
-    for (const auto& [name, factory] : kPolicies) {
-        if (config.policy == name) return factory(config, context);
-        known += (known.empty() ? "" : ", ") + std::string(name);
+    for (const auto& entry : kPolicies) {
+        if (name == entry.first) return;
+        known += (known.empty() ? "" : ", ") + std::string(entry.first);
     }
-    fail("config key policy.name = \"", config.policy, "\": unknown policy (known: ", known, ")");
+    fail("config key policy.name = \"", name, "\": unknown policy (known: ", known, ")");
 }
 
 }  // namespace epmoe

@@ -26,8 +26,8 @@ private:
 
 }  // namespace
 
-std::unique_ptr<Policy> make_round_robin_policy(const Config& config, const PolicyContext&) {
-    return std::make_unique<RoundRobinPolicy>(policy_param(config, "round_robin", "strength"));
+std::unique_ptr<Policy> make_round_robin_policy(const PolicyConfig& policy, const PolicyContext&) {
+    return std::make_unique<RoundRobinPolicy>(policy.round_robin.strength);
 }
 
 }  // namespace epmoe

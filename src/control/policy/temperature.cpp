@@ -31,8 +31,8 @@ private:
 
 }  // namespace
 
-std::unique_ptr<Policy> make_temperature_policy(const Config& config, const PolicyContext&) {
-    return std::make_unique<TemperaturePolicy>(policy_param(config, "temperature", "t"));
+std::unique_ptr<Policy> make_temperature_policy(const PolicyConfig& policy, const PolicyContext&) {
+    return std::make_unique<TemperaturePolicy>(policy.temperature.t);
 }
 
 }  // namespace epmoe

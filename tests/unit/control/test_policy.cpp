@@ -39,7 +39,11 @@ StepObservation observe(std::vector<int64_t> load, int num_layers = 2, int round
 std::unique_ptr<Policy> make(const std::string& name, const std::vector<std::string>& sets = {}) {
     std::vector<std::string> all = {"policy.name=" + name};
     all.insert(all.end(), sets.begin(), sets.end());
-    return make_policy(config_with(all), context());
+    const Config config = config_with(all);
+    PolicyContext c = context();
+    c.power_budget_w = config.energy.power_budget_w;  // as the run passes them (app/run_placement.cpp)
+    c.thermal_limit_c = config.energy.thermal_limit_c;
+    return make_policy(config.policy, c);
 }
 
 TEST(Policy, RegistryKnowsEveryPolicyOfTheContract) {
@@ -64,7 +68,7 @@ TEST(Policy, AuxFreeSignStep) {
     p->update(obs, b);  // integrates
     const float want[] = {-0.002f, 0.002f, 0, 0, 0, 0, 0, 0};
     for (int i = 0; i < 8; ++i) EXPECT_FLOAT_EQ(b[i], want[i]) << i;
-    EXPECT_DOUBLE_EQ(policy_param(config_with({}), "aux_free", "u"), 0.01);  // the documented default
+    EXPECT_DOUBLE_EQ(config_with({}).policy.aux_free.u, 0.01);  // the documented default
 }
 
 // EMA of load fractions, acting only above the threshold: b += gain * (1/E - p).
@@ -167,7 +171,7 @@ TEST(Policy, ParametersAreValidated) {
     EXPECT_THROW(config_with({"policy.prev_batch.threshold=0.9"}), Error);
     EXPECT_THROW(config_with({"policy.aux_free.u=-1"}), Error);
     EXPECT_THROW(config_with({"policy.energy.relax=2"}), Error);
-    EXPECT_THROW(config_with({"policy.name=aux_freee"}), Error);
+    EXPECT_THROW(make("aux_freee"), Error);  // names are the registry's: checked where policies are made
     EXPECT_NO_THROW(config_with({"policy.name=aux_free", "placement.name=replicated", "placement.replicas=3"}));
 }
 

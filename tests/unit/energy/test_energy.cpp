@@ -1,5 +1,5 @@
-// Choosing a source: auto's fallbacks and reasons, estimated, none, and the errors of explicit sources
-// (missing zones, a read error, and EACCES from a process without root).
+// Choosing a source (src/energy/energy.cpp): auto's fallbacks and reasons, estimated, none, and the errors of
+// explicit sources (missing zones, a read error, and EACCES from a process without root).
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <sys/wait.h>

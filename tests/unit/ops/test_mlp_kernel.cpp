@@ -10,7 +10,7 @@
 #include "epmoe/base/error.hpp"
 #include "epmoe/ops/swiglu.hpp"
 #include "epmoe/model/synthetic.hpp"
-#include "../reference/moe_reference.hpp"
+#include "../../reference/moe_reference.hpp"
 
 namespace epmoe {
 namespace {

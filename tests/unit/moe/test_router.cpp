@@ -1,11 +1,10 @@
-// Router against plain loops written here: RMSNorm, gate logits, softmax/sigmoid top-k, bias, ties.
+// Router (src/moe/router.cpp) against plain loops written here: softmax/sigmoid top-k, bias, ties. RMSNorm and
+// the gate logits are tested in tests/unit/ops/.
 #include <gtest/gtest.h>
 
 #include <cmath>
 
 #include "epmoe/moe/router.hpp"
-#include "epmoe/ops/gate.hpp"
-#include "epmoe/ops/norm.hpp"
 #include "epmoe/model/synthetic.hpp"
 
 namespace epmoe {
@@ -15,30 +14,6 @@ std::vector<float> random_vector(size_t n, uint64_t seed, float scale = 1.0f) {
     std::vector<float> v(n);
     for (size_t i = 0; i < n; ++i) v[i] = scale * (2.0f * hash_uniform(seed, 99, i, 0) - 1.0f);
     return v;
-}
-
-TEST(Router, RmsNormMatchesFormula) {
-    const int d = 7;
-    std::vector<float> x = random_vector(3 * d, 1, 3.0f), g = random_vector(d, 2), out(3 * d);
-    rms_norm(x, g, 1e-5, out);
-    for (int t = 0; t < 3; ++t) {
-        double ms = 0;
-        for (int j = 0; j < d; ++j) ms += x[t * d + j] * x[t * d + j];
-        ms /= d;
-        for (int j = 0; j < d; ++j) EXPECT_NEAR(out[t * d + j], x[t * d + j] / std::sqrt(ms + 1e-5) * g[j], 1e-5);
-    }
-}
-
-TEST(Router, GateLogitsAreRowDotProducts) {
-    const int d = 13, e = 5, n = 4;
-    std::vector<float> x = random_vector(n * d, 3), w = random_vector(e * d, 4), logits(n * e);
-    gate_logits(x, w, d, e, logits);
-    for (int t = 0; t < n; ++t)
-        for (int k = 0; k < e; ++k) {
-            double z = 0;
-            for (int j = 0; j < d; ++j) z += double(x[t * d + j]) * w[k * d + j];
-            EXPECT_NEAR(logits[t * e + k], z, 1e-6);
-        }
 }
 
 TEST(Router, SoftmaxTopKRenormalised) {

@@ -1,5 +1,5 @@
-// DType conversions: exhaustive over all 65536 BF16 and F16 patterns, rounding against independent
-// references (exact double arithmetic, numpy's float16 from a fixture, and the compiler's _Float16).
+// DType conversions (src/base/dtype.cpp): exhaustive over all 65536 BF16 and F16 patterns, rounding against
+// independent references (exact double arithmetic, numpy's float16 from a fixture, and the compiler's _Float16).
 #include <gtest/gtest.h>
 
 #include <bit>

@@ -7,7 +7,7 @@
 
 #include "epmoe/base/error.hpp"
 #include "epmoe/sim/sim.hpp"
-#include "app/simulate.hpp"
+#include "app/platform.hpp"
 
 namespace epmoe {
 namespace {
@@ -15,7 +15,7 @@ namespace {
 int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
 // SimGrid's topo_parameters for at least `nodes` nodes, and the node count it makes.
-// fat-tree: two levels of k-port switches, full bisection (k leaves of L nodes... see README);
+// fat-tree: two levels of k-port switches, full bisection (k leaves of L nodes... see docs/simulate.md);
 // torus: three dimensions as near a cube as fits; dragonfly: groups of 2 chassis x 4 routers x 4 nodes.
 std::pair<std::string, int> topology(const std::string& kind, int nodes) {
     if (kind == "fat-tree") {

@@ -1,10 +1,10 @@
-// Config: merge order (defaults <- file <- flags <- --set), typing by the default, validation messages.
+// Config (src/base/config.cpp): defaults, --set typed by the default, file merges, validation messages. The
+// merge order of `epmoe run`'s flags is tested in tests/unit/app/test_cli.cpp.
 #include <gtest/gtest.h>
 
 #include <cstdio>
 #include <fstream>
 
-#include "app/cli.hpp"
 #include "epmoe/base/config.hpp"
 #include "epmoe/base/error.hpp"
 
@@ -32,7 +32,7 @@ TEST(Config, DefaultsValidate) {
     Config c = Config::from_json(default_config());
     EXPECT_EQ(c.model.num_experts, 8);
     EXPECT_EQ(c.model.top_k, 2);
-    EXPECT_EQ(c.policy, "none");
+    EXPECT_EQ(c.policy.name, "none");
     EXPECT_EQ(c.energy.source, "auto");
 }
 
@@ -78,7 +78,6 @@ TEST(Config, ValidationNamesKeyAndValue) {
     EXPECT_EQ(invalid("model.rms_norm_eps=0"), "config key model.rms_norm_eps = 0.0: must be > 0");
     EXPECT_NE(invalid("routing.capacity_factor=nan").find("routing.capacity_factor=nan"), std::string::npos);
     EXPECT_NE(invalid("workload.skew=inf").find("workload.skew=inf"), std::string::npos);
-    EXPECT_NE(invalid("policy.name=fastest").find("policy.name = \"fastest\""), std::string::npos);
     EXPECT_NE(invalid("energy.source=solar").find("energy.source"), std::string::npos);
     EXPECT_NE(invalid("seed=-1").find("seed = -1"), std::string::npos);
 }
@@ -103,28 +102,6 @@ TEST(Config, ReadFileErrorsNameTheFile) {
               std::string::npos);
     std::string bad = write_temp("bad_config.json", "{\"model\": ");
     EXPECT_NE(error_of([&] { read_config_file(bad); }).find(bad + ": not valid JSON"), std::string::npos);
-}
-
-TEST(Config, RunArgumentsMergeInOrder) {
-    std::string file = write_temp("order.json", R"({"workload": {"steps": 5, "tokens_per_rank": 7}, "seed": 1})");
-    std::string help;
-    // file sets steps 5; the flag overrides with 6; --set overrides the flag with 8. tokens_per_rank: file only.
-    auto c = cli::parse_run({"--config", file, "--steps", "6", "--set", "workload.steps=8", "--seed", "9"}, help);
-    ASSERT_TRUE(c.has_value());
-    EXPECT_EQ(c->workload.steps, 8);
-    EXPECT_EQ(c->workload.tokens_per_rank, 7);
-    EXPECT_EQ(c->seed, 9u);
-    EXPECT_EQ(c->json["workload"]["steps"], 8);  // config.json records the effective value
-    c = cli::parse_run({"--policy", "none", "--capacity-factor", "1.5", "--out", "x", "-q"}, help);
-    EXPECT_DOUBLE_EQ(c->capacity_factor, 1.5);
-    EXPECT_EQ(c->output.dir, "x");
-    EXPECT_TRUE(c->output.quiet);
-    EXPECT_FALSE(cli::parse_run({"--help"}, help).has_value());
-    EXPECT_NE(help.find("--capacity-factor"), std::string::npos);
-    EXPECT_NE(error_of([&] { cli::parse_run({"--stpes", "3"}, help); }).find("--stpes"), std::string::npos);
-    EXPECT_NE(error_of([&] { cli::parse_run({"--steps", "three"}, help); }).find("workload.steps=three"),
-              std::string::npos);
-    EXPECT_NE(error_of([&] { cli::parse_run({"extra"}, help); }).find("extra"), std::string::npos);
 }
 
 }  // namespace

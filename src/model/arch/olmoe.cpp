@@ -1,0 +1,28 @@
+// OLMoE (OlmoeForCausalLM): every layer is MoE under mlp; norm_topk_prob defaults to false. transformers 5's
+// runtime layout fuses the experts under the same module.
+#include "families.hpp"
+
+namespace epmoe::arch {
+
+const Arch kOlmoe = {
+    .family = Family::kOlmoe,
+    .experts_key = "num_experts",
+    .d_ff_key = "intermediate_size",
+    .always_norm_topk = false,
+    .sparse_step = false,
+    .norm = "post_attention_layernorm.weight",  // [d_model]
+    .moe_modules = {"mlp", nullptr},
+    .router = "gate.weight",               // [num_experts, d_model]
+    .expert = {.w1 = "gate_proj.weight",   // [d_ff, d_model]
+               .w3 = "up_proj.weight",     // [d_ff, d_model]
+               .w2 = "down_proj.weight"},  // [d_model, d_ff]
+    .fused_w13 = "gate_up_proj",           // [num_experts, 2 * d_ff, d_model]
+    .fused_w2 = "down_proj",               // [num_experts, d_model, d_ff]
+    .dense_module = nullptr,
+    .dense = {nullptr, nullptr, nullptr},
+    .shared_module = nullptr,
+    .shared = {nullptr, nullptr, nullptr},
+    .shared_gate = nullptr,
+};
+
+}  // namespace epmoe::arch

@@ -1,0 +1,30 @@
+// Qwen3-MoE (Qwen3MoeForCausalLM): Qwen2-MoE without the shared expert. transformers 5's config.json names
+// the expert count num_local_experts (v4: num_experts); config parsing accepts either.
+#include "families.hpp"
+
+namespace epmoe::arch {
+
+const Arch kQwen3Moe = {
+    .family = Family::kQwen3Moe,
+    .experts_key = "num_experts",
+    .d_ff_key = "moe_intermediate_size",
+    .always_norm_topk = false,
+    .sparse_step = true,
+    .norm = "post_attention_layernorm.weight",  // [d_model]
+    .moe_modules = {"mlp", nullptr},
+    .router = "gate.weight",               // [num_experts, d_model]
+    .expert = {.w1 = "gate_proj.weight",   // [d_ff, d_model]
+               .w3 = "up_proj.weight",     // [d_ff, d_model]
+               .w2 = "down_proj.weight"},  // [d_model, d_ff]
+    .fused_w13 = "gate_up_proj",           // [num_experts, 2 * d_ff, d_model]
+    .fused_w2 = "down_proj",               // [num_experts, d_model, d_ff]
+    .dense_module = "mlp",
+    .dense = {.w1 = "gate_proj.weight",   // [dense_d_ff, d_model]
+              .w3 = "up_proj.weight",     // [dense_d_ff, d_model]
+              .w2 = "down_proj.weight"},  // [d_model, dense_d_ff]
+    .shared_module = nullptr,
+    .shared = {nullptr, nullptr, nullptr},
+    .shared_gate = nullptr,
+};
+
+}  // namespace epmoe::arch
