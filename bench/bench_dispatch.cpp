@@ -31,9 +31,9 @@
 #include <random>
 #include <string>
 
-#include "epmoe/moe/dispatch.hpp"
-#include "epmoe/comm/mpi.hpp"
 #include "bench_routing.hpp"
+#include "epmoe/comm/mpi.hpp"
+#include "epmoe/moe/dispatch.hpp"
 
 namespace {
 
@@ -127,11 +127,11 @@ int run_point(const mpi::Comm& comm, int64_t tokens, bool skewed, int d_model, i
 
         MPI_Barrier(comm.raw());
         t0 = MPI_Wtime();
-        MPI_Alltoallv(bare_send.data(), send_remote.data(), sdispl.data(), MPI_FLOAT, bare_recv.data(), recv_remote.data(),
-                      rdispl.data(), MPI_FLOAT, comm.raw());
+        MPI_Alltoallv(bare_send.data(), send_remote.data(), sdispl.data(), MPI_FLOAT, bare_recv.data(),
+                      recv_remote.data(), rdispl.data(), MPI_FLOAT, comm.raw());
         const double remote_first_local = MPI_Wtime() - t0;
-        MPI_Alltoallv(bare_recv.data(), recv_remote.data(), rdispl.data(), MPI_FLOAT, bare_back.data(), send_remote.data(),
-                      sdispl.data(), MPI_FLOAT, comm.raw());
+        MPI_Alltoallv(bare_recv.data(), recv_remote.data(), rdispl.data(), MPI_FLOAT, bare_back.data(),
+                      send_remote.data(), sdispl.data(), MPI_FLOAT, comm.raw());
         double remote_s = max_over_ranks(comm, MPI_Wtime() - t0);
         const double remote_first_s = max_over_ranks(comm, remote_first_local);
 
@@ -143,8 +143,8 @@ int run_point(const mpi::Comm& comm, int64_t tokens, bool skewed, int d_model, i
         MPI_Barrier(comm.raw());
         LayerTimes times;
         t0 = MPI_Wtime();
-        moe_layer_forward(comm, experts, kernel, shape, placement, x, routing, 0, tokens * num_ranks, DispatchOptions{}, out, times,
-                          buf);
+        moe_layer_forward(comm, experts, kernel, shape, placement, x, routing, 0, tokens * num_ranks, DispatchOptions{},
+                          out, times, buf);
         double whole_s = MPI_Wtime() - t0;
         bare_s = max_over_ranks(comm, bare_s);
         whole_s = max_over_ranks(comm, whole_s);
@@ -168,15 +168,19 @@ int run_point(const mpi::Comm& comm, int64_t tokens, bool skewed, int d_model, i
     const double bytes = 2.0 * sizeof(float) * static_cast<double>(rows) * d_model;  // there and back
     const double max_bytes = max_over_ranks(comm, bytes);
     if (rank != 0) return wrong;
-    const Stats o = stats(ours), b = stats(bare), w = stats(whole), c = stats(count), rm = stats(remote), cp = stats(copies),
-                f = stats(floor_total), rf = stats(remote_first);
-    std::printf("{\"bench\": \"dispatch\", \"wait\": \"%s\", \"ranks\": %d, \"tokens_per_rank\": %lld, \"routing\": \"%s\", "
-                "\"d_model\": %d, \"num_experts\": %d, \"top_k\": %d, \"reps\": %d, \"max_rank_bytes\": %.0f, "
-                "\"ours_s\": %s, \"layer_s\": %s, \"bare_alltoallv_s\": %s, \"bare_remote_alltoallv_s\": %s, \"bare_remote_first_s\": %s, \"count_alltoall_s\": %s, \"copies_s\": %s, \"floor_s\": %s, \"ours_over_bare\": %.4f, \"floor_over_bare\": %.4f, "
-                "\"bare_gib_s\": %.4f, \"wrong\": %d}\n",
-                mode == mpi::WaitMode::kBlock ? "block" : "yield", num_ranks, static_cast<long long>(tokens), skewed ? "skewed" : "uniform", d_model, kExperts, kTopK,
-                reps, max_bytes, json(o).c_str(), json(w).c_str(), json(b).c_str(), json(rm).c_str(), json(rf).c_str(), json(c).c_str(), json(cp).c_str(), json(f).c_str(), o.median / b.median, f.median / b.median,
-                max_bytes / b.median / (1 << 30), wrong);
+    const Stats o = stats(ours), b = stats(bare), w = stats(whole), c = stats(count), rm = stats(remote),
+                cp = stats(copies), f = stats(floor_total), rf = stats(remote_first);
+    std::printf(
+        "{\"bench\": \"dispatch\", \"wait\": \"%s\", \"ranks\": %d, \"tokens_per_rank\": %lld, \"routing\": \"%s\", "
+        "\"d_model\": %d, \"num_experts\": %d, \"top_k\": %d, \"reps\": %d, \"max_rank_bytes\": %.0f, "
+        "\"ours_s\": %s, \"layer_s\": %s, \"bare_alltoallv_s\": %s, \"bare_remote_alltoallv_s\": %s, "
+        "\"bare_remote_first_s\": %s, \"count_alltoall_s\": %s, \"copies_s\": %s, \"floor_s\": %s, \"ours_over_bare\": "
+        "%.4f, \"floor_over_bare\": %.4f, "
+        "\"bare_gib_s\": %.4f, \"wrong\": %d}\n",
+        mode == mpi::WaitMode::kBlock ? "block" : "yield", num_ranks, static_cast<long long>(tokens),
+        skewed ? "skewed" : "uniform", d_model, kExperts, kTopK, reps, max_bytes, json(o).c_str(), json(w).c_str(),
+        json(b).c_str(), json(rm).c_str(), json(rf).c_str(), json(c).c_str(), json(cp).c_str(), json(f).c_str(),
+        o.median / b.median, f.median / b.median, max_bytes / b.median / (1 << 30), wrong);
     std::fflush(stdout);
     return wrong;
 }
@@ -190,11 +194,14 @@ int main(int argc, char** argv) {
     std::vector<int64_t> tokens = {64, 2048};
     for (int i = 1; i + 1 < argc; i += 2) {
         std::string flag = argv[i];
-        if (flag == "--reps") reps = std::atoi(argv[i + 1]);
-        else if (flag == "--d-model") d_model = std::atoi(argv[i + 1]);
+        if (flag == "--reps")
+            reps = std::atoi(argv[i + 1]);
+        else if (flag == "--d-model")
+            d_model = std::atoi(argv[i + 1]);
         else if (flag == "--tokens") {
             tokens.clear();
-            for (char* p = std::strtok(argv[i + 1], ","); p; p = std::strtok(nullptr, ",")) tokens.push_back(std::atoll(p));
+            for (char* p = std::strtok(argv[i + 1], ","); p; p = std::strtok(nullptr, ","))
+                tokens.push_back(std::atoll(p));
         }
     }
     int wrong = 0;
@@ -202,6 +209,7 @@ int main(int argc, char** argv) {
         for (bool skewed : {false, true})
             for (mpi::WaitMode mode : {mpi::WaitMode::kYield, mpi::WaitMode::kBlock})
                 wrong += run_point(world, t, skewed, d_model, reps, mode);
-    if (wrong && world.rank() == 0) std::fprintf(stderr, "bench_dispatch: %d point(s) returned a wrong result\n", wrong);
+    if (wrong && world.rank() == 0)
+        std::fprintf(stderr, "bench_dispatch: %d point(s) returned a wrong result\n", wrong);
     return wrong ? 1 : 0;
 }

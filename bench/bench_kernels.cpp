@@ -19,14 +19,14 @@
 #include <cstring>
 #include <random>
 
-#include "epmoe/ops/mlp_kernel.hpp"
-#include "epmoe/moe/dispatch.hpp"
+#include "bench_routing.hpp"
 #include "epmoe/base/error.hpp"
-#include "epmoe/ops/swiglu.hpp"
+#include "epmoe/moe/dispatch.hpp"
 #include "epmoe/moe/router.hpp"
 #include "epmoe/ops/gate.hpp"
+#include "epmoe/ops/mlp_kernel.hpp"
 #include "epmoe/ops/norm.hpp"
-#include "bench_routing.hpp"
+#include "epmoe/ops/swiglu.hpp"
 #include "peak_flops.hpp"
 
 namespace {
@@ -96,8 +96,8 @@ void SgemmUnfused(benchmark::State& state) {
                     kDModel, 0.0f, h1.data(), kDFf);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, kDFf, kDModel, 1.0f, x.data(), kDModel, w3, kDModel,
                     0.0f, h3.data(), kDFf);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, kDModel, kDFf, 1.0f, h1.data(), kDFf, w.w2.data(),
-                    kDFf, 0.0f, y.data(), kDModel);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, kDModel, kDFf, 1.0f, h1.data(), kDFf, w.w2.data(), kDFf,
+                    0.0f, y.data(), kDModel);
         benchmark::DoNotOptimize(y.data());
     }
     set_flops(state, 6.0 * m * kDModel * kDFf);
@@ -136,7 +136,8 @@ void Kernel(benchmark::State& state, std::string backend, std::string dtype) {
         kernel = make_mlp_kernel(backend, dtype);
     } catch (const Error& e) {
         state.SkipWithError(e.what());
-        for (auto _ : state) {}
+        for (auto _ : state) {
+        }
         return;
     }
     const ExpertWeights reference = make_weights();
@@ -156,7 +157,8 @@ void Kernel(benchmark::State& state, std::string backend, std::string dtype) {
 }
 
 void set_bytes(benchmark::State& state, int64_t tokens) {
-    state.SetBytesProcessed(state.iterations() * tokens * (2 + 2 * kTopK) * kDModel * static_cast<int64_t>(sizeof(float)));
+    state.SetBytesProcessed(state.iterations() * tokens * (2 + 2 * kTopK) * kDModel *
+                            static_cast<int64_t>(sizeof(float)));
 }
 
 void Memcpy(benchmark::State& state) {
@@ -172,8 +174,11 @@ void Memcpy(benchmark::State& state) {
 
 struct PackFixture {
     explicit PackFixture(int64_t tokens)
-        : placement(Placement::make("contiguous", kExperts, kRanks)), routing(bench::top2_routing(tokens, kExperts, false, 7)),
-          kept(tokens * kTopK, 1), x(random_vector(1ull * tokens * kDModel, 1.0f, 5)), out(x.size()) {
+        : placement(Placement::make("contiguous", kExperts, kRanks)),
+          routing(bench::top2_routing(tokens, kExperts, false, 7)),
+          kept(tokens * kTopK, 1),
+          x(random_vector(1ull * tokens * kDModel, 1.0f, 5)),
+          out(x.size()) {
         result.expert_load.assign(kExperts, 0);
     }
     Placement placement;
@@ -265,7 +270,11 @@ int main(int argc, char** argv) {
         const char* name = fn == Memcpy ? "Memcpy" : fn == Pack ? "Pack" : fn == Combine ? "Combine" : "PackCombine";
         benchmark::RegisterBenchmark(name, fn)->Arg(64)->Arg(2048)->Unit(benchmark::kMicrosecond)->UseRealTime();
     }
-    benchmark::RegisterBenchmark("GateTopk", GateTopk)->Arg(64)->Arg(2048)->Unit(benchmark::kMicrosecond)->UseRealTime();
+    benchmark::RegisterBenchmark("GateTopk", GateTopk)
+        ->Arg(64)
+        ->Arg(2048)
+        ->Unit(benchmark::kMicrosecond)
+        ->UseRealTime();
     benchmark::Initialize(&argc, argv);
     const size_t ran = benchmark::RunSpecifiedBenchmarks();
     benchmark::Shutdown();

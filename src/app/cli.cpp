@@ -171,8 +171,8 @@ std::optional<Config> parse_job_args(const std::vector<std::string>& args, const
 
 // parse_job_args on every rank (an error on any is one agreed error); rank 0 prints the help.
 std::optional<Config> parse_job(const mpi::Comm& world, const std::vector<std::string>& args, const char* command,
-                                const std::vector<Shorthand>& shorthands, const Json& defaults,
-                                const std::string& head, const po::options_description& extra = {}) {
+                                const std::vector<Shorthand>& shorthands, const Json& defaults, const std::string& head,
+                                const po::options_description& extra = {}) {
     std::optional<Config> config;
     std::string help;
     mpi::all_or_none(world, [&] { config = parse_job_args(args, command, shorthands, defaults, head, help, extra); });
@@ -195,9 +195,12 @@ int compare_command(const mpi::Comm& world, const std::vector<std::string>& args
     std::vector<std::string> rest;
     std::string pairs = kDefaultComparePairs;
     for (size_t i = 0; i < args.size(); ++i) {  // --pairs is compare's own; the rest are run's
-        if (args[i] == "--pairs" && i + 1 < args.size()) pairs = args[++i];
-        else if (args[i].rfind("--pairs=", 0) == 0) pairs = args[i].substr(8);
-        else rest.push_back(args[i]);
+        if (args[i] == "--pairs" && i + 1 < args.size())
+            pairs = args[++i];
+        else if (args[i].rfind("--pairs=", 0) == 0)
+            pairs = args[i].substr(8);
+        else
+            rest.push_back(args[i]);
     }
     std::optional<Config> config =
         parse_job(world, rest, "compare", run_shorthands(), default_config(),
@@ -239,7 +242,8 @@ int info_command(const mpi::Comm& world, const std::vector<std::string>& args) {
         if (!vm.count("help")) config = merge_job_config(vm, {}, default_config());
     });
     if (!config) {
-        if (world.rank() == 0) std::cout << describe(desc, "usage: epmoe info [--json] [--bind] [--config F] [--set k=v]\n");
+        if (world.rank() == 0)
+            std::cout << describe(desc, "usage: epmoe info [--json] [--bind] [--config F] [--set k=v]\n");
         return 0;
     }
     return info(world, *config, vm.count("json") > 0);

@@ -8,10 +8,10 @@
 #include <optional>
 #include <sstream>
 
-#include "epmoe/base/error.hpp"
-#include "epmoe/io/results.hpp"
 #include "app/run.hpp"
+#include "epmoe/base/error.hpp"
 #include "epmoe/control/policy.hpp"
+#include "epmoe/io/results.hpp"
 #include "epmoe/moe/placement.hpp"
 
 namespace epmoe {
@@ -63,7 +63,8 @@ void write_tables(const std::string& dir, const std::vector<ComparePair>& pairs,
     std::ostringstream csv, md;
     csv << "pair,policy,placement";
     md << "| pair |";
-    for (const auto& c : kColumns) csv << "," << c.name << "," << c.name << "_ratio", md << " " << c.name << " | ratio |";
+    for (const auto& c : kColumns)
+        csv << "," << c.name << "," << c.name << "_ratio", md << " " << c.name << " | ratio |";
     csv << "\n";
     md << "\n|---|";
     for (size_t i = 0; i < std::size(kColumns); ++i) md << "---:|---:|";
@@ -134,7 +135,8 @@ int compare(const mpi::Comm& world, const Config& base, std::vector<ComparePair>
         summaries.push_back(run_job(world, configs[p], false));
         if (world.rank() != 0) continue;
         const Json& s = summaries.back();
-        std::fprintf(stderr, "epmoe compare: [%zu/%zu] %s: %.0f tokens/s, step p99 %.4f s, rank max/mean %.3f, changed %.4f\n",
+        std::fprintf(stderr,
+                     "epmoe compare: [%zu/%zu] %s: %.0f tokens/s, step p99 %.4f s, rank max/mean %.3f, changed %.4f\n",
                      p + 1, pairs.size(), pairs[p].label().c_str(), s["tokens_per_s"].get<double>(),
                      s["step_time_s"]["p99"].get<double>(), s["load"]["rank_max_over_mean_last"].get<double>(),
                      s["routing"]["changed_assignment_fraction"].get<double>());

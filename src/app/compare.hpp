@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "epmoe/base/config.hpp"
-#include "epmoe/comm/mpi.hpp"
 #include "epmoe/base/json.hpp"
+#include "epmoe/comm/mpi.hpp"
 
 namespace epmoe {
 

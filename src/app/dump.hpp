@@ -5,8 +5,8 @@
 #include <string>
 #include <vector>
 
-#include "epmoe/model/model.hpp"
 #include "epmoe/comm/mpi.hpp"
+#include "epmoe/model/model.hpp"
 #include "epmoe/moe/router.hpp"
 
 namespace epmoe {

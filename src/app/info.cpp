@@ -8,10 +8,10 @@
 #include <iostream>
 #include <sstream>
 
-#include "epmoe/ops/mlp_kernel.hpp"
-#include "epmoe/energy/energy.hpp"
 #include "epmoe/base/error.hpp"
 #include "epmoe/comm/topology.hpp"
+#include "epmoe/energy/energy.hpp"
+#include "epmoe/ops/mlp_kernel.hpp"
 
 namespace epmoe {
 namespace {
@@ -61,12 +61,9 @@ Json blas_json() {
 // The GEMM kernel `epmoe run` would use with this config (compute.backend auto resolved) and the libraries.
 Json compute_json(const Config& config) {
     std::shared_ptr<const MlpKernel> kernel = make_mlp_kernel(config.compute.backend, config.compute.dtype);
-    return {{"backend", config.compute.backend},
-            {"dtype", config.compute.dtype},
-            {"kernel", kernel->name()},
-            {"implementation", kernel->implementation()},
-            {"onednn", onednn_description()},
-            {"threads_per_rank", config.threads_per_rank}};
+    return {{"backend", config.compute.backend}, {"dtype", config.compute.dtype},
+            {"kernel", kernel->name()},          {"implementation", kernel->implementation()},
+            {"onednn", onednn_description()},    {"threads_per_rank", config.threads_per_rank}};
 }
 
 Json energy_json(const Config& config, const std::string& host) {

@@ -75,7 +75,8 @@ std::string inspect_text(const Json& d) {
        << "config          " << d["config"].get<std::string>() << "\n"
        << "family          " << d["family"].get<std::string>() << "\n"
        << "layers          " << d["num_layers"] << ":";
-    for (const auto& run : d["layers"]) os << " " << run["layers"].get<std::string>() << " " << run["kind"].get<std::string>();
+    for (const auto& run : d["layers"])
+        os << " " << run["layers"].get<std::string>() << " " << run["kind"].get<std::string>();
     os << "\nd_model         " << d["d_model"] << "\n"
        << "d_ff            " << d["d_ff"] << " (dense " << d["dense_d_ff"] << ", shared expert "
        << d["shared_expert_d_ff"] << ")\n"
@@ -115,16 +116,15 @@ int inspect_command(const mpi::Comm& world, const std::vector<std::string>& args
         if (!vm.count("path")) fail("epmoe inspect: give a checkpoint directory or .safetensors file");
         if (vm["ranks"].as<int>() < 1) fail("epmoe inspect: --ranks ", vm["ranks"].as<int>(), " must be >= 1");
         Json merged = default_config();
-        if (vm.count("config")) merge_config(merged, read_config_file(vm["config"].as<std::string>()),
-                                             vm["config"].as<std::string>());
+        if (vm.count("config"))
+            merge_config(merged, read_config_file(vm["config"].as<std::string>()), vm["config"].as<std::string>());
         if (vm.count("set"))
             for (const auto& a : vm["set"].as<std::vector<std::string>>()) apply_set(merged, a);
         Checkpoint ck = Checkpoint::open(vm["path"].as<std::string>(), Config::from_json(merged).model);
         Json d = inspect_json(ck, vm["ranks"].as<int>());
         text = vm.count("json") ? d.dump(2) + "\n" : inspect_text(d);
     });
-    if (world.rank() == 0)
-        std::cout << (vm.count("help") ? usage(desc) : text);
+    if (world.rank() == 0) std::cout << (vm.count("help") ? usage(desc) : text);
     return 0;
 }
 

@@ -4,9 +4,9 @@
 #include <string>
 #include <vector>
 
-#include "epmoe/model/checkpoint.hpp"
 #include "epmoe/base/config.hpp"
 #include "epmoe/comm/mpi.hpp"
+#include "epmoe/model/checkpoint.hpp"
 
 namespace epmoe {
 

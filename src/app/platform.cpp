@@ -1,5 +1,7 @@
 // SimGrid platforms for `epmoe simulate`: one <cluster> with a fat-tree, torus or dragonfly topology, or a
 // user's platform file. Every node has ranks_per_node cores at the calibrated expert-GEMM rate.
+#include "app/platform.hpp"
+
 #include <cmath>
 #include <fstream>
 #include <regex>
@@ -7,7 +9,6 @@
 
 #include "epmoe/base/error.hpp"
 #include "epmoe/sim/sim.hpp"
-#include "app/platform.hpp"
 
 namespace epmoe {
 namespace {
@@ -56,8 +57,10 @@ std::vector<std::string> hosts_of_file(const std::string& path, const std::strin
         std::istringstream radical(attr(attrs, "radical"));
         for (std::string part; std::getline(radical, part, ',');) {
             size_t dash = part.find('-');
-            int lo = std::stoi(part.substr(0, dash)), hi = dash == std::string::npos ? lo : std::stoi(part.substr(dash + 1));
-            for (int i = lo; i <= hi; ++i) hosts.push_back(attr(attrs, "prefix") + std::to_string(i) + attr(attrs, "suffix"));
+            int lo = std::stoi(part.substr(0, dash)),
+                hi = dash == std::string::npos ? lo : std::stoi(part.substr(dash + 1));
+            for (int i = lo; i <= hi; ++i)
+                hosts.push_back(attr(attrs, "prefix") + std::to_string(i) + attr(attrs, "suffix"));
         }
     }
     if (hosts.empty()) fail("simulate.platform = ", path, ": no <host> or <cluster> found in the file");
@@ -68,9 +71,13 @@ std::vector<std::string> hosts_of_file(const std::string& path, const std::strin
 
 Json describe_platform(const SimulateConfig& s, int num_ranks) {
     const bool file = s.platform.size() > 4 && s.platform.substr(s.platform.size() - 4) == ".xml";
-    Json d = {{"kind", file ? "file" : s.platform}, {"file", "platform.xml"}, {"hostfile", "hostfile"},
-              {"ranks", num_ranks}, {"ranks_per_node", s.ranks_per_node},
-              {"nodes", ceil_div(num_ranks, s.ranks_per_node)}, {"gflops_per_core", s.gflops_per_core}};
+    Json d = {{"kind", file ? "file" : s.platform},
+              {"file", "platform.xml"},
+              {"hostfile", "hostfile"},
+              {"ranks", num_ranks},
+              {"ranks_per_node", s.ranks_per_node},
+              {"nodes", ceil_div(num_ranks, s.ranks_per_node)},
+              {"gflops_per_core", s.gflops_per_core}};
     if (file) {
         d["source"] = s.platform;
         return d;
@@ -90,8 +97,9 @@ Json label_simulated(Json j, const Config& config, int num_ranks, bool summary) 
     if (!sim::simulated()) return j;
     j["simulated"] = true;
     if (!summary) return j;
-    j["time_source"] = "simulated: SimGrid SMPI virtual seconds (expert GEMMs modelled at "
-                       "platform.gflops_per_core, host code timed and replayed, network modelled)";
+    j["time_source"] =
+        "simulated: SimGrid SMPI virtual seconds (expert GEMMs modelled at "
+        "platform.gflops_per_core, host code timed and replayed, network modelled)";
     j["platform"] = describe_platform(config.simulate, num_ranks);
     return j;
 }
@@ -120,10 +128,10 @@ Platform make_platform(const SimulateConfig& s, int num_ranks, double gflops) {
             << "<!-- epmoe simulate: " << s.platform << ", " << nodes << " nodes used of " << total << " -->\n"
             << "<platform version=\"4.1\">\n  <zone id=\"world\" routing=\"Full\">\n"
             << "    <cluster id=\"cluster\" prefix=\"node-\" radical=\"0-" << total - 1 << "\" suffix=\"\""
-            << " speed=\"" << gflops << "Gf\" core=\"" << s.ranks_per_node << "\" bw=\"" << s.bandwidth
-            << "\" lat=\"" << s.latency << "\"\n             loopback_bw=\"" << s.loopback_bandwidth
-            << "\" loopback_lat=\"" << s.loopback_latency << "\" topology=\"" << topology_name(s.platform)
-            << "\" topo_parameters=\"" << params << "\"/>\n  </zone>\n</platform>\n";
+            << " speed=\"" << gflops << "Gf\" core=\"" << s.ranks_per_node << "\" bw=\"" << s.bandwidth << "\" lat=\""
+            << s.latency << "\"\n             loopback_bw=\"" << s.loopback_bandwidth << "\" loopback_lat=\""
+            << s.loopback_latency << "\" topology=\"" << topology_name(s.platform) << "\" topo_parameters=\"" << params
+            << "\"/>\n  </zone>\n</platform>\n";
         p.xml = xml.str();
         for (int n = 0; n < nodes; ++n) hosts.push_back(cat("node-", n));
     }

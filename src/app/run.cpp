@@ -26,7 +26,8 @@ namespace {
 void check_launch(const mpi::Comm& world) {
     const char* ntasks = std::getenv("SLURM_NTASKS");
     if (ntasks && std::getenv("SLURM_STEP_ID") && std::atoi(ntasks) > 1 && world.size() == 1)
-        fail("SLURM_NTASKS=", ntasks, " but MPI started a world of 1 rank: the launcher and the MPI library do not "
+        fail("SLURM_NTASKS=", ntasks,
+             " but MPI started a world of 1 rank: the launcher and the MPI library do not "
              "match (MPICH needs srun --mpi=pmi2, Open MPI srun --mpi=pmix); see launchers/slurm/epmoe.sbatch");
 }
 
@@ -46,7 +47,8 @@ std::string set_up_rank(const mpi::Comm& world, const Config& config) {
     mpi::all_or_none(world, [&] {
         check_launch(world);
         // A results directory of an earlier run is refused before anything is loaded.
-        if (world.rank() == 0 && !config.output.dir.empty()) check_results_dir(config.output.dir, config.output.overwrite);
+        if (world.rank() == 0 && !config.output.dir.empty())
+            check_results_dir(config.output.dir, config.output.overwrite);
     });
     const mpi::Comm host = world.split_shared();  // the ranks of this host: binding and the wait mode
     std::string binding = "none";
@@ -107,8 +109,8 @@ Json energy_details(const Config& config, const HostEnergy& energy) {
     Json details = {{"reason", energy.reason()}, {"hosts", energy.num_hosts()}};
     const EnergyEstimate& e = config.energy.estimate;
     if (energy.source() == "estimated")
-        details["estimate"] = {{"pj_per_flop", e.pj_per_flop}, {"pj_per_byte", e.pj_per_byte},
-                               {"idle_w_per_core", e.idle_w_per_core}};
+        details["estimate"] = {
+            {"pj_per_flop", e.pj_per_flop}, {"pj_per_byte", e.pj_per_byte}, {"idle_w_per_core", e.idle_w_per_core}};
     return details;
 }
 
@@ -136,7 +138,8 @@ public:
           shape_(source_.shape()),
           placement_(run_placement(world, config, shape_.num_experts)),
           workload_(world, config, shape_.d_model),
-          model_(source_.load(world, [&](int e) { return placement_.owns(world.rank(), e); }, workload_.num_tokens())),
+          model_(source_.load(
+              world, [&](int e) { return placement_.owns(world.rank(), e); }, workload_.num_tokens())),
           energy_(world, config.energy),
           forward_(model_, placement_, config.routing.capacity_factor),
           coordinator_(world, shape_.num_layers, shape_.num_experts,
@@ -161,8 +164,8 @@ public:
         const int steps = config_.workload.steps;
         workload_.fill(step, h_);
         const double t0 = mpi::wtime();
-        StepResult result = forward_.step(world_, h_, workload_.first_token(), workload_.step_tokens(),
-                                          coordinator_.biases());
+        StepResult result =
+            forward_.step(world_, h_, workload_.first_token(), workload_.step_tokens(), coordinator_.biases());
         const double compute_s = mpi::wtime() - t0 - result.fidelity.seconds;  // fidelity work is timed apart
         WorkCounters work{result.expert_flops + result.gate_flops, result.bytes_moved,
                           compute_s * config_.threads_per_rank};
@@ -171,8 +174,10 @@ public:
         pending_energy_s_ += mpi::wtime() - energy_t0;
         coordinator_.record(make_record(result, shape_.num_layers, workload_.num_tokens(), compute_s, step_energy),
                             layer_loads(result));
-        if (step + 1 == steps || (step + 1) % config_.coordinator_every_n_steps == 0) round(step, t0, result);
-        else pending_times_.push_back(mpi::wtime() - t0 - result.fidelity.seconds);
+        if (step + 1 == steps || (step + 1) % config_.coordinator_every_n_steps == 0)
+            round(step, t0, result);
+        else
+            pending_times_.push_back(mpi::wtime() - t0 - result.fidelity.seconds);
         progress_.update(step, steps, summary_);
         if (step + 1 == steps && !config_.output.dump.empty())
             dump_output(world_, config_.output.dump, shape_, h_, result.routing);
@@ -193,8 +198,9 @@ public:
             s = label_simulated(std::move(s), config_, world_.size(), true);  // build-smpi/epmoe: simulated times
             writer_->finish(*config_.json, s);
             if (print_summary)
-                std::cout << (s.contains("simulated") ? "simulated under SimGrid SMPI: every time is simulated seconds\n"
-                                                      : "")
+                std::cout << (s.contains("simulated")
+                                  ? "simulated under SimGrid SMPI: every time is simulated seconds\n"
+                                  : "")
                           << summary_.human(s) << "results: " << dir_ << std::endl;
             out = s;
         });
@@ -209,8 +215,9 @@ private:
         pending_energy_s_ = 0;
         pending_times_.push_back(mpi::wtime() - t0 - result.fidelity.seconds);
         if (world_.rank() == 0)
-            writer_->append_step(label_simulated(summary_.add_round(report, first_pending_, pending_times_, step_biases_),
-                                                 config_, world_.size(), false));
+            writer_->append_step(
+                label_simulated(summary_.add_round(report, first_pending_, pending_times_, step_biases_), config_,
+                                world_.size(), false));
         pending_times_.clear();
         first_pending_ = step + 1;
         step_biases_.assign(coordinator_.biases().begin(), coordinator_.biases().end());
@@ -218,8 +225,8 @@ private:
 
     const mpi::Comm& world_;
     const Config& config_;
-    const std::string binding_;   // resources.bind = core: this rank's cores
-    ModelSource source_;          // synthetic, or a checkpoint's selected layers
+    const std::string binding_;  // resources.bind = core: this rank's cores
+    ModelSource source_;         // synthetic, or a checkpoint's selected layers
     const ModelShape shape_;
     const Placement placement_;
     const TokenSource workload_;  // synthetic, or --input's rows
@@ -229,13 +236,13 @@ private:
     Coordinator coordinator_;
     RunSummary summary_;
     Progress progress_;
-    std::vector<float> h_;              // [num_tokens, d_model] this rank's hidden states
+    std::vector<float> h_;                   // [num_tokens, d_model] this rank's hidden states
     std::unique_ptr<ResultsWriter> writer_;  // rank 0
-    std::string dir_;                   // the results directory (rank 0)
-    std::vector<double> pending_times_; // rank 0's wall time of the steps since the last coordinator round
-    std::vector<float> step_biases_;    // [L, E] the biases the pending steps used
+    std::string dir_;                        // the results directory (rank 0)
+    std::vector<double> pending_times_;      // rank 0's wall time of the steps since the last coordinator round
+    std::vector<float> step_biases_;         // [L, E] the biases the pending steps used
     int first_pending_ = 0;
-    double pending_energy_s_ = 0;       // energy exchanges since the last coordinator round, s
+    double pending_energy_s_ = 0;  // energy exchanges since the last coordinator round, s
 };
 
 }  // namespace

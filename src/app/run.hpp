@@ -2,8 +2,8 @@
 #pragma once
 
 #include "epmoe/base/config.hpp"
-#include "epmoe/comm/mpi.hpp"
 #include "epmoe/base/json.hpp"
+#include "epmoe/comm/mpi.hpp"
 
 namespace epmoe {
 

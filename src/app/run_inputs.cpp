@@ -79,15 +79,20 @@ Model ModelSource::load(const mpi::Comm& comm, const std::function<bool(int)>& o
         kernel = make_mlp_kernel(config_.compute.backend, config_.compute.dtype);  // checks the keys either way
         if (sim::simulated()) kernel = sim::simulated_kernel();
     });
-    if (!checkpoint_) return make_synthetic_model(shape_, config_.seed, [&](int, int e) { return owns(e); }, kernel);
+    if (!checkpoint_)
+        return make_synthetic_model(
+            shape_, config_.seed, [&](int, int e) { return owns(e); }, kernel);
     Model model;
     mpi::all_or_none(comm, [&] { model = checkpoint_->load(first_layer_, last_layer_, owns, kernel); });
     return model;
 }
 
 Json ModelSource::describe() const {
-    Json m = {{"num_layers", shape_.num_layers}, {"d_model", shape_.d_model}, {"d_ff", shape_.d_ff},
-              {"num_experts", shape_.num_experts}, {"top_k", shape_.top_k}};
+    Json m = {{"num_layers", shape_.num_layers},
+              {"d_model", shape_.d_model},
+              {"d_ff", shape_.d_ff},
+              {"num_experts", shape_.num_experts},
+              {"top_k", shape_.top_k}};
     if (!checkpoint_) {
         m["source"] = "synthetic";
         return m;
@@ -119,8 +124,7 @@ double peak_rss_bytes() {
 
 Json ModelSource::memory(const mpi::Comm& comm, const Model& model) const {
     const double mine[3] = {static_cast<double>(model.weight_bytes()),
-                            checkpoint_ ? static_cast<double>(checkpoint_->bytes_converted()) : 0.0,
-                            peak_rss_bytes()};
+                            checkpoint_ ? static_cast<double>(checkpoint_->bytes_converted()) : 0.0, peak_rss_bytes()};
     std::vector<double> all = mpi::gather_to_root<double>(comm, std::span<const double>(mine, 3));
     if (comm.rank() != 0) return nullptr;
     Json held = Json::array(), read = Json::array(), rss = Json::array();
@@ -147,7 +151,8 @@ TokenSource::TokenSource(const mpi::Comm& comm, const Config& config, int d_mode
 }
 
 void TokenSource::fill(int step, std::span<float> h) const {
-    if (synthetic_) synthetic_->fill(step, first_token_, num_tokens_, h);
+    if (synthetic_)
+        synthetic_->fill(step, first_token_, num_tokens_, h);
     else {
         const size_t n = h.size();
         const size_t first = static_cast<size_t>(step % input_.num_steps) * n;

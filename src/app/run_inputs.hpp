@@ -8,14 +8,14 @@
 #include <span>
 #include <vector>
 
-#include "epmoe/model/checkpoint.hpp"
 #include "epmoe/base/config.hpp"
-#include "epmoe/io/input.hpp"
-#include "epmoe/model/model.hpp"
 #include "epmoe/comm/mpi.hpp"
+#include "epmoe/control/policy.hpp"
+#include "epmoe/io/input.hpp"
+#include "epmoe/model/checkpoint.hpp"
+#include "epmoe/model/model.hpp"
 #include "epmoe/model/synthetic.hpp"
 #include "epmoe/moe/placement.hpp"
-#include "epmoe/control/policy.hpp"
 
 namespace epmoe {
 

@@ -15,7 +15,8 @@ Placement run_placement(const mpi::Comm& world, const Config& config, int num_ex
     }
     Placement placement;
     mpi::all_or_none(world, [&] {
-        placement = Placement::make(config.placement.name, num_experts, world.size(), profile, config.placement.replicas);
+        placement =
+            Placement::make(config.placement.name, num_experts, world.size(), profile, config.placement.replicas);
     });
     return placement;
 }

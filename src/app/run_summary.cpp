@@ -68,14 +68,19 @@ Json RunSummary::add_energy(const CoordinatorReport& report, double seconds) {
         per_rank.push_back(rec[RankRecord::kJoules]);
         if (!std::isnan(rec[RankRecord::kHostJoules])) {
             auto opt = [](double x) { return std::isnan(x) ? Json(nullptr) : Json(x); };
-            hosts.push_back({{"reader_rank", r}, {"joules", rec[RankRecord::kHostJoules]},
-                             {"power_w", opt(rec[RankRecord::kPowerW])}, {"temp_c", opt(rec[RankRecord::kTempC])}});
+            hosts.push_back({{"reader_rank", r},
+                             {"joules", rec[RankRecord::kHostJoules]},
+                             {"power_w", opt(rec[RankRecord::kPowerW])},
+                             {"temp_c", opt(rec[RankRecord::kTempC])}});
         }
     }
     energy_measured_ = energy_measured_ && measured;
-    if (!measured) return {{"joules", nullptr}, {"avg_power_w", nullptr}, {"per_rank_joules", nullptr}, {"hosts", nullptr}};
-    return {{"joules", joules}, {"avg_power_w", seconds > 0 ? Json(joules / seconds) : Json(nullptr)},
-            {"per_rank_joules", per_rank}, {"hosts", hosts}};
+    if (!measured)
+        return {{"joules", nullptr}, {"avg_power_w", nullptr}, {"per_rank_joules", nullptr}, {"hosts", nullptr}};
+    return {{"joules", joules},
+            {"avg_power_w", seconds > 0 ? Json(joules / seconds) : Json(nullptr)},
+            {"per_rank_joules", per_rank},
+            {"hosts", hosts}};
 }
 
 RunSummary::LoadStats RunSummary::load_stats(const CoordinatorReport& report, Json* layers_out) const {
@@ -96,18 +101,19 @@ RunSummary::LoadStats RunSummary::load_stats(const CoordinatorReport& report, Js
         s.rank_cv += rcv / num_layers_;
         s.rank_gini += rg / num_layers_;
         s.balancedness += bal / num_layers_;
-        (*layers_out).push_back({{"expert_load", Json(std::vector<int64_t>(load.begin(), load.end()))},
-                                 {"dropped", report.dropped[l]},
-                                 {"assigned", report.assigned[l]},
-                                 {"max_over_mean", mom},
-                                 {"cv", cv},
-                                 {"gini", g},
-                                 {"rank_rows", counts(rank_load)},
-                                 {"rank_max_over_mean", rmom},
-                                 {"entropy", ent},
-                                 {"rank_cv", rcv},
-                                 {"rank_gini", rg},
-                                 {"balancedness", bal}});
+        (*layers_out)
+            .push_back({{"expert_load", Json(std::vector<int64_t>(load.begin(), load.end()))},
+                        {"dropped", report.dropped[l]},
+                        {"assigned", report.assigned[l]},
+                        {"max_over_mean", mom},
+                        {"cv", cv},
+                        {"gini", g},
+                        {"rank_rows", counts(rank_load)},
+                        {"rank_max_over_mean", rmom},
+                        {"entropy", ent},
+                        {"rank_cv", rcv},
+                        {"rank_gini", rg},
+                        {"balancedness", bal}});
     }
     return s;
 }
@@ -142,7 +148,8 @@ Json RunSummary::add_round(const CoordinatorReport& report, int first_step, std:
     last_ = stats;
     Json bias_rows = Json::array();
     for (int l = 0; l < num_layers_; ++l)
-        bias_rows.push_back(std::vector<float>(biases.begin() + l * num_experts_, biases.begin() + (l + 1) * num_experts_));
+        bias_rows.push_back(
+            std::vector<float>(biases.begin() + l * num_experts_, biases.begin() + (l + 1) * num_experts_));
     Json line;
     line["step"] = first_step + static_cast<int>(step_times.size()) - 1;
     line["steps_covered"] = step_times.size();
@@ -159,7 +166,8 @@ Json RunSummary::add_round(const CoordinatorReport& report, int first_step, std:
     double fidelity[7];
     for (int f = 0; f < 7; ++f) {
         fidelity[f] = 0;
-        for (const auto& r : report.ranks) fidelity[f] += r[static_cast<RankRecord::Field>(RankRecord::kChangedSlots + f)];
+        for (const auto& r : report.ranks)
+            fidelity[f] += r[static_cast<RankRecord::Field>(RankRecord::kChangedSlots + f)];
         fidelity_[f] += fidelity[f];
     }
     line["fidelity"] = fidelity_json(fidelity, num_ranks_);
@@ -170,8 +178,13 @@ Json RunSummary::add_round(const CoordinatorReport& report, int first_step, std:
 }
 
 Json RunSummary::load_json(const LoadStats& s) {
-    return {{"max_over_mean", s.max_over_mean}, {"cv", s.cv}, {"gini", s.gini}, {"entropy", s.entropy},
-            {"rank_max_over_mean", s.rank_max_over_mean}, {"rank_cv", s.rank_cv}, {"rank_gini", s.rank_gini},
+    return {{"max_over_mean", s.max_over_mean},
+            {"cv", s.cv},
+            {"gini", s.gini},
+            {"entropy", s.entropy},
+            {"rank_max_over_mean", s.rank_max_over_mean},
+            {"rank_cv", s.rank_cv},
+            {"rank_gini", s.rank_gini},
             {"balancedness", s.balancedness}};
 }
 
@@ -185,23 +198,30 @@ Json RunSummary::summary(const std::string& policy, const std::string& energy_so
     s["steps"] = step_times_.size();
     s["tokens_total"] = tokens_total_;
     s["tokens_per_s"] = seconds > 0 ? Json(static_cast<double>(tokens_total_) / seconds) : Json(nullptr);
-    s["step_time_s"] = {{"p50", quantile(step_times_, 0.5)}, {"p99", quantile(step_times_, 0.99)},
-                        {"max", quantile(step_times_, 1.0)}};
+    s["step_time_s"] = {
+        {"p50", quantile(step_times_, 0.5)}, {"p99", quantile(step_times_, 0.99)}, {"max", quantile(step_times_, 1.0)}};
     Json breakdown;
     for (int p = 0; p < 5; ++p) breakdown[kPhaseNames[p]] = phase_[p];
     s["time_breakdown_s"] = breakdown;
     s["expert_gflops"] = expert_seconds_ > 0 ? Json(expert_flops_ / expert_seconds_ / 1e9) : Json(nullptr);
-    s["load"] = {{"max_over_mean_first", first_.max_over_mean}, {"max_over_mean_last", last_.max_over_mean},
-                 {"cv_last", last_.cv}, {"gini_last", last_.gini},
-                 {"rank_max_over_mean_last", last_.rank_max_over_mean}, {"first", load_json(first_)},
+    s["load"] = {{"max_over_mean_first", first_.max_over_mean},
+                 {"max_over_mean_last", last_.max_over_mean},
+                 {"cv_last", last_.cv},
+                 {"gini_last", last_.gini},
+                 {"rank_max_over_mean_last", last_.rank_max_over_mean},
+                 {"first", load_json(first_)},
                  {"last", load_json(last_)}};
     s["drop_rate"] = assigned_ > 0 ? static_cast<double>(dropped_) / static_cast<double>(assigned_) : 0.0;
-    Json energy = {{"source", energy_source}, {"joules", nullptr}, {"joules_per_token", nullptr},
-                   {"avg_power_w", nullptr}, {"per_rank_joules", nullptr}};
+    Json energy = {{"source", energy_source},
+                   {"joules", nullptr},
+                   {"joules_per_token", nullptr},
+                   {"avg_power_w", nullptr},
+                   {"per_rank_joules", nullptr}};
     if (energy_source != "none" && energy_measured_ && !step_times_.empty()) {
         double joules = std::accumulate(rank_joules_.begin(), rank_joules_.end(), 0.0);
         energy["joules"] = joules;
-        energy["joules_per_token"] = tokens_total_ > 0 ? Json(joules / static_cast<double>(tokens_total_)) : Json(nullptr);
+        energy["joules_per_token"] =
+            tokens_total_ > 0 ? Json(joules / static_cast<double>(tokens_total_)) : Json(nullptr);
         energy["avg_power_w"] = seconds > 0 ? Json(joules / seconds) : Json(nullptr);
         energy["per_rank_joules"] = rank_joules_;
         energy["per_rank_joules_method"] =
@@ -220,8 +240,8 @@ std::string RunSummary::human(const Json& s) const {
     os.setf(std::ios::fixed);
     const double seconds = seconds_so_far();
     os.precision(3);
-    os << "epmoe run: " << num_ranks_ << " ranks, " << step_times_.size() << " steps, "
-       << tokens_total_ << " tokens in " << seconds << " s\n";
+    os << "epmoe run: " << num_ranks_ << " ranks, " << step_times_.size() << " steps, " << tokens_total_
+       << " tokens in " << seconds << " s\n";
     os.precision(0);
     os << "  tokens/s      " << s["tokens_per_s"].get<double>() << "\n";
     os.precision(4);
@@ -231,7 +251,8 @@ std::string RunSummary::human(const Json& s) const {
     double total = 0;
     for (int p = 0; p < 5; ++p) total += phase_[p];
     os << "  breakdown    ";
-    for (int p = 0; p < 5; ++p) os << " " << kPhaseNames[p] << " " << (total > 0 ? 100.0 * phase_[p] / total : 0) << "%";
+    for (int p = 0; p < 5; ++p)
+        os << " " << kPhaseNames[p] << " " << (total > 0 ? 100.0 * phase_[p] / total : 0) << "%";
     os.precision(2);
     os << "\n  imbalance     expert max/mean " << first_.max_over_mean << " (first step) -> " << last_.max_over_mean
        << " (last), rank max/mean " << first_.rank_max_over_mean << " -> " << last_.rank_max_over_mean << "\n";
@@ -246,8 +267,8 @@ std::string RunSummary::human(const Json& s) const {
         os.unsetf(std::ios::fixed);
         os.precision(4);
         os << ", " << e["joules_per_token"].get<double>() << " J/token, " << e["joules"].get<double>() << " J";
-    }
-    else os << " (not measured)";
+    } else
+        os << " (not measured)";
     os << "\n";
     return os.str();
 }

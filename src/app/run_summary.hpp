@@ -49,8 +49,8 @@ private:
     double phase_[5] = {0, 0, 0, 0, 0};  // gate, dispatch, expert, combine (mean over ranks), coordinator (rank 0)
     double expert_flops_ = 0, expert_seconds_ = 0;  // summed over ranks
     int64_t dropped_ = 0, assigned_ = 0;
-    bool energy_measured_ = true;         // false once any round lacks a rank's joules
-    std::vector<double> rank_joules_;    // [num_ranks] summed over rounds
+    bool energy_measured_ = true;                 // false once any round lacks a rank's joules
+    std::vector<double> rank_joules_;             // [num_ranks] summed over rounds
     double fidelity_[7] = {0, 0, 0, 0, 0, 0, 0};  // RankRecord kChangedSlots..kFidelityS, summed over ranks and rounds
     bool have_first_ = false;
     LoadStats first_, last_;

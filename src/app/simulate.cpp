@@ -2,6 +2,8 @@
 // the expert GEMM rate when simulate.gflops_per_core is 0, writes platform.xml, hostfile, simulate.json
 // (the config the simulated ranks run) and smpirun.sh into the results directory, and runs smpirun on the
 // SMPI build, whose rank 0 writes config.json, metrics.jsonl and summary.json there as `run` does.
+#include "app/simulate.hpp"
+
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -16,13 +18,12 @@
 #include <numeric>
 #include <thread>
 
-#include "epmoe/ops/mlp_kernel.hpp"
+#include "app/run_inputs.hpp"
 #include "epmoe/base/error.hpp"
 #include "epmoe/io/results.hpp"
-#include "app/run_inputs.hpp"
-#include "epmoe/sim/sim.hpp"
-#include "app/simulate.hpp"
 #include "epmoe/model/synthetic.hpp"
+#include "epmoe/ops/mlp_kernel.hpp"
+#include "epmoe/sim/sim.hpp"
 
 extern char** environ;
 
@@ -78,8 +79,8 @@ int spawn_and_wait(const std::vector<std::string>& argv) {
 
 // Rows an expert runs per layer on average: the shape the calibration GEMM uses.
 int typical_rows(const Config& config, const ModelShape& shape) {
-    double rows = static_cast<double>(config.workload.tokens_per_rank) * shape.top_k * config.simulate.ranks /
-                  shape.num_experts;
+    double rows =
+        static_cast<double>(config.workload.tokens_per_rank) * shape.top_k * config.simulate.ranks / shape.num_experts;
     return static_cast<int>(std::clamp(rows, 16.0, 4096.0));
 }
 
@@ -111,7 +112,8 @@ void prepare(const mpi::Comm& world, const Config& parsed, std::string& dir, std
         const int concurrent = std::clamp(cores / config.threads_per_rank, 1, std::min(sc.ranks_per_node, sc.ranks));
         gflops = measure_gflops(config, typical_rows(config, model.shape()), concurrent);
         if (!config.output.quiet)
-            std::fprintf(stderr, "epmoe simulate: expert GEMM rate on this machine: %.2f GFLOP/s per rank, %d at once\n",
+            std::fprintf(stderr,
+                         "epmoe simulate: expert GEMM rate on this machine: %.2f GFLOP/s per rank, %d at once\n",
                          gflops, concurrent);
     }
     Platform platform = make_platform(sc, sc.ranks, gflops);
@@ -139,8 +141,9 @@ double measure_gflops(const Config& config, int rows, int concurrent) {
     std::latch ready(concurrent);
     auto one_rank = [&](int i) {
         set_compute_threads(config.threads_per_rank);  // as each rank of `epmoe run`; OpenMP's is per thread
-        Model model = make_synthetic_model(shape, config.seed + static_cast<uint64_t>(i), [](int, int) { return true; },
-                                           make_mlp_kernel(config.compute.backend, config.compute.dtype));
+        Model model = make_synthetic_model(
+            shape, config.seed + static_cast<uint64_t>(i), [](int, int) { return true; },
+            make_mlp_kernel(config.compute.backend, config.compute.dtype));
         const ExpertWeights& w = model.layers[0].experts.at(0);
         std::vector<float> x(static_cast<size_t>(rows) * shape.d_model, 0.5f), y(x.size()), scratch;
         model.kernel->forward(w, shape.d_model, shape.d_ff, x, y, scratch);  // warm-up
@@ -165,7 +168,8 @@ double measure_gflops(const Config& config, int rows, int concurrent) {
 
 int simulate(const mpi::Comm& world, const Config& config) {
     mpi::all_or_none(world, [&] {
-        if (sim::simulated()) fail("epmoe simulate starts smpirun itself: run it from the ordinary build (build/epmoe)");
+        if (sim::simulated())
+            fail("epmoe simulate starts smpirun itself: run it from the ordinary build (build/epmoe)");
         if (world.size() != 1) fail("epmoe simulate runs as one process (it starts smpirun): run it without mpirun");
     });
     // Everything up to smpirun may fail on bad input: one agreed error line, exit 2 (main.cpp).
@@ -177,14 +181,14 @@ int simulate(const mpi::Comm& world, const Config& config) {
     std::vector<std::string> argv = {
         config.simulate.smpirun, "-no-privatize", "-platform", dir + "/platform.xml", "-hostfile", dir + "/hostfile",
         "-np", std::to_string(ranks),
-        "--cfg=smpi/host-speed:" + speed,          // host code (gate, top-k, pack) keeps its measured duration
+        "--cfg=smpi/host-speed:" + speed,  // host code (gate, top-k, pack) keeps its measured duration
         "--cfg=smpi/simulate-computation:yes", "--cfg=smpi/shared-malloc:global",
         // SMPI's default sends small messages detached, and each detached send scans a list as long as the
         // ranks: at 512 ranks that was half the simulator's time. Simulated step times moved under 1 %.
         "--cfg=smpi/send-is-detached-thresh:0",
-        "--cfg=smpi/alltoall:bruck",               // the count exchange: log(P) rounds, as MPIs do at small sizes
+        "--cfg=smpi/alltoall:bruck",  // the count exchange: log(P) rounds, as MPIs do at small sizes
         "--log=xbt_cfg.thres:warning", "--log=smpi_coll.thres:warning",
-        "--log=smpi_kernel.thres:error",           // not a warning per rank when the ranks exit 2 on bad input
+        "--log=smpi_kernel.thres:error",  // not a warning per rank when the ranks exit 2 on bad input
         binary, "run", "--config", dir + "/simulate.json"};
     std::string script = "#!/bin/sh\n# the command `epmoe simulate` ran\nOPENBLAS_NUM_THREADS=1 exec";
     for (const auto& a : argv) script.append(" ").append(shell_word(a));

@@ -6,9 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "app/platform.hpp"
 #include "epmoe/base/config.hpp"
 #include "epmoe/comm/mpi.hpp"
-#include "app/platform.hpp"
 
 namespace epmoe {
 

@@ -10,9 +10,7 @@ namespace epmoe {
 namespace {
 
 // Value of group.key, with the "config key" prefix in any error.
-const Json& at(const Json& j, const std::string& group, const std::string& key) {
-    return j.at(group).at(key);
-}
+const Json& at(const Json& j, const std::string& group, const std::string& key) { return j.at(group).at(key); }
 
 [[noreturn]] void bad_value(const std::string& key, const Json& value, const std::string& why) {
     fail("config key ", key, " = ", value.dump(), ": ", why);
@@ -69,7 +67,8 @@ PolicyConfig policy_config(const Json& j) {
     if (p.prev_batch.threshold < 1)
         bad_value("policy.prev_batch.threshold", j.at("policy").at("prev_batch").at("threshold"), "must be >= 1");
     p.energy = {policy_param(j, "energy", "u"), policy_param(j, "energy", "relax")};
-    if (p.energy.relax > 1) bad_value("policy.energy.relax", j.at("policy").at("energy").at("relax"), "must be in [0, 1]");
+    if (p.energy.relax > 1)
+        bad_value("policy.energy.relax", j.at("policy").at("energy").at("relax"), "must be in [0, 1]");
     p.round_robin.strength = policy_param(j, "round_robin", "strength");
     p.random.strength = policy_param(j, "random", "strength");
     p.balanced.strength = policy_param(j, "balanced", "strength");
@@ -99,14 +98,16 @@ std::string quantity(const Json& j, const std::string& key, const std::vector<st
 
 // simulate.*: the simulated cluster of `epmoe simulate` (ignored by `epmoe run`).
 SimulateConfig simulate_config(const Json& j) {
-    const std::vector<std::string> rates = {"bps", "kbps", "Mbps", "Gbps", "Tbps", "Bps", "kBps", "MBps", "GBps", "TBps"};
+    const std::vector<std::string> rates = {"bps", "kbps", "Mbps", "Gbps", "Tbps",
+                                            "Bps", "kBps", "MBps", "GBps", "TBps"};
     const std::vector<std::string> times = {"s", "ms", "us", "ns"};
     SimulateConfig s;
     s.ranks = static_cast<int>(int_in(j, "simulate", "ranks", 1, 1 << 16));
     s.platform = at(j, "simulate", "platform").get<std::string>();
     const bool file = s.platform.size() > 4 && s.platform.substr(s.platform.size() - 4) == ".xml";
     if (!file && s.platform != "fat-tree" && s.platform != "torus" && s.platform != "dragonfly")
-        bad_value("simulate.platform", at(j, "simulate", "platform"), "must be fat-tree, torus, dragonfly or a FILE.xml");
+        bad_value("simulate.platform", at(j, "simulate", "platform"),
+                  "must be fat-tree, torus, dragonfly or a FILE.xml");
     s.bandwidth = quantity(j, "bandwidth", rates);
     s.latency = quantity(j, "latency", times);
     s.ranks_per_node = static_cast<int>(int_in(j, "simulate", "ranks_per_node", 1, 1 << 12));

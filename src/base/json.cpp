@@ -79,8 +79,10 @@ void merge_at(Json& base, const Json& overlay, const std::string& source, const 
         Json& slot = base[it.key()];
         if (!same_kind(slot, it.value()))
             fail(source, ": config key ", key, " = ", it.value().dump(), " must be ", type_name(slot));
-        if (slot.is_object()) merge_at(slot, it.value(), source, key);
-        else slot = it.value();
+        if (slot.is_object())
+            merge_at(slot, it.value(), source, key);
+        else
+            slot = it.value();
     }
 }
 

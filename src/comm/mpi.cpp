@@ -59,9 +59,12 @@ void collective(const char* what, Blocking blocking, Start start) {
 
 MPI_Op op_of(Op op) {
     switch (op) {
-        case Op::kSum: return MPI_SUM;
-        case Op::kMax: return MPI_MAX;
-        case Op::kMin: return MPI_MIN;
+        case Op::kSum:
+            return MPI_SUM;
+        case Op::kMax:
+            return MPI_MAX;
+        case Op::kMin:
+            return MPI_MIN;
     }
     EPMOE_ASSERT(false);
 }
@@ -172,7 +175,8 @@ void alltoallv_raw(const Comm& comm, const void* send, const std::vector<int>& s
     EPMOE_ASSERT(static_cast<int>(recv_counts.size()) == comm.size());
     std::vector<int> send_offsets = prefix_offsets(send_counts);
     std::vector<int> recv_offsets = prefix_offsets(recv_counts);
-    if (sim::simulated()) return sparse_alltoallv(comm, send, send_counts, send_offsets, recv, recv_counts, recv_offsets, type);
+    if (sim::simulated())
+        return sparse_alltoallv(comm, send, send_counts, send_offsets, recv, recv_counts, recv_offsets, type);
     const int *sc = send_counts.data(), *so = send_offsets.data(), *rc = recv_counts.data(), *ro = recv_offsets.data();
     collective(
         "MPI_Alltoallv", [&] { return MPI_Alltoallv(send, sc, so, type, recv, rc, ro, type, comm.raw()); },
@@ -190,7 +194,8 @@ PendingAlltoallv::PendingAlltoallv(const Comm& comm, const void* send, std::vect
     EPMOE_ASSERT(static_cast<int>(recv_counts_.size()) == comm.size());
     send_offsets_ = prefix_offsets(send_counts_);
     recv_offsets_ = prefix_offsets(recv_counts_);
-    const int *sc = send_counts_.data(), *so = send_offsets_.data(), *rc = recv_counts_.data(), *ro = recv_offsets_.data();
+    const int *sc = send_counts_.data(), *so = send_offsets_.data(), *rc = recv_counts_.data(),
+              *ro = recv_offsets_.data();
     check(MPI_Ialltoallv(send, sc, so, type, recv, rc, ro, type, comm.raw(), &request_), "MPI_Ialltoallv");
 }
 
@@ -206,8 +211,10 @@ void PendingAlltoallv::test() {
 
 void PendingAlltoallv::wait() {
     if (!active()) return;
-    if (g_wait_mode == WaitMode::kBlock) check(MPI_Wait(&request_, MPI_STATUS_IGNORE), "MPI_Ialltoallv");
-    else mpi::wait(request_, "MPI_Ialltoallv");
+    if (g_wait_mode == WaitMode::kBlock)
+        check(MPI_Wait(&request_, MPI_STATUS_IGNORE), "MPI_Ialltoallv");
+    else
+        mpi::wait(request_, "MPI_Ialltoallv");
     request_ = MPI_REQUEST_NULL;
 }
 
@@ -234,20 +241,22 @@ void alltoall_rows(const Comm& comm, const void* base, std::span<const int64_t> 
         if (rows_to[r] > 0) {
             offsets.resize(rows_to[r]);
             for (MPI_Aint& offset : offsets) offset = static_cast<MPI_Aint>(rows[next++]) * row_bytes;
-            check(MPI_Type_create_hindexed_block(rows_to[r], 1, offsets.data(), row, &send_types[r]), "MPI_Type_create_hindexed_block");
+            check(MPI_Type_create_hindexed_block(rows_to[r], 1, offsets.data(), row, &send_types[r]),
+                  "MPI_Type_create_hindexed_block");
             check(MPI_Type_commit(&send_types[r]), "MPI_Type_commit");
             send_counts[r] = 1;
         }
         if (recv_rows[r] > 0) {
-            check(MPI_Type_create_hindexed_block(1, recv_rows[r], &received, row, &recv_types[r]), "MPI_Type_create_hindexed_block");
+            check(MPI_Type_create_hindexed_block(1, recv_rows[r], &received, row, &recv_types[r]),
+                  "MPI_Type_create_hindexed_block");
             check(MPI_Type_commit(&recv_types[r]), "MPI_Type_commit");
             recv_counts[r] = 1;
             received += recv_rows[r] * row_bytes;
         }
     }
     EPMOE_ASSERT(next == rows.size());
-    check(MPI_Alltoallw(base, send_counts.data(), zeros.data(), send_types.data(), recv, recv_counts.data(), zeros.data(),
-                        recv_types.data(), comm.raw()),
+    check(MPI_Alltoallw(base, send_counts.data(), zeros.data(), send_types.data(), recv, recv_counts.data(),
+                        zeros.data(), recv_types.data(), comm.raw()),
           "MPI_Alltoallw");
     MPI_Type_free(&row);
     for (auto* types : {&send_types, &recv_types})

@@ -17,7 +17,8 @@ void RankRecord::accumulate(const RankRecord& other) {
         if (i == kPowerW || i == kTempC) {
             if (!std::isnan(other.values[i])) values[i] = other.values[i];
         } else if (i == kJoules || i == kHostJoules) {
-            if (!std::isnan(other.values[i])) values[i] = std::isnan(values[i]) ? other.values[i] : values[i] + other.values[i];
+            if (!std::isnan(other.values[i]))
+                values[i] = std::isnan(values[i]) ? other.values[i] : values[i] + other.values[i];
         } else {
             values[i] += other.values[i];
         }

@@ -2,8 +2,8 @@
 // `epmoe info` prints.
 #include "epmoe/energy/energy.hpp"
 
-#include "sysfs.hpp"
 #include "epmoe/base/error.hpp"
+#include "sysfs.hpp"
 
 namespace epmoe {
 

@@ -3,8 +3,8 @@
 #include <cmath>
 #include <limits>
 
-#include "epmoe/energy/energy.hpp"
 #include "epmoe/base/error.hpp"
+#include "epmoe/energy/energy.hpp"
 
 namespace epmoe {
 namespace {

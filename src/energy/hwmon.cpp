@@ -1,8 +1,8 @@
 // The `hwmon` source: energyN_input counters (uJ), else powerN_input (uW) integrated over time.
 #include <mutex>
 
-#include "sysfs.hpp"
 #include "epmoe/base/error.hpp"
+#include "sysfs.hpp"
 
 namespace epmoe::energy_detail {
 namespace {

@@ -1,8 +1,8 @@
 // The `rapl` source: powercap's intel-rapl zones (Intel, and AMD Zen through the same driver).
 #include <mutex>
 
-#include "sysfs.hpp"
 #include "epmoe/base/error.hpp"
+#include "sysfs.hpp"
 
 namespace epmoe::energy_detail {
 namespace {
@@ -18,9 +18,7 @@ struct Domain {
 class RaplSource final : public EnergySource {
 public:
     RaplSource(std::vector<Domain> domains, const EnergyConfig& config)
-        : domains_(std::move(domains)),
-          temps_(config.sysfs_root),
-          sampler_(config.sample_hz, [this] { sample(); }) {}
+        : domains_(std::move(domains)), temps_(config.sysfs_root), sampler_(config.sample_hz, [this] { sample(); }) {}
 
     const char* name() const override { return "rapl"; }
 

@@ -18,7 +18,8 @@ InputShard load_input(const std::string& path, int d_model, int rank, int num_ra
         fail(path, ": tensor hidden_states has shape [", shape, "], expected [T, ", d_model, "] or [S, T, ", d_model,
              "] (d_model of the model)");
     }
-    if (!is_float_dtype(t.dtype)) fail(path, ": tensor hidden_states has dtype ", t.dtype, "; expected F32, BF16 or F16");
+    if (!is_float_dtype(t.dtype))
+        fail(path, ": tensor hidden_states has dtype ", t.dtype, "; expected F32, BF16 or F16");
     InputShard shard;
     shard.num_steps = dims == 3 ? t.shape[0] : 1;
     shard.total_rows = t.shape[dims - 2];

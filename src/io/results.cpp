@@ -58,7 +58,8 @@ ResultsWriter::ResultsWriter(const std::string& dir, bool overwrite) : dir_(dir)
     for (const char* name : {"summary.json", "config.json", "metrics.jsonl"}) fs::remove(fs::path(dir_) / name, ec);
     fs::path metrics = fs::path(dir_) / "metrics.jsonl.tmp";
     metrics_.open(metrics, std::ios::trunc);
-    if (!metrics_) fail("results directory ", dir_, ": cannot write ", metrics.string(), " (", std::strerror(errno), ")");
+    if (!metrics_)
+        fail("results directory ", dir_, ": cannot write ", metrics.string(), " (", std::strerror(errno), ")");
 }
 
 void ResultsWriter::append_step(const Json& line) {

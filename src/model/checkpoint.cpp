@@ -77,10 +77,9 @@ std::pair<int, int> parse_layer_range(const std::string& text, int num_layers) {
     char tail = 0;
     int n = std::sscanf(text.c_str(), "%d-%d%c", &a, &b, &tail);
     if (n == 1 && text.find('-') == std::string::npos) b = a, n = 2;
-    if (n != 2 || a < 0 || b < a)
-        fail("model.layers = \"", text, "\": expected A-B with 0 <= A <= B (e.g. 0-3)");
-    if (b >= num_layers) fail("model.layers = \"", text, "\": the checkpoint has ", num_layers, " layers (0-",
-                              num_layers - 1, ")");
+    if (n != 2 || a < 0 || b < a) fail("model.layers = \"", text, "\": expected A-B with 0 <= A <= B (e.g. 0-3)");
+    if (b >= num_layers)
+        fail("model.layers = \"", text, "\": the checkpoint has ", num_layers, " layers (0-", num_layers - 1, ")");
     return {a, b};
 }
 
@@ -119,7 +118,8 @@ std::pair<const SafetensorsFile*, const TensorInfo*> Checkpoint::find(const std:
     auto it = info_.weight_map.find(name);
     if (it == info_.weight_map.end()) {
         bool sharded = info_.files.size() > 1 || info_.files[0] != info_.path + "/model.safetensors";
-        std::string where = is_dir(info_.path) && sharded ? info_.path + "/model.safetensors.index.json" : info_.files[0];
+        std::string where =
+            is_dir(info_.path) && sharded ? info_.path + "/model.safetensors.index.json" : info_.files[0];
         fail(where, ": missing tensor ", name, " (needed by ", info_.config_path, ")");
     }
     const SafetensorsFile& file = *files_.at(it->second);

@@ -83,8 +83,8 @@ int expert_count(const HfConfig& c, const Arch& a) {
     if (!c.has(other)) return c.integer(a.experts_key);
     if (!c.has(a.experts_key)) return c.integer(other);
     if (c.integer(a.experts_key) != c.integer(other))
-        fail(c.path(), ": keys '", a.experts_key, "' = ", c.integer(a.experts_key), " and '", other, "' = ",
-             c.integer(other), " disagree: both name the number of experts");
+        fail(c.path(), ": keys '", a.experts_key, "' = ", c.integer(a.experts_key), " and '", other,
+             "' = ", c.integer(other), " disagree: both name the number of experts");
     return c.integer(a.experts_key);
 }
 
@@ -134,7 +134,8 @@ void apply_model_config(const ModelConfig& m, CheckpointInfo& info) {
         if (name.ends_with(mixtral_gate) || name.ends_with(mlp_gate)) num_layers = std::max(num_layers, layer + 1);
     }
     if (num_layers == 0)
-        fail(info.path, ": no model.layers.N.block_sparse_moe.gate.weight or model.layers.N.mlp.gate.weight tensor, "
+        fail(info.path,
+             ": no model.layers.N.block_sparse_moe.gate.weight or model.layers.N.mlp.gate.weight tensor, "
              "and no config.json beside it");
     info.family = mixtral ? Family::kMixtral : Family::kOlmoe;
     info.shape = static_cast<const ModelShape&>(m);

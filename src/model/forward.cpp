@@ -9,24 +9,26 @@ namespace {
 
 // A dense layer (Qwen2-MoE mlp_only_layers): every rank runs the MLP on its own tokens, h += mlp(x).
 // No gate, no dispatch; the layer's load histogram is all zeros. x, h: [num_tokens, d_model].
-LayerResult dense_layer(const MlpKernel& kernel, const DenseMlp& mlp, const ModelShape& s, std::span<const float> x, std::span<float> h,
-                        DispatchBuffers& buf, StepResult& result) {
+LayerResult dense_layer(const MlpKernel& kernel, const DenseMlp& mlp, const ModelShape& s, std::span<const float> x,
+                        std::span<float> h, DispatchBuffers& buf, StepResult& result) {
     const double t0 = mpi::wtime();
     buf.expert_out.resize(x.size());
     dense_forward(kernel, mlp, s.d_model, x, buf.expert_out, buf.scratch);
     for (size_t i = 0; i < h.size(); ++i) h[i] += buf.expert_out[i];
     result.times.expert += mpi::wtime() - t0;
-    result.expert_flops += ModelShape::mlp_flops_per_token(s.d_model, mlp.d_ff) * static_cast<double>(x.size() / s.d_model);
+    result.expert_flops +=
+        ModelShape::mlp_flops_per_token(s.d_model, mlp.d_ff) * static_cast<double>(x.size() / s.d_model);
     LayerResult layer;
     layer.expert_load.assign(s.num_experts, 0);
     return layer;
 }
 
 // Qwen2-MoE's shared expert on this rank's own tokens: out += sigmoid(gate · x) * shared(x).
-void shared_expert(const MlpKernel& kernel, const MoeLayer& layer, const ModelShape& s, std::span<const float> x, std::span<float> out,
-                   DispatchBuffers& buf, StepResult& result) {
+void shared_expert(const MlpKernel& kernel, const MoeLayer& layer, const ModelShape& s, std::span<const float> x,
+                   std::span<float> out, DispatchBuffers& buf, StepResult& result) {
     const double t0 = mpi::wtime();
-    add_shared_expert(kernel, *layer.shared_expert, layer.shared_expert_gate, s.d_model, x, out, buf.mlp_out, buf.scratch);
+    add_shared_expert(kernel, *layer.shared_expert, layer.shared_expert_gate, s.d_model, x, out, buf.mlp_out,
+                      buf.scratch);
     result.times.expert += mpi::wtime() - t0;
     result.expert_flops += ModelShape::mlp_flops_per_token(s.d_model, layer.shared_expert->d_ff) *
                            static_cast<double>(x.size() / s.d_model);
@@ -62,11 +64,11 @@ StepResult Forward::step(const mpi::Comm& comm, std::span<float> h, int64_t firs
         auto bias = biases.empty() ? std::span<const float>() : biases.subspan(l * s.num_experts, s.num_experts);
         result.routing.push_back(route(logits_, s.num_experts, s.top_k, bias, s.gate, s.norm_topk_prob));
         result.times.gate += mpi::wtime() - t0;
-        result.layers.push_back(moe_layer_forward(comm, layer.experts, *model_.kernel, s, placement_, norm_, result.routing.back(),
-                                                  first_token, step_tokens, options_, moe_out_,
+        result.layers.push_back(moe_layer_forward(comm, layer.experts, *model_.kernel, s, placement_, norm_,
+                                                  result.routing.back(), first_token, step_tokens, options_, moe_out_,
                                                   result.times, buffers_));
-        fidelity_.measure(comm, layer.experts, *model_.kernel, s, placement_, norm_, logits_, bias, result.routing.back(), moe_out_,
-                          first_token, result.fidelity);
+        fidelity_.measure(comm, layer.experts, *model_.kernel, s, placement_, norm_, logits_, bias,
+                          result.routing.back(), moe_out_, first_token, result.fidelity);
         result.expert_flops += s.expert_flops_per_token() * static_cast<double>(result.layers.back().rows_processed);
         result.gate_flops += 2.0 * static_cast<double>(n) * s.d_model * s.num_experts;
         result.bytes_moved += result.layers.back().bytes_moved;

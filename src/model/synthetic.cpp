@@ -50,7 +50,9 @@ float gaussian(uint64_t seed, uint64_t a, uint64_t b, uint64_t c) { return gauss
 
 }  // namespace
 
-float hash_uniform(uint64_t seed, uint64_t a, uint64_t b, uint64_t c) { return hash_finish(hash_prefix(seed, a, b), c); }
+float hash_uniform(uint64_t seed, uint64_t a, uint64_t b, uint64_t c) {
+    return hash_finish(hash_prefix(seed, a, b), c);
+}
 
 Model make_synthetic_model(const ModelShape& shape, uint64_t seed, const std::function<bool(int, int)>& owns,
                            std::shared_ptr<const MlpKernel> kernel) {

@@ -33,10 +33,10 @@ namespace {
 // overwritten by its result; own: receives the results for the chunk's rows of this rank (source self), by
 // expert, whose inputs are the rows own_token of x. progress() runs after each expert (to let pending
 // collectives move). Returns the experts run.
-int run_experts(const ExpertMap& experts, const MlpKernel& kernel, const ModelShape& shape, const std::vector<int>& local,
-                std::span<const int> recv_counts, int self, std::span<float> recv, std::span<const float> x,
-                std::span<const int64_t> own_token, std::span<float> own, DispatchBuffers& buf,
-                const std::function<void()>& progress) {
+int run_experts(const ExpertMap& experts, const MlpKernel& kernel, const ModelShape& shape,
+                const std::vector<int>& local, std::span<const int> recv_counts, int self, std::span<float> recv,
+                std::span<const float> x, std::span<const int64_t> own_token, std::span<float> own,
+                DispatchBuffers& buf, const std::function<void()>& progress) {
     const int num_local = static_cast<int>(local.size()), d = shape.d_model;
     const size_t num_ranks = num_local > 0 ? recv_counts.size() / num_local : 0;
     // Row offset of the (source, expert) block inside recv, or inside own for source self.
@@ -47,7 +47,9 @@ int run_experts(const ExpertMap& experts, const MlpKernel& kernel, const ModelSh
         start[b] = total;
         total += recv_counts[b];
     }
-    auto block = [&](size_t s, size_t b) { return (static_cast<int>(s) == self ? own.data() : recv.data()) + start[b] * d; };
+    auto block = [&](size_t s, size_t b) {
+        return (static_cast<int>(s) == self ? own.data() : recv.data()) + start[b] * d;
+    };
     int ran = 0;
     for (int j = 0; j < num_local; ++j) {
         int64_t n_e = 0;
@@ -173,8 +175,8 @@ PipelineTimes exchange_and_run(const mpi::Comm& comm, const DispatchPlan& plan, 
         const size_t own_rows = static_cast<size_t>(rows.own_row[c + 1] - rows.own_row[c]);
         std::span<float> own(buf.own.data() + rows.own_row[c] * d, own_rows * d);
         std::span<const int64_t> own_token(buf.own_token.data() + rows.own_row[c], own_rows);
-        t.experts_run += run_experts(experts, kernel, shape, plan.local, counts, self, received, x_norm, own_token,
-                                     own, buf, progress);
+        t.experts_run += run_experts(experts, kernel, shape, plan.local, counts, self, received, x_norm, own_token, own,
+                                     buf, progress);
         const double w2 = mpi::wtime();
         t.expert += w2 - w1;
         back_trip[c] = std::make_unique<mpi::PendingAlltoallv>(comm, recv_part(c), rows.recv_elems[c], send_part(c),
@@ -195,8 +197,8 @@ LayerResult moe_layer_forward(const mpi::Comm& comm, const ExpertMap& experts, c
     const int d = shape.d_model;
     EPMOE_ASSERT(x_norm.size() == static_cast<size_t>(routing.num_tokens()) * d && out.size() == x_norm.size());
     const double t0 = mpi::wtime();
-    DispatchPlan plan = plan_dispatch(comm, placement, routing, shape.num_experts, d, first_token, step_tokens,
-                                      options, buf);
+    DispatchPlan plan =
+        plan_dispatch(comm, placement, routing, shape.num_experts, d, first_token, step_tokens, options, buf);
     const double p0 = mpi::wtime();
     if (!plan.mpi_gathers) pack_rows(x_norm, d, routing.top_k, buf);
     const double t1 = mpi::wtime();

@@ -19,10 +19,10 @@ void count_changed(const Routing& biased, const Routing& unbiased, FidelityCount
     counts.tokens += static_cast<double>(n);
 }
 
-void Fidelity::measure(const mpi::Comm& comm, const ExpertMap& experts, const MlpKernel& kernel, const ModelShape& shape,
-                       const Placement& placement, std::span<const float> x_norm, std::span<const float> logits,
-                       std::span<const float> bias, const Routing& biased, std::span<const float> biased_out,
-                       int64_t first_token, FidelityCounts& counts) {
+void Fidelity::measure(const mpi::Comm& comm, const ExpertMap& experts, const MlpKernel& kernel,
+                       const ModelShape& shape, const Placement& placement, std::span<const float> x_norm,
+                       std::span<const float> logits, std::span<const float> bias, const Routing& biased,
+                       std::span<const float> biased_out, int64_t first_token, FidelityCounts& counts) {
     const bool biased_at_all = std::any_of(bias.begin(), bias.end(), [](float b) { return b != 0.0f; });
     if (!biased_at_all) {  // the routing is the unbiased one: nothing changed
         counts.slots += static_cast<double>(biased.num_tokens()) * biased.top_k;
@@ -45,10 +45,12 @@ void Fidelity::measure(const mpi::Comm& comm, const ExpertMap& experts, const Ml
             std::copy_n(&x_norm[rows[j] * d], d, &x_[j * d]);
             sample.expert_ids.insert(sample.expert_ids.end(), &unbiased.expert_ids[rows[j] * k],
                                      &unbiased.expert_ids[rows[j] * k] + k);
-            sample.weights.insert(sample.weights.end(), &unbiased.weights[rows[j] * k], &unbiased.weights[rows[j] * k] + k);
+            sample.weights.insert(sample.weights.end(), &unbiased.weights[rows[j] * k],
+                                  &unbiased.weights[rows[j] * k] + k);
         }
         LayerTimes ignored;  // fidelity time is reported apart, never in the phase breakdown
-        moe_layer_forward(comm, experts, kernel, shape, placement, x_, sample, first_token, 0, DispatchOptions{}, out_, ignored, buf_);
+        moe_layer_forward(comm, experts, kernel, shape, placement, x_, sample, first_token, 0, DispatchOptions{}, out_,
+                          ignored, buf_);
         for (size_t j = 0; j < rows.size(); ++j)
             for (int i = 0; i < d; ++i) {
                 const double y = biased_out[rows[j] * d + i], ref = out_[j * d + i];

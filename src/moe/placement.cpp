@@ -4,8 +4,8 @@
 #include <fstream>
 #include <numeric>
 
-#include "epmoe/base/json.hpp"
 #include "epmoe/base/error.hpp"
+#include "epmoe/base/json.hpp"
 
 namespace epmoe {
 namespace {
@@ -72,16 +72,21 @@ Placement Placement::make(const std::string& name, int num_experts, int num_rank
     p.replicas_.resize(num_experts);
     const bool needs_profile = name == "balanced" || name == "replicated";
     if (needs_profile && profile.empty())
-        fail("placement.name = \"", name, "\" needs a load profile: set placement.profile to an earlier run's results "
+        fail("placement.name = \"", name,
+             "\" needs a load profile: set placement.profile to an earlier run's results "
              "directory (epmoe compare passes its none/contiguous run)");
     EPMOE_ASSERT(profile.empty() || static_cast<int>(profile.size()) == num_experts);
     std::vector<int> owner = name == "balanced" ? balanced_owners(profile, num_ranks) : std::vector<int>();
     for (int e = 0; e < num_experts; ++e) {
         int r = 0;
-        if (name == "contiguous" || name == "replicated") r = static_cast<int>(static_cast<int64_t>(e) * num_ranks / num_experts);
-        else if (name == "round_robin") r = e % num_ranks;
-        else if (name == "balanced") r = owner[e];
-        else EPMOE_ASSERT(false);  // check_placement_name knows every name handled here
+        if (name == "contiguous" || name == "replicated")
+            r = static_cast<int>(static_cast<int64_t>(e) * num_ranks / num_experts);
+        else if (name == "round_robin")
+            r = e % num_ranks;
+        else if (name == "balanced")
+            r = owner[e];
+        else
+            EPMOE_ASSERT(false);  // check_placement_name knows every name handled here
         p.replicas_[e] = {r};
     }
     if (name == "replicated") add_replicas(p.replicas_, profile, num_ranks, replicas);

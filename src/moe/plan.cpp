@@ -39,7 +39,8 @@ std::vector<int> assign_rows(const Placement& placement, const Routing& routing,
             ++counts[dest[t * k + i]];
         }
     // Running row index per block, in send or (the blocks of self's slots) in own.
-    const int own_first = self >= 0 ? placement.first_slot(self) : 0, own_end = self >= 0 ? placement.first_slot(self + 1) : 0;
+    const int own_first = self >= 0 ? placement.first_slot(self) : 0,
+              own_end = self >= 0 ? placement.first_slot(self + 1) : 0;
     std::vector<int64_t> next(counts.size());
     std::vector<uint8_t> is_own(counts.size(), 0);
     int64_t rows = 0, own_rows = 0;
@@ -50,7 +51,7 @@ std::vector<int> assign_rows(const Placement& placement, const Routing& routing,
         next[b] = total;
         total += counts[b];
     }
-    resize_discarding(buf.send, static_cast<size_t>(rows) * d);      // the results, back from other ranks
+    resize_discarding(buf.send, static_cast<size_t>(rows) * d);     // the results, back from other ranks
     resize_discarding(buf.own, static_cast<size_t>(own_rows) * d);  // the results of this rank's experts
     buf.send_token.resize(rows);
     buf.own_token.resize(own_rows);
@@ -91,10 +92,14 @@ std::vector<int> exchange_counts(const mpi::Comm& comm, const Placement& placeme
     return recv_counts;
 }
 
-ChunkRows plan_chunks(const Placement& placement, const std::vector<int>& send_counts, const std::vector<int>& recv_counts,
-                      int chunks, int num_local, int d, int self) {
+ChunkRows plan_chunks(const Placement& placement, const std::vector<int>& send_counts,
+                      const std::vector<int>& recv_counts, int chunks, int num_local, int d, int self) {
     const int num_ranks = placement.num_ranks(), num_slots = placement.num_slots();
-    ChunkRows plan{std::vector<std::vector<int>>(chunks, std::vector<int>(num_ranks)), {}, std::vector<int64_t>(chunks + 1, 0), {}, {}};
+    ChunkRows plan{std::vector<std::vector<int>>(chunks, std::vector<int>(num_ranks)),
+                   {},
+                   std::vector<int64_t>(chunks + 1, 0),
+                   {},
+                   {}};
     plan.recv_elems = plan.send_elems;
     plan.recv_row = plan.send_row;
     plan.own_row = plan.send_row;
@@ -104,7 +109,8 @@ ChunkRows plan_chunks(const Placement& placement, const std::vector<int>& send_c
             int64_t to = 0, from = 0;
             for (int b = placement.first_slot(r); b < placement.first_slot(r + 1); ++b)
                 to += send_counts[static_cast<size_t>(c) * num_slots + b];
-            for (int j = 0; j < num_local; ++j) from += recv_counts[(static_cast<size_t>(c) * num_ranks + r) * num_local + j];
+            for (int j = 0; j < num_local; ++j)
+                from += recv_counts[(static_cast<size_t>(c) * num_ranks + r) * num_local + j];
             if (r == self) {
                 EPMOE_ASSERT(to == from);
                 own += to;

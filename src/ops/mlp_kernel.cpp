@@ -15,7 +15,7 @@ const char* const kAutoFp32Backend = "onednn";
 
 }  // namespace
 
-std::shared_ptr<const MlpKernel> openblas_kernel();                         // src/ops/mlp_openblas.cpp
+std::shared_ptr<const MlpKernel> openblas_kernel();                        // src/ops/mlp_openblas.cpp
 std::shared_ptr<const MlpKernel> onednn_kernel(const std::string& dtype);  // src/ops/mlp_onednn.cpp
 
 std::string resolve_backend(const std::string& backend, const std::string& dtype) {

@@ -1,16 +1,15 @@
 // The oneDNN kernels: FP32, and BF16 weights with FP32 accumulation. One fused W1|W3 matmul, the
 // SiLU-multiply pass, one W2 matmul. Matmul primitives take M (rows) at run time, so one primitive per
 // shape serves every call; they are created on first use and cached.
-#include <oneapi/dnnl/dnnl.hpp>
-
 #include <algorithm>
 #include <bit>
 #include <map>
 #include <mutex>
+#include <oneapi/dnnl/dnnl.hpp>
 #include <tuple>
 
-#include "epmoe/ops/mlp_kernel.hpp"
 #include "epmoe/base/error.hpp"
+#include "epmoe/ops/mlp_kernel.hpp"
 
 namespace epmoe {
 namespace {
@@ -170,8 +169,10 @@ public:
                      b->w2.size() == 1ull * d_model * d_ff);
         const int64_t n = static_cast<int64_t>(x.size() / d_model);
         if (n == 0) return;
-        if (native_) forward_native(*b, d_model, d_ff, n, x.data(), y.data(), scratch);
-        else forward_widened(*b, d_model, d_ff, n, x.data(), y.data(), scratch);
+        if (native_)
+            forward_native(*b, d_model, d_ff, n, x.data(), y.data(), scratch);
+        else
+            forward_widened(*b, d_model, d_ff, n, x.data(), y.data(), scratch);
     }
 
 private:
@@ -179,12 +180,12 @@ private:
                         std::vector<float>& scratch) const {
         const int64_t h_cols = 2 * d_ff;
         scratch.resize(static_cast<size_t>(n * h_cols));
-        float* h = scratch.data();                                             // [n, 2 d_ff] FP32
-        act_.resize(static_cast<size_t>(n * std::max(d_model, d_ff)));         // BF16 matmul input
-        rows_to_bf16(x, n, d_model, d_model, act_.data());                    // [n, d_model]
+        float* h = scratch.data();                                      // [n, 2 d_ff] FP32
+        act_.resize(static_cast<size_t>(n * std::max(d_model, d_ff)));  // BF16 matmul input
+        rows_to_bf16(x, n, d_model, d_model, act_.data());              // [n, d_model]
         cache_.get(Dt::bf16, d_model, h_cols, d_model, h_cols).run(act_.data(), b.w13.data(), h, n);
         silu_mul_rows(h, n, static_cast<int>(d_ff));
-        rows_to_bf16(h, n, d_ff, h_cols, act_.data());                        // [n, d_ff]
+        rows_to_bf16(h, n, d_ff, h_cols, act_.data());  // [n, d_ff]
         cache_.get(Dt::bf16, d_ff, d_model, d_ff, d_model).run(act_.data(), b.w2.data(), y, n);
     }
 
@@ -202,8 +203,8 @@ private:
                          std::vector<float>& scratch) const {
         const int64_t h_cols = 2 * d_ff;
         scratch.resize(static_cast<size_t>(n * (h_cols + d_model)));
-        float* h = scratch.data();          // [n, 2 d_ff]
-        float* xr = h + n * h_cols;         // [n, d_model]: x rounded to BF16
+        float* h = scratch.data();   // [n, 2 d_ff]
+        float* xr = h + n * h_cols;  // [n, d_model]: x rounded to BF16
         for (int64_t i = 0; i < n * d_model; ++i) xr[i] = from_bf16(to_bf16(x[i]));
         widened_matmul(b.w13.data(), d_model, h_cols, xr, d_model, h, h_cols, n);
         silu_mul_rows(h, n, static_cast<int>(d_ff));
@@ -231,15 +232,32 @@ std::string onednn_description() {
     const dnnl_version_t* v = dnnl_version();
     const char* isa = "other";
     switch (dnnl::get_effective_cpu_isa()) {
-        case dnnl::cpu_isa::sse41: isa = "sse41"; break;
-        case dnnl::cpu_isa::avx: isa = "avx"; break;
-        case dnnl::cpu_isa::avx2: isa = "avx2"; break;
-        case dnnl::cpu_isa::avx2_vnni: isa = "avx2_vnni"; break;
-        case dnnl::cpu_isa::avx512_core: isa = "avx512_core"; break;
-        case dnnl::cpu_isa::avx512_core_vnni: isa = "avx512_core_vnni"; break;
-        case dnnl::cpu_isa::avx512_core_bf16: isa = "avx512_core_bf16"; break;
-        case dnnl::cpu_isa::avx512_core_amx: isa = "avx512_core_amx"; break;
-        default: break;
+        case dnnl::cpu_isa::sse41:
+            isa = "sse41";
+            break;
+        case dnnl::cpu_isa::avx:
+            isa = "avx";
+            break;
+        case dnnl::cpu_isa::avx2:
+            isa = "avx2";
+            break;
+        case dnnl::cpu_isa::avx2_vnni:
+            isa = "avx2_vnni";
+            break;
+        case dnnl::cpu_isa::avx512_core:
+            isa = "avx512_core";
+            break;
+        case dnnl::cpu_isa::avx512_core_vnni:
+            isa = "avx512_core_vnni";
+            break;
+        case dnnl::cpu_isa::avx512_core_bf16:
+            isa = "avx512_core_bf16";
+            break;
+        case dnnl::cpu_isa::avx512_core_amx:
+            isa = "avx512_core_amx";
+            break;
+        default:
+            break;
     }
     return cat("oneDNN ", v->major, ".", v->minor, ".", v->patch, ", isa ", isa, ", OpenMP");
 }

@@ -1,8 +1,8 @@
 // The OpenBLAS FP32 kernel: one fused W1|W3 GEMM, SiLU-multiply in one pass, one W2 GEMM.
 #include <cblas.h>
 
-#include "epmoe/ops/mlp_kernel.hpp"
 #include "epmoe/base/error.hpp"
+#include "epmoe/ops/mlp_kernel.hpp"
 
 namespace epmoe {
 namespace {
@@ -26,11 +26,11 @@ public:
         const int h_cols = 2 * d_ff;
         scratch.resize(static_cast<size_t>(n) * h_cols);
         float* h = scratch.data();  // [n, 2 d_ff]: W1·x in the left half, W3·x in the right half
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, h_cols, d_model, 1.0f, x.data(), d_model,
-                    w.w13.data(), d_model, 0.0f, h, h_cols);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, h_cols, d_model, 1.0f, x.data(), d_model, w.w13.data(),
+                    d_model, 0.0f, h, h_cols);
         silu_mul_rows(h, n, d_ff);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, d_model, d_ff, 1.0f, h, h_cols, w.w2.data(), d_ff,
-                    0.0f, y.data(), d_model);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, d_model, d_ff, 1.0f, h, h_cols, w.w2.data(), d_ff, 0.0f,
+                    y.data(), d_model);
     }
 };
 

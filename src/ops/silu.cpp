@@ -31,7 +31,7 @@ inline float exp_vectorisable(float x) {
 }  // namespace
 
 __attribute__((target_clones("avx512f", "avx2", "default"))) void silu_mul_rows(float* h, int64_t num_tokens,
-                                                                               int d_ff) {
+                                                                                int d_ff) {
     const size_t cols = 2 * static_cast<size_t>(d_ff);
     for (int64_t t = 0; t < num_tokens; ++t) {
         float* __restrict a = h + static_cast<size_t>(t) * cols;

@@ -16,8 +16,9 @@ void dense_forward(const MlpKernel& kernel, const DenseMlp& mlp, int d_model, st
     expert_forward(kernel, mlp.w, d_model, mlp.d_ff, x, y, scratch);
 }
 
-void add_shared_expert(const MlpKernel& kernel, const DenseMlp& mlp, std::span<const float> gate, int d_model, std::span<const float> x,
-                       std::span<float> out, std::vector<float>& y, std::vector<float>& scratch) {
+void add_shared_expert(const MlpKernel& kernel, const DenseMlp& mlp, std::span<const float> gate, int d_model,
+                       std::span<const float> x, std::span<float> out, std::vector<float>& y,
+                       std::vector<float>& scratch) {
     EPMOE_ASSERT(gate.size() == static_cast<size_t>(d_model) && out.size() == x.size());
     y.resize(x.size());
     dense_forward(kernel, mlp, d_model, x, y, scratch);

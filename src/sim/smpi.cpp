@@ -38,7 +38,8 @@ bool simulated() { return true; }
 void execute_mlp(int d_model, int d_ff, int64_t rows) {
     // _benched: stop SMPI's timer of host code first, or the wall time of every other simulated rank that runs
     // meanwhile would be injected into this rank's clock as host compute.
-    if (rows > 0) smpi_execute_flops_benched(ModelShape::mlp_flops_per_token(d_model, d_ff) * static_cast<double>(rows));
+    if (rows > 0)
+        smpi_execute_flops_benched(ModelShape::mlp_flops_per_token(d_model, d_ff) * static_cast<double>(rows));
 }
 
 std::shared_ptr<const MlpKernel> simulated_kernel() {

@@ -6,8 +6,8 @@
 #include <numeric>
 
 #include "../unit/energy/test_energy_fixture.hpp"
-#include "epmoe/energy/energy.hpp"
 #include "epmoe/comm/mpi.hpp"
+#include "epmoe/energy/energy.hpp"
 
 namespace epmoe {
 namespace {

@@ -101,7 +101,8 @@ void check_against_reference(const Case& c, const std::function<void(Model&)>& e
                 const size_t mine_at = (t - begin) * k + i, ref_at = t * k + i;
                 id_mismatches += got.routing[l].expert_ids[mine_at] != ref.ids[l][ref_at];
                 kept_mismatches += got.layers[l].kept[mine_at] != ref.kept[l][ref_at];
-                worst_weight = std::max(worst_weight, std::abs(double(got.routing[l].weights[mine_at]) - ref.weights[l][ref_at]));
+                worst_weight =
+                    std::max(worst_weight, std::abs(double(got.routing[l].weights[mine_at]) - ref.weights[l][ref_at]));
                 drops += !ref.kept[l][ref_at];
             }
     EXPECT_EQ(id_mismatches, 0) << c.name << ": top-k ids differ from the reference";
@@ -113,14 +114,26 @@ void check_against_reference(const Case& c, const std::function<void(Model&)>& e
     }
 }
 
-TEST(ForwardMpi, SoftmaxTop2Renormalised) { check_against_reference({"softmax k2 norm", 8, 2, GateKind::kSoftmax, true, 0}); }
+TEST(ForwardMpi, SoftmaxTop2Renormalised) {
+    check_against_reference({"softmax k2 norm", 8, 2, GateKind::kSoftmax, true, 0});
+}
 TEST(ForwardMpi, SoftmaxTop1) { check_against_reference({"softmax k1", 8, 1, GateKind::kSoftmax, false, 0}); }
-TEST(ForwardMpi, SoftmaxTop4NotRenormalised) { check_against_reference({"softmax k4", 8, 4, GateKind::kSoftmax, false, 0}); }
-TEST(ForwardMpi, SigmoidTop2Renormalised) { check_against_reference({"sigmoid k2 norm", 8, 2, GateKind::kSigmoid, true, 0}); }
-TEST(ForwardMpi, SigmoidTop4NotRenormalised) { check_against_reference({"sigmoid k4", 8, 4, GateKind::kSigmoid, false, 0}); }
-TEST(ForwardMpi, SigmoidTop1Renormalised) { check_against_reference({"sigmoid k1 norm", 6, 1, GateKind::kSigmoid, true, 0}); }
+TEST(ForwardMpi, SoftmaxTop4NotRenormalised) {
+    check_against_reference({"softmax k4", 8, 4, GateKind::kSoftmax, false, 0});
+}
+TEST(ForwardMpi, SigmoidTop2Renormalised) {
+    check_against_reference({"sigmoid k2 norm", 8, 2, GateKind::kSigmoid, true, 0});
+}
+TEST(ForwardMpi, SigmoidTop4NotRenormalised) {
+    check_against_reference({"sigmoid k4", 8, 4, GateKind::kSigmoid, false, 0});
+}
+TEST(ForwardMpi, SigmoidTop1Renormalised) {
+    check_against_reference({"sigmoid k1 norm", 6, 1, GateKind::kSigmoid, true, 0});
+}
 TEST(ForwardMpi, CapacityDrops) { check_against_reference({"capacity 0.6", 8, 2, GateKind::kSoftmax, true, 0.6}); }
-TEST(ForwardMpi, CapacityDropsTop4Sigmoid) { check_against_reference({"capacity k4", 8, 4, GateKind::kSigmoid, false, 0.8}); }
+TEST(ForwardMpi, CapacityDropsTop4Sigmoid) {
+    check_against_reference({"capacity k4", 8, 4, GateKind::kSigmoid, false, 0.8});
+}
 TEST(ForwardMpi, FewerExpertsThanRanks) { check_against_reference({"E=2", 2, 1, GateKind::kSoftmax, true, 0}); }
 TEST(ForwardMpi, FewerExpertsThanRanksTop2) { check_against_reference({"E=3 k2", 3, 2, GateKind::kSoftmax, true, 0}); }
 TEST(ForwardMpi, ExpertsNotDivisibleByRanks) { check_against_reference({"E=7", 7, 2, GateKind::kSoftmax, true, 0}); }

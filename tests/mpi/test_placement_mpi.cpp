@@ -60,9 +60,10 @@ TEST(PlacementMpi, ReplicatedAndBalancedComputeTheSameAsContiguous) {
         run_rows(comm, s, placement, {}, h);
         double worst_base = 0, worst_ref = 0;
         for (size_t t = 0; t < h.size() / s.d_model; ++t) {
-            worst_base = std::max(worst_base, reference::row_rel_l2(&h[t * s.d_model], &base[t * s.d_model], s.d_model));
-            worst_ref = std::max(worst_ref, reference::row_rel_l2(&h[t * s.d_model], &ref.hidden[(begin + t) * s.d_model],
-                                                                  s.d_model));
+            worst_base =
+                std::max(worst_base, reference::row_rel_l2(&h[t * s.d_model], &base[t * s.d_model], s.d_model));
+            worst_ref = std::max(
+                worst_ref, reference::row_rel_l2(&h[t * s.d_model], &ref.hidden[(begin + t) * s.d_model], s.d_model));
         }
         EXPECT_LE(worst_base, 1e-6) << name << " differs from contiguous on rank " << comm.rank();
         EXPECT_LE(worst_ref, 1e-5) << name << " differs from the reference on rank " << comm.rank();

@@ -22,7 +22,8 @@ std::vector<double> swiglu(const ExpertWeights& w, int d, int f, const std::vect
 
 }  // namespace
 
-Output forward(const Model& model, std::vector<float> hidden, double capacity_factor, const std::vector<float>& biases) {
+Output forward(const Model& model, std::vector<float> hidden, double capacity_factor,
+               const std::vector<float>& biases) {
     const ModelShape& s = model.shape;
     const int d = s.d_model, E = s.num_experts, k = s.top_k;
     const size_t n = hidden.size() / d;
@@ -43,13 +44,16 @@ Output forward(const Model& model, std::vector<float> hidden, double capacity_fa
             double mx = -1e300, sum = 0;
             for (int e = 0; e < E; ++e) {
                 double z = 0;
-                for (int i = 0; i < d; ++i) z += static_cast<double>(layer.gate[static_cast<size_t>(e) * d + i]) * xn[t][i];
+                for (int i = 0; i < d; ++i)
+                    z += static_cast<double>(layer.gate[static_cast<size_t>(e) * d + i]) * xn[t][i];
                 score[e] = z;
                 mx = std::max(mx, z);
             }
             for (int e = 0; e < E; ++e) {
-                if (s.gate == GateKind::kSoftmax) sum += score[e] = std::exp(score[e] - mx);
-                else score[e] = 1.0 / (1.0 + std::exp(-score[e]));
+                if (s.gate == GateKind::kSoftmax)
+                    sum += score[e] = std::exp(score[e] - mx);
+                else
+                    score[e] = 1.0 / (1.0 + std::exp(-score[e]));
             }
             if (s.gate == GateKind::kSoftmax)
                 for (int e = 0; e < E; ++e) score[e] /= sum;
@@ -60,7 +64,8 @@ Output forward(const Model& model, std::vector<float> hidden, double capacity_fa
                 int best = -1;
                 for (int e = 0; e < E; ++e) {
                     double key = score[e] + (biases.empty() ? 0.0 : biases[static_cast<size_t>(l) * E + e]);
-                    double best_key = best < 0 ? 0 : score[best] + (biases.empty() ? 0.0 : biases[static_cast<size_t>(l) * E + best]);
+                    double best_key =
+                        best < 0 ? 0 : score[best] + (biases.empty() ? 0.0 : biases[static_cast<size_t>(l) * E + best]);
                     if (!taken[e] && (best < 0 || key > best_key)) best = e;
                 }
                 taken[best] = true;

@@ -10,10 +10,10 @@
 namespace epmoe::reference {
 
 struct Output {
-    std::vector<float> hidden;                 // [num_tokens, d_model] after all layers
-    std::vector<std::vector<int32_t>> ids;     // [num_layers][num_tokens * top_k]
-    std::vector<std::vector<float>> weights;   // [num_layers][num_tokens * top_k]
-    std::vector<std::vector<uint8_t>> kept;    // [num_layers][num_tokens * top_k]
+    std::vector<float> hidden;                // [num_tokens, d_model] after all layers
+    std::vector<std::vector<int32_t>> ids;    // [num_layers][num_tokens * top_k]
+    std::vector<std::vector<float>> weights;  // [num_layers][num_tokens * top_k]
+    std::vector<std::vector<uint8_t>> kept;   // [num_layers][num_tokens * top_k]
 };
 
 // Runs every layer on all tokens at once. model must hold every expert. capacity_factor 0 = dropless;

@@ -14,18 +14,18 @@ namespace epmoe {
 
 // model.*: the synthetic model's shape (ModelShape, sliced off where only the shape is needed), or a checkpoint.
 struct ModelConfig : ModelShape {
-    std::string path;       // Hugging Face checkpoint; "" = synthetic
-    std::string layers;     // "A-B" subset of checkpoint layers; "" = all
+    std::string path;    // Hugging Face checkpoint; "" = synthetic
+    std::string layers;  // "A-B" subset of checkpoint layers; "" = all
 };
 
 struct WorkloadConfig {
     int64_t tokens_per_rank = 0;
     int steps = 0;
-    double skew = 0;          // Zipf exponent of cluster popularity; 0 = uniform
-    double drift = 0;         // clusters the popularity ranking moves per step
-    int num_clusters = 0;     // token clusters the synthetic workload draws from
-    double noise = 0;         // spread of a token around its cluster centre
-    std::string input;        // safetensors with hidden_states [T, d_model] or [S, T, d_model]; "" = synthetic
+    double skew = 0;       // Zipf exponent of cluster popularity; 0 = uniform
+    double drift = 0;      // clusters the popularity ranking moves per step
+    int num_clusters = 0;  // token clusters the synthetic workload draws from
+    double noise = 0;      // spread of a token around its cluster centre
+    std::string input;     // safetensors with hidden_states [T, d_model] or [S, T, d_model]; "" = synthetic
 };
 
 // Coefficients of the `estimated` energy source (energy.estimate.*); defaults documented in src/base/config.cpp.
@@ -36,55 +36,65 @@ struct EnergyEstimate {
 };
 
 struct EnergyConfig {
-    std::string source;       // auto | rapl | hwmon | estimated | none
-    std::string sysfs_root;   // where class/powercap and class/hwmon are read
-    double sample_hz = 0;     // rate of the thread sampling RAPL/hwmon counters, Hz; 0 = only at each read
+    std::string source;          // auto | rapl | hwmon | estimated | none
+    std::string sysfs_root;      // where class/powercap and class/hwmon are read
+    double sample_hz = 0;        // rate of the thread sampling RAPL/hwmon counters, Hz; 0 = only at each read
     double power_budget_w = 0;   // per-host power budget for the energy policy, W; 0 = none
     double thermal_limit_c = 0;  // temperature the energy policy steers below, deg C; 0 = none
     EnergyEstimate estimate;
 };
 
 struct OutputConfig {
-    std::string dir;          // results directory; "" = results/<UTC timestamp>-<policy>
-    std::string dump;         // --dump-output file; "" = none
+    std::string dir;   // results directory; "" = results/<UTC timestamp>-<policy>
+    std::string dump;  // --dump-output file; "" = none
     bool quiet = false;
-    bool overwrite = false;   // replace the results of an earlier run in dir (else refused)
+    bool overwrite = false;  // replace the results of an earlier run in dir (else refused)
     double progress_interval_s = 5;
 };
 
 // compute.*: the GEMM backend and precision of the experts (ops/mlp_kernel.hpp).
 struct ComputeConfig {
-    std::string backend;  // auto | openblas | onednn (auto: resolve_backend in ops/mlp_kernel.hpp)
-    std::string dtype;    // fp32 | bf16 (weights; activations and accumulation stay FP32)
+    std::string backend;     // auto | openblas | onednn (auto: resolve_backend in ops/mlp_kernel.hpp)
+    std::string dtype;       // fp32 | bf16 (weights; activations and accumulation stay FP32)
     int overlap_chunks = 1;  // 1..64: tokens dispatched in chunks, one's Ialltoallv behind another's experts
 };
 
 // simulate.*: the cluster `epmoe simulate` runs the ranks on under SimGrid's SMPI (`epmoe run` ignores it).
 struct SimulateConfig {
-    int ranks = 0;                   // simulated MPI ranks
-    std::string platform;            // fat-tree | torus | dragonfly | a SimGrid platform FILE.xml
-    std::string bandwidth, latency;  // each network link, SimGrid units: "100Gbps", "1us"
-    int ranks_per_node = 0;          // ranks (cores) per simulated node
-    double gflops_per_core = 0;      // the expert GEMM rate, GFLOP/s per rank; 0 = measured at launch
+    int ranks = 0;                                     // simulated MPI ranks
+    std::string platform;                              // fat-tree | torus | dragonfly | a SimGrid platform FILE.xml
+    std::string bandwidth, latency;                    // each network link, SimGrid units: "100Gbps", "1us"
+    int ranks_per_node = 0;                            // ranks (cores) per simulated node
+    double gflops_per_core = 0;                        // the expert GEMM rate, GFLOP/s per rank; 0 = measured at launch
     std::string loopback_bandwidth, loopback_latency;  // between ranks of one node (shared memory)
-    std::string binary;              // the SMPI build of epmoe; "" = build-smpi/epmoe beside this binary's folder
-    std::string smpirun;             // SimGrid's launcher
+    std::string binary;   // the SMPI build of epmoe; "" = build-smpi/epmoe beside this binary's folder
+    std::string smpirun;  // SimGrid's launcher
 };
 
 // routing.*: capacity and the fidelity measurement of the router.
 struct RoutingConfig {
-    double capacity_factor = 0;     // at most ceil(X * T * k / E) assignments an expert; 0 = dropless
-    int fidelity_sample_every = 16; // output_rel_l2 on global tokens t % N == 0; 0 = off
+    double capacity_factor = 0;      // at most ceil(X * T * k / E) assignments an expert; 0 = dropless
+    int fidelity_sample_every = 16;  // output_rel_l2 on global tokens t % N == 0; 0 = off
 };
 
 // policy.*: the routing policy and each policy's parameters (control/policy/<name>.cpp says what they do).
 struct PolicyConfig {
     std::string name;  // policy.name, a name of control/policy.hpp's registry
-    struct AuxFree { double u = 0; } aux_free;                                  // score units a round
-    struct PrevBatch { double alpha = 0, threshold = 0, gain = 0; } prev_batch;  // EMA weight, max/mean, gain
-    struct Energy { double u = 0, relax = 0; } energy;                          // step, decay with no pressure
-    struct Strength { double strength = 0; } round_robin, random, balanced;     // score units
-    struct Temperature { double t = 0; } temperature;                           // log-space scale
+    struct AuxFree {
+        double u = 0;
+    } aux_free;  // score units a round
+    struct PrevBatch {
+        double alpha = 0, threshold = 0, gain = 0;
+    } prev_batch;  // EMA weight, max/mean, gain
+    struct Energy {
+        double u = 0, relax = 0;
+    } energy;  // step, decay with no pressure
+    struct Strength {
+        double strength = 0;
+    } round_robin, random, balanced;  // score units
+    struct Temperature {
+        double t = 0;
+    } temperature;  // log-space scale
 };
 
 // placement.*: which rank owns which expert (moe/placement.hpp).
@@ -105,7 +115,7 @@ struct Config {
     EnergyConfig energy;
     int coordinator_every_n_steps = 1;
     int threads_per_rank = 1;
-    std::string bind;             // resources.bind: none (leave it to the launcher) | core (hwloc, topology.hpp)
+    std::string bind;  // resources.bind: none (leave it to the launcher) | core (hwloc, topology.hpp)
     // resources.mpi_wait: how ranks wait in collectives (mpi::WaitMode): block | yield | auto (block when
     // every host has a PU for each rank's threads, else yield)
     std::string mpi_wait;

@@ -40,7 +40,7 @@ template <typename... Parts>
 
 }  // namespace epmoe
 
-#define EPMOE_ASSERT(cond)                                         \
-    do {                                                           \
+#define EPMOE_ASSERT(cond)                                              \
+    do {                                                                \
         if (!(cond)) ::epmoe::assert_failed(#cond, __FILE__, __LINE__); \
     } while (0)

@@ -3,9 +3,8 @@
 // turns the merged JSON into typed, validated settings once; nothing reads JSON keys at run time.
 #pragma once
 
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 namespace epmoe {
 

@@ -11,7 +11,7 @@ enum class GateKind { kSoftmax, kSigmoid };
 struct ModelShape {
     int num_layers = 0;
     int d_model = 0;
-    int d_ff = 0;          // an expert's intermediate size
+    int d_ff = 0;  // an expert's intermediate size
     int num_experts = 0;
     int top_k = 0;
     GateKind gate = GateKind::kSoftmax;

@@ -56,14 +56,22 @@ private:
 // The MPI datatype of T; unknown types fail to compile.
 template <typename T>
 MPI_Datatype type_of() {
-    if constexpr (std::is_same_v<T, float>) return MPI_FLOAT;
-    else if constexpr (std::is_same_v<T, double>) return MPI_DOUBLE;
-    else if constexpr (std::is_same_v<T, int32_t>) return MPI_INT32_T;
-    else if constexpr (std::is_same_v<T, int64_t>) return MPI_INT64_T;
-    else if constexpr (std::is_same_v<T, uint64_t>) return MPI_UINT64_T;
-    else if constexpr (std::is_same_v<T, char>) return MPI_CHAR;
-    else if constexpr (std::is_same_v<T, uint8_t>) return MPI_UINT8_T;
-    else static_assert(sizeof(T) == 0, "no MPI datatype for this type");
+    if constexpr (std::is_same_v<T, float>)
+        return MPI_FLOAT;
+    else if constexpr (std::is_same_v<T, double>)
+        return MPI_DOUBLE;
+    else if constexpr (std::is_same_v<T, int32_t>)
+        return MPI_INT32_T;
+    else if constexpr (std::is_same_v<T, int64_t>)
+        return MPI_INT64_T;
+    else if constexpr (std::is_same_v<T, uint64_t>)
+        return MPI_UINT64_T;
+    else if constexpr (std::is_same_v<T, char>)
+        return MPI_CHAR;
+    else if constexpr (std::is_same_v<T, uint8_t>)
+        return MPI_UINT8_T;
+    else
+        static_assert(sizeof(T) == 0, "no MPI datatype for this type");
 }
 
 enum class Op { kSum, kMax, kMin };
@@ -100,8 +108,8 @@ std::vector<int> alltoallv(const Comm& comm, std::span<const T> send, const std:
 
 // Same, when the receive counts are already known (no count exchange).
 template <typename T>
-void alltoallv_known(const Comm& comm, std::span<const T> send, const std::vector<int>& send_counts,
-                     std::span<T> recv, const std::vector<int>& recv_counts) {
+void alltoallv_known(const Comm& comm, std::span<const T> send, const std::vector<int>& send_counts, std::span<T> recv,
+                     const std::vector<int>& recv_counts) {
     alltoallv_raw(comm, send.data(), send_counts, recv.data(), recv_counts, type_of<T>());
 }
 

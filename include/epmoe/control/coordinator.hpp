@@ -7,9 +7,9 @@
 #include <span>
 #include <vector>
 
-#include "epmoe/moe/fidelity.hpp"
 #include "epmoe/comm/mpi.hpp"
 #include "epmoe/control/policy.hpp"
+#include "epmoe/moe/fidelity.hpp"
 
 namespace epmoe {
 
@@ -17,8 +17,27 @@ namespace epmoe {
 struct RankRecord {
     // kChangedSlots..kFidelityS: the step's FidelityCounts (changed/compared assignments and tokens,
     // sampled squared output distance and reference norm, fidelity seconds), summed like times.
-    enum Field { kTokens, kGate, kDispatch, kExpert, kCombine, kCompute, kExpertFlops, kJoules, kHostJoules, kPowerW,
-                 kTempC, kChangedSlots, kSlots, kChangedTokens, kFidelityTokens, kDiffSq, kRefSq, kFidelityS, kFixed };
+    enum Field {
+        kTokens,
+        kGate,
+        kDispatch,
+        kExpert,
+        kCombine,
+        kCompute,
+        kExpertFlops,
+        kJoules,
+        kHostJoules,
+        kPowerW,
+        kTempC,
+        kChangedSlots,
+        kSlots,
+        kChangedTokens,
+        kFidelityTokens,
+        kDiffSq,
+        kRefSq,
+        kFidelityS,
+        kFixed
+    };
     std::vector<double> values;  // [kFixed + num_layers]; energy fields are NaN when not measured;
                                  // kHostJoules only on the rank that reads its host
 
@@ -42,11 +61,11 @@ struct LayerLoad {
 
 // What rank 0 knows after a coordinator round (other ranks get an empty report).
 struct CoordinatorReport {
-    std::vector<RankRecord> ranks;      // [num_ranks]
-    std::vector<int64_t> expert_load;   // [num_layers, num_experts], summed over ranks
-    std::vector<int64_t> dropped;       // [num_layers]
-    std::vector<int64_t> assigned;      // [num_layers]
-    double seconds = 0;                 // this round on rank 0
+    std::vector<RankRecord> ranks;     // [num_ranks]
+    std::vector<int64_t> expert_load;  // [num_layers, num_experts], summed over ranks
+    std::vector<int64_t> dropped;      // [num_layers]
+    std::vector<int64_t> assigned;     // [num_layers]
+    double seconds = 0;                // this round on rank 0
 };
 
 class Coordinator {
@@ -64,10 +83,10 @@ private:
     const mpi::Comm& comm_;
     int num_layers_, num_experts_;
     std::unique_ptr<Policy> policy_;
-    int rounds_ = 0;                    // coordinator rounds done
-    std::vector<float> biases_;         // [L, E]
+    int rounds_ = 0;             // coordinator rounds done
+    std::vector<float> biases_;  // [L, E]
     RankRecord pending_;
-    std::vector<int64_t> pending_load_; // [L, E] then [L] dropped, then [L] assigned
+    std::vector<int64_t> pending_load_;  // [L, E] then [L] dropped, then [L] assigned
 };
 
 }  // namespace epmoe

@@ -15,15 +15,15 @@ namespace epmoe {
 
 // What the coordinator measured over the steps since its last call (rank 0's view).
 struct StepObservation {
-    int step = 0;                       // last step covered
-    int round = 0;                      // coordinator round index, 0-based
+    int step = 0;   // last step covered
+    int round = 0;  // coordinator round index, 0-based
     int num_layers = 0, num_experts = 0;
-    std::vector<int64_t> expert_load;   // [num_layers, num_experts] kept assignments over all ranks
-    std::vector<double> rank_joules;    // [num_ranks] attributed joules (empty when not measured)
-    std::vector<double> rank_busy_s;    // [num_ranks] busy seconds
-    std::vector<double> rank_rows;      // [num_ranks] expert rows run, summed over layers (empty = unknown)
-    std::vector<double> rank_power_w;   // [num_ranks] host power seen by the rank, W (NaN = not measured)
-    std::vector<double> rank_temp_c;    // [num_ranks] host temperature seen by the rank, deg C (NaN = not measured)
+    std::vector<int64_t> expert_load;  // [num_layers, num_experts] kept assignments over all ranks
+    std::vector<double> rank_joules;   // [num_ranks] attributed joules (empty when not measured)
+    std::vector<double> rank_busy_s;   // [num_ranks] busy seconds
+    std::vector<double> rank_rows;     // [num_ranks] expert rows run, summed over layers (empty = unknown)
+    std::vector<double> rank_power_w;  // [num_ranks] host power seen by the rank, W (NaN = not measured)
+    std::vector<double> rank_temp_c;   // [num_ranks] host temperature seen by the rank, deg C (NaN = not measured)
 
     // Layer l's loads: [num_experts].
     std::span<const int64_t> layer_load(int l) const {

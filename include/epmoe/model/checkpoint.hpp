@@ -12,9 +12,9 @@
 #include <vector>
 
 #include "epmoe/base/config.hpp"
+#include "epmoe/io/safetensors.hpp"
 #include "epmoe/model/arch.hpp"
 #include "epmoe/model/model.hpp"
-#include "epmoe/io/safetensors.hpp"
 
 namespace epmoe {
 
@@ -30,15 +30,15 @@ struct LayerKind {
 
 // A checkpoint described by its headers and config.json; no tensor data has been read.
 struct CheckpointInfo {
-    std::string path;              // the directory or .safetensors file given
-    std::string config_path;       // config.json read (or "--config" for a single file described by model.*)
+    std::string path;         // the directory or .safetensors file given
+    std::string config_path;  // config.json read (or "--config" for a single file described by model.*)
     Family family = Family::kMixtral;
-    ModelShape shape;              // d_model, d_ff (expert size), num_experts, top_k, norm_topk_prob, eps;
-                                   // num_layers = num_hidden_layers
-    int dense_d_ff = 0;            // intermediate_size of dense layers (0 if there are none)
-    int shared_d_ff = 0;           // shared_expert_intermediate_size (0 if no shared expert)
-    std::vector<LayerKind> layers;  // [num_hidden_layers]
-    std::vector<std::string> files;                  // safetensors files, in index order
+    ModelShape shape;                // d_model, d_ff (expert size), num_experts, top_k, norm_topk_prob, eps;
+                                     // num_layers = num_hidden_layers
+    int dense_d_ff = 0;              // intermediate_size of dense layers (0 if there are none)
+    int shared_d_ff = 0;             // shared_expert_intermediate_size (0 if no shared expert)
+    std::vector<LayerKind> layers;   // [num_hidden_layers]
+    std::vector<std::string> files;  // safetensors files, in index order
     std::map<std::string, std::string> weight_map;  // tensor name -> file (every tensor of every file)
 
     // The tensor name prefix of layer `index`'s MLP: "model.layers.N.<layers[N].module>.".

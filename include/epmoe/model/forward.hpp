@@ -5,10 +5,10 @@
 #include <span>
 #include <vector>
 
+#include "epmoe/comm/mpi.hpp"
+#include "epmoe/model/model.hpp"
 #include "epmoe/moe/dispatch.hpp"
 #include "epmoe/moe/fidelity.hpp"
-#include "epmoe/model/model.hpp"
-#include "epmoe/comm/mpi.hpp"
 #include "epmoe/moe/placement.hpp"
 #include "epmoe/moe/router.hpp"
 

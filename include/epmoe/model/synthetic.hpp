@@ -35,8 +35,8 @@ private:
     WorkloadConfig config_;
     int d_model_;
     uint64_t seed_;
-    std::vector<double> cdf_;       // [num_clusters] cumulative Zipf probabilities by popularity rank
-    std::vector<float> centres_;    // [num_clusters, d_model]
+    std::vector<double> cdf_;     // [num_clusters] cumulative Zipf probabilities by popularity rank
+    std::vector<float> centres_;  // [num_clusters, d_model]
 };
 
 }  // namespace epmoe

@@ -8,12 +8,12 @@
 #include <span>
 #include <vector>
 
-#include "epmoe/ops/mlp_kernel.hpp"
 #include "epmoe/base/shape.hpp"
 #include "epmoe/comm/mpi.hpp"
 #include "epmoe/moe/placement.hpp"
-#include "epmoe/moe/router.hpp"
 #include "epmoe/moe/plan.hpp"
+#include "epmoe/moe/router.hpp"
+#include "epmoe/ops/mlp_kernel.hpp"
 #include "epmoe/sim/sim.hpp"
 
 namespace epmoe {
@@ -56,7 +56,7 @@ struct DispatchBuffers {
     std::vector<int64_t> send_token, own_token;
     sim::TokenBuffer expert_in, expert_out;  // [rows of one expert, d_model]
     std::vector<float> scratch;
-    std::vector<float> mlp_out;              // [num_tokens, d_model] a shared expert's output (private)
+    std::vector<float> mlp_out;  // [num_tokens, d_model] a shared expert's output (private)
     // [num_tokens, top_k] where each kept slot's result is: r >= 0 row r of send; r <= -2 row -2 - r of own;
     // -1 dropped.
     std::vector<int64_t> slot_row;
@@ -66,10 +66,11 @@ struct DispatchBuffers {
 // x_norm: [num_tokens, d_model], the normalised input of this rank's tokens, whose routing is given;
 // first_token: global index of row 0; step_tokens: tokens of the step over all ranks (for capacity);
 // out: [num_tokens, d_model], receives sum_i weight_i * expert_i(x).
-LayerResult moe_layer_forward(const mpi::Comm& comm, const ExpertMap& experts, const MlpKernel& kernel, const ModelShape& shape,
-                              const Placement& placement, std::span<const float> x_norm, const Routing& routing,
-                              int64_t first_token, int64_t step_tokens, const DispatchOptions& options,
-                              std::span<float> out, LayerTimes& times, DispatchBuffers& buf);
+LayerResult moe_layer_forward(const mpi::Comm& comm, const ExpertMap& experts, const MlpKernel& kernel,
+                              const ModelShape& shape, const Placement& placement, std::span<const float> x_norm,
+                              const Routing& routing, int64_t first_token, int64_t step_tokens,
+                              const DispatchOptions& options, std::span<float> out, LayerTimes& times,
+                              DispatchBuffers& buf);
 
 // Sizes a token buffer whose old contents are not needed: a buffer that must grow is freed first, then
 // allocated at exactly n, so a step never holds the old and the new buffer at once, copies nothing, and keeps

@@ -9,9 +9,9 @@
 #include <span>
 #include <vector>
 
-#include "epmoe/moe/dispatch.hpp"
 #include "epmoe/base/shape.hpp"
 #include "epmoe/comm/mpi.hpp"
+#include "epmoe/moe/dispatch.hpp"
 #include "epmoe/moe/placement.hpp"
 #include "epmoe/moe/router.hpp"
 
@@ -40,10 +40,10 @@ public:
     // One layer, after its biased forward. Collective over comm when bias is non-zero (the same on every
     // rank). x_norm: [num_tokens, d_model] the layer's input; logits: [num_tokens, num_experts];
     // bias: [num_experts] (empty = none); biased_out: [num_tokens, d_model] the layer's routed output.
-    void measure(const mpi::Comm& comm, const ExpertMap& experts, const MlpKernel& kernel, const ModelShape& shape, const Placement& placement,
-                 std::span<const float> x_norm, std::span<const float> logits, std::span<const float> bias,
-                 const Routing& biased, std::span<const float> biased_out, int64_t first_token,
-                 FidelityCounts& counts);
+    void measure(const mpi::Comm& comm, const ExpertMap& experts, const MlpKernel& kernel, const ModelShape& shape,
+                 const Placement& placement, std::span<const float> x_norm, std::span<const float> logits,
+                 std::span<const float> bias, const Routing& biased, std::span<const float> biased_out,
+                 int64_t first_token, FidelityCounts& counts);
 
 private:
     int sample_every_;

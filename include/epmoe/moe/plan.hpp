@@ -28,20 +28,20 @@ struct DispatchOptions {
 // own), and the chunk's first row in send, in recv and in own ([chunks + 1] each; the last entry is the total).
 struct ChunkRows {
     std::vector<std::vector<int>> send_elems, recv_elems;  // [chunks][num_ranks]
-    std::vector<int64_t> send_row, recv_row, own_row;       // [chunks + 1]
+    std::vector<int64_t> send_row, recv_row, own_row;      // [chunks + 1]
 };
 
 // The plan. The row of each kept slot, and the token each row stands for, are in the DispatchBuffers the plan
 // was built with (slot_row, send_token, own_token: assign_rows).
 struct DispatchPlan {
-    std::vector<uint8_t> kept;      // [num_tokens, top_k] 1 = kept, 0 = dropped by capacity
-    std::vector<int> local;         // the experts this rank holds, ascending
-    int chunks = 1;                 // compute.overlap_chunks
-    bool mpi_gathers = false;       // one blocking exchange: MPI gathers the sent rows from the input itself
-    std::vector<int> send_counts;   // [chunks, num_slots] rows to each (chunk, slot) (Placement::slot)
-    std::vector<int> recv_counts;   // [chunks, num_ranks, local.size()] rows of each local expert from each rank
+    std::vector<uint8_t> kept;     // [num_tokens, top_k] 1 = kept, 0 = dropped by capacity
+    std::vector<int> local;        // the experts this rank holds, ascending
+    int chunks = 1;                // compute.overlap_chunks
+    bool mpi_gathers = false;      // one blocking exchange: MPI gathers the sent rows from the input itself
+    std::vector<int> send_counts;  // [chunks, num_slots] rows to each (chunk, slot) (Placement::slot)
+    std::vector<int> recv_counts;  // [chunks, num_ranks, local.size()] rows of each local expert from each rank
     ChunkRows rows;
-    double layout_s = 0;            // seconds assign_rows took (the rank's own work on rows: LayerTimes::layout)
+    double layout_s = 0;  // seconds assign_rows took (the rank's own work on rows: LayerTimes::layout)
 };
 
 // Builds the plan of one layer: capacity (an exclusive prefix sum over ranks), the row layout in buf

@@ -32,8 +32,8 @@ public:
     // reads. Called once per MLP right after it is loaded; may replace the FP32 copies (BF16 halves them).
     virtual void prepare(ExpertWeights& w, int d_model, int d_ff) const = 0;
     // x, y: [num_tokens, d_model]; scratch is reused across calls and may be resized.
-    virtual void forward(const ExpertWeights& w, int d_model, int d_ff, std::span<const float> x,
-                         std::span<float> y, std::vector<float>& scratch) const = 0;
+    virtual void forward(const ExpertWeights& w, int d_model, int d_ff, std::span<const float> x, std::span<float> y,
+                         std::vector<float>& scratch) const = 0;
 };
 
 // The backend compute.backend = auto runs for a dtype: a fixed table from measurements (docs/reference.md, "Compute

@@ -55,7 +55,9 @@ struct BufferAllocator {
         ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
     }
     template <typename U>
-    bool operator==(const BufferAllocator<U>&) const { return true; }
+    bool operator==(const BufferAllocator<U>&) const {
+        return true;
+    }
 };
 
 // A float buffer of token rows, [rows, d_model]: shared among simulated ranks in the SMPI build, a plain

@@ -22,7 +22,10 @@ void add_signal(double& acc, double x, double ref) {
 class EnergyPolicy final : public Policy {
 public:
     EnergyPolicy(const PolicyContext& context, double u, double relax)
-        : context_(context), u_(u), relax_(relax), budget_w_(context.power_budget_w),
+        : context_(context),
+          u_(u),
+          relax_(relax),
+          budget_w_(context.power_budget_w),
           limit_c_(context.thermal_limit_c) {}
     const char* name() const override { return "energy"; }
 
@@ -34,7 +37,8 @@ public:
         int measured = 0;
         if (obs.rank_joules.size() == num_ranks && obs.rank_rows.size() == num_ranks)
             for (size_t r = 0; r < num_ranks; ++r)
-                if (obs.rank_rows[r] > 0) jpr[r] = obs.rank_joules[r] / obs.rank_rows[r], mean_jpr += jpr[r], ++measured;
+                if (obs.rank_rows[r] > 0)
+                    jpr[r] = obs.rank_joules[r] / obs.rank_rows[r], mean_jpr += jpr[r], ++measured;
         mean_jpr = measured > 0 ? mean_jpr / measured : 0;
         for (size_t r = 0; r < num_ranks; ++r) {
             add_signal(out[r], jpr[r], mean_jpr);

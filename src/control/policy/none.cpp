@@ -12,6 +12,8 @@ public:
 
 }  // namespace
 
-std::unique_ptr<Policy> make_none_policy(const PolicyConfig&, const PolicyContext&) { return std::make_unique<NonePolicy>(); }
+std::unique_ptr<Policy> make_none_policy(const PolicyConfig&, const PolicyContext&) {
+    return std::make_unique<NonePolicy>();
+}
 
 }  // namespace epmoe

@@ -15,7 +15,8 @@ public:
         for (int l = 0; l < obs.num_layers; ++l)
             for (int e = 0; e < obs.num_experts; ++e)
                 biases[static_cast<size_t>(l) * obs.num_experts + e] = static_cast<float>(
-                    strength_ * (2.0 * hash_uniform(seed_ ^ 0x7261'6e64ULL, static_cast<uint64_t>(obs.round), l, e) - 1.0));
+                    strength_ *
+                    (2.0 * hash_uniform(seed_ ^ 0x7261'6e64ULL, static_cast<uint64_t>(obs.round), l, e) - 1.0));
     }
 
 private:

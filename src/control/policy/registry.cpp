@@ -19,10 +19,14 @@ std::unique_ptr<Policy> make_temperature_policy(const PolicyConfig&, const Polic
 namespace {
 
 const std::pair<const char*, PolicyFactory> kPolicies[] = {
-    {"none", make_none_policy},           {"aux_free", make_aux_free_policy},
-    {"prev_batch", make_prev_batch_policy}, {"energy", make_energy_policy},
-    {"round_robin", make_round_robin_policy}, {"random", make_random_policy},
-    {"balanced", make_balanced_policy},   {"temperature", make_temperature_policy},
+    {"none", make_none_policy},
+    {"aux_free", make_aux_free_policy},
+    {"prev_batch", make_prev_batch_policy},
+    {"energy", make_energy_policy},
+    {"round_robin", make_round_robin_policy},
+    {"random", make_random_policy},
+    {"balanced", make_balanced_policy},
+    {"temperature", make_temperature_policy},
 };
 
 }  // namespace

@@ -48,18 +48,27 @@ TEST(Config, RunArgumentsMergeInOrder) {
     EXPECT_FALSE(cli::parse_run({"--help"}, help).has_value());
     EXPECT_NE(help.find("--capacity-factor"), std::string::npos);
     EXPECT_NE(cli_error([&] { cli::parse_run({"--stpes", "3"}, help); }).find("--stpes"), std::string::npos);
-    EXPECT_NE(cli_error([&] { cli::parse_run({"--steps", "three"}, help); }).find("workload.steps=three"),
+    EXPECT_NE(cli_error([&] {
+                  cli::parse_run({"--steps", "three"}, help);
+              }).find("workload.steps=three"),
               std::string::npos);
     EXPECT_NE(cli_error([&] { cli::parse_run({"extra"}, help); }).find("extra"), std::string::npos);
     // Names are checked against the registries; a flag whose value was forgotten is named, not the next word.
-    EXPECT_NE(cli_error([&] { cli::parse_run({"--policy", "fastest"}, help); }).find("policy.name = \"fastest\""),
+    EXPECT_NE(cli_error([&] {
+                  cli::parse_run({"--policy", "fastest"}, help);
+              }).find("policy.name = \"fastest\""),
               std::string::npos);
-    EXPECT_NE(cli_error([&] { cli::parse_run({"--placement", "nearest"}, help); }).find("placement.name = \"nearest\""),
+    EXPECT_NE(cli_error([&] {
+                  cli::parse_run({"--placement", "nearest"}, help);
+              }).find("placement.name = \"nearest\""),
               std::string::npos);
-    EXPECT_NE(cli_error([&] { cli::parse_run({"--seed", "--out", "x"}, help); })
-                  .find("--seed needs a value, but the next word is the flag --out"),
+    EXPECT_NE(cli_error([&] {
+                  cli::parse_run({"--seed", "--out", "x"}, help);
+              }).find("--seed needs a value, but the next word is the flag --out"),
               std::string::npos);
-    EXPECT_NE(cli_error([&] { cli::parse_run({"--config", ::testing::TempDir()}, help); }).find("is a directory"),
+    EXPECT_NE(cli_error([&] {
+                  cli::parse_run({"--config", ::testing::TempDir()}, help);
+              }).find("is a directory"),
               std::string::npos);
     EXPECT_TRUE(cli::parse_run({"--overwrite"}, help)->output.overwrite);
 }

@@ -54,10 +54,14 @@ TEST(Config, SetIsTypedByTheDefault) {
 
 TEST(Config, SetRejectsBadValuesNamingTheKey) {
     Json j = default_config();
-    EXPECT_NE(error_of([&] { apply_set(j, "model.top_k=2.5"); }).find("model.top_k=2.5: must be an integer"), std::string::npos);
-    EXPECT_NE(error_of([&] { apply_set(j, "model.norm_topk_prob=maybe"); }).find("must be a boolean"), std::string::npos);
-    EXPECT_NE(error_of([&] { apply_set(j, "model.topk=2"); }).find("unknown config key 'model.topk'"), std::string::npos);
-    EXPECT_NE(error_of([&] { apply_set(j, "modle.top_k=2"); }).find("unknown config key 'modle.top_k'"), std::string::npos);
+    EXPECT_NE(error_of([&] { apply_set(j, "model.top_k=2.5"); }).find("model.top_k=2.5: must be an integer"),
+              std::string::npos);
+    EXPECT_NE(error_of([&] { apply_set(j, "model.norm_topk_prob=maybe"); }).find("must be a boolean"),
+              std::string::npos);
+    EXPECT_NE(error_of([&] { apply_set(j, "model.topk=2"); }).find("unknown config key 'model.topk'"),
+              std::string::npos);
+    EXPECT_NE(error_of([&] { apply_set(j, "modle.top_k=2"); }).find("unknown config key 'modle.top_k'"),
+              std::string::npos);
     EXPECT_NE(error_of([&] { apply_set(j, "model=3"); }).find("model is a group"), std::string::npos);
     EXPECT_NE(error_of([&] { apply_set(j, "model.top_k"); }).find("expected key=value"), std::string::npos);
     EXPECT_NE(error_of([&] { apply_set(j, "seed=12x"); }).find("seed=12x"), std::string::npos);

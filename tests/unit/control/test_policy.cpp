@@ -47,8 +47,8 @@ std::unique_ptr<Policy> make(const std::string& name, const std::vector<std::str
 }
 
 TEST(Policy, RegistryKnowsEveryPolicyOfTheContract) {
-    std::vector<std::string> want = {"none", "aux_free", "prev_batch", "energy", "round_robin", "random", "balanced",
-                                     "temperature"};
+    std::vector<std::string> want = {"none",        "aux_free", "prev_batch", "energy",
+                                     "round_robin", "random",   "balanced",   "temperature"};
     EXPECT_EQ(policy_names(), want);
     for (const auto& name : want) EXPECT_STREQ(make(name)->name(), name.c_str());
 }
@@ -73,8 +73,8 @@ TEST(Policy, AuxFreeSignStep) {
 
 // EMA of load fractions, acting only above the threshold: b += gain * (1/E - p).
 TEST(Policy, PrevBatchEmaAndThreshold) {
-    auto p = make("prev_batch", {"policy.prev_batch.alpha=0.5", "policy.prev_batch.gain=0.5",
-                                 "policy.prev_batch.threshold=1.05"});
+    auto p = make("prev_batch",
+                  {"policy.prev_batch.alpha=0.5", "policy.prev_batch.gain=0.5", "policy.prev_batch.threshold=1.05"});
     std::vector<float> b(8, 0.0f);
     p->update(observe({6, 2, 0, 0, 5, 5, 5, 5}), b);  // p = [.75 .25 0 0]; layer 1 even: no action
     const double first[] = {0.5 * (0.25 - 0.75), 0, 0.5 * 0.25, 0.5 * 0.25};
@@ -152,8 +152,8 @@ TEST(Policy, BalancedIsProportionalAndClamped) {
     auto p = make("balanced", {"policy.balanced.strength=0.3"});
     std::vector<float> b(8, 0.5f);
     p->update(observe({12, 4, 4, 4, 0, 0, 0, 0}), b);  // mean 6; an all-zero layer gets 0
-    EXPECT_FLOAT_EQ(b[0], -0.3f);  // -0.3 * (2 - 1)
-    EXPECT_FLOAT_EQ(b[1], 0.1f);   // -0.3 * (2/3 - 1)
+    EXPECT_FLOAT_EQ(b[0], -0.3f);                      // -0.3 * (2 - 1)
+    EXPECT_FLOAT_EQ(b[1], 0.1f);                       // -0.3 * (2/3 - 1)
     for (int e = 4; e < 8; ++e) EXPECT_EQ(b[e], 0.0f);
 }
 

@@ -6,8 +6,8 @@
 
 #include "epmoe/control/metrics.hpp"
 #include "epmoe/control/policy.hpp"
-#include "epmoe/moe/router.hpp"
 #include "epmoe/model/synthetic.hpp"
+#include "epmoe/moe/router.hpp"
 
 namespace epmoe {
 namespace {
@@ -57,9 +57,9 @@ TEST(PolicyDrift, PrevBatchTracksADriftWhereNoneStaysHigh) {
     EXPECT_LT(prev[kDriftStep - 1], 1.25) << "before the drift";
     EXPECT_LT(prev[kSteps - 1], 1.25) << "after the drift";
     EXPECT_GT(none[kSteps - 1], 1.5);
-    std::printf("expert max/mean at steps %d, %d, %d: none %.2f %.2f %.2f, prev_batch %.2f %.2f %.2f\n",
-                kDriftStep - 1, kDriftStep, kSteps - 1, none[kDriftStep - 1], none[kDriftStep], none[kSteps - 1],
-                prev[kDriftStep - 1], prev[kDriftStep], prev[kSteps - 1]);
+    std::printf("expert max/mean at steps %d, %d, %d: none %.2f %.2f %.2f, prev_batch %.2f %.2f %.2f\n", kDriftStep - 1,
+                kDriftStep, kSteps - 1, none[kDriftStep - 1], none[kDriftStep], none[kSteps - 1], prev[kDriftStep - 1],
+                prev[kDriftStep], prev[kSteps - 1]);
 }
 
 TEST(PolicyDrift, AuxFreeConvergesWithItsDefaultStep) {

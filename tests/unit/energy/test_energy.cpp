@@ -7,8 +7,8 @@
 
 #include <filesystem>
 
-#include "epmoe/energy/energy.hpp"
 #include "epmoe/base/error.hpp"
+#include "epmoe/energy/energy.hpp"
 #include "test_energy_fixture.hpp"
 
 namespace epmoe {

@@ -6,8 +6,8 @@
 #include <algorithm>
 #include <cmath>
 
-#include "epmoe/model/checkpoint.hpp"
 #include "epmoe/base/error.hpp"
+#include "epmoe/model/checkpoint.hpp"
 
 namespace epmoe {
 namespace {
@@ -66,7 +66,8 @@ TEST(Checkpoint, LayerRange) {
     EXPECT_EQ(parse_layer_range("", 4), std::make_pair(0, 3));
     EXPECT_EQ(parse_layer_range("1-2", 4), std::make_pair(1, 2));
     EXPECT_EQ(parse_layer_range("3", 4), std::make_pair(3, 3));
-    for (const char* bad : {"2-1", "0-4", "-1", "a-b", "1-2x", "4"}) EXPECT_THROW(parse_layer_range(bad, 4), Error) << bad;
+    for (const char* bad : {"2-1", "0-4", "-1", "a-b", "1-2x", "4"})
+        EXPECT_THROW(parse_layer_range(bad, 4), Error) << bad;
 }
 
 }  // namespace

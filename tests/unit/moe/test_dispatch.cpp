@@ -13,9 +13,9 @@ namespace epmoe {
 namespace {
 
 TEST(Capacity, FormulaIsCeilOfFactorTimesTokensTimesKOverE) {
-    EXPECT_EQ(expert_capacity(1.0, 10, 2, 8), 3);    // ceil(2.5)
-    EXPECT_EQ(expert_capacity(1.25, 16, 2, 8), 5);   // exactly 5
-    EXPECT_EQ(expert_capacity(0.01, 10, 1, 8), 1);   // ceil of a small positive number
+    EXPECT_EQ(expert_capacity(1.0, 10, 2, 8), 3);   // ceil(2.5)
+    EXPECT_EQ(expert_capacity(1.25, 16, 2, 8), 5);  // exactly 5
+    EXPECT_EQ(expert_capacity(0.01, 10, 1, 8), 1);  // ceil of a small positive number
     EXPECT_EQ(expert_capacity(0.0, 10, 2, 8), INT64_MAX);
 }
 
@@ -65,7 +65,8 @@ TEST(AssignRows, OwnRowsStayOutOfSendAndCombineIsUnchanged) {
                 if (kept[t * k + i]) {
                     const int e = routing.expert_ids[t * k + i];
                     order.emplace_back(static_cast<int>(t * chunks / n) * placement.num_slots() +
-                                           placement.slot(placement.rank_for(e, t), e), t);
+                                           placement.slot(placement.rank_for(e, t), e),
+                                       t);
                 }
         std::sort(order.begin(), order.end());
         ASSERT_EQ(all.send_token.size(), order.size());

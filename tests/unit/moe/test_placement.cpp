@@ -86,8 +86,11 @@ TEST(Placement, ProfileIsRequiredAndReadFromMetrics) {
     } catch (const Error& e) {
         EXPECT_NE(std::string(e.what()).find("missing/metrics.jsonl"), std::string::npos) << e.what();
     }
-    std::ofstream(dir / "metrics.jsonl") << R"({"layers": [{"expert_load": [1, 2, 3, 4]}, {"expert_load": [1, 0, 0, 0]}]})"
-                                         << "\n" << R"({"layers": [{"expert_load": [0, 0, 0, 10]}]})" << "\n";
+    std::ofstream(dir / "metrics.jsonl")
+        << R"({"layers": [{"expert_load": [1, 2, 3, 4]}, {"expert_load": [1, 0, 0, 0]}]})"
+        << "\n"
+        << R"({"layers": [{"expert_load": [0, 0, 0, 10]}]})"
+        << "\n";
     EXPECT_EQ(read_load_profile(dir.string(), 4), (std::vector<double>{2, 2, 3, 14}));
     EXPECT_THROW(read_load_profile(dir.string(), 5), Error);
     std::filesystem::remove_all(dir);

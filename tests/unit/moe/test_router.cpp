@@ -4,8 +4,8 @@
 
 #include <cmath>
 
-#include "epmoe/moe/router.hpp"
 #include "epmoe/model/synthetic.hpp"
+#include "epmoe/moe/router.hpp"
 
 namespace epmoe {
 namespace {

@@ -5,12 +5,12 @@
 #include <bit>
 #include <cmath>
 
-#include "epmoe/ops/mlp_kernel.hpp"
+#include "../../reference/moe_reference.hpp"
 #include "epmoe/base/config.hpp"
 #include "epmoe/base/error.hpp"
-#include "epmoe/ops/swiglu.hpp"
 #include "epmoe/model/synthetic.hpp"
-#include "../../reference/moe_reference.hpp"
+#include "epmoe/ops/mlp_kernel.hpp"
+#include "epmoe/ops/swiglu.hpp"
 
 namespace epmoe {
 namespace {
@@ -65,7 +65,8 @@ TEST_P(KernelTest, MatchesPlainLoop) {
     for (auto [d, f] : {std::pair{20, 36}, std::pair{64, 176}}) {
         ModelShape shape;
         shape.num_layers = 1, shape.d_model = d, shape.d_ff = f, shape.num_experts = 1, shape.top_k = 1;
-        Model fp32 = make_synthetic_model(shape, 3, [](int, int) { return true; }, make_mlp_kernel("openblas", "fp32"));
+        Model fp32 = make_synthetic_model(
+            shape, 3, [](int, int) { return true; }, make_mlp_kernel("openblas", "fp32"));
         const ExpertWeights& ref_w = fp32.layers[0].experts.at(0);
         ExpertWeights w = ref_w;
         kernel->prepare(w, d, f);
@@ -109,7 +110,7 @@ TEST(Compute, Bf16HalvesWeightBytes) {
     auto all = [](int, int) { return true; };
     Model fp32 = make_synthetic_model(shape, 5, all, make_mlp_kernel("onednn", "fp32"));
     Model bf16 = make_synthetic_model(shape, 5, all, make_mlp_kernel("onednn", "bf16"));
-    const uint64_t expert_bytes = 3ull * 32 * 48 * 2 * 4 * 2;  // 3 matrices, 4 experts, 2 layers, 2 bytes
+    const uint64_t expert_bytes = 3ull * 32 * 48 * 2 * 4 * 2;            // 3 matrices, 4 experts, 2 layers, 2 bytes
     EXPECT_EQ(fp32.weight_bytes() - bf16.weight_bytes(), expert_bytes);  // gates and norms stay FP32
     for (const auto& layer : bf16.layers)
         for (const auto& [e, w] : layer.experts) {

@@ -3,8 +3,8 @@
 
 #include <cmath>
 
-#include "epmoe/ops/swiglu.hpp"
 #include "epmoe/model/synthetic.hpp"
+#include "epmoe/ops/swiglu.hpp"
 
 namespace epmoe {
 namespace {
