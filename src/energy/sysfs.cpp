@@ -17,21 +17,6 @@ namespace fs = std::filesystem;
 namespace epmoe::energy_detail {
 namespace {
 
-std::string errno_text(int err) {
-    switch (err) {
-        case EACCES:
-            return "permission denied (EACCES)";
-        case EPERM:
-            return "operation not permitted (EPERM)";
-        case ENOENT:
-            return "no such file (ENOENT)";
-        case EISDIR:
-            return "is a directory, not a readable attribute (EISDIR)";
-        default:
-            return cat(std::strerror(err), " (errno ", err, ")");
-    }
-}
-
 // A directory entry whose name matched a pattern, with its capture groups ("" if a group did not match).
 struct Entry {
     std::string name;

@@ -20,7 +20,6 @@ using safetensors_detail::shape_str;
 
 namespace {
 
-std::string errno_text() { return std::system_category().message(errno); }
 
 // Closes a file descriptor when it leaves scope.
 struct FdGuard {
@@ -34,15 +33,15 @@ struct FdGuard {
 
 SafetensorsFile SafetensorsFile::open(const std::string& path) {
     FdGuard guard{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
-    if (guard.fd < 0) fail(path, ": cannot open: ", errno_text());
+    if (guard.fd < 0) fail(path, ": cannot open: ", errno_text(errno));
     struct stat st {};
-    if (::fstat(guard.fd, &st) != 0) fail(path, ": cannot stat: ", errno_text());
+    if (::fstat(guard.fd, &st) != 0) fail(path, ": cannot stat: ", errno_text(errno));
     if (!S_ISREG(st.st_mode)) fail(path, ": not a regular file");
     SafetensorsFile file;
     file.path_ = path;
     if (st.st_size > 0) {  // mmap of 0 bytes fails; an empty file is rejected by the parser instead
         void* p = ::mmap(nullptr, static_cast<size_t>(st.st_size), PROT_READ, MAP_PRIVATE, guard.fd, 0);
-        if (p == MAP_FAILED) fail(path, ": cannot mmap: ", errno_text());
+        if (p == MAP_FAILED) fail(path, ": cannot mmap: ", errno_text(errno));
         file.map_ = static_cast<const std::byte*>(p);
         file.map_size_ = static_cast<size_t>(st.st_size);
     }

@@ -23,7 +23,6 @@ using safetensors_detail::shape_str;
 
 namespace {
 
-std::string errno_text() { return std::system_category().message(errno); }
 
 // Checks one tensor against its shape and dtype; returns its size in bytes.
 uint64_t check_tensor(const TensorToWrite& t, const std::string& path) {
@@ -63,7 +62,7 @@ void write_all(int fd, const void* data, size_t size, const std::string& tmp) {
     while (size > 0) {
         const ssize_t n = ::write(fd, p, size);
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0) fail(tmp, ": cannot write: ", errno_text());
+        if (n < 0) fail(tmp, ": cannot write: ", errno_text(errno));
         p += n;
         size -= static_cast<size_t>(n);
     }
@@ -71,18 +70,18 @@ void write_all(int fd, const void* data, size_t size, const std::string& tmp) {
 
 void write_file(const std::string& tmp, const std::string& header, const std::vector<const TensorToWrite*>& order) {
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) fail(tmp, ": cannot create: ", errno_text());
+    if (fd < 0) fail(tmp, ": cannot create: ", errno_text(errno));
     try {
         const uint64_t header_len = header.size();
         write_all(fd, &header_len, 8, tmp);  // little-endian host (see dtype.cpp)
         write_all(fd, header.data(), header.size(), tmp);
         for (const TensorToWrite* t : order) write_all(fd, t->bytes.data(), t->bytes.size(), tmp);
-        if (::fsync(fd) != 0) fail(tmp, ": cannot fsync: ", errno_text());
+        if (::fsync(fd) != 0) fail(tmp, ": cannot fsync: ", errno_text(errno));
     } catch (...) {
         ::close(fd);
         throw;
     }
-    if (::close(fd) != 0) fail(tmp, ": cannot close: ", errno_text());
+    if (::close(fd) != 0) fail(tmp, ": cannot close: ", errno_text(errno));
 }
 
 }  // namespace
@@ -130,7 +129,7 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
         throw;
     }
     if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-        const std::string why = errno_text();
+        const std::string why = errno_text(errno);
         ::unlink(tmp.c_str());
         fail(path, ": cannot rename ", tmp, " to it: ", why);
     }

@@ -35,6 +35,10 @@ template <typename... Parts>
     throw Error(cat(parts...));
 }
 
+// What errno value err means, for an error line: "permission denied (EACCES)", "no such file (ENOENT)",
+// "is a directory (EISDIR)", ..., else strerror's text and the number.
+std::string errno_text(int err);
+
 // Internal invariant broken: prints file:line and aborts. Not for user input.
 [[noreturn]] void assert_failed(const char* cond, const char* file, int line);
 

@@ -198,7 +198,7 @@ TEST(SafetensorsMalformed, OpenNamesThePath) {
     st_test::write_bytes(path, {});
     expect_error([&] { epmoe::SafetensorsFile::open(path); }, {path + ": file is 0 bytes, too short"});
     expect_error([&] { epmoe::SafetensorsFile::open(dir.file("missing.safetensors")); },
-                 {dir.file("missing.safetensors") + ": cannot open: No such file or directory"});
+                 {dir.file("missing.safetensors") + ": cannot open: no such file (ENOENT)"});
     expect_error([&] { epmoe::SafetensorsFile::open(dir.file("")); }, {"not a regular file"});
 }
 

@@ -138,7 +138,7 @@ TEST(SafetensorsWrite, UnwritablePathFailsNamingIt) {
     st_test::ScratchDir dir;
     const std::string path = dir.file("no/such/dir/out.safetensors");
     expect_error([&] { epmoe::write_safetensors(path, {patterned("w", DType::kU8, {1}, 0)}); },
-                 {path + ".tmp: cannot create: No such file or directory"});
+                 {path + ".tmp: cannot create: no such file (ENOENT)"});
 }
 
 TEST(SafetensorsWrite, OverwritesAtomically) {
