@@ -11,6 +11,7 @@
 #include "app/inspect.hpp"
 #include "app/run.hpp"
 #include "app/simulate.hpp"
+#include "app/version.hpp"
 #include "epmoe/base/error.hpp"
 #include "epmoe/control/policy.hpp"
 #include "epmoe/moe/placement.hpp"
@@ -37,6 +38,14 @@ const char* kUsage =
     "  --version         print the version\n"
     "\n"
     "Launch with mpirun (e.g. `mpirun -np 4 build/epmoe run`), srun, or as one process.\n";
+
+// Quotes a word for a shell command line when it needs quoting.
+std::string shell_word(const std::string& w) {
+    if (!w.empty() && w.find_first_of(" '\"$\\;&|<>()*?`") == std::string::npos) return w;
+    std::string out = "'";
+    for (char c : w) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return out + "'";
+}
 
 // A flag that is a shorthand for one config key.
 struct Shorthand {
@@ -137,7 +146,8 @@ po::options_description job_options(const std::vector<Shorthand>& shorthands) {
 
 // defaults <- --config <- shorthands and switches <- each --set; the policy and placement names checked against
 // their registries.
-Config merge_job_config(const po::variables_map& vm, const std::vector<Shorthand>& shorthands, Json merged) {
+Config merge_job_config(const po::variables_map& vm, const std::vector<Shorthand>& shorthands, Json merged,
+                        const std::string& command_line) {
     if (vm.count("config")) {
         const std::string path = vm["config"].as<std::string>();
         merge_config(merged, read_config_file(path), path);
@@ -150,6 +160,7 @@ Config merge_job_config(const po::variables_map& vm, const std::vector<Shorthand
     if (vm.count("set"))
         for (const auto& s : vm["set"].as<std::vector<std::string>>()) apply_set(merged, s);
     Config config = Config::from_json(merged);
+    config.command_line = command_line;
     check_policy_name(config.policy.name);
     check_placement_name(config.placement.name);
     return config;
@@ -160,11 +171,12 @@ Config merge_job_config(const po::variables_map& vm, const std::vector<Shorthand
 std::optional<Config> parse_job_args(const std::vector<std::string>& args, const char* command,
                                      const std::vector<Shorthand>& shorthands, const Json& defaults,
                                      const std::string& head, std::string& help,
-                                     const po::options_description& extra = po::options_description()) {
+                                     const po::options_description& extra = po::options_description(),
+                                     const std::string& command_line = "") {
     po::options_description desc = job_options(shorthands);
     desc.add(extra);
     po::variables_map vm = parse_or_fail(args, desc, command);
-    if (!vm.count("help")) return merge_job_config(vm, shorthands, defaults);
+    if (!vm.count("help")) return merge_job_config(vm, shorthands, defaults, command_line);
     help = describe(desc, head) + "\nconfig keys and defaults:\n" + defaults.dump(2) + "\n";
     return std::nullopt;
 }
@@ -172,23 +184,25 @@ std::optional<Config> parse_job_args(const std::vector<std::string>& args, const
 // parse_job_args on every rank (an error on any is one agreed error); rank 0 prints the help.
 std::optional<Config> parse_job(const mpi::Comm& world, const std::vector<std::string>& args, const char* command,
                                 const std::vector<Shorthand>& shorthands, const Json& defaults, const std::string& head,
-                                const po::options_description& extra = {}) {
+                                const std::string& command_line, const po::options_description& extra = {}) {
     std::optional<Config> config;
     std::string help;
-    mpi::all_or_none(world, [&] { config = parse_job_args(args, command, shorthands, defaults, head, help, extra); });
+    mpi::all_or_none(
+        world, [&] { config = parse_job_args(args, command, shorthands, defaults, head, help, extra, command_line); });
     if (!config && world.rank() == 0) std::cout << help;
     return config;
 }
 
-int run_command(const mpi::Comm& world, const std::vector<std::string>& args) {
+int run_command(const mpi::Comm& world, const std::vector<std::string>& args, const std::string& command_line) {
     std::optional<Config> config =
         parse_job(world, args, "run", run_shorthands(), default_config(),
                   "usage: epmoe run [options]\n\nRuns the MoE stack over all ranks. With no options: the embedded "
-                  "default model and workload.\nConfig order: defaults, --config, flags, --set.\n");
+                  "default model and workload.\nConfig order: defaults, --config, flags, --set.\n",
+                  command_line);
     return config ? run(world, *config) : 0;
 }
 
-int compare_command(const mpi::Comm& world, const std::vector<std::string>& args) {
+int compare_command(const mpi::Comm& world, const std::vector<std::string>& args, const std::string& command_line) {
     po::options_description extra;
     extra.add_options()("pairs", po::value<std::string>()->default_value(kDefaultComparePairs),
                         "POLICY/PLACEMENT,... to run");
@@ -207,14 +221,14 @@ int compare_command(const mpi::Comm& world, const std::vector<std::string>& args
                   "usage: epmoe compare [--pairs POLICY/PLACEMENT,...] [every epmoe run option]\n\nRuns each pair on "
                   "the same model, workload and seed (none/contiguous first, as the baseline and as the load profile "
                   "of balanced/replicated), and writes compare.csv and compare.md.\n",
-                  extra);
+                  command_line, extra);
     if (!config) return 0;
     std::vector<ComparePair> parsed;
     mpi::all_or_none(world, [&] { parsed = parse_pairs(pairs); });
     return compare(world, *config, parsed);
 }
 
-int simulate_command(const mpi::Comm& world, const std::vector<std::string>& args) {
+int simulate_command(const mpi::Comm& world, const std::vector<std::string>& args, const std::string& command_line) {
     std::vector<Shorthand> shorthands = run_shorthands();
     for (auto& s : simulate_shorthands()) shorthands.push_back(s);
     Json defaults = default_config();
@@ -225,7 +239,8 @@ int simulate_command(const mpi::Comm& world, const std::vector<std::string>& arg
         "                      [--latency L] [--ranks-per-node K] [--gflops-per-core G] [every run option]\n\n"
         "Runs `epmoe run` on N simulated ranks under SimGrid's SMPI (build-smpi/epmoe) and writes the same\n"
         "results directory, with \"simulated\": true and the platform in summary.json; every time in it is\n"
-        "simulated seconds. Run it as one process, not under mpirun.\n");
+        "simulated seconds. Run it as one process, not under mpirun.\n",
+        command_line);
     return config ? simulate(world, *config) : 0;
 }
 
@@ -239,7 +254,7 @@ int info_command(const mpi::Comm& world, const std::vector<std::string>& args) {
     std::optional<Config> config;
     mpi::all_or_none(world, [&] {
         vm = parse_or_fail(args, desc, "info");
-        if (!vm.count("help")) config = merge_job_config(vm, {}, default_config());
+        if (!vm.count("help")) config = merge_job_config(vm, {}, default_config(), "");
     });
     if (!config) {
         if (world.rank() == 0)
@@ -257,19 +272,24 @@ std::optional<Config> parse_run(const std::vector<std::string>& args, std::strin
 
 int dispatch(const mpi::Comm& world, int argc, char** argv) {
     std::vector<std::string> args(argv + 1, argv + argc);
+    std::string command_line;  // as typed, for summary.json
+    for (int i = 0; i < argc; ++i) {
+        if (i > 0) command_line.push_back(' ');
+        command_line.append(shell_word(argv[i]));
+    }
     if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
         if (world.rank() == 0) std::cout << kUsage;
         return args.empty() ? 2 : 0;
     }
     if (args[0] == "--version") {
-        if (world.rank() == 0) std::cout << "epmoe " << EPMOE_VERSION << "\n";
+        if (world.rank() == 0) std::cout << "epmoe " << version() << " (" << git_describe() << ")\n";
         return 0;
     }
     std::string command = args[0];
     args.erase(args.begin());
-    if (command == "run") return run_command(world, args);
-    if (command == "compare") return compare_command(world, args);
-    if (command == "simulate") return simulate_command(world, args);
+    if (command == "run") return run_command(world, args, command_line);
+    if (command == "compare") return compare_command(world, args, command_line);
+    if (command == "simulate") return simulate_command(world, args, command_line);
     if (command == "info") return info_command(world, args);
     if (command == "inspect") return inspect_command(world, args);
     fail("unknown command '", command, "' (commands: run, compare, info, inspect, simulate; see epmoe --help)");

@@ -95,7 +95,9 @@ Config pair_config(const Config& base, const ComparePair& pair, const std::strin
     apply_set(j, "output.quiet=true");
     const bool needs_profile = pair.placement == "balanced" || pair.placement == "replicated";
     if (base.placement.profile.empty() && needs_profile) apply_set(j, "placement.profile=" + profile);
-    return Config::from_json(j);
+    Config config = Config::from_json(j);
+    config.command_line = base.command_line;
+    return config;
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 // summary.json at the end.
 #include "app/run.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -12,6 +13,7 @@
 #include "app/platform.hpp"
 #include "app/run_inputs.hpp"
 #include "app/run_summary.hpp"
+#include "app/version.hpp"
 #include "epmoe/comm/topology.hpp"
 #include "epmoe/control/coordinator.hpp"
 #include "epmoe/energy/energy.hpp"
@@ -114,6 +116,13 @@ Json energy_details(const Config& config, const HostEnergy& energy) {
     return details;
 }
 
+// [num_layers] 1 for each MoE layer, 0 for a dense one.
+std::vector<uint8_t> moe_layers(const Model& model) {
+    std::vector<uint8_t> out;
+    for (const MoeLayer& layer : model.layers) out.push_back(layer.dense ? 0 : 1);
+    return out;
+}
+
 // summary.json's "compute": the kernel that ran and how the rank was set up.
 Json compute_json(const Config& config, const Model& model, const std::string& binding) {
     return {{"backend", config.compute.backend},
@@ -125,6 +134,18 @@ Json compute_json(const Config& config, const Model& model, const std::string& b
             {"rank0_binding", binding},
             {"mpi_wait", mpi::wait_mode() == mpi::WaitMode::kBlock ? "block" : "yield"},
             {"overlap_chunks", config.compute.overlap_chunks}};
+}
+
+// The hosts of the job in order of their first rank, each with its ranks: [{"name", "ranks"}]. Collective.
+Json host_names(const mpi::Comm& world) {
+    const std::vector<std::string> names = mpi::allgather_strings(world, mpi::processor_name());
+    Json hosts = Json::array();
+    for (size_t r = 0; r < names.size(); ++r) {
+        auto it = std::find_if(hosts.begin(), hosts.end(), [&](const Json& h) { return h["name"] == names[r]; });
+        if (it == hosts.end()) hosts.push_back({{"name", names[r]}, {"ranks", Json::array()}}), it = hosts.end() - 1;
+        (*it)["ranks"].push_back(r);
+    }
+    return hosts;
 }
 
 // One run: what it loaded and what it keeps between steps.
@@ -144,12 +165,14 @@ public:
           forward_(model_, placement_, config.routing.capacity_factor),
           coordinator_(world, shape_.num_layers, shape_.num_experts,
                        make_policy(config.policy, policy_context(config, placement_, shape_.num_layers))),
-          summary_(world.size(), shape_.num_layers, shape_.num_experts, shape_.expert_flops_per_token()),
+          summary_(world.size(), moe_layers(model_), shape_.num_experts, shape_.expert_flops_per_token()),
           progress_(world.rank() == 0 && !config.output.quiet, config.output.progress_interval_s),
           h_(static_cast<size_t>(workload_.num_tokens()) * shape_.d_model) {
         forward_.set_fidelity_sample(config.routing.fidelity_sample_every);
         forward_.set_overlap_chunks(config.compute.overlap_chunks);
         step_biases_.assign(coordinator_.biases().begin(), coordinator_.biases().end());
+        hosts_ = host_names(world);
+        started_utc_ = utc_now();
         if (world.rank() == 0 && !config.output.quiet)
             std::fprintf(stderr, "epmoe: energy source %s: %s\n", energy_.source().c_str(), energy_.reason().c_str());
         mpi::all_or_none(world, [&] {
@@ -195,6 +218,9 @@ public:
             s["compute"] = compute_json(config_, model_, binding_);
             s["placement"] = placement_.name();
             s["capacity_factor"] = config_.routing.capacity_factor;
+            s["run"] = {
+                {"epmoe_version", version()},  {"git_describe", git_describe()}, {"command_line", config_.command_line},
+                {"started_utc", started_utc_}, {"finished_utc", utc_now()},      {"hosts", hosts_}};
             s = label_simulated(std::move(s), config_, world_.size(), true);  // build-smpi/epmoe: simulated times
             writer_->finish(*config_.json, s);
             if (print_summary)
@@ -239,8 +265,10 @@ private:
     std::vector<float> h_;                   // [num_tokens, d_model] this rank's hidden states
     std::unique_ptr<ResultsWriter> writer_;  // rank 0
     std::string dir_;                        // the results directory (rank 0)
-    std::vector<double> pending_times_;      // rank 0's wall time of the steps since the last coordinator round
-    std::vector<float> step_biases_;         // [L, E] the biases the pending steps used
+    Json hosts_;                             // [{name, ranks}] in order of first rank
+    std::string started_utc_;
+    std::vector<double> pending_times_;  // rank 0's wall time of the steps since the last coordinator round
+    std::vector<float> step_biases_;     // [L, E] the biases the pending steps used
     int first_pending_ = 0;
     double pending_energy_s_ = 0;  // energy exchanges since the last coordinator round, s
 };

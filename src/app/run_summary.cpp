@@ -1,5 +1,6 @@
 #include "app/run_summary.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 #include <sstream>
@@ -46,9 +47,10 @@ Json fidelity_json(const double* f, int num_ranks) {
 
 }  // namespace
 
-RunSummary::RunSummary(int num_ranks, int num_layers, int num_experts, double expert_flops_per_token)
+RunSummary::RunSummary(int num_ranks, std::vector<uint8_t> moe_layer, int num_experts, double expert_flops_per_token)
     : num_ranks_(num_ranks),
-      num_layers_(num_layers),
+      num_layers_(static_cast<int>(moe_layer.size())),
+      moe_layer_(std::move(moe_layer)),
       num_experts_(num_experts),
       flops_per_token_(expert_flops_per_token),
       rank_joules_(num_ranks, 0.0) {}
@@ -85,35 +87,44 @@ Json RunSummary::add_energy(const CoordinatorReport& report, double seconds) {
 
 RunSummary::LoadStats RunSummary::load_stats(const CoordinatorReport& report, Json* layers_out) const {
     LoadStats s;
+    const double moe_layers = static_cast<double>(std::count(moe_layer_.begin(), moe_layer_.end(), 1));
     for (int l = 0; l < num_layers_; ++l) {
         std::vector<double> load(report.expert_load.begin() + l * num_experts_,
                                  report.expert_load.begin() + (l + 1) * num_experts_);
         std::vector<double> rank_load;
         for (const auto& r : report.ranks) rank_load.push_back(r.rows(l));
-        double mom = max_over_mean(load), cv = coefficient_of_variation(load), g = gini(load);
-        double rmom = max_over_mean(rank_load), ent = normalized_entropy(load), bal = balancedness(rank_load);
-        double rcv = coefficient_of_variation(rank_load), rg = gini(rank_load);
-        s.max_over_mean += mom / num_layers_;
-        s.cv += cv / num_layers_;
-        s.gini += g / num_layers_;
-        s.entropy += ent / num_layers_;
-        s.rank_max_over_mean += rmom / num_layers_;
-        s.rank_cv += rcv / num_layers_;
-        s.rank_gini += rg / num_layers_;
-        s.balancedness += bal / num_layers_;
-        (*layers_out)
-            .push_back({{"expert_load", Json(std::vector<int64_t>(load.begin(), load.end()))},
-                        {"dropped", report.dropped[l]},
-                        {"assigned", report.assigned[l]},
-                        {"max_over_mean", mom},
-                        {"cv", cv},
-                        {"gini", g},
-                        {"rank_rows", counts(rank_load)},
-                        {"rank_max_over_mean", rmom},
-                        {"entropy", ent},
-                        {"rank_cv", rcv},
-                        {"rank_gini", rg},
-                        {"balancedness", bal}});
+        Json entry = {{"kind", moe_layer_[l] ? "moe" : "dense"},
+                      {"expert_load", Json(std::vector<int64_t>(load.begin(), load.end()))},
+                      {"dropped", report.dropped[l]},
+                      {"assigned", report.assigned[l]},
+                      {"rank_rows", counts(rank_load)}};
+        if (!moe_layer_[l]) {  // no experts, no routing: no load figures, and none enter the means over layers
+            for (const char* key : {"max_over_mean", "cv", "gini", "entropy", "rank_max_over_mean", "rank_cv",
+                                    "rank_gini", "balancedness"})
+                entry[key] = nullptr;
+            layers_out->push_back(entry);
+            continue;
+        }
+        const double mom = max_over_mean(load), cv = coefficient_of_variation(load), g = gini(load);
+        const double rmom = max_over_mean(rank_load), ent = normalized_entropy(load), bal = balancedness(rank_load);
+        const double rcv = coefficient_of_variation(rank_load), rg = gini(rank_load);
+        s.max_over_mean += mom / moe_layers;
+        s.cv += cv / moe_layers;
+        s.gini += g / moe_layers;
+        s.entropy += ent / moe_layers;
+        s.rank_max_over_mean += rmom / moe_layers;
+        s.rank_cv += rcv / moe_layers;
+        s.rank_gini += rg / moe_layers;
+        s.balancedness += bal / moe_layers;
+        entry.update({{"max_over_mean", mom},
+                      {"cv", cv},
+                      {"gini", g},
+                      {"rank_max_over_mean", rmom},
+                      {"entropy", ent},
+                      {"rank_cv", rcv},
+                      {"rank_gini", rg},
+                      {"balancedness", bal}});
+        layers_out->push_back(entry);
     }
     return s;
 }
@@ -151,7 +162,8 @@ Json RunSummary::add_round(const CoordinatorReport& report, int first_step, std:
         bias_rows.push_back(
             std::vector<float>(biases.begin() + l * num_experts_, biases.begin() + (l + 1) * num_experts_));
     Json line;
-    line["step"] = first_step + static_cast<int>(step_times.size()) - 1;
+    line["step"] = first_step + static_cast<int>(step_times.size()) - 1;  // the last step the line covers
+    line["first_step"] = first_step;
     line["steps_covered"] = step_times.size();
     line["tokens"] = tokens;
     line["step_time_s"] = seconds;
@@ -267,8 +279,15 @@ std::string RunSummary::human(const Json& s) const {
         os.unsetf(std::ios::fixed);
         os.precision(4);
         os << ", " << e["joules_per_token"].get<double>() << " J/token, " << e["joules"].get<double>() << " J";
-    } else
+        if (e["source"] == "estimated" && e.contains("estimate")) {
+            const Json& m = e["estimate"];
+            os << "\n                (a model, not a measurement: " << m["pj_per_flop"].get<double>() << " pJ/FLOP, "
+               << m["pj_per_byte"].get<double>() << " pJ/byte, " << m["idle_w_per_core"].get<double>()
+               << " W a core idle; energy.estimate.*)";
+        }
+    } else {
         os << " (not measured)";
+    }
     os << "\n";
     return os.str();
 }

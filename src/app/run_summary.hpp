@@ -14,7 +14,8 @@ namespace epmoe {
 
 class RunSummary {
 public:
-    RunSummary(int num_ranks, int num_layers, int num_experts, double expert_flops_per_token);
+    // moe_layer: [num_layers] 1 for an MoE layer, 0 for a dense one (no routing: kept out of the load figures).
+    RunSummary(int num_ranks, std::vector<uint8_t> moe_layer, int num_experts, double expert_flops_per_token);
 
     // Records the steps (first_step..last_step) one coordinator round covered and returns their metrics line.
     // step_times: rank 0's wall time of each covered step; biases: [L, E] the steps used.
@@ -32,8 +33,8 @@ public:
     double seconds_so_far() const;
 
 private:
-    // Means over MoE layers of each layer's statistic: expert load (max/mean, CV, Gini, normalized
-    // entropy) and rank load in rows run (max/mean, CV, Gini, balancedness = mean/max).
+    // Means over MoE layers (dense layers excluded) of each layer's statistic: expert load (max/mean, CV, Gini,
+    // normalized entropy) and rank load in rows run (max/mean, CV, Gini, balancedness = mean/max).
     struct LoadStats {
         double max_over_mean = 0, cv = 0, gini = 0, entropy = 0;
         double rank_max_over_mean = 0, rank_cv = 0, rank_gini = 0, balancedness = 0;
@@ -42,7 +43,9 @@ private:
     LoadStats load_stats(const CoordinatorReport& report, Json* layers_out) const;
     Json add_energy(const CoordinatorReport& report, double seconds);
 
-    int num_ranks_, num_layers_, num_experts_;
+    int num_ranks_, num_layers_;
+    std::vector<uint8_t> moe_layer_;  // [num_layers]
+    int num_experts_;
     double flops_per_token_;
     std::vector<double> step_times_;
     int64_t tokens_total_ = 0;

@@ -70,7 +70,7 @@ StepEnergy HostEnergy::step(double busy_s, const WorkCounters& work) {
         last_joules_ = r.joules;
     });
     mpi::bcast(host_, std::span<double>(host), 0);
-    out.host_joules = host[0];
+    if (host_.rank() == 0) out.host_joules = host[0];  // once per host: the reader's record carries it
     out.host_power_w = present(host[1]);
     out.host_temp_c = present(host[2]);
     double share = sums[0] > 0 ? busy_s / sums[0] : 1.0 / host_.size();

@@ -68,7 +68,8 @@ StepResult Forward::step(const mpi::Comm& comm, std::span<float> h, int64_t firs
                                                   result.routing.back(), first_token, step_tokens, options_, moe_out_,
                                                   result.times, buffers_));
         fidelity_.measure(comm, layer.experts, *model_.kernel, s, placement_, norm_, logits_, bias,
-                          result.routing.back(), moe_out_, first_token, result.fidelity);
+                          options_.capacity_factor > 0, result.routing.back(), result.layers.back().kept, moe_out_,
+                          first_token, result.fidelity);
         result.expert_flops += s.expert_flops_per_token() * static_cast<double>(result.layers.back().rows_processed);
         result.gate_flops += 2.0 * static_cast<double>(n) * s.d_model * s.num_experts;
         result.bytes_moved += result.layers.back().bytes_moved;

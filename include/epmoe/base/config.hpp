@@ -123,6 +123,7 @@ struct Config {
     OutputConfig output;
     SimulateConfig simulate;
     std::shared_ptr<const Json> json;  // the full effective config, as written to config.json
+    std::string command_line;          // the command as typed (summary.json); set by the parser, not a config key
 
     // Validates every key of a merged config (json.hpp); fails with "config key K = V: reason".
     static Config from_json(const Json& merged);

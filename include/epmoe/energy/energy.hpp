@@ -92,7 +92,7 @@ EnergyProbe probe_energy(const std::string& sysfs_root);
 // This rank's view of one step's energy. Every field is absent when the source is `none`.
 struct StepEnergy {
     std::optional<double> rank_joules;   // J: this rank's share of the host's step joules, by busy time
-    std::optional<double> host_joules;   // J: the host's joules in this step, counted once per host
+    std::optional<double> host_joules;   // J: the host's joules in this step; only on the host's reader rank
     std::optional<double> host_power_w;  // W: the host's average power over the step
     std::optional<double> host_temp_c;   // deg C: the host's hottest temperature input, if readable
 };

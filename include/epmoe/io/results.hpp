@@ -10,6 +10,9 @@
 
 namespace epmoe {
 
+// Now in UTC, ISO 8601 to the second: "2026-12-03T09:40:00Z".
+std::string utc_now();
+
 // results/<UTC timestamp>-<policy> under the current directory, made unique with a -N suffix.
 std::string default_results_dir(const std::string& policy);
 

@@ -19,7 +19,7 @@ namespace epmoe {
 
 // Sums over tokens and layers on one rank; the coordinator sums them over ranks.
 struct FidelityCounts {
-    double changed_slots = 0;   // assignments whose expert is not in the token's unbiased top-k set
+    double changed_slots = 0;   // assignments whose expert is not in the token's unbiased top-k set, or dropped
     double slots = 0;           // assignments compared (num_tokens * top_k per MoE layer, biased or not)
     double changed_tokens = 0;  // (token, layer) pairs whose top-k set differs from the unbiased one
     double tokens = 0;          // (token, layer) pairs compared
@@ -28,8 +28,12 @@ struct FidelityCounts {
     double seconds = 0;         // wall time of the fidelity work on this rank, s
 };
 
-// Adds one layer's changed assignments of biased against unbiased (same tokens, same top_k). Pure.
-void count_changed(const Routing& biased, const Routing& unbiased, FidelityCounts& counts);
+// Adds one layer's changed assignments of the routing run against the unbiased dropless one (same tokens, same
+// top_k): an assignment changed when its expert is not in the token's unbiased top-k set, or when capacity
+// dropped it (kept[t, i] == 0: it contributes nothing). kept: [num_tokens, top_k], or empty (nothing dropped).
+// Pure.
+void count_changed(const Routing& biased, const Routing& unbiased, std::span<const uint8_t> kept,
+                   FidelityCounts& counts);
 
 class Fidelity {
 public:
@@ -37,13 +41,15 @@ public:
     explicit Fidelity(int sample_every) : sample_every_(sample_every) {}
     void set_sample_every(int sample_every) { sample_every_ = sample_every; }
 
-    // One layer, after its biased forward. Collective over comm when bias is non-zero (the same on every
-    // rank). x_norm: [num_tokens, d_model] the layer's input; logits: [num_tokens, num_experts];
-    // bias: [num_experts] (empty = none); biased_out: [num_tokens, d_model] the layer's routed output.
+    // One layer, after its forward with bias and capacity, against the unbiased dropless routing. Collective over
+    // comm when bias is non-zero or capacity is on (both the same on every rank; drops differ between ranks).
+    // x_norm: [num_tokens, d_model] the layer's input; logits: [num_tokens, num_experts]; bias: [num_experts]
+    // (empty = none); kept: [num_tokens, top_k] what capacity kept; biased_out: [num_tokens, d_model] the
+    // layer's routed output.
     void measure(const mpi::Comm& comm, const ExpertMap& experts, const MlpKernel& kernel, const ModelShape& shape,
                  const Placement& placement, std::span<const float> x_norm, std::span<const float> logits,
-                 std::span<const float> bias, const Routing& biased, std::span<const float> biased_out,
-                 int64_t first_token, FidelityCounts& counts);
+                 std::span<const float> bias, bool capacity, const Routing& biased, std::span<const uint8_t> kept,
+                 std::span<const float> biased_out, int64_t first_token, FidelityCounts& counts);
 
 private:
     int sample_every_;

@@ -1,0 +1,12 @@
+// What build this is: the project version and the commit it was configured at (summary.json, --version).
+#pragma once
+
+namespace epmoe {
+
+// The project version, e.g. "0.1.0".
+const char* version();
+// `git describe --always --dirty` of the source tree when CMake configured the build, or "unknown" outside a
+// git checkout.
+const char* git_describe();
+
+}  // namespace epmoe
