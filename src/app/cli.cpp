@@ -172,10 +172,11 @@ std::optional<Config> parse_job_args(const std::vector<std::string>& args, const
                                      const std::vector<Shorthand>& shorthands, const Json& defaults,
                                      const std::string& head, std::string& help,
                                      const po::options_description& extra = po::options_description(),
-                                     const std::string& command_line = "") {
+                                     const std::string& command_line = "", po::variables_map* values = nullptr) {
     po::options_description desc = job_options(shorthands);
     desc.add(extra);
     po::variables_map vm = parse_or_fail(args, desc, command);
+    if (values) *values = vm;
     if (!vm.count("help")) return merge_job_config(vm, shorthands, defaults, command_line);
     help = describe(desc, head) + "\nconfig keys and defaults:\n" + defaults.dump(2) + "\n";
     return std::nullopt;
@@ -184,11 +185,13 @@ std::optional<Config> parse_job_args(const std::vector<std::string>& args, const
 // parse_job_args on every rank (an error on any is one agreed error); rank 0 prints the help.
 std::optional<Config> parse_job(const mpi::Comm& world, const std::vector<std::string>& args, const char* command,
                                 const std::vector<Shorthand>& shorthands, const Json& defaults, const std::string& head,
-                                const std::string& command_line, const po::options_description& extra = {}) {
+                                const std::string& command_line, const po::options_description& extra = {},
+                                po::variables_map* values = nullptr) {
     std::optional<Config> config;
     std::string help;
-    mpi::all_or_none(
-        world, [&] { config = parse_job_args(args, command, shorthands, defaults, head, help, extra, command_line); });
+    mpi::all_or_none(world, [&] {
+        config = parse_job_args(args, command, shorthands, defaults, head, help, extra, command_line, values);
+    });
     if (!config && world.rank() == 0) std::cout << help;
     return config;
 }
@@ -205,27 +208,32 @@ int run_command(const mpi::Comm& world, const std::vector<std::string>& args, co
 int compare_command(const mpi::Comm& world, const std::vector<std::string>& args, const std::string& command_line) {
     po::options_description extra;
     extra.add_options()("pairs", po::value<std::string>()->default_value(kDefaultComparePairs),
-                        "POLICY/PLACEMENT,... to run");
-    std::vector<std::string> rest;
-    std::string pairs = kDefaultComparePairs;
-    for (size_t i = 0; i < args.size(); ++i) {  // --pairs is compare's own; the rest are run's
-        if (args[i] == "--pairs" && i + 1 < args.size())
-            pairs = args[++i];
-        else if (args[i].rfind("--pairs=", 0) == 0)
-            pairs = args[i].substr(8);
-        else
-            rest.push_back(args[i]);
-    }
-    std::optional<Config> config =
-        parse_job(world, rest, "compare", run_shorthands(), default_config(),
-                  "usage: epmoe compare [--pairs POLICY/PLACEMENT,...] [every epmoe run option]\n\nRuns each pair on "
-                  "the same model, workload and seed (none/contiguous first, as the baseline and as the load profile "
-                  "of balanced/replicated), and writes compare.csv and compare.md.\n",
-                  command_line, extra);
+                        "POLICY/PLACEMENT,... to run (none/contiguous is added first as the baseline)")(
+        "warmup", po::value<int>()->default_value(CompareOptions{}.warmup),
+        "steps each run makes first, left out of every figure")(
+        "repeats", po::value<int>()->default_value(CompareOptions{}.repeats),
+        "runs of each pair, interleaved (ABC ABC); figures are medians with min-max");
+    // A pair sets the policy and the placement: --policy, --placement and their keys would be silently replaced.
+    std::vector<Shorthand> shorthands;
+    for (const Shorthand& s : run_shorthands())
+        if (s.flag != "policy" && s.flag != "placement") shorthands.push_back(s);
+    po::variables_map values;
+    std::optional<Config> config = parse_job(
+        world, args, "compare", shorthands, default_config(),
+        "usage: epmoe compare [--pairs POLICY/PLACEMENT,...] [--warmup N] [--repeats R] [every epmoe run option but\n"
+        "                     --policy and --placement]\n\nRuns each pair on the same model, workload and seed and "
+        "writes compare.csv and compare.md.\n",
+        command_line, extra, &values);
     if (!config) return 0;
-    std::vector<ComparePair> parsed;
-    mpi::all_or_none(world, [&] { parsed = parse_pairs(pairs); });
-    return compare(world, *config, parsed);
+    std::vector<ComparePair> pairs;
+    mpi::all_or_none(world, [&] {
+        const Json& d = default_config();
+        if (config->policy.name != d["policy"]["name"] || config->placement.name != d["placement"]["name"])
+            fail("epmoe compare: the pairs set the policy and the placement (policy.name and placement.name are "
+                 "not used): give them as --pairs POLICY/PLACEMENT,...");
+        pairs = parse_pairs(values["pairs"].as<std::string>());
+    });
+    return compare(world, *config, pairs, {values["warmup"].as<int>(), values["repeats"].as<int>()});
 }
 
 int simulate_command(const mpi::Comm& world, const std::vector<std::string>& args, const std::string& command_line) {

@@ -1,11 +1,16 @@
+// `epmoe compare`: policy/placement pairs on one model, workload and seed, as a measurement: warm-up steps left
+// out, each pair repeated in an interleaved order, medians with min and max, and ratios to the baseline only
+// where the ranges do not overlap.
 #include "app/compare.hpp"
 
+#include <algorithm>
+#include <array>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <optional>
 #include <sstream>
 
 #include "app/run.hpp"
@@ -17,84 +22,139 @@
 namespace epmoe {
 namespace {
 
-// One column of the table: a header and where its value sits in summary.json (null = not measured).
-struct Column {
-    const char* name;
-    Json (*get)(const Json& summary);
-};
-const Column kColumns[] = {
-    {"tokens_per_s", [](const Json& s) { return s["tokens_per_s"]; }},
-    {"step_p99_s", [](const Json& s) { return s["step_time_s"]["p99"]; }},
-    {"rank_max_over_mean", [](const Json& s) { return s["load"]["rank_max_over_mean_last"]; }},
-    {"expert_max_over_mean", [](const Json& s) { return s["load"]["max_over_mean_last"]; }},
-    {"joules_per_token", [](const Json& s) { return s["energy"]["joules_per_token"]; }},
-    {"changed_assignment_fraction", [](const Json& s) { return s["routing"]["changed_assignment_fraction"]; }},
-    {"output_rel_l2", [](const Json& s) { return s["routing"]["output_rel_l2"]; }},
-};
+// The figures of one run after its warm-up steps: [kNumColumns], NaN where not measured.
+constexpr int kNumColumns = 7;
+const char* const kColumns[kNumColumns] = {"tokens_per_s",     "step_p99_s",
+                                           "rank_max_over_mean", "expert_max_over_mean",
+                                           "joules_per_token", "changed_assignment_fraction",
+                                           "output_rel_l2"};
+using Figures = std::array<double, kNumColumns>;
 
-// value / baseline; 1 when both are equal (0/0 included); null when either is null or baseline is 0 alone.
-Json ratio(const Json& value, const Json& baseline) {
-    if (!value.is_number() || !baseline.is_number()) return nullptr;
-    double v = value.get<double>(), b = baseline.get<double>();
-    if (v == b) return 1.0;
-    return b != 0 ? Json(v / b) : Json(nullptr);
+double number_or_nan(const Json& v) { return v.is_number() ? v.get<double>() : NAN; }
+
+// Mean of a metrics field over the lines, NaN if any line lacks it.
+double mean_of(const std::vector<Json>& lines, const char* group, const char* key) {
+    double sum = 0;
+    for (const Json& l : lines) sum += number_or_nan(l[group][key]);
+    return sum / static_cast<double>(lines.size());
 }
 
-std::string cell(const Json& x) {
-    if (!x.is_number()) return "";
+// The figures of the run in `dir` from its metrics.jsonl lines whose steps all come after the warm-up.
+Figures run_figures(const std::string& dir, int warmup) {
+    std::vector<Json> lines;
+    std::ifstream in(dir + "/metrics.jsonl");
+    for (std::string text; std::getline(in, text);) {
+        Json line = Json::parse(text);
+        if (line["first_step"].get<int>() >= warmup) lines.push_back(std::move(line));
+    }
+    if (lines.empty()) fail(dir, "/metrics.jsonl: no line after the ", warmup, " warm-up step(s)");
+    double tokens = 0, seconds = 0, joules = 0;
+    std::vector<double> step_s;
+    for (const Json& l : lines) {
+        tokens += l["tokens"].get<double>();
+        seconds += l["step_time_s"].get<double>();
+        joules += number_or_nan(l["energy"]["joules"]);
+        step_s.push_back(l["step_time_s"].get<double>() / l["steps_covered"].get<double>());
+    }
+    std::sort(step_s.begin(), step_s.end());
+    const size_t p99 = static_cast<size_t>(std::ceil(0.99 * static_cast<double>(step_s.size()))) - 1;
+    return {tokens / seconds,
+            step_s[p99],
+            number_or_nan(lines.back()["load"]["rank_max_over_mean"]),
+            number_or_nan(lines.back()["load"]["max_over_mean"]),
+            joules / tokens,
+            mean_of(lines, "fidelity", "changed_assignment_fraction"),
+            mean_of(lines, "fidelity", "output_rel_l2")};
+}
+
+// Median, min and max over repeats of one figure (NaN if any repeat lacks it).
+struct Spread {
+    double median = NAN, min = NAN, max = NAN;
+};
+
+Spread spread(std::vector<double> v) {
+    if (v.empty() || std::any_of(v.begin(), v.end(), [](double x) { return std::isnan(x); })) return {};
+    std::sort(v.begin(), v.end());
+    const size_t n = v.size();
+    return {n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]), v.front(), v.back()};
+}
+
+std::string number(double x) {
+    if (std::isnan(x)) return "";
     std::ostringstream os;
     os.precision(6);
-    os << x.get<double>();
+    os << x;
     return os.str();
 }
 
-// Writes text to dir/name through a temporary file.
-void write_file(const std::string& dir, const std::string& name, const std::string& text) {
-    const std::string path = dir + "/" + name;
-    std::ofstream out(path + ".tmp");
-    out << text;
-    out.close();
-    if (!out) fail(path, ": cannot write");
-    std::filesystem::rename(path + ".tmp", path);
+// The ratio of a pair's median to the baseline's, when the repeats allow a conclusion: with one repeat there is
+// no spread, and ranges that overlap do not tell the two apart.
+std::string ratio_cell(const Spread& v, const Spread& base, int repeats, bool is_baseline) {
+    if (std::isnan(v.median) || std::isnan(base.median)) return "n/a";
+    if (is_baseline) return "1";
+    if (repeats < 2) return "n/a (1 repeat: no spread)";
+    if (v.min <= base.max && base.min <= v.max) return "~1 (ranges overlap)";
+    if (base.median == 0) return "n/a";
+    return number(v.median / base.median);
 }
 
-// compare.csv and compare.md from each pair's summary; summaries[0] is the none/contiguous baseline.
-void write_tables(const std::string& dir, const std::vector<ComparePair>& pairs, const std::vector<Json>& summaries) {
+// One pair's row: csv and md cells of every column; figures[p][r] is pair p's repeat r, pair 0 the baseline.
+void table_row(size_t p, const std::vector<std::vector<Figures>>& figures, const CompareOptions& options,
+               std::ostringstream& csv, std::ostringstream& md) {
+    for (int c = 0; c < kNumColumns; ++c) {
+        std::vector<double> mine, base;
+        for (const Figures& f : figures[p]) mine.push_back(f[c]);
+        for (const Figures& f : figures[0]) base.push_back(f[c]);
+        const Spread v = spread(mine), b = spread(base);
+        const std::string r = ratio_cell(v, b, options.repeats, p == 0);
+        const bool numeric = std::isdigit(static_cast<unsigned char>(r[0])) != 0;
+        csv << "," << number(v.median) << "," << number(v.min) << "," << number(v.max) << "," << (numeric ? r : "");
+        md << " " << (std::isnan(v.median) ? "n/a" : number(v.median) + " (" + number(v.min) + "-" + number(v.max) + ")")
+           << " | " << r << " |";
+    }
+}
+
+// compare.csv and compare.md.
+void write_tables(const std::string& dir, const std::vector<ComparePair>& pairs,
+                  const std::vector<std::vector<Figures>>& figures, const CompareOptions& options) {
     std::ostringstream csv, md;
-    csv << "pair,policy,placement";
+    csv << "pair,policy,placement,repeats";
     md << "| pair |";
-    for (const auto& c : kColumns)
-        csv << "," << c.name << "," << c.name << "_ratio", md << " " << c.name << " | ratio |";
+    for (const char* c : kColumns) {
+        csv << "," << c << "," << c << "_min," << c << "_max," << c << "_ratio";
+        md << " " << c << " (min-max) | ratio |";
+    }
     csv << "\n";
     md << "\n|---|";
-    for (size_t i = 0; i < std::size(kColumns); ++i) md << "---:|---:|";
+    for (int c = 0; c < kNumColumns; ++c) md << "---:|---:|";
     md << "\n";
     for (size_t p = 0; p < pairs.size(); ++p) {
-        csv << pairs[p].label() << "," << pairs[p].policy << "," << pairs[p].placement;
+        csv << pairs[p].label() << "," << pairs[p].policy << "," << pairs[p].placement << "," << options.repeats;
         md << "| " << pairs[p].label() << " |";
-        for (const auto& c : kColumns) {
-            Json v = c.get(summaries[p]), r = ratio(v, c.get(summaries[0]));
-            csv << "," << cell(v) << "," << cell(r);
-            md << " " << (v.is_number() ? cell(v) : "n/a") << " | " << (r.is_number() ? cell(r) : "n/a") << " |";
-        }
+        table_row(p, figures, options, csv, md);
         csv << "\n";
         md << "\n";
     }
-    md << "\nratio = value / value of " << pairs[0].label() << " (the baseline); rank and expert max/mean are the "
-       << "last step's, averaged over layers; n/a = not measured or undefined.\n";
-    write_file(dir, "compare.csv", csv.str());
-    write_file(dir, "compare.md", md.str());
+    md << "\nEach figure: the median over " << options.repeats << " repeat(s) run in an interleaved order, with min-max,"
+       << " after " << options.warmup << " warm-up step(s). ratio = median / median of " << pairs[0].label()
+       << " (the baseline), given only where the two min-max ranges do not overlap; rank and expert max/mean are "
+       << "the last step's, averaged over MoE layers; n/a = not measured or undefined.\n";
+    write_text_file(dir + "/compare.csv", csv.str());
+    write_text_file(dir + "/compare.md", md.str());
 }
 
-// The config of one pair: the shared config with policy.name, placement.name and output.dir set.
-Config pair_config(const Config& base, const ComparePair& pair, const std::string& dir, const std::string& profile) {
+// The config of one pair and repeat: the shared config with policy.name, placement.name, the warm-up steps added
+// and output.dir set.
+Config pair_config(const Config& base, const ComparePair& pair, int repeat, const std::string& dir,
+                   const CompareOptions& options) {
     Json j = *base.json;
     apply_set(j, "policy.name=" + pair.policy);
     apply_set(j, "placement.name=" + pair.placement);
-    apply_set(j, "output.dir=" + dir + "/" + pair.policy + "-" + pair.placement);
+    apply_set(j, cat("workload.steps=", base.workload.steps + options.warmup));
+    apply_set(j, cat("output.dir=", dir, "/", pair.policy, "-", pair.placement, "-r", repeat));
     apply_set(j, "output.quiet=true");
     const bool needs_profile = pair.placement == "balanced" || pair.placement == "replicated";
-    if (base.placement.profile.empty() && needs_profile) apply_set(j, "placement.profile=" + profile);
+    if (base.placement.profile.empty() && needs_profile) apply_set(j, "placement.profile=" + dir + "/none-contiguous-r0");
     Config config = Config::from_json(j);
     config.command_line = base.command_line;
     return config;
@@ -117,10 +177,12 @@ std::vector<ComparePair> parse_pairs(const std::string& text) {
     return out;
 }
 
-int compare(const mpi::Comm& world, const Config& base, std::vector<ComparePair> pairs) {
-    std::vector<Config> configs;
+int compare(const mpi::Comm& world, const Config& base, std::vector<ComparePair> pairs, const CompareOptions& options) {
+    std::vector<std::vector<Config>> configs;  // [pair][repeat]
     std::string dir;
     mpi::all_or_none(world, [&] {
+        if (options.warmup < 0 || options.repeats < 1)
+            fail("epmoe compare: --warmup ", options.warmup, " must be >= 0 and --repeats ", options.repeats, " >= 1");
         for (const auto& pair : pairs) check_policy_name(pair.policy), check_placement_name(pair.placement);
         std::erase_if(pairs, [](const ComparePair& p) { return p.policy == "none" && p.placement == "contiguous"; });
         pairs.insert(pairs.begin(), {"none", "contiguous"});  // the baseline runs first; its run is the profile
@@ -130,22 +192,26 @@ int compare(const mpi::Comm& world, const Config& base, std::vector<ComparePair>
     });
     dir = mpi::allgather_strings(world, dir)[0];  // rank 0 named it
     mpi::all_or_none(world, [&] {
-        for (const auto& pair : pairs) configs.push_back(pair_config(base, pair, dir, dir + "/none-contiguous"));
+        for (const auto& pair : pairs) {
+            configs.emplace_back();
+            for (int r = 0; r < options.repeats; ++r) configs.back().push_back(pair_config(base, pair, r, dir, options));
+        }
     });
-    std::vector<Json> summaries;
-    for (size_t p = 0; p < pairs.size(); ++p) {
-        summaries.push_back(run_job(world, configs[p], false));
-        if (world.rank() != 0) continue;
-        const Json& s = summaries.back();
-        std::fprintf(stderr,
-                     "epmoe compare: [%zu/%zu] %s: %.0f tokens/s, step p99 %.4f s, rank max/mean %.3f, changed %.4f\n",
-                     p + 1, pairs.size(), pairs[p].label().c_str(), s["tokens_per_s"].get<double>(),
-                     s["step_time_s"]["p99"].get<double>(), s["load"]["rank_max_over_mean_last"].get<double>(),
-                     s["routing"]["changed_assignment_fraction"].get<double>());
-    }
+    std::vector<std::vector<Figures>> figures(pairs.size());
+    for (int r = 0; r < options.repeats; ++r)  // interleaved: every pair once, then every pair again
+        for (size_t p = 0; p < pairs.size(); ++p) {
+            run_job(world, configs[p][r], false);
+            mpi::all_or_none(world, [&] {
+                if (world.rank() != 0) return;
+                figures[p].push_back(run_figures(configs[p][r].output.dir, options.warmup));
+                std::fprintf(stderr, "epmoe compare: [%zu/%zu] %s repeat %d: %.0f tokens/s after %d warm-up step(s)\n",
+                             r * pairs.size() + p + 1, pairs.size() * options.repeats, pairs[p].label().c_str(), r + 1,
+                             figures[p].back()[0], options.warmup);
+            });
+        }
     mpi::all_or_none(world, [&] {
         if (world.rank() != 0) return;
-        write_tables(dir, pairs, summaries);
+        write_tables(dir, pairs, figures, options);
         std::ifstream md(dir + "/compare.md");
         std::cout << md.rdbuf() << "results: " << dir << std::endl;
     });

@@ -20,12 +20,18 @@ struct ComparePair {
 // Parses "none/contiguous,aux_free/contiguous,..."; fails naming the bad item.
 std::vector<ComparePair> parse_pairs(const std::string& text);
 
+// How compare measures: warm-up steps run first and left out of every figure, and repeats of each pair.
+struct CompareOptions {
+    int warmup = 1;   // --warmup N, >= 0
+    int repeats = 3;  // --repeats R, >= 1; pairs run in the order ABC ABC ...
+};
+
 // The pairs `epmoe compare` runs without --pairs.
 extern const char* const kDefaultComparePairs;
 
-// `epmoe compare`: runs each pair on base's model, workload and seed, none/contiguous first (the baseline,
-// and the load profile of balanced/replicated), and writes compare.csv and compare.md. Collective.
-// Returns the exit code.
-int compare(const mpi::Comm& world, const Config& base, std::vector<ComparePair> pairs);
+// `epmoe compare`: runs each pair on base's model, workload and seed (base.workload.steps timed steps after
+// options.warmup), options.repeats times, interleaved, none/contiguous first (the baseline, and the load profile
+// of balanced/replicated), and writes compare.csv and compare.md. Collective. Returns the exit code.
+int compare(const mpi::Comm& world, const Config& base, std::vector<ComparePair> pairs, const CompareOptions& options);
 
 }  // namespace epmoe

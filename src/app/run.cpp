@@ -108,7 +108,7 @@ std::vector<LayerLoad> layer_loads(const StepResult& result) {
 
 // Energy keys of summary.json beyond the contract's: why this source, and the estimate's coefficients.
 Json energy_details(const Config& config, const HostEnergy& energy) {
-    Json details = {{"reason", energy.reason()}, {"hosts", energy.num_hosts()}};
+    Json details = {{"reason", energy.reason()}, {"num_hosts", energy.num_hosts()}};
     const EnergyEstimate& e = config.energy.estimate;
     if (energy.source() == "estimated")
         details["estimate"] = {

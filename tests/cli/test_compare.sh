@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# `epmoe compare` on a small model: a progress line per pair, compare.csv/compare.md with every row and
-# column and baseline ratios of 1.0, each pair's results directory; bad pairs and a missing profile exit 2.
+# `epmoe compare` on a small model: a progress line per pair and repeat (interleaved), compare.csv/compare.md
+# with every row and column (median, min, max, a ratio only where the ranges do not overlap), each run's results
+# directory; identical work gives no ratio beyond its spread; bad pairs, --policy, bad counts and a missing
+# profile exit 2.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
@@ -11,9 +13,10 @@ small=(--set model.d_model=32 --set model.d_ff=48 --set model.num_layers=2 --ste
        --energy-source estimated --set routing.fidelity_sample_every=4)
 
 expect_exit 0 "${mpiexec[@]}" -np 2 "$EPMOE" compare "${small[@]}" --pairs aux_free/contiguous,none/replicated,prev_batch/balanced \
-    --out "$cli_tmp/cmp"
-for i in 1 2 3 4; do expect_stderr_has "epmoe compare: [$i/4]"; done
-expect_stderr_has "[1/4] none/contiguous"
+    --repeats 2 --warmup 1 --out "$cli_tmp/cmp"
+for i in 1 2 3 4 5 6 7 8; do expect_stderr_has "epmoe compare: [$i/8]"; done
+expect_stderr_has "[1/8] none/contiguous repeat 1"
+expect_stderr_has "[5/8] none/contiguous repeat 2"  # ABCD ABCD, not AABBCCDD
 expect_stdout_has "results: $cli_tmp/cmp"
 if python3 - "$cli_tmp/cmp" <<'PY'
 import csv, json, os, sys
@@ -23,26 +26,47 @@ assert [r["pair"] for r in rows] == ["none/contiguous", "aux_free/contiguous", "
 cols = ["tokens_per_s", "step_p99_s", "rank_max_over_mean", "expert_max_over_mean", "joules_per_token",
         "changed_assignment_fraction", "output_rel_l2"]
 for c in cols:
-    assert c in rows[0] and c + "_ratio" in rows[0], f"missing column {c}"
+    for suffix in ("", "_min", "_max", "_ratio"): assert c + suffix in rows[0], f"missing column {c}{suffix}"
     assert float(rows[0][c + "_ratio"]) == 1.0, f"baseline {c} ratio {rows[0][c + '_ratio']}"
-    for r in rows: assert r[c] != "", f"{r['pair']} {c} empty"
+    for r in rows:
+        assert r[c] != "", f"{r['pair']} {c} empty"
+        assert float(r[c + "_min"]) <= float(r[c]) <= float(r[c + "_max"]), (r["pair"], c)
+        if r[c + "_ratio"] and r is not rows[0]:  # a ratio only where the ranges do not overlap
+            assert float(r[c + "_min"]) > float(rows[0][c + "_max"]) or float(r[c + "_max"]) < float(rows[0][c + "_min"])
 assert float(rows[0]["changed_assignment_fraction"]) == 0 and float(rows[0]["output_rel_l2"]) == 0
 assert float(rows[1]["changed_assignment_fraction"]) > 0 and float(rows[1]["output_rel_l2"]) > 0
 assert float(rows[2]["changed_assignment_fraction"]) == 0, "a placement never changes routing"
-for r in rows[1:]:
-    s = json.load(open(os.path.join(d, r["policy"] + "-" + r["placement"], "summary.json")))
-    # The CSV holds 6 significant digits: relative, since a slow baseline makes the ratio large.
-    ratio = s["tokens_per_s"] / float(rows[0]["tokens_per_s"])
-    assert abs(ratio / float(r["tokens_per_s_ratio"]) - 1) < 3e-5, (ratio, r["tokens_per_s_ratio"])
-    assert s["placement"] == r["placement"] and s["routing"]["policy"] == r["policy"]
+for r in rows:
+    for rep in (0, 1):
+        s = json.load(open(os.path.join(d, f'{r["policy"]}-{r["placement"]}-r{rep}', "summary.json")))
+        assert s["placement"] == r["placement"] and s["routing"]["policy"] == r["policy"]
+        assert s["steps"] == 5, "4 timed steps after 1 warm-up step"
 md = open(os.path.join(d, "compare.md")).read().splitlines()
 assert md[0].startswith("| pair |") and len([l for l in md if l.startswith("| ")]) == 5, md
-m = json.loads(open(os.path.join(d, "aux_free-contiguous", "metrics.jsonl")).readline())
+m = json.loads(open(os.path.join(d, "aux_free-contiguous-r0", "metrics.jsonl")).readline())
 for k in ("max_over_mean", "cv", "gini", "entropy", "rank_max_over_mean", "balancedness"): assert k in m["load"], k
 for k in ("changed_assignment_fraction", "output_rel_l2", "fidelity_s"): assert k in m["fidelity"], k
 PY
 then pass "  compare.csv and compare.md: 4 rows, every column, baseline ratios 1.0"
 else fail_check "compare tables"; fi
+
+# Identical work (1 rank: the placement changes nothing; no policy): no ratio may claim a difference beyond the
+# spread of the repeats (the baseline no longer pays the start-up alone).
+expect_exit 0 "$EPMOE" compare "${small[@]}" --set workload.steps=2 --pairs none/round_robin --repeats 5 --warmup 1 --out "$cli_tmp/same"
+if python3 - "$cli_tmp/same/compare.csv" <<'PY'
+import csv, sys
+row = list(csv.DictReader(open(sys.argv[1])))[1]
+r = row["tokens_per_s_ratio"]
+assert r == "" or 0.67 < float(r) < 1.5, row
+PY
+then pass "  identical work: tokens/s within the spread of 1.0"
+else fail_check "identical work gave a ratio"; fi
+expect_exit 2 "$EPMOE" compare "${small[@]}" --policy aux_free --out "$cli_tmp/bad"
+expect_stderr_has "unrecognised option '--policy'"
+expect_exit 2 "$EPMOE" compare "${small[@]}" --set policy.name=aux_free --out "$cli_tmp/bad"
+expect_stderr_has "give them as --pairs"
+expect_exit 2 "$EPMOE" compare "${small[@]}" --repeats 0 --out "$cli_tmp/bad"
+expect_stderr_has "--repeats 0"
 
 expect_exit 2 "${mpiexec[@]}" -np 2 "$EPMOE" compare "${small[@]}" --pairs aux_free --out "$cli_tmp/bad"
 expect_stderr_has "is not POLICY/PLACEMENT"
