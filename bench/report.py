@@ -232,7 +232,7 @@ def main():
     L.append("")
 
     # Targets.
-    L.append("## Targets (issues 9 and 17)\n")
+    L.append("## Targets\n")
     L.append("Each target with its verdict and, where it is not met, the limit in the way and the measurement of "
              "this run that shows it.\n")
     L.append("| target | measured | verdict | limit in the way (measured here) |")

@@ -37,7 +37,8 @@ const char* kUsage =
     "  -h [ --help ]     this help; `epmoe <command> --help` lists a command's options\n"
     "  --version         print the version\n"
     "\n"
-    "Launch with mpirun (e.g. `mpirun -np 4 build/epmoe run`), srun, or as one process.\n";
+    "Launch with launchers/mpirun.sh (e.g. `launchers/mpirun.sh -n 4 build/epmoe run`: it adds\n"
+    "--allow-run-as-root and --oversubscribe where Open MPI needs them), srun, or as one process.\n";
 
 // Quotes a word for a shell command line when it needs quoting.
 std::string shell_word(const std::string& w) {
