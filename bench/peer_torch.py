@@ -214,7 +214,9 @@ def search(args):
     cores = os.cpu_count() or 1
     counts = sorted({1, cores} | ({cores // 2} if cores >= 4 else set()))
     settings = []
-    for blas, threads, wait in itertools.product(counts, counts, ("PASSIVE", None)):
+    blas_counts = args.blas_threads or counts
+    torch_counts = args.torch_threads or counts
+    for blas, threads, wait in itertools.product(blas_counts, torch_counts, ("PASSIVE", None)):
         env = dict(os.environ, OPENBLAS_NUM_THREADS=str(blas), OMP_NUM_THREADS=str(threads))
         env.pop("OMP_WAIT_POLICY", None)
         if wait:
@@ -252,7 +254,7 @@ def main():
     p.add_argument("--experts", type=int, default=8)
     p.add_argument("--top-k", type=int, default=2)
     p.add_argument("--tokens", type=int_list, default=[4096, 128])
-    p.add_argument("--expected", type=int_list, default=None)
+    p.add_argument("--expected", type=lambda s: [int(v) for v in s.split(",") if v], default=None)
     p.add_argument("--steps", type=int, default=20, help="make: steps of each workload file")
     p.add_argument("--workload-tokens", type=int_list, default=None, help="make: token counts with workload files")
     p.add_argument("--workloads", type=lambda s: [w for w in s.split(",") if w], default=["uniform", "skewed", "drift"])
@@ -261,9 +263,13 @@ def main():
     p.add_argument("--dtype", choices=sorted(DTYPES), default="fp32")
     p.add_argument("--threads", type=int, default=1, help="time: torch.set_num_threads")
     p.add_argument("--reps", type=int, default=7, help="time/search: timed steps")
+    p.add_argument("--blas-threads", type=int_list, default=None,
+                   help="search: OPENBLAS_NUM_THREADS values (default 1, cores/2, cores)")
+    p.add_argument("--torch-threads", type=int_list, default=None,
+                   help="search: torch thread counts (default 1, cores/2, cores)")
     p.add_argument("--output")
     args = p.parse_args()
-    args.expected = args.tokens if args.expected is None else args.expected
+    args.expected = args.tokens if args.expected is None else args.expected  # --expected "" writes none
     args.workload_tokens = args.tokens if args.workload_tokens is None else args.workload_tokens
     {"make": make, "search": search, "time": time_block, "check": check}[args.command](args)
 
