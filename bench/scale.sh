@@ -4,7 +4,7 @@
 #   none        plain top-k, contiguous placement
 #   aux_free    DeepSeek-V3 loss-free balancing, u = 0.05 / E (5 % of a mean score per step)
 #   replicated  plain top-k, the ranks/4 hottest experts of the `none` run get one more copy each
-# Writes bench/SCALE.md (table + bench/scale.svg) from the results directories under OUT.
+# Writes bench/SCALE.md (table + bench/scale.png, drawn with matplotlib) from the results directories under OUT.
 # Usage: bench/scale.sh [RANKS...]   (default 8 16 32 64 128 256 512 1024; SCALE.md has what it cost)
 # Environment: EPMOE (default build/epmoe; build-smpi/epmoe must exist beside build/), OUT (default
 # /tmp/epmoe-scale), STEPS (3), GFLOPS (the expert GEMM rate; default: measured once by the first run).
@@ -18,6 +18,12 @@ ranks_list=("$@")
 [ "${#ranks_list[@]}" -gt 0 ] || ranks_list=(8 16 32 64 128 256 512 1024)
 mkdir -p "$OUT"
 [ -x /usr/bin/time ] || { echo "scale.sh: needs /usr/bin/time (apt-get install time) for the simulator's cost" >&2; exit 2; }
+# The figure is matplotlib's (Debian's python3-matplotlib, which a python3 earlier on PATH may not see): checked
+# before the study, not after it.
+python=python3
+"$python" -c "import matplotlib" 2>/dev/null || python=/usr/bin/python3
+"$python" -c "import matplotlib" 2>/dev/null ||
+    { echo "scale.sh: needs matplotlib for bench/scale.png (apt-get install python3-matplotlib)" >&2; exit 2; }
 export OPENBLAS_NUM_THREADS=1
 
 # Small per-rank sizes keep the host work of 1024 simulated ranks (gate GEMM ~ tokens x d_model x E on one
@@ -54,4 +60,4 @@ for p in "${ranks_list[@]}"; do
     done
 done
 echo "total: $((SECONDS - start_all)) s" | tee -a "$OUT/wall.txt"
-python3 "$here/scale_report.py" "$OUT" "$here/SCALE.md" "$here/scale.svg" "$((SECONDS - start_all))" "${ranks_list[@]}"
+"$python" "$here/scale_report.py" "$OUT" "$here/SCALE.md" "$here/scale.png" "$((SECONDS - start_all))" "${ranks_list[@]}"

@@ -1,14 +1,17 @@
-"""Turns bench/scale.sh's results directories into bench/SCALE.md and an SVG plot (standard library only).
+"""Turns bench/scale.sh's results directories into bench/SCALE.md and a PNG figure, drawn with epmoe report's
+plotting code (src/app/report_figures.py, matplotlib: Debian's python3-matplotlib).
 
-Usage: scale_report.py OUT_DIR SCALE_MD SVG WALL_SECONDS RANKS...
+Usage: scale_report.py OUT_DIR SCALE_MD PNG WALL_SECONDS RANKS...
 Per run (OUT_DIR/p<ranks>-<run>/): the last step's step time (simulated s), all-to-all time per step (dispatch +
 combine, mean over ranks), its p99 over ranks and steps, and the last step's rank max/mean (rows run)."""
 import json
 import os
 import sys
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src", "app"))
+import report_figures as figs  # noqa: E402 (from src/app, found above)
+
 RUNS = ["none", "aux_free", "replicated"]
-COLOURS = {"none": "#1f77b4", "aux_free": "#d62728", "replicated": "#2ca02c"}
 
 
 def p99(values):
@@ -58,48 +61,25 @@ def cost(f, i):
     return f"{float(f['cost'][0]):.0f}" if i == 0 else f"{int(f['cost'][1]) // 1024}"
 
 
-def svg(rows, ranks, path):
-    """Two panels, log2 ranks on x: step time and rank max/mean, one line per run."""
-    w, h, pad = 900, 360, 60
-    panels = [("step time, last step (simulated ms)", lambda f: f["step_s"] * 1e3),
-              ("rank max/mean rows, last step", lambda f: f["rank_max_over_mean"])]
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
-           f'<rect width="{w}" height="{h}" fill="white"/>']
-    pw = (w - 3 * pad) / 2
-    xs = {p: i for i, p in enumerate(ranks)}
-    for k, (title, get) in enumerate(panels):
-        x0, y0, ph = pad + k * (pw + pad), pad, h - 2 * pad
-        vals = [get(f) for (p, run), f in rows.items()]
-        top = max(vals) * 1.1 if vals else 1
-        out.append(f'<text x="{x0}" y="{y0 - 20}">{title}</text>')
-        out.append(f'<rect x="{x0}" y="{y0}" width="{pw}" height="{ph}" fill="none" stroke="#888"/>')
-        for i in range(5):
-            v = top * i / 4
-            y = y0 + ph - ph * i / 4
-            out.append(f'<text x="{x0 - 5}" y="{y + 4}" text-anchor="end">{v:.3g}</text>')
-        for p, i in xs.items():
-            x = x0 + pw * (i + 0.5) / len(xs)
-            out.append(f'<text x="{x}" y="{y0 + ph + 16}" text-anchor="middle">{p}</text>')
-        out.append(f'<text x="{x0 + pw / 2}" y="{y0 + ph + 34}" text-anchor="middle">ranks (E = 2 x ranks)</text>')
-        for j, run in enumerate(RUNS):
-            pts = [(x0 + pw * (xs[p] + 0.5) / len(xs), y0 + ph - ph * get(rows[(p, run)]) / top)
-                   for p in ranks if (p, run) in rows]
-            if pts:
-                out.append(f'<polyline fill="none" stroke="{COLOURS[run]}" stroke-width="2" points="' +
-                           " ".join(f"{x:.1f},{y:.1f}" for x, y in pts) + '"/>')
-            out.append(f'<text x="{x0 + 10}" y="{y0 + 16 + 14 * j}" fill="{COLOURS[run]}">{run}</text>')
-    out.append("</svg>")
-    open(path, "w").write("\n".join(out) + "\n")
+def plot(rows, ranks, path):
+    """Two panels, log2 ranks on x: step time and rank max/mean, one line per run (PNG, matplotlib)."""
+    panels = [("step time, last step", "simulated ms (log scale)", lambda f: f["step_s"] * 1e3),
+              ("rank imbalance, last step", "rank max/mean rows (1 = even; log scale)",
+               lambda f: f["rank_max_over_mean"])]
+    figs.lines_figure([(title, ylabel, {run: [(p, get(rows[(p, run)])) for p in ranks if (p, run) in rows]
+                                        for run in RUNS}) for title, ylabel, get in panels],
+                      ranks, "simulated ranks (E = 2 x ranks experts)",
+                      "weak scaling under SimGrid SMPI (bench/scale.sh): every time simulated", path, log_y=True)
 
 
-def main(out_dir, md_path, svg_path, wall, ranks):
+def main(out_dir, md_path, png_path, wall, ranks):
     rows = {}
     for p in ranks:
         for run in RUNS:
             d = os.path.join(out_dir, f"p{p}-{run}")
             if os.path.exists(os.path.join(d, "summary.json")):
                 rows[(p, run)] = figures(d)
-    svg(rows, ranks, svg_path)
+    plot(rows, ranks, png_path)
     any_row = next(iter(rows.values()))
     md = ["# Weak scaling under SimGrid SMPI (`bench/scale.sh`)", "",
           "Every figure is **simulated** (SimGrid SMPI virtual time), from `epmoe simulate` runs of epmoe's own MPI code:",
@@ -127,7 +107,7 @@ def main(out_dir, md_path, svg_path, wall, ranks):
     if any((p, run) not in rows for p in ranks for run in RUNS):
         md += ["", "Rows marked `not run` have no results directory in this study (a run was stopped or not started; "
                "`bench/scale.sh` runs the ranks it is given)."]
-    md += ["", f"![step time and rank imbalance]({os.path.basename(svg_path)})", "",
+    md += ["", f"![step time and rank imbalance]({os.path.basename(png_path)})", "",
            f"The whole study took {wall} s of wall time on this 2-core machine (`bench/scale.sh`, "
            f"{os.path.basename(out_dir)}/wall.txt has each run's).", "",
            "The simulator's cost (wall, max RSS: `/usr/bin/time` of `epmoe simulate`, so the largest process, SimGrid's "

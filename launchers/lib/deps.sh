@@ -12,6 +12,7 @@ EPMOE_DEPS=(
     libboost-program-options-dev nlohmann-json3-dev
     libgtest-dev libgmock-dev googletest libbenchmark-dev
     python3                             # quickstart's summary, test fixtures
+    python3-matplotlib                  # the figures of epmoe report (src/app/report.py) and bench/scale.png
 )
 
 # The private one-node SLURM cluster of test.sh's SLURM step (tests/slurm/); only test.sh adds these.

@@ -9,6 +9,7 @@
 #include "app/compare.hpp"
 #include "app/info.hpp"
 #include "app/inspect.hpp"
+#include "app/report.hpp"
 #include "app/run.hpp"
 #include "app/simulate.hpp"
 #include "app/version.hpp"
@@ -32,6 +33,7 @@ const char* kUsage =
     "  simulate run on N simulated ranks of a simulated cluster (SimGrid SMPI); writes the same results\n"
     "  info    show ranks, hosts, hwloc topology, MPI, BLAS and energy sources\n"
     "  inspect describe a Hugging Face MoE checkpoint and its weight bytes per rank\n"
+    "  report  figures (PNG) and a table across results directories: report.md, report.html, report.csv\n"
     "\n"
     "options:\n"
     "  -h [ --help ]     this help; `epmoe <command> --help` lists a command's options\n"
@@ -301,7 +303,8 @@ int dispatch(const mpi::Comm& world, int argc, char** argv) {
     if (command == "simulate") return simulate_command(world, args, command_line);
     if (command == "info") return info_command(world, args);
     if (command == "inspect") return inspect_command(world, args);
-    fail("unknown command '", command, "' (commands: run, compare, info, inspect, simulate; see epmoe --help)");
+    if (command == "report") return report_command(world, args);
+    fail("unknown command '", command, "' (commands: run, compare, simulate, report, info, inspect; see epmoe --help)");
 }
 
 }  // namespace epmoe::cli

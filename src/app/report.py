@@ -29,8 +29,8 @@ def energy_title(s):
     label = data.energy_label(s)
     est = dig(s, ("energy", "estimate"))
     if label.startswith("estimated") and est:
-        label += (f" ({est.get('pj_per_flop')} pJ/FLOP, {est.get('pj_per_byte')} pJ/byte, "
-                  f"{est.get('idle_w_per_core')} W a core idle), not a measurement")
+        label += (f" ({est['pj_per_flop']:g} pJ/FLOP, {est['pj_per_byte']:g} pJ/byte, "
+                  f"{est['idle_w_per_core']:g} W a core idle), not a measurement")
     return label
 
 
@@ -57,8 +57,9 @@ def run_figures(run, out):
                       os.path.join(out, files["steps"]), dig(s, ("step_time_s", "p50")), dig(s, ("step_time_s", "p99")))
     figs.breakdown_figure(s.get("time_breakdown_s") or {}, simulated,
                           f"{name}: where the time goes (summary.json time_breakdown_s)", os.path.join(out, files["time"]))
-    figs.energy_figure([(x["step"], line_joules_per_token(x)) for x in lines], dig(s, ("energy", "joules_per_token")),
-                       energy_title(s), f"{name}: energy per token", os.path.join(out, files["energy"]))
+    figs.energy_figure([(x["first_step"], x["step"], line_joules_per_token(x)) for x in lines], dig(s, ("energy", "joules_per_token")),
+                       energy_title(s), f"{name}: energy per token", os.path.join(out, files["energy"]),
+                       dig(s, ("energy", "reason")) or "")
     sim = " (simulated seconds)" if simulated else ""
     return [(files["load"], "expert load per layer, first and last metrics line"),
             (files["steps"], f"step time and tokens/s over steps{sim}"),
@@ -92,8 +93,8 @@ def compare_section(src, out):
                                    "repeat(s), bars min-max; compare.csv)", os.path.join(out, file))
     blocks = [("h2", f"Compare {name}"),
               ("p", f"`{src['path']}`: {len(points)} pair(s), {repeats} repeat(s) each; compare.md has every figure "
-                    "with its range and the ratio to the baseline. Pareto-optimal pairs (no other pair has a lower "
-                    "fidelity cost and a better figure):"),
+                    "with its range and the ratio to the baseline. Pareto-optimal pairs (by median: no other pair is as "
+                    "good on both axes and better on one):"),
               ("ul", [f"{panel}: {', '.join(labels) or 'none'}" for panel, labels in optimal.items()]),
               ("img", file, "gain vs fidelity frontier")]
     for pair in src["pairs"]:
@@ -212,12 +213,16 @@ def main(argv):
     os.makedirs(args.out, exist_ok=True)
     rows, blocks = [], []
     for src in sources:
-        if src["kind"] == "run":
-            rows.append(data.run_row(src["run"], src["path"]))
-            blocks += run_section(src["run"], src["path"], args.out)
-        else:
-            rows += [data.pair_row(p, src["path"], src["name"]) for p in src["pairs"]]
-            blocks += compare_section(src, args.out)
+        try:
+            if src["kind"] == "run":
+                rows.append(data.run_row(src["run"], src["path"]))
+                blocks += run_section(src["run"], src["path"], args.out)
+            else:
+                rows += [data.pair_row(p, src["path"], src["name"]) for p in src["pairs"]]
+                blocks += compare_section(src, args.out)
+        except (KeyError, TypeError, ValueError) as e:  # a file that parsed but lacks what epmoe writes
+            raise data.BadInput(f"{src['path']}: not what epmoe writes ({type(e).__name__}: {e}); "
+                                "results/README.md lists the fields") from e
     write_documents(args.out, rows, blocks, args.dirs)
     print(f"epmoe report: {len(rows)} row(s); report.md, report.html, report.csv and the figures in {args.out}")
     return 0

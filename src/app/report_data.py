@@ -46,6 +46,9 @@ def read_metrics(path):
         raise BadInput(f"{path}: cannot read it as JSON lines ({e})") from e
     if not lines:
         raise BadInput(f"{path}: no lines")
+    for line in lines:  # an older epmoe wrote neither: then each line was one step
+        line.setdefault("steps_covered", 1)
+        line.setdefault("first_step", line["step"] - line["steps_covered"] + 1)
     return lines
 
 

@@ -8,6 +8,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 (after use("Agg"))
 from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import LogLocator, MaxNLocator, NullFormatter, ScalarFormatter  # noqa: E402
 
 DPI = 110
 PHASES = ["gate", "dispatch", "expert", "combine", "coordinator"]
@@ -62,12 +64,13 @@ def load_heatmap(first, last, kinds, layer_names, titles, suptitle, path):
 
     vmax = max(ratio_max(first), ratio_max(last))
     rows, cols = len(kinds), max(len(x) for x in first)
-    fig, axes = plt.subplots(1, 2, figsize=(min(16, 4 + 0.55 * cols * 2), 1.8 + 0.45 * rows), squeeze=False)
-    for ax, loads, title in zip(axes[0], (first, last), titles):
+    fig, axes = plt.subplots(2, 1, figsize=(min(14, 4 + 0.5 * cols), 1.2 + 2 * (1.2 + min(0.4 * rows, 7))),
+                             layout="constrained")
+    for ax, loads, title in zip(axes, (first, last), titles):
         image = _load_panel(ax, loads, kinds, layer_names, vmax, title)
-    bar = fig.colorbar(image, ax=list(axes[0]), shrink=0.9)
+    bar = fig.colorbar(image, ax=list(axes), shrink=0.8)
     bar.set_label("assignments / layer mean (1 = even)")
-    fig.suptitle(suptitle + "\ncell = kept assignments of the expert; colour = over the layer's mean", y=1.02)
+    fig.suptitle(suptitle + "\n(number: kept assignments; colour: over the layer's mean)")
     save(fig, path)
 
 
@@ -76,7 +79,8 @@ def steps_figure(lines, simulated, title, path, p50=None, p99=None):
     drawn at x = step with a bar from first_step when a line covers several steps. p50, p99: seconds or None;
     simulated: the seconds are SimGrid's virtual time."""
     time_unit = "simulated ms" if simulated else "ms"
-    fig, (ax_t, ax_r) = plt.subplots(1, 2, figsize=(11, 3.8))
+    fig, (ax_t, ax_r) = plt.subplots(1, 2, figsize=(11, 3.8), layout="constrained")
+    spans = any(step > first for first, step, *_ in lines)
     xs = [step for _, step, _, _ in lines]
     ms = [s * 1e3 for _, _, s, _ in lines]
     for ax, ys, colour in ((ax_t, ms, "tab:blue"), (ax_r, [r for *_, r in lines], "tab:green")):
@@ -84,7 +88,8 @@ def steps_figure(lines, simulated, title, path, p50=None, p99=None):
         for (first, step, *_), y in zip(lines, ys):
             if step > first:
                 ax.hlines(y, first, step, color=colour, linewidth=4, alpha=0.35)
-        ax.set_xlabel("step (a bar spans the steps one line covers)")
+        ax.set_xlabel("step (a bar spans the steps one line covers)" if spans else "step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for value, name, style in ((p50, "p50", "--"), (p99, "p99", ":")):
         if value is not None:
             ax_t.axhline(value * 1e3, color="grey", linestyle=style, label=f"run {name}: {value * 1e3:.3g} ms")
@@ -97,7 +102,6 @@ def steps_figure(lines, simulated, title, path, p50=None, p99=None):
     ax_r.set_ylim(bottom=0)
     ax_r.set_title("throughput")
     fig.suptitle(title)
-    fig.tight_layout()
     save(fig, path)
 
 
@@ -120,20 +124,24 @@ def breakdown_figure(seconds, simulated, title, path):
     save(fig, path)
 
 
-def energy_figure(lines, per_token, source, title, path):
-    """J/token per metrics line (lines: (step, J/token or None)), the run's J/token as a dashed line; source says
-    where the joules came from (in the title). per_token None: a figure that says "not measured"."""
+def energy_figure(lines, per_token, source, title, path, reason=""):
+    """J/token per metrics line (lines: (first_step, step, J/token or None)), a bar over the steps it covers, and the
+    run's J/token as a dashed line; source says
+    where the joules came from (in the title). per_token None: a figure that says "not measured", and reason."""
     fig, ax = plt.subplots(figsize=(8, 3.4))
     ax.set_title(f"{title}\nJ/token, source: {source}")
     if per_token is None:
         ax.axis("off")
-        ax.text(0.5, 0.5, "J/token: not measured", ha="center", va="center", fontsize=14, transform=ax.transAxes)
+        ax.text(0.5, 0.55, "J/token: not measured", ha="center", va="center", fontsize=14, transform=ax.transAxes)
+        ax.text(0.5, 0.35, reason, ha="center", va="center", fontsize=9, wrap=True, transform=ax.transAxes)
         save(fig, path)
         return
-    measured = [(s, j) for s, j in lines if j is not None]
-    ax.bar([s for s, _ in measured], [j for _, j in measured], color="tab:orange", label="per metrics line")
+    measured = [(first, step, j) for first, step, j in lines if j is not None]
+    ax.bar([(first + step) / 2 for first, step, _ in measured], [j for *_, j in measured],
+           width=[step - first + 0.8 for first, step, _ in measured], color="tab:orange", label="per metrics line")
     ax.axhline(per_token, color="black", linestyle="--", label=f"run: {per_token:.3g} J/token")
     ax.set_xlabel("step")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("joules per token (J)")
     ax.legend(fontsize=8)
     save(fig, path)
@@ -158,12 +166,15 @@ def _frontier_panel(ax, pairs, xkey, ykey, maximize):
     red stars joined by a dashed line. pairs: {"label", xkey, ykey: (median, min, max)}. Returns their labels."""
     pts = [p for p in pairs if p[xkey][0] is not None and p[ykey][0] is not None]
     best = pareto([(p[xkey][0], p[ykey][0]) for p in pts], maximize)
+    at = {}  # (x, y) -> the labels of the pairs there: one text for pairs that coincide
     for i, p in enumerate(pts):
         x, y = p[xkey], p[ykey]
         on = i in best
         ax.errorbar(x[0], y[0], xerr=_spread_bars(x), yerr=_spread_bars(y), fmt="*" if on else "o",
                     markersize=13 if on else 7, color="tab:red" if on else "tab:blue", capsize=3, elinewidth=1)
-        ax.annotate(p["label"], (x[0], y[0]), textcoords="offset points", xytext=(7, 5), fontsize=8)
+        at.setdefault((x[0], y[0]), []).append(p["label"])
+    for xy, labels in at.items():
+        ax.annotate("\n".join(labels), xy, textcoords="offset points", xytext=(7, 5), fontsize=8)
     frontier = sorted((pts[i][xkey][0], pts[i][ykey][0]) for i in best)
     if len(frontier) > 1:
         ax.plot([f[0] for f in frontier], [f[1] for f in frontier], linestyle="--", color="tab:red", alpha=0.6)
@@ -176,8 +187,7 @@ def frontier_figure(pairs, title, path):
     relative L2 (bottom row), y = rank max/mean (left, lower is better) and tokens/s (right, higher is better).
     pairs: dicts with "label" and (median, min, max) under "changed", "rel_l2", "rank", "tokens_per_s".
     Returns {panel name: the labels of its Pareto-optimal pairs}."""
-    from matplotlib.lines import Line2D
-    fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
+    fig, axes = plt.subplots(2, 2, figsize=(12, 8.5), layout="constrained")
     xs = [("changed", "changed assignment fraction (fidelity cost, lower is better)"),
           ("rel_l2", "output relative L2 distance (fidelity cost, lower is better)")]
     ys = [("rank", "rank max/mean rows, last step (lower is better)", False),
@@ -186,27 +196,33 @@ def frontier_figure(pairs, title, path):
     for row, (xkey, xlabel) in enumerate(xs):
         for col, (ykey, ylabel, maximize) in enumerate(ys):
             ax = axes[row][col]
-            optimal[f"{ykey} vs {xkey}"] = _frontier_panel(ax, pairs, xkey, ykey, maximize)
+            optimal[f"{ylabel.split(' (')[0].split(',')[0]} against {xlabel.split(' (')[0]}"] = \
+                _frontier_panel(ax, pairs, xkey, ykey, maximize)
             ax.set_xlabel(xlabel)
             ax.set_ylabel(ylabel)
     handles = [Line2D([], [], marker="o", color="tab:blue", linestyle="", label="pair: median, bars min-max"),
                Line2D([], [], marker="*", markersize=13, color="tab:red", linestyle="--", label="Pareto-optimal")]
-    fig.legend(handles=handles, loc="upper right", fontsize=9)
+    axes[0][1].legend(handles=handles, loc="best", fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0, 1, 0.95))
     save(fig, path)
     return optimal
 
 
-def lines_figure(panels, xticks, xlabel, title, path):
+def lines_figure(panels, xticks, xlabel, title, path, log_y=False):
     """Side-by-side panels of lines over a log2 x axis (bench/scale_report.py). panels: (title, ylabel,
-    {series: [(x, y)]}) each; xticks: the x values to label."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    {series: [(x, y)]}) each; xticks: the x values to label; log_y: a log10 y axis in every panel."""
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False, layout="constrained")
     for ax, (panel_title, ylabel, series) in zip(axes[0], panels):
-        for name, points in series.items():
+        for i, (name, points) in enumerate(series.items()):  # the first thicker: lines that coincide stay visible
             if points:
-                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
+                ax.plot([p[0] for p in points], [p[1] for p in points], marker="os^D"[i % 4], label=name,
+                        linewidth=3.5 if i == 0 else 1.6, markersize=8 if i == 0 else 5)
         ax.set_xscale("log", base=2)
+        if log_y:
+            ax.set_yscale("log")
+            ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.yaxis.set_major_formatter(ScalarFormatter())
+            ax.yaxis.set_minor_formatter(NullFormatter())
         ax.set_xticks(xticks, [str(x) for x in xticks])
         ax.minorticks_off()
         ax.set_xlabel(xlabel)
@@ -214,5 +230,4 @@ def lines_figure(panels, xticks, xlabel, title, path):
         ax.set_title(panel_title)
         ax.legend(fontsize=9)
     fig.suptitle(title)
-    fig.tight_layout()
     save(fig, path)
