@@ -10,7 +10,7 @@ import json
 import os
 import statistics
 
-from report_layer import changing_section, changing_targets, fixed_section, load_peer, peer_search_section
+from report_layer import changing_section, changing_targets, decode_section, fixed_section, load_peer, peer_search_section
 from report_util import fmt, fmt_stats, load_kernels, med, metric, ratio, stats, verdict
 
 D_MODEL, D_FF, EXPERTS, TOP_K = 1024, 3584, 8, 2
@@ -186,6 +186,7 @@ def main():
         ceilings[t] = None if bare is None else 2 * bare * 1e9 / FLOPS_PER_TOKEN
     headline = fixed_section(L, runs, run_errors, peer, ceilings, default)
     changing = changing_section(L, f, runs, run_errors, peer)
+    decode = decode_section(L, f, runs, D_MODEL, D_FF, EXPERTS)
     out["changing"] = {"/".join(map(str, k)): {"ratio": v["ratio"], "p50": v["p50"], "p99": v["p99"]}
                        for k, v in changing.items()}
 
@@ -292,6 +293,9 @@ def main():
     L.append(f"| BF16 layer at 2048 tokens >= 1.5x the BF16 PyTorch peer (fixed tokens) | {fmt(rb)} | "
              f"{verdict(rb, 1.5)} | |")
     changing_targets(L, changing)
+    for (dtype, tokens), r in sorted(decode.items()):
+        L.append(f"| decode step >= 0.6 of the memory-bandwidth bound ({tokens} tokens/rank, {dtype}) | {fmt(r)} | "
+                 f"{verdict(r, 0.6)} | |")
     bf = runs.get("t2048-onednn-bf16")
     bf_ratio = ratio(med(bf["layer_tokens_per_s"]) if bf else None, med(fp["layer_tokens_per_s"]) if fp else None)
     why = ""

@@ -6,6 +6,7 @@ peer_<dtype>_<tokens>.json (the best setting, timed on every workload)."""
 import json
 import math
 import os
+import statistics
 
 from report_util import fmt, fmt_stats, med, ratio, stats, verdict
 
@@ -192,3 +193,59 @@ def changing_targets(L, rows):
         L.append(f"| step p99 <= 1.2x p50 ({workload}, {t} tokens/rank, {dtype}) | {fmt(spread)} | "
                  f"{verdict(spread, 1.2, False)} | {why} |")
 
+
+
+def decode_section(L, folder, runs, d_model, d_ff, num_experts, num_ranks=2):
+    """Decode-sized steps against the memory-bandwidth bound: the bytes of the experts a step activates over the
+    copy bandwidth of bench/stream.cpp in the same run. Returns {(dtype, tokens): bound / measured}."""
+    stream = os.path.join(folder, "stream.json")
+    points = {p["threads"]: p["gb_per_s"] for p in json.load(open(stream))["points"]} if os.path.exists(stream) else {}
+    L.append("## Decode-sized steps against the memory-bandwidth bound\n")
+    L.append("A decode step of a served model routes a few tokens a rank, so each active expert's weights are read "
+             "for one or a few rows: the layer is bound by memory bandwidth, not FLOPs. Bandwidth: a STREAM-like "
+             "copy (bench/stream.cpp, bytes read + written) by "
+             + ", ".join(f"{t} thread(s) at once: {fmt_stats(g)} GB/s" for t, g in sorted(points.items()))
+             + ". Active experts: those with a kept assignment in the step (metrics.jsonl), on their owner ranks "
+             "(contiguous placement); bytes: 3 d_model d_ff a matrix element of the dtype (4 FP32, 2 BF16). The "
+             "bound of a step is the busiest rank's bytes over one thread's share of the bandwidth of all ranks "
+             f"at once ({num_ranks} threads); bound / measured is the fraction of the bound the layer reached.\n")
+    l3 = None
+    lscpu = os.path.join(folder, "lscpu.txt")
+    if os.path.exists(lscpu):
+        l3 = next((l.split(":", 1)[1].strip() for l in open(lscpu) if l.startswith("L3 cache")), None)
+    all_mb = num_experts * 3.0 * d_model * d_ff / 1e6
+    L.append(f"Where the weights live matters: this CPU reports an L3 of {l3 or '?'}, and all {num_experts} experts "
+             f"of the layer take {fmt(4 * all_mb)} MB in FP32 and {fmt(2 * all_mb)} MB in BF16. Weights that stay in "
+             "the L3 from step to step are read faster than the copy's arrays (256 MiB each, two a thread), so a "
+             "ratio above 1 says the step ran from cache, not that the bound was beaten.\n")
+    L.append("| tokens/rank | dtype | active experts (mean) | busiest rank MB a step | layer step (ms) | bound (ms) | "
+             "bound / measured |")
+    L.append("|---|---|---|---|---|---|---|")
+    share = med(points.get(num_ranks)) / num_ranks if points.get(num_ranks) else None
+    out = {}
+    for dtype, width in (("fp32", 4), ("bf16", 2)):
+        for tokens in (1, 4, 16):
+            name = f"decode-t{tokens}-{dtype}"
+            path = os.path.join(folder, "runs", name, "metrics.jsonl")
+            if not os.path.exists(path):
+                L.append(f"| {tokens} | {dtype} | n/a ({name} did not run) ||||")
+                continue
+            lines = [json.loads(l) for l in open(path)][1:]
+            active, busiest, layer_ms = [], [], []
+            for l in lines:
+                load = l["layers"][0]["expert_load"]
+                on_rank = [0] * num_ranks
+                for e, n in enumerate(load):
+                    if n > 0:
+                        on_rank[e * num_ranks // num_experts] += 1
+                active.append(sum(on_rank))
+                busiest.append(max(on_rank) * 3.0 * d_model * d_ff * width)
+                layer_ms.append(1e3 * (l["step_time_s"] - l["time_breakdown_s"]["coordinator"]))
+            mb = statistics.median(busiest) / 1e6
+            bound_ms = None if share is None else mb / 1e3 / share * 1e3
+            measured = statistics.median(layer_ms)
+            out[(dtype, tokens)] = ratio(bound_ms, measured)
+            L.append(f"| {tokens} | {dtype} | {fmt(statistics.mean(active))} | {fmt(mb)} | {fmt(measured)} | "
+                     f"{fmt(bound_ms)} | **{fmt(ratio(bound_ms, measured))}** |")
+    L.append("")
+    return out

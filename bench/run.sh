@@ -10,6 +10,7 @@
 #             64 tokens per rank, per backend/dtype, its output checked against the peer's float64 result;
 #             the same on the peer's changing workloads (uniform, skewed, drift) and on epmoe's own synthetic one
 #   overlap   the same layer with compute.overlap_chunks 2 and 4 (MPI_Ialltoallv behind the experts) against 1
+#   decode    the layer at 1, 4 and 16 tokens a rank against the memory-bandwidth bound (bench/stream.cpp)
 #   scaling   weak scaling 1 -> 2 ranks (4 oversubscribed, an overhead check only), weight bytes per rank;
 #             the 2-rank point is the layer run of the default kernel (compute.backend=auto)
 # then bench/report.py writes bench/RESULTS.md and bench/results.json. Takes about 6-8 minutes on 2 cores.
@@ -54,7 +55,7 @@ mkdir -p "$work"
 bin=$EPMOE_ROOT/build-bench
 if [ "$build" -eq 1 ]; then
     epmoe_configure build-bench "${EPMOE_CMAKE_OPENMPI[@]}" -DEPMOE_BUILD_BENCH=ON -DEPMOE_BUILD_TESTS=OFF >/dev/null
-    cmake --build "$bin" -j "$(nproc)" --target epmoe bench_kernels bench_dispatch >/dev/null
+    cmake --build "$bin" -j "$(nproc)" --target epmoe bench_kernels bench_dispatch stream >/dev/null
 fi
 mpirun=("$EPMOE_ROOT/launchers/mpirun.sh")
 # epmoe's ranks and the one-core kernels run one thread each; the peer gets its own settings (below).
@@ -81,6 +82,9 @@ say "kernels: bare sgemm with OPENBLAS_CORETYPE=Haswell"
 "${one_thread[@]}" OPENBLAS_CORETYPE=Haswell "$bin/bench/bench_kernels" --benchmark_filter=SgemmBare --benchmark_enable_random_interleaving=true \
     --benchmark_repetitions="$reps" --benchmark_format=json --benchmark_out="$work/kernels_haswell.json" \
     --benchmark_out_format=json >/dev/null
+
+say "memory: STREAM-like copy, 1 and 2 threads"
+"$bin/bench/stream" --mib 256 --threads 2 --reps "$reps" >"$work/stream.json"
 
 say "dispatch: bench_dispatch on 2 ranks ($dreps repetitions)"
 "${one_thread[@]}" "${mpirun[@]}" -n 2 "$bin/bench/bench_dispatch" --reps "$dreps" >"$work/dispatch.jsonl"
@@ -141,6 +145,13 @@ for dtype in fp32 bf16; do
     done
     layer_run "seq-uniform-t64-$dtype" 2 uniform_128 "$seq_steps" --set "compute.dtype=$dtype"
     layer_run "seq-synthetic-t2048-$dtype" 2 synthetic "$seq_steps" --tokens-per-rank 2048 --set "compute.dtype=$dtype"
+done
+# Decode-sized steps: 1, 4 and 16 tokens a rank, against the bytes of the experts they activate over the
+# copy bandwidth measured above.
+for dtype in fp32 bf16; do
+    for tokens in 1 4 16; do
+        layer_run "decode-t$tokens-$dtype" 2 synthetic "$seq_steps" --tokens-per-rank "$tokens" --set "compute.dtype=$dtype"
+    done
 done
 # The overlap lever, on and off: compute.overlap_chunks=1 is the t2048/t64 run of the default kernel above.
 for chunks in 2 4; do

@@ -17,12 +17,15 @@ const char* const kAutoFp32Backend = "onednn";
 
 std::shared_ptr<const MlpKernel> openblas_kernel();                        // src/ops/mlp_openblas.cpp
 std::shared_ptr<const MlpKernel> onednn_kernel(const std::string& dtype);  // src/ops/mlp_onednn.cpp
+std::shared_ptr<const MlpKernel> amx_kernel(const std::string& dtype);     // src/ops/mlp_amx.cpp
 
 std::string resolve_backend(const std::string& backend, const std::string& dtype) {
     if (backend != "auto") return backend;
-    // bf16: oneDNN is the only backend with BF16 (Debian's OpenBLAS 0.3.21 has no sbgemm).
-    // fp32: the faster of the two on the expert GEMM shapes, measured (bench/RESULTS.md).
-    return dtype == "bf16" ? "onednn" : kAutoFp32Backend;
+    // bf16: amx where the CPU has AMX-BF16 and Linux granted the tile state (a property of the machine, not a
+    // timing: 2-4x oneDNN 2.6's BF16 matmul on the expert shapes, bench/RESULTS.md), else oneDNN (Debian's
+    // OpenBLAS 0.3.21 has no sbgemm). fp32: the faster of the two on the expert GEMM shapes, measured.
+    if (dtype == "bf16") return bf16_support().amx_permitted ? "amx" : "onednn";
+    return kAutoFp32Backend;
 }
 
 std::shared_ptr<const MlpKernel> make_mlp_kernel(const std::string& backend, const std::string& dtype) {
@@ -36,7 +39,8 @@ std::shared_ptr<const MlpKernel> make_mlp_kernel(const std::string& backend, con
         return kernel;
     }
     if (resolved == "onednn") return onednn_kernel(dtype);
-    fail("config key compute.backend = \"", backend, "\": must be auto, openblas or onednn");
+    if (resolved == "amx") return amx_kernel(dtype);
+    fail("config key compute.backend = \"", backend, "\": must be auto, openblas, onednn or amx");
 }
 
 const std::shared_ptr<const MlpKernel>& default_mlp_kernel() {

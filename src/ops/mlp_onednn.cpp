@@ -2,13 +2,13 @@
 // SiLU-multiply pass, one W2 matmul. Matmul primitives take M (rows) at run time, so one primitive per
 // shape serves every call; they are created on first use and cached.
 #include <algorithm>
-#include <bit>
 #include <map>
 #include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <tuple>
 
 #include "epmoe/base/error.hpp"
+#include "epmoe/ops/bf16.hpp"
 #include "epmoe/ops/mlp_kernel.hpp"
 
 namespace epmoe {
@@ -76,15 +76,6 @@ private:
     std::mutex mutex_;
     std::map<std::tuple<int, int64_t, int64_t, int64_t, int64_t>, std::unique_ptr<Matmul>> cache_;
 };
-
-uint16_t to_bf16(float f) {  // round to nearest even; NaN stays a (quiet) NaN
-    uint32_t u = std::bit_cast<uint32_t>(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40u);
-    u += 0x7fffu + ((u >> 16) & 1u);
-    return static_cast<uint16_t>(u >> 16);
-}
-
-float from_bf16(uint16_t b) { return std::bit_cast<float>(static_cast<uint32_t>(b) << 16); }
 
 // src [rows, cols] with leading dimension ld_src -> dst [rows, cols] contiguous, in BF16.
 void rows_to_bf16(const float* src, int64_t rows, int64_t cols, int64_t ld_src, uint16_t* dst) {

@@ -36,12 +36,22 @@ public:
                          std::vector<float>& scratch) const = 0;
 };
 
-// The backend compute.backend = auto runs for a dtype: a fixed table from measurements (docs/reference.md, "Compute
-// backends"), never a timing at start-up, so reruns are bit-identical. Other backends are returned as given.
+// What this CPU and process offer for BF16, probed once (the first call asks Linux for the AMX tile state).
+struct Bf16Support {
+    bool avx512_bf16 = false;    // AVX512-BF16 (CPUID 7.1 EAX[5]) with the AVX-512 state enabled by the OS
+    bool amx_bf16 = false;       // AMX-TILE and AMX-BF16 (CPUID 7.0 EDX[24, 22]) with the tile state in XCR0
+    bool amx_permitted = false;  // Linux granted the tile data state: arch_prctl(ARCH_REQ_XCOMP_PERM, 18)
+    std::string amx_detail;      // why AMX cannot run here; empty when it can
+};
+const Bf16Support& bf16_support();
+
+// The backend compute.backend = auto runs for a dtype: a fixed rule from measurements (docs/reference.md, "Compute
+// backends"), never a timing at start-up, so reruns are bit-identical. bf16: amx where the CPU has AMX-BF16 and
+// Linux granted the tile state (bf16_support()), else onednn. Other backends are returned as given.
 std::string resolve_backend(const std::string& backend, const std::string& dtype);
 
-// The kernel of compute.backend (auto | openblas | onednn) and compute.dtype (fp32 | bf16); fails naming
-// the key and value for a pair this build cannot run (openblas has no bf16).
+// The kernel of compute.backend (auto | openblas | onednn | amx) and compute.dtype (fp32 | bf16); fails naming
+// the key and value for a pair this build or CPU cannot run (openblas has no bf16, amx no fp32, amx needs AMX).
 std::shared_ptr<const MlpKernel> make_mlp_kernel(const std::string& backend, const std::string& dtype);
 
 // The FP32 kernel of compute.backend = auto: what a Model uses unless told otherwise.
