@@ -38,6 +38,7 @@ def weak_section(L, folder):
     L.append("| dtype | ranks | layer tokens/s | per rank | efficiency | step: gate / dispatch / expert / combine (ms) "
              "| rank max/mean | expert GFLOP/s a rank |")
     L.append("|---|---|---|---|---|---|---|---|")
+    notes = []
     for dtype in ("fp32", "bf16"):
         base = None
         for p in (1, 2, 4, 8, 16):
@@ -51,7 +52,18 @@ def weak_section(L, folder):
             L.append(f"| {dtype} ({r['kernel']}) | {p} | {fmt_stats(r['layer'])} | {fmt(per)} | {fmt(per / base)} | "
                      + " / ".join(fmt(1e3 * b[k]) for k in ("gate", "dispatch", "expert", "combine"))
                      + f" | {fmt(r['imbalance'])} | {fmt(r['gflops'])} |")
+            if p == 16:
+                total = sum(b.values())
+                notes.append(f"{dtype}: at 16 ranks the efficiency is {fmt(per / base)}; each rank's experts ran at "
+                             f"{fmt(r['gflops'])} GFLOP/s (1 rank: see the first row), the busiest rank held "
+                             f"{fmt(r['imbalance'])}x the mean rows, and combine (the return trip and the wait for the "
+                             f"busiest rank) took {100 * b['combine'] / total:.0f} % of the step, dispatch "
+                             f"{100 * b['dispatch'] / total:.0f} %")
     L.append("")
+    if notes:
+        L.append("What limits the scaling, from the rows above (the synthetic workload's popular clusters make some "
+                 "experts hot, and with 2 experts a rank at 16 ranks a hot expert makes a hot rank): "
+                 + "; ".join(notes) + ".\n")
 
 
 def dispatch_section(L, folder):
