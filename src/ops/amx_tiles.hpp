@@ -103,12 +103,13 @@ struct Blocking {
 Blocking blocking_for(int kb, int64_t row_blocks);
 
 // act = bf16(silu(x · W1^T) ⊙ (x · W3^T)): a: packed x (pack_rows, kb13 steps), act: [row_blocks][kb2][2]
-// [16][32] BF16, W2's A operand. cbuf: chunk_blocks * 1024 FP32 (64-byte aligned).
+// [16][32] BF16, W2's A operand. cbuf: [2][chunk_blocks][32][32] FP32 (64-byte aligned). Call with MXCSR's
+// subnormal flushes set (FlushSubnormals, bf16.hpp).
 void w13_swiglu(const PackedMlp& w, const uint16_t* a, int64_t row_blocks, const Blocking& b, float* cbuf,
                 uint16_t* act);
 
 // y[num_tokens, d_model] = act · W2^T. Full 32x32 blocks are stored into y from the tiles, the others
-// (last rows, d_model not a multiple of 32) through cbuf.
+// (last rows, d_model not a multiple of 32) through cbuf ([2][chunk_blocks][32][32] FP32).
 void w2_out(const PackedMlp& w, const uint16_t* act, int64_t num_tokens, const Blocking& b, float* cbuf, float* y);
 
 }  // namespace epmoe::amx

@@ -12,6 +12,7 @@
 
 #include "amx_tiles.hpp"
 #include "epmoe/base/error.hpp"
+#include "epmoe/ops/bf16.hpp"
 #include "epmoe/ops/mlp_kernel.hpp"
 
 namespace epmoe {
@@ -47,13 +48,14 @@ public:
         // scratch: x in A tiles [row_blocks][kb13] steps, W2's input [row_blocks][kb2] steps (BF16), the
         // blocks' FP32 sums [chunk_blocks][32][32]; each 64-byte aligned.
         const int64_t a_bytes = row_blocks * p->kb13 * amx::kStepElems * 2, act_bytes = row_blocks * p->kb2 * amx::kStepElems * 2;
-        const int64_t c_bytes = int64_t{std::max(b13.chunk_blocks, b2.chunk_blocks)} * amx::kBlock * amx::kBlock * 4;
+        const int64_t c_bytes = 2 * int64_t{std::max(b13.chunk_blocks, b2.chunk_blocks)} * amx::kBlock * amx::kBlock * 4;
         scratch.resize(scratch_floats(a_bytes + act_bytes + c_bytes));
         const uintptr_t base = amx::round_up(reinterpret_cast<uintptr_t>(scratch.data()), 64);
         auto* a = reinterpret_cast<uint16_t*>(base);                        // [row_blocks][kb13][2][16][32]
         auto* act = reinterpret_cast<uint16_t*>(base + a_bytes);            // [row_blocks][kb2][2][16][32]
-        auto* cbuf = reinterpret_cast<float*>(base + a_bytes + act_bytes);  // [chunk_blocks][32][32]
+        auto* cbuf = reinterpret_cast<float*>(base + a_bytes + act_bytes);  // [2][chunk_blocks][32][32]
         amx::pack_rows(x.data(), num_tokens, d_model, p->kb13, a);
+        FlushSubnormals flush;
         amx::tile_configure();
         amx::w13_swiglu(*p, a, row_blocks, b13, cbuf, act);
         amx::w2_out(*p, act, num_tokens, b2, cbuf, y.data());
