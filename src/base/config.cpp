@@ -131,6 +131,21 @@ ModelConfig model_config(const Json& j) {
     m.gate = one_of(j, "model", "gate", {"softmax", "sigmoid"}) == "softmax" ? GateKind::kSoftmax : GateKind::kSigmoid;
     m.norm_topk_prob = at(j, "model", "norm_topk_prob").get<bool>();
     m.rms_norm_eps = real_in(j, "model", "rms_norm_eps", 0, true);
+    DecoderShape& d = m.decoder;
+    d.vocab_size = static_cast<int>(int_in(j, "model", "vocab_size", 2, 1 << 24));
+    d.num_heads = static_cast<int>(int_in(j, "model", "num_heads", 1, 1 << 12));
+    d.num_kv_heads = static_cast<int>(int_in(j, "model", "num_kv_heads", 1, d.num_heads));
+    if (d.num_heads % d.num_kv_heads != 0)
+        bad_value("model.num_kv_heads", j.at("model").at("num_kv_heads"),
+                  cat("must divide model.num_heads = ", d.num_heads, " (grouped-query attention)"));
+    d.head_dim = static_cast<int>(int_in(j, "model", "head_dim", 2, 1 << 12));
+    if (d.head_dim % 2 != 0) bad_value("model.head_dim", j.at("model").at("head_dim"), "must be even (RoPE)");
+    d.rope_theta = real_in(j, "model", "rope_theta", 0, true);
+    d.sliding_window = static_cast<int>(int_in(j, "model", "sliding_window", 0, 1 << 30));
+    d.qkv_bias = at(j, "model", "qkv_bias").get<bool>();
+    const std::string qk = one_of(j, "model", "qk_norm", {"none", "whole", "per_head"});
+    d.qk_norm = qk == "whole" ? QkNorm::kWhole : qk == "per_head" ? QkNorm::kPerHead : QkNorm::kNone;
+    d.tie_word_embeddings = at(j, "model", "tie_word_embeddings").get<bool>();
     return m;
 }
 

@@ -14,7 +14,9 @@ const char* kDefaults = R"({
   "model": {
     "path": "", "layers": "",
     "num_layers": 4, "d_model": 512, "d_ff": 1408, "num_experts": 8, "top_k": 2,
-    "gate": "softmax", "norm_topk_prob": true, "rms_norm_eps": 1e-6
+    "gate": "softmax", "norm_topk_prob": true, "rms_norm_eps": 1e-6,
+    "vocab_size": 1024, "num_heads": 8, "num_kv_heads": 4, "head_dim": 64, "rope_theta": 10000.0,
+    "sliding_window": 0, "qkv_bias": false, "qk_norm": "none", "tie_word_embeddings": false
   },
   "workload": {
     "tokens_per_rank": 1024, "steps": 40, "skew": 1.2, "drift": 0.0,

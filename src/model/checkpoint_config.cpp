@@ -9,62 +9,6 @@
 namespace epmoe::checkpoint_detail {
 namespace {
 
-// config.json's keys, each error naming the file and the key.
-class HfConfig {
-public:
-    HfConfig(const std::string& path) : path_(path) {
-        std::ifstream in(path);
-        if (!in) fail(path, ": cannot read config.json");
-        try {
-            json_ = Json::parse(in);
-        } catch (const Json::parse_error& e) {
-            fail(path, ": not valid JSON (", e.what(), ")");
-        }
-        if (!json_.is_object()) fail(path, ": config.json must be a JSON object");
-    }
-    bool has(const char* key) const { return json_.contains(key) && !json_.at(key).is_null(); }
-    const Json& need(const char* key) const {
-        if (!has(key)) fail(path_, ": missing key '", key, "'");
-        return json_.at(key);
-    }
-    // A positive integer key (lo = 1) or a non-negative one (lo = 0).
-    int integer(const char* key, int lo = 1) const {
-        const Json& v = need(key);
-        if (!v.is_number_integer() || v.get<int64_t>() < lo || v.get<int64_t>() > (1 << 24))
-            fail(path_, ": key '", key, "' = ", v.dump(), " must be an integer in [", lo, ", ", 1 << 24, "]");
-        return v.get<int>();
-    }
-    int integer_or(const char* key, int fallback) const { return has(key) ? integer(key) : fallback; }
-    bool boolean_or(const char* key, bool fallback) const {
-        if (!has(key)) return fallback;
-        const Json& v = json_.at(key);
-        if (!v.is_boolean()) fail(path_, ": key '", key, "' = ", v.dump(), " must be true or false");
-        return v.get<bool>();
-    }
-    double positive(const char* key) const {
-        const Json& v = need(key);
-        if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() <= 0)
-            fail(path_, ": key '", key, "' = ", v.dump(), " must be a positive number");
-        return v.get<double>();
-    }
-    std::vector<int> int_list_or_empty(const char* key) const {
-        if (!has(key)) return {};
-        const Json& v = json_.at(key);
-        std::vector<int> out;
-        if (v.is_array())
-            for (const Json& x : v)
-                if (x.is_number_integer()) out.push_back(x.get<int>());
-        if (!v.is_array() || out.size() != v.size())
-            fail(path_, ": key '", key, "' = ", v.dump(), " must be a list of layer indices");
-        return out;
-    }
-    const std::string& path() const { return path_; }
-
-private:
-    std::string path_;
-    Json json_;
-};
-
 const Arch& arch_from(const HfConfig& c) {
     const Json& v = c.need("model_type");
     const std::string type = v.is_string() ? v.get<std::string>() : v.dump();

@@ -6,9 +6,71 @@
 #include <string>
 #include <vector>
 
+#include <fstream>
+
+#include "epmoe/base/error.hpp"
+#include "epmoe/base/json.hpp"
 #include "epmoe/model/checkpoint.hpp"
+#include "epmoe/model/decoder.hpp"
 
 namespace epmoe::checkpoint_detail {
+
+// config.json's keys, each error naming the file and the key.
+class HfConfig {
+public:
+    explicit HfConfig(const std::string& path) : path_(path) {
+        std::ifstream in(path);
+        if (!in) fail(path, ": cannot read config.json");
+        try {
+            json_ = Json::parse(in);
+        } catch (const Json::parse_error& e) {
+            fail(path, ": not valid JSON (", e.what(), ")");
+        }
+        if (!json_.is_object()) fail(path, ": config.json must be a JSON object");
+    }
+    bool has(const char* key) const { return json_.contains(key) && !json_.at(key).is_null(); }
+    const Json& need(const char* key) const {
+        if (!has(key)) fail(path_, ": missing key '", key, "'");
+        return json_.at(key);
+    }
+    // A positive integer key (lo = 1) or a non-negative one (lo = 0).
+    int integer(const char* key, int lo = 1) const {
+        const Json& v = need(key);
+        if (!v.is_number_integer() || v.get<int64_t>() < lo || v.get<int64_t>() > (1 << 24))
+            fail(path_, ": key '", key, "' = ", v.dump(), " must be an integer in [", lo, ", ", 1 << 24, "]");
+        return v.get<int>();
+    }
+    int integer_or(const char* key, int fallback) const { return has(key) ? integer(key) : fallback; }
+    bool boolean_or(const char* key, bool fallback) const {
+        if (!has(key)) return fallback;
+        const Json& v = json_.at(key);
+        if (!v.is_boolean()) fail(path_, ": key '", key, "' = ", v.dump(), " must be true or false");
+        return v.get<bool>();
+    }
+    double positive(const char* key) const {
+        const Json& v = need(key);
+        if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() <= 0)
+            fail(path_, ": key '", key, "' = ", v.dump(), " must be a positive number");
+        return v.get<double>();
+    }
+    std::vector<int> int_list_or_empty(const char* key) const {
+        if (!has(key)) return {};
+        const Json& v = json_.at(key);
+        std::vector<int> out;
+        if (v.is_array())
+            for (const Json& x : v)
+                if (x.is_number_integer()) out.push_back(x.get<int>());
+        if (!v.is_array() || out.size() != v.size())
+            fail(path_, ": key '", key, "' = ", v.dump(), " must be a list of layer indices");
+        return out;
+    }
+    const std::string& path() const { return path_; }
+    const Json& json() const { return json_; }
+
+private:
+    std::string path_;
+    Json json_;
+};
 
 // What the loader does with a tensor.
 enum class Matrix {
@@ -19,7 +81,11 @@ enum class Matrix {
     kW3,          // an MLP's up_proj: the second half of w13
     kW13,         // an expert's W1 then W3 rows, from a fused gate_up_proj
     kW2,          // an MLP's down_proj; the last matrix of each MLP
+    kDecoder,     // a part of the decoder beside the MoE blocks (decoder_tensors)
 };
+
+// A part of the decoder beside the MoE blocks (DecoderWeights).
+enum class DecoderPart { kInputNorm, kQ, kK, kV, kO, kBq, kBk, kBv, kBo, kQNorm, kKNorm, kEmbed, kFinalNorm, kLmHead };
 
 // The MLP a W matrix belongs to.
 enum class Mlp { kNone, kExpert, kDense, kShared };
@@ -32,6 +98,8 @@ struct TensorSpec {
     Mlp mlp = Mlp::kNone;
     int expert = -1;     // Mlp::kExpert: the routed expert
     bool fused = false;  // read rows [expert, expert + 1) of dim 0 only
+    DecoderPart part = DecoderPart::kEmbed;  // kDecoder: which part
+    int layer = -1;                          // kDecoder: the layer of a per-layer part
 
     // Elements read from a tensor of this shape.
     int64_t numel() const;
@@ -46,6 +114,15 @@ std::vector<TensorSpec> layer_tensors(const CheckpointInfo& info, int l, const s
 // (layers[l].moe already set). Fails naming the file and the tensors when a layer holds both expert layouts,
 // half of a fused pair, or Mixtral's router under both block_sparse_moe and mlp.
 void detect_layer(CheckpointInfo& info, int l);
+
+// Fills info.shape.decoder from config.json's attention, vocabulary and position keys (either generation), for
+// the whole-model commands; fails naming the file and the key, or a feature epmoe does not implement
+// (rope_scaling, clip_qkv, a sliding window on some layers only, ...).
+void apply_decoder_config(const std::string& config_path, CheckpointInfo& info);
+
+// The decoder's own tensors of layers [first, last]: each layer's input norm and attention (with the biases
+// and q/k norms the checkpoint holds), then the embeddings, the final norm and (untied) the LM head.
+std::vector<TensorSpec> decoder_tensors(const CheckpointInfo& info, int first, int last);
 
 // Fills info's family, shape, dense_d_ff, shared_d_ff and layers from a Hugging Face config.json (either
 // generation, transformers 4 or 5) and the tensor names of info.weight_map. Fails naming the file and the

@@ -44,39 +44,45 @@ Forward::Forward(const Model& model, const Placement& placement, double capacity
 StepResult Forward::step(const mpi::Comm& comm, std::span<float> h, int64_t first_token, int64_t step_tokens,
                          std::span<const float> biases) {
     const ModelShape& s = model_.shape;
-    const size_t n = h.size() / s.d_model;
     EPMOE_ASSERT(biases.empty() || biases.size() == static_cast<size_t>(s.num_layers) * s.num_experts);
+    StepResult result;
+    for (int l = 0; l < s.num_layers; ++l) {
+        auto bias = biases.empty() ? std::span<const float>() : biases.subspan(l * s.num_experts, s.num_experts);
+        layer(comm, l, h, first_token, step_tokens, bias, result);
+    }
+    return result;
+}
+
+void Forward::layer(const mpi::Comm& comm, int l, std::span<float> h, int64_t first_token, int64_t step_tokens,
+                    std::span<const float> bias, StepResult& result) {
+    const ModelShape& s = model_.shape;
+    const size_t n = h.size() / s.d_model;
+    const MoeLayer& layer = model_.layers[l];
     norm_.resize(h.size());
     moe_out_.resize(h.size());
     logits_.resize(n * s.num_experts);
-    StepResult result;
-    for (int l = 0; l < s.num_layers; ++l) {
-        const MoeLayer& layer = model_.layers[l];
-        double t0 = mpi::wtime();
-        rms_norm(h, layer.norm, s.rms_norm_eps, norm_);
-        if (layer.dense) {  // routing of a dense layer: top_k 0, no tokens
-            result.times.gate += mpi::wtime() - t0;
-            result.routing.emplace_back();
-            result.layers.push_back(dense_layer(*model_.kernel, *layer.dense, s, norm_, h, buffers_, result));
-            continue;
-        }
-        gate_logits(norm_, layer.gate, s.d_model, s.num_experts, logits_);
-        auto bias = biases.empty() ? std::span<const float>() : biases.subspan(l * s.num_experts, s.num_experts);
-        result.routing.push_back(route(logits_, s.num_experts, s.top_k, bias, s.gate, s.norm_topk_prob));
+    const double t0 = mpi::wtime();
+    rms_norm(h, layer.norm, s.rms_norm_eps, norm_);
+    if (layer.dense) {  // routing of a dense layer: top_k 0, no tokens
         result.times.gate += mpi::wtime() - t0;
-        result.layers.push_back(moe_layer_forward(comm, layer.experts, *model_.kernel, s, placement_, norm_,
-                                                  result.routing.back(), first_token, step_tokens, options_, moe_out_,
-                                                  result.times, buffers_));
-        fidelity_.measure(comm, layer.experts, *model_.kernel, s, placement_, norm_, logits_, bias,
-                          options_.capacity_factor > 0, result.routing.back(), result.layers.back().kept, moe_out_,
-                          first_token, result.fidelity);
-        result.expert_flops += s.expert_flops_per_token() * static_cast<double>(result.layers.back().rows_processed);
-        result.gate_flops += 2.0 * static_cast<double>(n) * s.d_model * s.num_experts;
-        result.bytes_moved += result.layers.back().bytes_moved;
-        if (layer.shared_expert) shared_expert(*model_.kernel, layer, s, norm_, moe_out_, buffers_, result);
-        for (size_t i = 0; i < h.size(); ++i) h[i] += moe_out_[i];
+        result.routing.emplace_back();
+        result.layers.push_back(dense_layer(*model_.kernel, *layer.dense, s, norm_, h, buffers_, result));
+        return;
     }
-    return result;
+    gate_logits(norm_, layer.gate, s.d_model, s.num_experts, logits_);
+    result.routing.push_back(route(logits_, s.num_experts, s.top_k, bias, s.gate, s.norm_topk_prob));
+    result.times.gate += mpi::wtime() - t0;
+    result.layers.push_back(moe_layer_forward(comm, layer.experts, *model_.kernel, s, placement_, norm_,
+                                              result.routing.back(), first_token, step_tokens, options_, moe_out_,
+                                              result.times, buffers_));
+    fidelity_.measure(comm, layer.experts, *model_.kernel, s, placement_, norm_, logits_, bias,
+                      options_.capacity_factor > 0, result.routing.back(), result.layers.back().kept, moe_out_,
+                      first_token, result.fidelity);
+    result.expert_flops += s.expert_flops_per_token() * static_cast<double>(result.layers.back().rows_processed);
+    result.gate_flops += 2.0 * static_cast<double>(n) * s.d_model * s.num_experts;
+    result.bytes_moved += result.layers.back().bytes_moved;
+    if (layer.shared_expert) shared_expert(*model_.kernel, layer, s, norm_, moe_out_, buffers_, result);
+    for (size_t i = 0; i < h.size(); ++i) h[i] += moe_out_[i];
 }
 
 }  // namespace epmoe

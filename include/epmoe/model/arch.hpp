@@ -7,6 +7,8 @@
 
 #include <string>
 
+#include "epmoe/base/shape.hpp"
+
 namespace epmoe {
 
 // The checkpoint layouts epmoe reads, from config.json's model_type.
@@ -20,6 +22,17 @@ struct SwigluNames {
     const char* w1;  // gate_proj, [d_ff, d_model]
     const char* w3;  // up_proj, [d_ff, d_model]
     const char* w2;  // down_proj, [d_model, d_ff]
+};
+
+// A decoder layer's attention by name under its module; each projection's weight is "<name>.weight" and its
+// optional bias "<name>.bias" (nn.Linear).
+struct AttentionNames {
+    const char* q;       // [num_heads * head_dim, d_model]
+    const char* k;       // [num_kv_heads * head_dim, d_model]
+    const char* v;       // [num_kv_heads * head_dim, d_model]
+    const char* o;       // [d_model, num_heads * head_dim]
+    const char* q_norm;  // [num_heads * head_dim] (QkNorm::kWhole) or [head_dim] (kPerHead)
+    const char* k_norm;  // [num_kv_heads * head_dim] or [head_dim]
 };
 
 // One family's names, each under "model.layers.{l}." (modules end without the dot), and its config keys.
@@ -43,6 +56,14 @@ struct Arch {
     const char* shared_module;   // under the MoE module: Qwen2-MoE's shared expert, or nullptr
     SwigluNames shared;          // under "<moe module>.<shared_module>."
     const char* shared_gate;     // under the MoE module
+    // The rest of the decoder (eval, generate): per layer under "model.layers.{l}.", then the model's own.
+    const char* input_norm;      // the RMSNorm weight g before attention, [d_model]
+    const char* attention;       // the attention module
+    AttentionNames attn;         // under the attention module
+    QkNorm qk_norm;              // where q and k are normalised (config.json has no key for it: the family's)
+    const char* embed;           // [vocab_size, d_model]
+    const char* final_norm;      // [d_model]
+    const char* lm_head;         // [vocab_size, d_model]; absent when tie_word_embeddings
 };
 
 // The table of `family`.

@@ -14,6 +14,7 @@
 #include "epmoe/base/config.hpp"
 #include "epmoe/io/safetensors.hpp"
 #include "epmoe/model/arch.hpp"
+#include "epmoe/model/decoder.hpp"
 #include "epmoe/model/model.hpp"
 
 namespace epmoe {
@@ -67,6 +68,14 @@ public:
     // kernel.prepare as soon as it is read, and the model keeps the kernel.
     Model load(int first, int last, const std::function<bool(int)>& owns,
                std::shared_ptr<const MlpKernel> kernel = default_mlp_kernel()) const;
+
+    // For the whole-model commands: reads config.json's decoder keys into info().shape.decoder and checks the
+    // decoder's tensors (every layer's input norm and attention, embeddings, final norm, LM head) for presence,
+    // dtype and shape. Fails naming the file and key or tensor; a single .safetensors file without config.json
+    // has no decoder shape and is refused.
+    void require_decoder();
+    // Every rank's copy of the decoder of layers [first, last] (after require_decoder).
+    DecoderWeights load_decoder(int first, int last) const;
 
     // Source bytes that load(first, last, owns) reads: the shard a rank maps and converts. Of a fused experts
     // tensor only the owned experts' slices count.

@@ -34,6 +34,11 @@ public:
     // Collective over comm.
     StepResult step(const mpi::Comm& comm, std::span<float> h, int64_t first_token, int64_t step_tokens,
                     std::span<const float> biases);
+    // One layer's MoE block, h <- h + MoE(RMSNorm(h)) (or its dense MLP), appending to result: what step()
+    // runs for each layer, for callers that run attention between the blocks. bias: [num_experts] or empty.
+    // Collective over comm.
+    void layer(const mpi::Comm& comm, int l, std::span<float> h, int64_t first_token, int64_t step_tokens,
+               std::span<const float> bias, StepResult& result);
     // output_rel_l2 sample: global tokens t with t % every == 0 (0 = changed counts only). Default 16.
     void set_fidelity_sample(int every) { fidelity_.set_sample_every(every); }
     // compute.overlap_chunks (DispatchOptions); 1 = no overlap.

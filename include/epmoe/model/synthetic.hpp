@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "epmoe/base/config.hpp"
+#include "epmoe/model/decoder.hpp"
 #include "epmoe/model/model.hpp"
 
 namespace epmoe {
@@ -23,6 +24,10 @@ Model make_synthetic_model(const ModelShape& shape, uint64_t seed, const std::fu
 
 // Tokens drawn from num_clusters clusters whose popularity follows a Zipf law of exponent skew; the
 // popularity ranking moves by drift clusters per step. Token t of step s depends only on (seed, s, t).
+// The decoder of the synthetic whole model (embeddings, attention, LM head) for shape.decoder, from the seed;
+// every rank builds the same (attention is data-parallel).
+DecoderWeights make_synthetic_decoder(const ModelShape& shape, uint64_t seed);
+
 class SyntheticWorkload {
 public:
     SyntheticWorkload(const WorkloadConfig& config, int d_model, uint64_t seed);

@@ -23,6 +23,14 @@ const Arch kOlmoe = {
     .shared_module = nullptr,
     .shared = {nullptr, nullptr, nullptr},
     .shared_gate = nullptr,
+    .input_norm = "input_layernorm.weight",  // [d_model]
+    .attention = "self_attn",
+    .attn = {.q = "q_proj", .k = "k_proj", .v = "v_proj", .o = "o_proj", .q_norm = "q_norm.weight",
+             .k_norm = "k_norm.weight"},
+    .qk_norm = QkNorm::kWhole,
+    .embed = "model.embed_tokens.weight",  // [vocab_size, d_model]
+    .final_norm = "model.norm.weight",     // [d_model]
+    .lm_head = "lm_head.weight",           // [vocab_size, d_model]
 };
 
 }  // namespace epmoe::arch

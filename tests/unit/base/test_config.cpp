@@ -93,7 +93,8 @@ TEST(Config, FileMergeChecksKeysAndTypes) {
     EXPECT_EQ(j["model"]["num_experts"], 8);  // untouched keys keep their defaults
     EXPECT_EQ(error_of([&] { merge_config(j, Json::parse(R"({"model": {"tpo_k": 1}})"), "f.json"); }),
               "f.json: unknown config key 'model.tpo_k' (known here: path, layers, num_layers, d_model, d_ff, "
-              "num_experts, top_k, gate, norm_topk_prob, rms_norm_eps)");
+              "num_experts, top_k, gate, norm_topk_prob, rms_norm_eps, vocab_size, num_heads, num_kv_heads, "
+              "head_dim, rope_theta, sliding_window, qkv_bias, qk_norm, tie_word_embeddings)");
     EXPECT_EQ(error_of([&] { merge_config(j, Json::parse(R"({"model": {"top_k": 1.5}})"), "f.json"); }),
               "f.json: config key model.top_k = 1.5 must be an integer");
     EXPECT_EQ(error_of([&] { merge_config(j, Json::parse(R"({"model": 4})"), "f.json"); }),
