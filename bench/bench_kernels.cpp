@@ -262,7 +262,7 @@ int main(int argc, char** argv) {
                     benchmark::RegisterBenchmark("SgemmUnfused", SgemmUnfused)})
         for (int64_t m : rows) b->Arg(m)->Unit(benchmark::kMillisecond)->UseRealTime();
     for (const auto& [backend, dtype] : std::vector<std::pair<std::string, std::string>>{
-             {"openblas", "fp32"}, {"onednn", "fp32"}, {"onednn", "bf16"}}) {
+             {"openblas", "fp32"}, {"onednn", "fp32"}, {"onednn", "bf16"}, {"amx", "bf16"}}) {
         auto* b = benchmark::RegisterBenchmark(("Kernel/" + backend + "/" + dtype).c_str(), Kernel, backend, dtype);
         for (int64_t m : rows) b->Arg(m)->Unit(benchmark::kMillisecond)->UseRealTime();
     }

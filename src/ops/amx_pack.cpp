@@ -63,8 +63,8 @@ PackedMlp pack_mlp(const float* w13, const float* w2, int d_model, int d_ff) {
 }
 
 // Vectorised per 32-value tile row (the avx512f clone converts 16 values an instruction).
-__attribute__((target_clones("avx512f", "avx2", "default"))) void pack_rows(const float* x, int64_t num_tokens,
-                                                                             int k, int kb, uint16_t* a) {
+__attribute__((target_clones("avx512f", "avx2", "default"))) void pack_rows(const float* x, int64_t num_tokens, int k,
+                                                                            int kb, uint16_t* a) {
     const int64_t row_blocks = round_up(num_tokens, kBlock) / kBlock;
     for (int64_t t = 0; t < row_blocks * kBlock; ++t) {
         // Row t: block t / 32, tile (t % 32) / 16, tile row t % 16; one tile row a step.

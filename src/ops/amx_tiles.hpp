@@ -76,9 +76,9 @@ AlignedArray<T> aligned_array(size_t n) {
 // accumulators hold gate and up values of the same 16 columns; d_ff is padded to 32 (an even panel count).
 struct PackedMlp {
     int d_model = 0, d_ff = 0;
-    int kb13 = 0;       // steps of W1|W3: ceil(d_model / 32)
-    int kb2 = 0;        // steps of W2: ceil(d_ff / 32); W1|W3 has 2 kb2 panels
-    int panels2 = 0;    // panels of W2: ceil(d_model / 32)
+    int kb13 = 0;                // steps of W1|W3: ceil(d_model / 32)
+    int kb2 = 0;                 // steps of W2: ceil(d_ff / 32); W1|W3 has 2 kb2 panels
+    int panels2 = 0;             // panels of W2: ceil(d_model / 32)
     AlignedArray<uint16_t> w13;  // [2 kb2][kb13][2][16][32]
     AlignedArray<uint16_t> w2;   // [panels2][kb2][2][16][32]
     uint64_t bytes() const { return (2ull * kb2 * kb13 + 1ull * panels2 * kb2) * kStepElems * sizeof(uint16_t); }
@@ -103,13 +103,13 @@ struct Blocking {
 Blocking blocking_for(int kb, int64_t row_blocks);
 
 // act = bf16(silu(x · W1^T) ⊙ (x · W3^T)): a: packed x (pack_rows, kb13 steps), act: [row_blocks][kb2][2]
-// [16][32] BF16, W2's A operand. cbuf: [2][chunk_blocks][32][32] FP32 (64-byte aligned). Call with MXCSR's
-// subnormal flushes set (FlushSubnormals, bf16.hpp).
+// [16][32] BF16, W2's A operand. cbuf: [chunk_blocks][32][32] FP32 (64-byte aligned). Call under
+// FlushSubnormals (bf16.hpp).
 void w13_swiglu(const PackedMlp& w, const uint16_t* a, int64_t row_blocks, const Blocking& b, float* cbuf,
                 uint16_t* act);
 
 // y[num_tokens, d_model] = act · W2^T. Full 32x32 blocks are stored into y from the tiles, the others
-// (last rows, d_model not a multiple of 32) through cbuf ([2][chunk_blocks][32][32] FP32).
+// (last rows, d_model not a multiple of 32) through cbuf ([chunk_blocks][32][32] FP32).
 void w2_out(const PackedMlp& w, const uint16_t* act, int64_t num_tokens, const Blocking& b, float* cbuf, float* y);
 
 }  // namespace epmoe::amx

@@ -47,7 +47,7 @@ Bf16Support probe() {
     const bool osxsave = __get_cpuid(1, &a0, &b0, &c0, &d0) && (c0 >> 27 & 1);
     const uint64_t x = osxsave ? xcr0() : 0;
     s.avx512_bf16 = avx512f && avx512bf16 && (x & 0xe6) == 0xe6;  // SSE, AVX, opmask, ZMM state
-    s.amx_bf16 = amx_tile && amx_bf16 && (x >> 17 & 3) == 3;       // TILECFG and TILEDATA state
+    s.amx_bf16 = amx_tile && amx_bf16 && (x >> 17 & 3) == 3;      // TILECFG and TILEDATA state
     if (!amx_tile || !amx_bf16)
         s.amx_detail = "the CPU has no AMX-BF16";
     else if (!s.amx_bf16)

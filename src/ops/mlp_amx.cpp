@@ -47,8 +47,10 @@ public:
         const amx::Blocking b13 = amx::blocking_for(p->kb13, row_blocks), b2 = amx::blocking_for(p->kb2, row_blocks);
         // scratch: x in A tiles [row_blocks][kb13] steps, W2's input [row_blocks][kb2] steps (BF16), the
         // blocks' FP32 sums [chunk_blocks][32][32]; each 64-byte aligned.
-        const int64_t a_bytes = row_blocks * p->kb13 * amx::kStepElems * 2, act_bytes = row_blocks * p->kb2 * amx::kStepElems * 2;
-        const int64_t c_bytes = 2 * int64_t{std::max(b13.chunk_blocks, b2.chunk_blocks)} * amx::kBlock * amx::kBlock * 4;
+        const int64_t a_bytes = row_blocks * p->kb13 * amx::kStepElems * 2,
+                      act_bytes = row_blocks * p->kb2 * amx::kStepElems * 2;
+        const int64_t c_bytes =
+            2 * int64_t{std::max(b13.chunk_blocks, b2.chunk_blocks)} * amx::kBlock * amx::kBlock * 4;
         scratch.resize(scratch_floats(a_bytes + act_bytes + c_bytes));
         const uintptr_t base = amx::round_up(reinterpret_cast<uintptr_t>(scratch.data()), 64);
         auto* a = reinterpret_cast<uint16_t*>(base);                        // [row_blocks][kb13][2][16][32]

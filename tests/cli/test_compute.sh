@@ -22,9 +22,12 @@ expect_exit 2 "${mpiexec[@]}" -np 2 "$EPMOE" info --set compute.dtype=fp16
 expect_stderr_has "compute.dtype = \"fp16\""
 if [ ! -e "$cli_tmp/bad/summary.json" ]; then pass "  no summary.json after a bad pair"; else fail_check "summary.json left"; fi
 
-# 2. `epmoe info` names the kernel compute.backend=auto resolves to.
+# 2. `epmoe info` names the kernel compute.backend=auto resolves to: amx/bf16 where the CPU and kernel allow
+#    AMX tiles (/proc/cpuinfo's amx_bf16 flag), onednn/bf16 elsewhere.
+bf16_kernel=onednn/bf16
+grep -qw amx_bf16 /proc/cpuinfo && bf16_kernel=amx/bf16
 expect_exit 0 "$EPMOE" info --set compute.dtype=bf16
-expect_stdout_has "compute: onednn/bf16 (compute.backend = auto, compute.dtype = bf16)"
+expect_stdout_has "compute: $bf16_kernel (compute.backend = auto, compute.dtype = bf16)"
 expect_exit 0 "$EPMOE" info --json
 if python3 -c "import json, sys
 c = json.load(open(sys.argv[1]))['compute']
@@ -47,7 +50,7 @@ done
 # 4. FP32 on the same tokens: BF16 within 1e-2 relative L2 of it, and its expert weights in half the bytes.
 expect_exit 0 "$EPMOE" run "${small[@]}" --steps 2 --tokens-per-rank 12 --capacity-factor 1.0 \
     --out "$cli_tmp/fp1" --dump-output "$cli_tmp/fp1.st"
-if python3 - "$here" "$cli_tmp" >"$cli_tmp/dev" 2>&1 <<'PY'
+if python3 - "$here" "$cli_tmp" "$bf16_kernel" >"$cli_tmp/dev" 2>&1 <<'PY'
 import json, math, os, sys
 sys.path.insert(0, sys.argv[1])
 from st_read import read
@@ -57,11 +60,14 @@ rel = math.sqrt(sum((a - b) ** 2 for a, b in zip(hb, hf)) / sum(b * b for b in h
 print(f"bf16 vs fp32 hidden_states rel L2 {rel:.3g}")
 assert 1e-6 < rel < 1e-2, rel
 sb, sf = (json.load(open(f"{tmp}/{d}/summary.json")) for d in ("bf1", "fp1"))
-assert sb["compute"]["kernel"] == "onednn/bf16" and sb["compute"]["backend"] == "auto", sb["compute"]
+assert sb["compute"]["kernel"] == sys.argv[3] and sb["compute"]["backend"] == "auto", sb["compute"]
 assert sf["compute"]["kernel"] in ("openblas/fp32", "onednn/fp32"), sf["compute"]
 wb, wf = sb["memory"]["weight_bytes_per_rank"][0], sf["memory"]["weight_bytes_per_rank"][0]
 experts = 2 * 8 * 3 * 48 * 80  # layers * experts * 3 matrices * d_model * d_ff
-assert wf - wb == experts * 2, (wf, wb)  # 4 -> 2 bytes per expert weight; gates and norms stay FP32
+if sys.argv[3] == "onednn/bf16":  # 4 -> 2 bytes per expert weight; gates and norms stay FP32
+    assert wf - wb == experts * 2, (wf, wb)
+else:  # amx/bf16 pads each matrix to whole 16 x 32 tiles: d 48 -> 64, d_ff 80 -> 96 (2 bytes each)
+    assert wf - wb == experts * 4 - 2 * 8 * 3 * 64 * 96 * 2, (wf, wb)
 print(f"weight bytes fp32 {wf}, bf16 {wb}")
 PY
 then pass "  $(tr '\n' ';' <"$cli_tmp/dev")"

@@ -1,10 +1,12 @@
-// silu_mul_rows (src/ops/silu.cpp, a vectorised exp) against a plain double-precision loop.
+// silu_mul_rows and silu_mul_bf16_block (src/ops/silu.cpp, a vectorised exp) against a plain double-precision
+// loop.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <limits>
 #include <vector>
 
+#include "epmoe/ops/bf16.hpp"
 #include "epmoe/ops/mlp_kernel.hpp"
 
 namespace epmoe {
@@ -48,6 +50,38 @@ TEST(Silu, LargeNegativeGoesToZeroAndLargePositiveToIdentity) {
     EXPECT_LE(std::fabs(h[0]), 1e-30f);
     EXPECT_FLOAT_EQ(h[1], 1e4f);
     EXPECT_EQ(h[2], 0.0f);
+}
+
+// The amx/bf16 epilogue: 8 rows of [16 gate | 16 up] -> 16 BF16 a row at a stride, within one BF16 rounding
+// of the double value (the FP32 one may sit on the other side of a rounding boundary); NaN stays NaN.
+TEST(Silu, Bf16BlockMatchesDoubleWithinOneBf16Rounding) {
+    std::vector<float> ab(kSiluBlockRows * 2 * kSiluBlockCols);
+    for (int r = 0; r < kSiluBlockRows; ++r)
+        for (int j = 0; j < kSiluBlockCols; ++j) {
+            ab[r * 32 + j] = -100.0f + 200.0f * (r * 16 + j) / 127.0f;  // past the clamp on both sides
+            ab[r * 32 + 16 + j] = 0.75f + 0.01f * j;
+        }
+    ab[5] = std::numeric_limits<float>::quiet_NaN();
+    const int ld = 40;  // BF16 values between output rows
+    std::vector<uint16_t> out(kSiluBlockRows * ld, 0xdead);
+    {
+        FlushSubnormals flush;
+        silu_mul_bf16_block(ab.data(), out.data(), ld);
+    }
+    for (int r = 0; r < kSiluBlockRows; ++r)
+        for (int j = 0; j < ld; ++j) {
+            const uint16_t got = out[r * ld + j];
+            if (j >= kSiluBlockCols) {
+                EXPECT_EQ(got, 0xdead) << "wrote past its 16 columns at row " << r;
+                continue;
+            }
+            const double a = ab[r * 32 + j], want = a / (1.0 + std::exp(-a)) * ab[r * 32 + 16 + j];
+            if (std::isnan(a)) {
+                EXPECT_TRUE(std::isnan(from_bf16(got)));
+                continue;
+            }
+            EXPECT_NEAR(from_bf16(got), want, std::fabs(want) / 128 + 1e-30) << "a = " << a;
+        }
 }
 
 }  // namespace
