@@ -7,6 +7,8 @@
 #include <sstream>
 
 #include "app/compare.hpp"
+#include "app/eval.hpp"
+#include "app/generate.hpp"
 #include "app/info.hpp"
 #include "app/inspect.hpp"
 #include "app/report.hpp"
@@ -29,6 +31,8 @@ const char* kUsage =
     "\n"
     "commands:\n"
     "  run     run the MoE forward pass over all ranks and write a results directory\n"
+    "  eval    perplexity of a whole model over token ids (eval.json)\n"
+    "  generate continue prompts with a whole model: greedy or sampled, KV cache (generated.safetensors)\n"
     "  compare run policy/placement pairs on one model and workload; writes compare.csv and compare.md\n"
     "  simulate run on N simulated ranks of a simulated cluster (SimGrid SMPI); writes the same results\n"
     "  info    show ranks, hosts, hwloc topology, MPI, BLAS and energy sources\n"
@@ -79,6 +83,31 @@ std::vector<Shorthand> run_shorthands() {
         {"out", "output.dir", "results directory (default: results/<UTC timestamp>-<policy>)"},
         {"seed", "seed", "seed of the synthetic model and workload"},
     };
+}
+
+// The flags of the whole-model commands: run's model, routing and output flags, and the tokens.
+std::vector<Shorthand> text_shorthands(bool generate) {
+    std::vector<Shorthand> out;
+    for (const Shorthand& s : run_shorthands())
+        if (s.flag != "input" && s.flag != "dump-output" && s.flag != "steps" && s.flag != "tokens-per-rank" &&
+            s.flag != "layers")
+            out.push_back(s);
+    out.push_back({"tokens", "text.tokens",
+                   "token ids: safetensors input_ids (I32/I64, [N] or [B, S]) or a .bin of little-endian ids "
+                   "(default: synthetic [text.synthetic_sequences, text.synthetic_length])"});
+    out.push_back({"token-dtype", "text.token_dtype", "a .bin file's id width: auto | uint16 | uint32"});
+    if (!generate) {
+        out.push_back({"ctx", "text.ctx", "tokens a window reads"});
+        out.push_back({"stride", "text.stride", "tokens a window advances; 0 = ctx (disjoint windows)"});
+        out.push_back({"batch", "text.batch", "windows a rank runs in one step"});
+        out.push_back({"dump-logits", "text.dump_logits", "write logits [B, S, V] F32 of a [B, S] input here"});
+        return out;
+    }
+    out.push_back({"batch", "text.batch", "prompts a rank decodes together"});
+    out.push_back({"max-new-tokens", "generate.max_new_tokens", "tokens generated after each prompt"});
+    out.push_back({"temperature", "generate.temperature", "0 = greedy (argmax); > 0 samples"});
+    out.push_back({"top-p", "generate.top_p", "nucleus sampling's probability mass (with --temperature > 0)"});
+    return out;
 }
 
 // The flags `simulate` adds, each a shorthand for a simulate.* key.
@@ -208,6 +237,28 @@ int run_command(const mpi::Comm& world, const std::vector<std::string>& args, co
     return config ? run(world, *config) : 0;
 }
 
+int eval_command(const mpi::Comm& world, const std::vector<std::string>& args, const std::string& command_line) {
+    std::optional<Config> config = parse_job(
+        world, args, "eval", text_shorthands(false), default_config(),
+        "usage: epmoe eval [--model DIR] [--tokens FILE] [--ctx N] [--stride S] [options]\n\n"
+        "Perplexity of the whole model (embeddings, attention, the expert-parallel MoE blocks, LM head) over\n"
+        "windows of --ctx tokens advancing by --stride, as the Hugging Face perplexity guide runs them; the\n"
+        "windows are spread over the ranks. Writes eval.json beside the run's results.\n",
+        command_line);
+    return config ? eval(world, *config) : 0;
+}
+
+int generate_command(const mpi::Comm& world, const std::vector<std::string>& args,
+                     const std::string& command_line) {
+    std::optional<Config> config = parse_job(
+        world, args, "generate", text_shorthands(true), default_config(),
+        "usage: epmoe generate [--model DIR] [--tokens PROMPTS] [--max-new-tokens N] [options]\n\n"
+        "Continues each prompt (a row of a [B, S] input, or a whole [N] stream) with a KV cache, prompts spread\n"
+        "over the ranks; writes generated.safetensors (generated_ids I32 [B, N]) and generated.jsonl.\n",
+        command_line);
+    return config ? generate(world, *config) : 0;
+}
+
 int compare_command(const mpi::Comm& world, const std::vector<std::string>& args, const std::string& command_line) {
     po::options_description extra;
     extra.add_options()("pairs", po::value<std::string>()->default_value(kDefaultComparePairs),
@@ -299,12 +350,14 @@ int dispatch(const mpi::Comm& world, int argc, char** argv) {
     std::string command = args[0];
     args.erase(args.begin());
     if (command == "run") return run_command(world, args, command_line);
+    if (command == "eval") return eval_command(world, args, command_line);
+    if (command == "generate") return generate_command(world, args, command_line);
     if (command == "compare") return compare_command(world, args, command_line);
     if (command == "simulate") return simulate_command(world, args, command_line);
     if (command == "info") return info_command(world, args);
     if (command == "inspect") return inspect_command(world, args);
     if (command == "report") return report_command(world, args);
-    fail("unknown command '", command, "' (commands: run, compare, simulate, report, info, inspect; see epmoe --help)");
+    fail("unknown command '", command, "' (commands: run, eval, generate, compare, simulate, report, info, inspect; see epmoe --help)");
 }
 
 }  // namespace epmoe::cli

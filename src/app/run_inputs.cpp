@@ -9,7 +9,7 @@
 
 namespace epmoe {
 
-ModelSource::ModelSource(const mpi::Comm& comm, const Config& config) : config_(config) {
+ModelSource::ModelSource(const mpi::Comm& comm, const Config& config, bool whole_model) : config_(config) {
     if (config.model.path.empty()) {
         shape_ = static_cast<const ModelShape&>(config.model);
         return;
@@ -18,6 +18,11 @@ ModelSource::ModelSource(const mpi::Comm& comm, const Config& config) : config_(
         checkpoint_ = std::make_unique<Checkpoint>(Checkpoint::open(config.model.path, config.model));
         std::tie(first_layer_, last_layer_) =
             parse_layer_range(config.model.layers, checkpoint_->info().shape.num_layers);
+        if (!whole_model) return;
+        if (first_layer_ != 0 || last_layer_ + 1 != checkpoint_->info().shape.num_layers)
+            fail("model.layers = \"", config.model.layers, "\": the whole model runs every layer (0-",
+                 checkpoint_->info().shape.num_layers - 1, ")");
+        checkpoint_->require_decoder();
     });
     shape_ = checkpoint_->info().shape;
     shape_.num_layers = last_layer_ - first_layer_ + 1;
@@ -85,6 +90,16 @@ Model ModelSource::load(const mpi::Comm& comm, const std::function<bool(int)>& o
     Model model;
     mpi::all_or_none(comm, [&] { model = checkpoint_->load(first_layer_, last_layer_, owns, kernel); });
     return model;
+}
+
+DecoderWeights ModelSource::load_decoder(const mpi::Comm& comm) const {
+    DecoderWeights w;
+    mpi::all_or_none(comm, [&] {
+        w = checkpoint_ ? checkpoint_->load_decoder(first_layer_, last_layer_)
+                        : make_synthetic_decoder(shape_, config_.seed);
+        check_decoder(w, shape_, checkpoint_ ? checkpoint_->info().path.c_str() : "the synthetic model");
+    });
+    return w;
 }
 
 Json ModelSource::describe() const {

@@ -13,6 +13,7 @@
 #include "epmoe/control/policy.hpp"
 #include "epmoe/io/input.hpp"
 #include "epmoe/model/checkpoint.hpp"
+#include "epmoe/model/decoder.hpp"
 #include "epmoe/model/model.hpp"
 #include "epmoe/model/synthetic.hpp"
 #include "epmoe/moe/placement.hpp"
@@ -22,8 +23,10 @@ namespace epmoe {
 // The model of a run. With model.path set, the checkpoint is opened (headers only) on construction.
 class ModelSource {
 public:
-    // Collective: a bad checkpoint on any rank is an AgreedError on every rank.
-    ModelSource(const mpi::Comm& comm, const Config& config);
+    // Collective: a bad checkpoint on any rank is an AgreedError on every rank. whole_model: the decoder around
+    // the MoE blocks is needed too (eval, generate): every layer, and a checkpoint's attention, embeddings and LM
+    // head checked now, before anything loads.
+    ModelSource(const mpi::Comm& comm, const Config& config, bool whole_model = false);
     ~ModelSource();
 
     // The shape of the layers run (num_layers = layers selected by model.layers).
@@ -37,6 +40,9 @@ public:
     // Fails on every rank (AgreedError) when the ranks of a host need more bytes than its MemAvailable, naming
     // both figures. Collective.
     void check_memory(const mpi::Comm& comm, int owned_experts, int64_t tokens) const;
+    // The replicated parts of the whole model (whole_model only): the checkpoint's, or the synthetic ones drawn
+    // from the seed. Collective (all_or_none).
+    DecoderWeights load_decoder(const mpi::Comm& comm) const;
     // summary.json's "model": sizes and source (synthetic, or family, path and layers of a checkpoint).
     Json describe() const;
     // summary.json's "memory": weight bytes held, checkpoint bytes converted and peak RSS (bytes), per rank.

@@ -203,6 +203,28 @@ OutputConfig output_config(const Json& j) {
     return o;
 }
 
+TextConfig text_config(const Json& j) {
+    TextConfig t;
+    t.tokens = at(j, "text", "tokens").get<std::string>();
+    t.token_dtype = one_of(j, "text", "token_dtype", {"auto", "uint16", "uint32"});
+    t.ctx = int_in(j, "text", "ctx", 2, int64_t{1} << 24);
+    t.stride = int_in(j, "text", "stride", 0, t.ctx);
+    t.batch = static_cast<int>(int_in(j, "text", "batch", 1, 1 << 20));
+    t.dump_logits = at(j, "text", "dump_logits").get<std::string>();
+    t.synthetic_sequences = static_cast<int>(int_in(j, "text", "synthetic_sequences", 1, 1 << 20));
+    t.synthetic_length = static_cast<int>(int_in(j, "text", "synthetic_length", 2, 1 << 24));
+    return t;
+}
+
+GenerateConfig generate_config(const Json& j) {
+    GenerateConfig g;
+    g.max_new_tokens = static_cast<int>(int_in(j, "generate", "max_new_tokens", 1, 1 << 24));
+    g.temperature = real_in(j, "generate", "temperature", 0, false);
+    g.top_p = real_in(j, "generate", "top_p", 0, true);
+    if (g.top_p > 1) bad_value("generate.top_p", j.at("generate").at("top_p"), "must be <= 1");
+    return g;
+}
+
 }  // namespace
 
 Config Config::from_json(const Json& j) {
@@ -225,6 +247,8 @@ Config Config::from_json(const Json& j) {
     c.compute = compute_config(j);
     c.output = output_config(j);
     c.simulate = simulate_config(j);
+    c.text = text_config(j);
+    c.generate = generate_config(j);
     return c;
 }
 

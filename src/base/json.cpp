@@ -42,6 +42,11 @@ const char* kDefaults = R"({
   "resources": {"threads_per_rank": 1, "bind": "none", "mpi_wait": "auto"},
   "compute": {"backend": "auto", "dtype": "fp32", "overlap_chunks": 1},
   "output": {"dir": "", "dump": "", "quiet": false, "overwrite": false, "progress_interval_s": 5.0},
+  "text": {
+    "tokens": "", "token_dtype": "auto", "ctx": 512, "stride": 0, "batch": 1, "dump_logits": "",
+    "synthetic_sequences": 8, "synthetic_length": 128
+  },
+  "generate": {"max_new_tokens": 16, "temperature": 0.0, "top_p": 1.0},
   "simulate": {
     "ranks": 16, "platform": "fat-tree", "bandwidth": "100Gbps", "latency": "1us", "ranks_per_node": 4,
     "gflops_per_core": 0.0, "loopback_bandwidth": "8GBps", "loopback_latency": "1us",

@@ -89,7 +89,8 @@ std::string default_results_dir(const std::string& policy) {
 void check_results_dir(const std::string& dir, bool overwrite) {
     if (overwrite) return;
     std::error_code ec;
-    for (const char* name : {"summary.json", "config.json", "metrics.jsonl", "compare.csv", "compare.md"})
+    for (const char* name : {"summary.json", "config.json", "metrics.jsonl", "compare.csv", "compare.md", "eval.json",
+                             "generated.jsonl", "generated.safetensors"})
         if (fs::exists(fs::path(dir) / name, ec))
             fail("results directory ", dir, " already holds results (", name, "): choose another --out, or pass ",
                  "--overwrite (output.overwrite=true) to replace them");
@@ -101,7 +102,8 @@ ResultsWriter::ResultsWriter(const std::string& dir, bool overwrite) : dir_(dir)
     fs::create_directories(dir_, ec);
     if (ec) fail("results directory ", dir_, ": cannot create (", ec.message(), ")");
     if (!fs::is_directory(dir_)) fail("results directory ", dir_, ": exists and is not a directory");
-    for (const char* name : {"summary.json", "config.json", "metrics.jsonl", "metrics.csv"})
+    for (const char* name : {"summary.json", "config.json", "metrics.jsonl", "metrics.csv", "eval.json",
+                             "generated.jsonl", "generated.safetensors"})
         fs::remove(fs::path(dir_) / name, ec);
     auto open_tmp = [&](std::ofstream& out, const char* name) {
         const fs::path path = fs::path(dir_) / name;
@@ -150,7 +152,17 @@ void ResultsWriter::finish(const Json& config, const Json& summary) {
     rename_into_place(d / "metrics.jsonl.tmp", d / "metrics.jsonl");
     rename_into_place(d / "metrics.csv.tmp", d / "metrics.csv");
     rename_into_place(d / "config.json.tmp", d / "config.json");
+    for (const std::string& name : staged_) rename_into_place(d / (name + ".tmp"), d / name);
     rename_into_place(d / "summary.json.tmp", d / "summary.json");
+}
+
+std::string ResultsWriter::stage(const std::string& name) {
+    staged_.push_back(name);
+    return (fs::path(dir_) / (name + ".tmp")).string();
+}
+
+void ResultsWriter::stage_json(const std::string& name, const Json& j) {
+    write_file(fs::path(stage(name)), j.dump(2) + "\n");
 }
 
 }  // namespace epmoe

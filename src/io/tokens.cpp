@@ -298,14 +298,15 @@ std::vector<EvalWindow> windows(int64_t stream_length, int64_t ctx, int64_t stri
     if (stride < 1) fail("--stride ", stride, ": must be at least 1");
     if (stride > ctx) fail("--stride ", stride, " is larger than --ctx ", ctx, ": tokens between windows go unscored");
     if (stream_length < 2) fail("perplexity needs a stream of at least 2 tokens; this one holds ", stream_length);
-    const int64_t num_predictions = stream_length - 1;  // input t predicts token t + 1
     std::vector<EvalWindow> out;
-    int64_t scored_to = 0;  // predictions [0, scored_to) are scored by earlier windows
-    for (int64_t begin = 0;; begin += stride) {
-        const int64_t end = std::min(begin + ctx, num_predictions);
-        out.push_back({begin, end, end - scored_to});
-        scored_to = end;
-        if (end == num_predictions) break;
+    int64_t prev_end = 0;
+    for (int64_t begin = 0; begin < stream_length; begin += stride) {
+        const int64_t end = std::min(begin + ctx, stream_length);
+        // the guide's trg_len = end - prev_end labels, of which the window's first token has no prediction
+        const int64_t num_scored = std::min(end - prev_end, end - begin - 1);
+        if (num_scored > 0) out.push_back({begin, end, num_scored});
+        prev_end = end;
+        if (end == stream_length) break;
     }
     return out;
 }

@@ -19,4 +19,11 @@ uint64_t Model::weight_bytes() const {
     return bytes;
 }
 
+uint64_t Model::expert_bytes() const {
+    uint64_t bytes = 0;
+    for (const auto& layer : layers)
+        for (const auto& [id, w] : layer.experts) bytes += mlp_bytes(w);
+    return bytes;
+}
+
 }  // namespace epmoe

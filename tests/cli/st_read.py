@@ -20,11 +20,25 @@ def read(path):
         if name == "__metadata__":
             continue
         begin, end = info["data_offsets"]
-        code = {"F32": "f", "I32": "i"}[info["dtype"]]
+        code = {"F32": "f", "I32": "i", "I64": "q"}[info["dtype"]]
         values = array(code)
         values.frombytes(data[base + begin:base + end])
         out[name] = (info["shape"], values)
     return out
+
+
+def write(path, tensors):
+    """Writes {name: (dtype "F32" | "I32" | "I64", shape, values)} as a safetensors file."""
+    header, blobs, offset = {}, [], 0
+    for name, (dtype, shape, values) in sorted(tensors.items()):
+        blob = array({"F32": "f", "I32": "i", "I64": "q"}[dtype], values).tobytes()
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    text = json.dumps(header).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
 
 
 def compare(a_path, b_path):

@@ -52,6 +52,24 @@ struct OutputConfig {
     double progress_interval_s = 5;
 };
 
+// text.*: the tokens of the whole-model commands (eval, generate) and how eval cuts them.
+struct TextConfig {
+    std::string tokens;       // --tokens: safetensors input_ids or a .bin token file (io/tokens.hpp); "" = synthetic
+    std::string token_dtype;  // a .bin file's id width: auto | uint16 | uint32
+    int64_t ctx = 0;          // eval: tokens a window reads
+    int64_t stride = 0;       // eval: tokens a window advances; 0 = ctx (disjoint windows)
+    int batch = 0;            // windows (eval) or sequences (generate) a rank runs in one step
+    std::string dump_logits;  // eval: write logits [B, S, V] of a [B, S] input here; "" = none
+    int synthetic_sequences = 0, synthetic_length = 0;  // the input without --tokens: [B, S] ids from the seed
+};
+
+// generate.*: decoding.
+struct GenerateConfig {
+    int max_new_tokens = 0;
+    double temperature = 0;  // 0 = greedy (argmax); > 0 samples
+    double top_p = 1;        // nucleus sampling's mass (with temperature > 0)
+};
+
 // compute.*: the GEMM backend and precision of the experts (ops/mlp_kernel.hpp).
 struct ComputeConfig {
     std::string backend;     // auto | openblas | onednn (auto: resolve_backend in ops/mlp_kernel.hpp)
@@ -122,6 +140,8 @@ struct Config {
     ComputeConfig compute;
     OutputConfig output;
     SimulateConfig simulate;
+    TextConfig text;
+    GenerateConfig generate;
     std::shared_ptr<const Json> json;  // the full effective config, as written to config.json
     std::string command_line;          // the command as typed (summary.json); set by the parser, not a config key
 

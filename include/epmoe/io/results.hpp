@@ -5,6 +5,7 @@
 
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "epmoe/base/json.hpp"
 
@@ -37,6 +38,12 @@ public:
     // Writes config.json and summary.json and renames every file into place, summary.json last.
     void finish(const Json& config, const Json& summary);
 
+    // The path to write a command's own result file `name` to (NAME.tmp in the directory); finish() renames it
+    // into place before summary.json.
+    std::string stage(const std::string& name);
+    // Writes JSON file `name` (stage()'d).
+    void stage_json(const std::string& name, const Json& j);
+
     const std::string& dir() const { return dir_; }
 
 private:
@@ -44,7 +51,8 @@ private:
 
     std::string dir_;
     std::ofstream metrics_, csv_;
-    bool csv_header_ = false;  // written with the first line
+    bool csv_header_ = false;          // written with the first line
+    std::vector<std::string> staged_;  // the command's own files, renamed into place by finish()
 };
 
 }  // namespace epmoe

@@ -62,21 +62,19 @@ std::vector<int32_t> read_tokens_range(const std::string& path, int64_t first, i
 
 // One window of a perplexity evaluation over a stream of N tokens (see windows()).
 struct EvalWindow {
-    int64_t begin = 0;       // the model reads tokens [begin, end), end - begin <= ctx, and at each input
-    int64_t end = 0;         // position t predicts token t + 1 (so end <= N - 1: the targets are [begin + 1, end])
-    int64_t num_scored = 0;  // only the predictions at t in [end - num_scored, end) count: targets
-                             // [end - num_scored + 1, end + 1)
+    int64_t begin = 0;       // the model reads tokens [begin, end), end - begin <= ctx, end <= N
+    int64_t end = 0;
+    int64_t num_scored = 0;  // the targets scored: tokens [end - num_scored, end), each predicted from the token
+                             // before it (inside the window: num_scored <= end - begin - 1)
 };
 
-// The windows of a sliding-window perplexity evaluation of a stream of stream_length = N tokens: the Hugging
-// Face guide's loop ("Perplexity of fixed-length models": begin += stride, end = min(begin + ctx, end of
-// stream), score the end - previous end new targets, stop when end reaches the end of the stream), run over the
-// N - 1 predictions (input t, target t + 1) rather than the N tokens. Window k: begin = k * stride,
-// end = min(begin + ctx, N - 1), num_scored = end - (end of window k - 1, or 0). Every target position
-// 1..N-1 is scored exactly once, in order, each with at least ctx - stride + 1 tokens of context where the
-// stream allows (the first window's targets with 1..ctx); stride == ctx gives disjoint windows that lose no
-// target (the guide's loop, run over tokens, leaves the first token of each of its windows unscored). A stream
-// shorter than ctx + 1 tokens is one window; the last window may be shorter than ctx.
+// The windows of a perplexity evaluation of a stream of N = stream_length tokens, as the Hugging Face guide
+// ("Perplexity of fixed-length models") runs them: for begin = 0, stride, 2 stride, ...: end = min(begin + ctx,
+// N), the labels are the end - prev_end tokens not labelled by an earlier window, and the model's shift leaves
+// the window's first token without a prediction; stop once end = N. So stride == ctx gives disjoint windows
+// in which the first token of each is context only (HF's loss over each window), and stride < ctx scores every
+// token 1..N-1 once, each with at least ctx - stride tokens before it where the stream allows. A window that
+// would score nothing (one token) is left out. A stream shorter than ctx is one window.
 // Fails naming --ctx or --stride when ctx < 2, stride < 1 or stride > ctx, and when N < 2 (nothing to score).
 std::vector<EvalWindow> windows(int64_t stream_length, int64_t ctx, int64_t stride);
 

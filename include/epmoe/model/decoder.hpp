@@ -8,17 +8,9 @@
 #include <vector>
 
 #include "epmoe/base/shape.hpp"
+#include "epmoe/ops/attention.hpp"
 
 namespace epmoe {
-
-// One decoder layer's attention: h <- h + o(attn(rope(qk_norm(q(x))), rope(qk_norm(k(x))), v(x))), x =
-// RMSNorm(h) with input_norm. Shapes with q_dim = num_heads * head_dim, kv_dim = num_kv_heads * head_dim.
-struct AttentionWeights {
-    std::vector<float> input_norm;      // [d_model]
-    std::vector<float> wq, wk, wv, wo;  // [q_dim, d_model], [kv_dim, d_model], [kv_dim, d_model], [d_model, q_dim]
-    std::vector<float> bq, bk, bv, bo;  // [q_dim], [kv_dim], [kv_dim], [d_model]; empty = no bias
-    std::vector<float> q_norm, k_norm;  // QkNorm::kWhole: [q_dim], [kv_dim]; kPerHead: [head_dim] each; else empty
-};
 
 struct DecoderWeights {
     std::vector<float> embed;              // [vocab_size, d_model]

@@ -30,6 +30,8 @@ struct Model {
     std::shared_ptr<const MlpKernel> kernel = default_mlp_kernel();
     // Bytes of weights this rank holds.
     uint64_t weight_bytes() const;
+    // Bytes of the routed experts this rank owns (the rest of weight_bytes() every rank holds alike).
+    uint64_t expert_bytes() const;
 };
 
 }  // namespace epmoe

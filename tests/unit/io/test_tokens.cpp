@@ -7,8 +7,10 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <algorithm>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "epmoe/base/error.hpp"
@@ -261,53 +263,61 @@ TEST(Tokens, RangeOfHugeSparseFile) {
     std::filesystem::remove(path);
 }
 
-// Checks every property windows() promises for one (N, ctx, stride).
+// Checks every property windows() promises for one (N, ctx, stride), against the guide's loop run here on
+// a label array (-100 = masked) as the guide's Python does it.
 void tokens_check_windows(int64_t n, int64_t ctx, int64_t stride) {
     SCOPED_TRACE(::testing::Message() << "N " << n << " ctx " << ctx << " stride " << stride);
-    const std::vector<EvalWindow> ws = windows(n, ctx, stride);
-    std::vector<int> scored(static_cast<size_t>(n), 0);  // [N]: times each target position is scored
-    for (size_t k = 0; k < ws.size(); ++k) {
-        const EvalWindow& w = ws[k];
-        EXPECT_EQ(w.begin, static_cast<int64_t>(k) * stride);
-        EXPECT_LT(w.begin, w.end);
-        EXPECT_LE(w.end - w.begin, ctx);
-        EXPECT_LE(w.end, n - 1);  // the target of the last input is inside the stream
-        EXPECT_GE(w.num_scored, 1);
-        EXPECT_LE(w.num_scored, w.end - w.begin);
-        if (k + 1 < ws.size()) EXPECT_EQ(w.end - w.begin, ctx);  // only the last window may be shorter
-        if (k > 0) EXPECT_GE(w.end - w.num_scored - w.begin + 1, ctx - stride + 1);  // context of its first target
-        for (int64_t t = w.end - w.num_scored + 1; t < w.end + 1; ++t) ++scored[static_cast<size_t>(t)];
+    std::vector<std::pair<int64_t, int64_t>> guide;  // (target, begin of its window) the guide scores, in order
+    int64_t prev_end = 0;
+    for (int64_t begin = 0; begin < n; begin += stride) {
+        const int64_t end = std::min(begin + ctx, n), trg_len = end - prev_end;
+        for (int64_t t = begin + 1; t < end; ++t)  // labels shifted: position t predicted from t - 1
+            if (t >= end - trg_len) guide.emplace_back(t, begin);
+        prev_end = end;
+        if (end == n) break;
     }
-    EXPECT_EQ(ws.back().end, n - 1);
-    EXPECT_EQ(scored[0], 0);
-    for (int64_t t = 1; t < n; ++t) EXPECT_EQ(scored[static_cast<size_t>(t)], 1) << "target " << t;
+    std::vector<std::pair<int64_t, int64_t>> got;
+    for (const EvalWindow& w : windows(n, ctx, stride)) {
+        EXPECT_LE(w.end - w.begin, ctx);
+        EXPECT_LE(w.end, n);
+        EXPECT_GE(w.num_scored, 1);
+        EXPECT_LE(w.num_scored, w.end - w.begin - 1);
+        for (int64_t t = w.end - w.num_scored; t < w.end; ++t) got.emplace_back(t, w.begin);
+    }
+    EXPECT_EQ(got, guide);
+    if (stride < ctx) {  // every target 1..N-1 exactly once
+        ASSERT_EQ(got.size(), static_cast<size_t>(n - 1));
+        for (int64_t t = 1; t < n; ++t) EXPECT_EQ(got[static_cast<size_t>(t - 1)].first, t);
+    }
 }
 
-TEST(Tokens, WindowsScoreEveryTargetOnce) {
-    // stride == ctx: disjoint windows, every prediction scored, the last window shorter.
-    const auto ws = windows(11, 4, 4);  // 10 predictions
+TEST(Tokens, WindowsFollowTheGuide) {
+    // stride == ctx: disjoint windows; the first token of each is context only; the last window shorter.
+    const auto ws = windows(11, 4, 4);
     ASSERT_EQ(ws.size(), 3u);
-    const int64_t disjoint[3][3] = {{0, 4, 4}, {4, 8, 4}, {8, 10, 2}};  // {begin, end, num_scored}
+    const int64_t disjoint[3][3] = {{0, 4, 3}, {4, 8, 3}, {8, 11, 2}};  // {begin, end, num_scored}
     for (size_t k = 0; k < 3; ++k) {
         EXPECT_EQ(ws[k].begin, disjoint[k][0]);
         EXPECT_EQ(ws[k].end, disjoint[k][1]);
         EXPECT_EQ(ws[k].num_scored, disjoint[k][2]);
     }
-    // stride < ctx: each later window scores only its stride new targets (the last one fewer).
-    const auto overlap = windows(10, 4, 2);  // 9 predictions
+    // stride < ctx: each later window scores only its stride new targets.
+    const auto overlap = windows(10, 4, 2);
     ASSERT_EQ(overlap.size(), 4u);
-    const int64_t expected[4][3] = {{0, 4, 4}, {2, 6, 2}, {4, 8, 2}, {6, 9, 1}};
+    const int64_t expected[4][3] = {{0, 4, 3}, {2, 6, 2}, {4, 8, 2}, {6, 10, 2}};
     for (size_t k = 0; k < 4; ++k) {
         EXPECT_EQ(overlap[k].begin, expected[k][0]);
         EXPECT_EQ(overlap[k].end, expected[k][1]);
         EXPECT_EQ(overlap[k].num_scored, expected[k][2]);
     }
-    // A stream shorter than the context is one window.
+    // A stream shorter than the context is one window: HF's loss over the whole sequence.
     const auto one = windows(5, 512, 256);
     ASSERT_EQ(one.size(), 1u);
     EXPECT_EQ(one[0].begin, 0);
-    EXPECT_EQ(one[0].end, 4);
+    EXPECT_EQ(one[0].end, 5);
     EXPECT_EQ(one[0].num_scored, 4);
+    // A last window of one token scores nothing and is left out.
+    EXPECT_EQ(windows(9, 4, 4).size(), 2u);
     for (int64_t n = 2; n <= 40; ++n)
         for (int64_t ctx = 2; ctx <= 9; ++ctx)
             for (int64_t stride = 1; stride <= ctx; ++stride) tokens_check_windows(n, ctx, stride);

@@ -1,0 +1,67 @@
+// The whole-decoder ops beside the MoE block, as Hugging Face's Mixtral, OLMoE, Qwen2-MoE and Qwen3-MoE compute
+// them (modeling_*.py, eager attention): linear layers, token embeddings, self-attention with grouped-query
+// heads, rotary embeddings in the rotate-half layout, q/k norms, a causal and optionally sliding-window mask and
+// a KV cache; and what the commands do with the logits (NLL, greedy and top-p choice). Pure compute, no MPI.
+// Every result of a token is independent of the other tokens in the call (a prefill of n tokens gives, row for
+// row, what n one-token calls on the same cache give) to 1e-5 relative.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <span>
+#include <vector>
+
+#include "epmoe/base/shape.hpp"
+
+namespace epmoe {
+
+// One decoder layer's attention: h <- h + o(attn(rope(qk_norm(q(x))), rope(qk_norm(k(x))), v(x))), x =
+// RMSNorm(h) with input_norm. Shapes with q_dim = num_heads * head_dim, kv_dim = num_kv_heads * head_dim.
+struct AttentionWeights {
+    std::vector<float> input_norm;      // [d_model]
+    std::vector<float> wq, wk, wv, wo;  // [q_dim, d_model], [kv_dim, d_model], [kv_dim, d_model], [d_model, q_dim]
+    std::vector<float> bq, bk, bv, bo;  // [q_dim], [kv_dim], [kv_dim], [d_model]; empty = no bias
+    std::vector<float> q_norm, k_norm;  // QkNorm::kWhole: [q_dim], [kv_dim]; kPerHead: [head_dim] each; else empty
+};
+
+// y = x W^T + b: x [n, in], w [out, in] (a PyTorch Linear's weight), b [out] or empty, y [n, out].
+void linear(std::span<const float> x, int64_t n, int in, std::span<const float> w, std::span<const float> b,
+            int out, std::span<float> y);
+
+// out[t] = table[ids[t]]: table [vocab, d_model], out [ids.size(), d_model]. Ids are checked by the caller.
+void embed_tokens(std::span<const float> table, int d_model, std::span<const int32_t> ids, std::span<float> out);
+
+// One sequence's keys (after q/k norm and RoPE) and values so far, for every layer's attention of it.
+struct KvCache {
+    std::vector<float> k, v;  // [length, kv_dim] each
+    int64_t length = 0;       // positions held: the next token is at position `length`
+};
+
+// Reused buffers of attention(); nothing in them outlives a call.
+struct AttentionScratch {
+    std::vector<float> q, k, v, scores, context;
+};
+
+// Self-attention of one sequence's next n tokens at positions cache.length .. cache.length + n - 1:
+// x [n, d_model] is RMSNorm(h) (input_norm applied by the caller); appends the n keys and values to cache;
+// writes out [n, d_model] = o_proj(attention) + bo (no residual). As HF: q/k/v projections with biases where
+// present; q_norm/k_norm (RMSNorm with eps) over the whole projection (QkNorm::kWhole) or each head
+// (kPerHead), before RoPE; RoPE with inv_freq = 1 / theta^(2j / head_dim) in float32, cos/sin of
+// position * inv_freq, q * cos + rotate_half(q) * sin; scores q.k * head_dim^-0.5, keys j <= i, and with
+// sliding_window w > 0 also i - j < w; softmax in FP32 or wider; query head h reads kv head
+// h / (num_heads / num_kv_heads).
+void attention(const AttentionWeights& w, const DecoderShape& shape, int d_model, double eps,
+               std::span<const float> x, int64_t n, KvCache& cache, std::span<float> out, AttentionScratch& scratch);
+
+// -log softmax(logits)[target], in double: logits [vocab].
+double token_nll(std::span<const float> logits, int32_t target);
+
+// The first index of the largest logit (torch.argmax); a NaN anywhere is an epmoe::Error.
+int32_t argmax(std::span<const float> logits);
+
+// A token drawn as HF's generate(do_sample=True, temperature, top_p, top_k=0) draws it: logits / temperature,
+// softmax, keep the smallest set of most probable tokens whose probability reaches top_p (at least one),
+// renormalise, draw with rng. temperature > 0, 0 < top_p <= 1.
+int32_t sample_top_p(std::span<const float> logits, double temperature, double top_p, std::mt19937_64& rng);
+
+}  // namespace epmoe

@@ -1,0 +1,147 @@
+// `epmoe eval`: each rank takes its share of the (sequence, window) items, runs up to text.batch of them a
+// step through the whole model (app/job.hpp's bookkeeping after each step) and sums the NLL of the targets
+// each window scores; rank 0 writes eval.json (and the logits dump) with the run's results.
+#include "app/eval.hpp"
+
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+#include <memory>
+
+#include "app/job.hpp"
+#include "app/text_input.hpp"
+#include "app/whole_model.hpp"
+#include "epmoe/io/safetensors.hpp"
+
+namespace epmoe {
+namespace {
+
+// This rank's sums over the windows it scored: NLL and targets per sequence, logits to dump.
+struct EvalSums {
+    std::vector<double> nll, targets;  // [num_sequences]
+    std::vector<float> dump;           // [rows, vocab] the logits of its sequences, in order (--dump-logits)
+};
+
+// Scores the items' windows from the step's logits (every row of every chunk, in order).
+void score(std::span<const EvalItem> items, std::span<const std::vector<int32_t>> ids, std::span<const float> logits,
+           int vocab, bool keep_logits, EvalSums& sums) {
+    size_t row = 0;
+    for (size_t i = 0; i < items.size(); ++i) {
+        const EvalWindow& w = items[i].window;
+        const size_t n = ids[i].size();
+        for (int64_t t = w.end - w.num_scored; t < w.end; ++t) {  // target t, predicted from t - 1
+            const size_t r = row + static_cast<size_t>(t - 1 - w.begin);
+            sums.nll[static_cast<size_t>(items[i].sequence)] +=
+                token_nll(logits.subspan(r * vocab, vocab), ids[i][static_cast<size_t>(t - w.begin)]);
+        }
+        sums.targets[static_cast<size_t>(items[i].sequence)] += static_cast<double>(w.num_scored);
+        if (keep_logits)
+            sums.dump.insert(sums.dump.end(), logits.begin() + static_cast<std::ptrdiff_t>(row * vocab),
+                             logits.begin() + static_cast<std::ptrdiff_t>((row + n) * vocab));
+        row += n;
+    }
+}
+
+// eval.json's per-sequence and total figures from every rank's sums (complete on rank 0). Collective.
+Json nll_figures(const mpi::Comm& world, EvalSums& sums) {
+    mpi::allreduce<double>(world, sums.nll, mpi::Op::kSum);
+    mpi::allreduce<double>(world, sums.targets, mpi::Op::kSum);
+    double nll = 0, targets = 0;
+    Json per = Json::array();
+    for (size_t b = 0; b < sums.nll.size(); ++b) {
+        nll += sums.nll[b];
+        targets += sums.targets[b];
+        const double mean = sums.targets[b] > 0 ? sums.nll[b] / sums.targets[b] : NAN;
+        per.push_back({{"tokens_scored", static_cast<int64_t>(sums.targets[b])},
+                       {"mean_nll", sums.targets[b] > 0 ? Json(mean) : Json(nullptr)},
+                       {"perplexity", sums.targets[b] > 0 ? Json(std::exp(mean)) : Json(nullptr)}});
+    }
+    const double mean = nll / targets;
+    return {{"tokens_scored", static_cast<int64_t>(targets)},
+            {"mean_nll", mean},
+            {"perplexity", std::exp(mean)},
+            {"sequences", per}};
+}
+
+// --dump-logits: rank 0 writes logits [B, S, V] gathered from the ranks (sequences in rank order = input order).
+void dump_logits(const mpi::Comm& world, const std::string& path, const TextInput& input, int vocab,
+                 const std::vector<float>& mine) {
+    std::vector<float> all = mpi::gatherv_to_root<float>(world, mine);
+    mpi::all_or_none(world, [&] {
+        if (world.rank() != 0) return;
+        write_safetensors(path,
+                          {tensor_from_f32("logits", {input.num_sequences(), input.seq_len(), vocab}, all)},
+                          {{"producer", "epmoe eval"}});
+    });
+}
+
+}  // namespace
+
+Json eval_job(const mpi::Comm& world, const Config& config, bool print_summary) {
+    const TextConfig& text = config.text;
+    std::unique_ptr<TextInput> input;
+    std::vector<EvalItem> items;
+    Job job(
+        world, config,
+        [&](const ModelShape& shape) {
+            mpi::all_or_none(world, [&] {
+                input = std::make_unique<TextInput>(config, shape.decoder.vocab_size);
+                items = eval_items(*input, text);
+                if (!text.dump_logits.empty() && (input->is_stream() || input->seq_len() > text.ctx))
+                    fail("--dump-logits needs a [B, S] token input with S <= --ctx (one window a sequence); ",
+                         input->describe(), " is ", input->is_stream() ? "a stream" : "longer than --ctx");
+            });
+            return text.batch * std::min<int64_t>(text.ctx, input->seq_len());
+        },
+        true);
+    WholeModel model(world, job);
+    const int vocab = job.shape().decoder.vocab_size;
+    const IndexRange mine = split_over_ranks(static_cast<int64_t>(items.size()), world.rank(), world.size());
+    const int64_t rounds = mpi::allreduce_one<int64_t>(world, (mine.size() + text.batch - 1) / text.batch, mpi::Op::kMax);
+    EvalSums sums{std::vector<double>(static_cast<size_t>(input->num_sequences())),
+                  std::vector<double>(static_cast<size_t>(input->num_sequences())), {}};
+    std::vector<float> logits;
+    for (int64_t r = 0; r < rounds; ++r) {
+        const int64_t first = std::min(mine.end, mine.begin + r * text.batch);
+        const std::span<const EvalItem> batch(items.data() + first,
+                                              static_cast<size_t>(std::min(mine.end, first + text.batch) - first));
+        std::vector<std::vector<int32_t>> ids;
+        mpi::all_or_none(world, [&] {
+            for (const EvalItem& item : batch)
+                ids.push_back(input->read(item.sequence * input->seq_len() + item.window.begin,
+                                          item.window.end - item.window.begin));
+        });
+        const double t0 = mpi::wtime();
+        const StepResult result = model.step(static_cast<int>(r), ids, LogitRows::kAll, logits);
+        score(batch, ids, logits, vocab, !text.dump_logits.empty(), sums);
+        job.end_step(static_cast<int>(r), static_cast<int>(rounds), t0, result, model.last_tokens(),
+                     model.last_flops());
+    }
+    Json figures = nll_figures(world, sums);
+    if (!text.dump_logits.empty()) dump_logits(world, text.dump_logits, *input, vocab, sums.dump);
+    Json times = model.times_json(world, job.seconds_so_far());
+    Json out;
+    job.finish(false, [&](Json& summary, ResultsWriter& writer) {
+        out = {{"input", input->describe()},
+               {"num_sequences", input->num_sequences()},
+               {"seq_len", input->seq_len()},
+               {"ctx", text.ctx},
+               {"stride", text.stride == 0 ? text.ctx : text.stride},
+               {"windows", items.size()}};
+        out.update(figures);
+        out.update(times);
+        out.update(whole_model_load_and_energy(summary));
+        writer.stage_json("eval.json", out);
+        summary["memory"]["weight_bytes_split_per_rank"] = out["weight_bytes_per_rank"];
+        summary["eval"] = {{"tokens_scored", out["tokens_scored"]}, {"perplexity", out["perplexity"]}};
+        if (print_summary) print_eval(out, writer.dir());
+    });
+    return out;
+}
+
+int eval(const mpi::Comm& world, const Config& config) {
+    eval_job(world, config, true);
+    return 0;
+}
+
+}  // namespace epmoe
