@@ -22,6 +22,12 @@ struct Output {
 Output forward(const Model& model, std::vector<float> hidden, double capacity_factor,
                const std::vector<float>& biases = {});
 
+// The MLP part of layer `layer` for one token, in double: x [d_model] is its post-attention RMSNorm output.
+// A dense layer runs its mlp; an MoE layer routes x (no bias, no capacity limit) to its top_k experts and sums
+// their outputs weighted, plus Qwen2-MoE's shared expert sigmoid(shared_expert_gate · x) * shared(x).
+// model must hold every expert in FP32. Returns [d_model].
+std::vector<double> layer_mlp(const Model& model, int layer, const std::vector<double>& x);
+
 // Relative L2 distance ||a - b|| / ||b|| of one row each.
 double row_rel_l2(const float* a, const float* b, int n);
 
