@@ -266,17 +266,21 @@ int compare_command(const mpi::Comm& world, const std::vector<std::string>& args
         "warmup", po::value<int>()->default_value(CompareOptions{}.warmup),
         "steps each run makes first, left out of every figure")(
         "repeats", po::value<int>()->default_value(CompareOptions{}.repeats),
-        "runs of each pair, interleaved (ABC ABC); figures are medians with min-max");
+        "runs of each pair, interleaved (ABC ABC); figures are medians with min-max")(
+        "mode", po::value<std::string>()->default_value("run"),
+        "run: the MoE stack (epmoe run); eval: the whole model's perplexity (epmoe eval; ppl and delta_ppl columns)");
     // A pair sets the policy and the placement: --policy, --placement and their keys would be silently replaced.
     std::vector<Shorthand> shorthands;
     for (const Shorthand& s : run_shorthands())
         if (s.flag != "policy" && s.flag != "placement") shorthands.push_back(s);
+    for (const Shorthand& s : text_shorthands(false))  // --mode eval's tokens and windows
+        if (s.key.rfind("text.", 0) == 0 && s.flag != "dump-logits") shorthands.push_back(s);
     po::variables_map values;
     std::optional<Config> config = parse_job(
         world, args, "compare", shorthands, default_config(),
-        "usage: epmoe compare [--pairs POLICY/PLACEMENT,...] [--warmup N] [--repeats R] [every epmoe run option but\n"
-        "                     --policy and --placement]\n\nRuns each pair on the same model, workload and seed and "
-        "writes compare.csv and compare.md.\n",
+        "usage: epmoe compare [--mode run|eval] [--pairs POLICY/PLACEMENT,...] [--warmup N] [--repeats R]\n"
+        "                     [every epmoe run (or eval) option but --policy and --placement]\n\nRuns each pair on "
+        "the same model, workload and seed and writes compare.csv and compare.md.\n",
         command_line, extra, &values);
     if (!config) return 0;
     std::vector<ComparePair> pairs;
@@ -286,8 +290,13 @@ int compare_command(const mpi::Comm& world, const std::vector<std::string>& args
             fail("epmoe compare: the pairs set the policy and the placement (policy.name and placement.name are "
                  "not used): give them as --pairs POLICY/PLACEMENT,...");
         pairs = parse_pairs(values["pairs"].as<std::string>());
+        const std::string mode = values["mode"].as<std::string>();
+        if (mode != "run" && mode != "eval") fail("epmoe compare: --mode ", mode, ": expected run or eval");
+        if (mode == "run" && (*config->json)["text"] != d["text"])
+            fail("epmoe compare: text.* keys (--tokens, --ctx, ...) are for --mode eval");
     });
-    return compare(world, *config, pairs, {values["warmup"].as<int>(), values["repeats"].as<int>()});
+    return compare(world, *config, pairs,
+                   {values["warmup"].as<int>(), values["repeats"].as<int>(), values["mode"].as<std::string>() == "eval"});
 }
 
 int simulate_command(const mpi::Comm& world, const std::vector<std::string>& args, const std::string& command_line) {

@@ -13,6 +13,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "app/eval.hpp"
 #include "app/run.hpp"
 #include "epmoe/base/error.hpp"
 #include "epmoe/control/policy.hpp"
@@ -22,13 +23,17 @@
 namespace epmoe {
 namespace {
 
-// The figures of one run after its warm-up steps: [kNumColumns], NaN where not measured.
-constexpr int kNumColumns = 7;
+// The figures of one run after its warm-up steps: [kNumColumns], NaN where not measured. The last two (the
+// perplexity of `epmoe eval` and its difference to the baseline's) only in --mode eval.
+constexpr int kNumColumns = 9, kRunColumns = 7, kPpl = 7, kDeltaPpl = 8;
 const char* const kColumns[kNumColumns] = {"tokens_per_s",     "step_p99_s",
                                            "rank_max_over_mean", "expert_max_over_mean",
                                            "joules_per_token", "changed_assignment_fraction",
-                                           "output_rel_l2"};
+                                           "output_rel_l2",    "ppl",
+                                           "delta_ppl"};
 using Figures = std::array<double, kNumColumns>;
+
+int columns(const CompareOptions& options) { return options.eval ? kNumColumns : kRunColumns; }
 
 double number_or_nan(const Json& v) { return v.is_number() ? v.get<double>() : NAN; }
 
@@ -58,13 +63,27 @@ Figures run_figures(const std::string& dir, int warmup) {
     }
     std::sort(step_s.begin(), step_s.end());
     const size_t p99 = static_cast<size_t>(std::ceil(0.99 * static_cast<double>(step_s.size()))) - 1;
+    double ppl = NAN;
+    if (std::ifstream eval_json(dir + "/eval.json"); eval_json) ppl = number_or_nan(Json::parse(eval_json)["perplexity"]);
     return {tokens / seconds,
             step_s[p99],
             number_or_nan(lines.back()["load"]["rank_max_over_mean"]),
             number_or_nan(lines.back()["load"]["max_over_mean"]),
             joules / tokens,
             mean_of(lines, "fidelity", "changed_assignment_fraction"),
-            mean_of(lines, "fidelity", "output_rel_l2")};
+            mean_of(lines, "fidelity", "output_rel_l2"),
+            ppl,
+            NAN};
+}
+
+// delta_ppl of every run: its perplexity less the baseline's median (pair 0).
+void add_delta_ppl(std::vector<std::vector<Figures>>& figures) {
+    std::vector<double> base;
+    for (const Figures& f : figures[0]) base.push_back(f[kPpl]);
+    std::sort(base.begin(), base.end());
+    const double median = base.size() % 2 ? base[base.size() / 2] : 0.5 * (base[base.size() / 2 - 1] + base[base.size() / 2]);
+    for (auto& pair : figures)
+        for (Figures& f : pair) f[kDeltaPpl] = f[kPpl] - median;
 }
 
 // Median, min and max over repeats of one figure (NaN if any repeat lacks it).
@@ -101,12 +120,12 @@ std::string ratio_cell(const Spread& v, const Spread& base, int repeats, bool is
 // One pair's row: csv and md cells of every column; figures[p][r] is pair p's repeat r, pair 0 the baseline.
 void table_row(size_t p, const std::vector<std::vector<Figures>>& figures, const CompareOptions& options,
                std::ostringstream& csv, std::ostringstream& md) {
-    for (int c = 0; c < kNumColumns; ++c) {
+    for (int c = 0; c < columns(options); ++c) {
         std::vector<double> mine, base;
         for (const Figures& f : figures[p]) mine.push_back(f[c]);
         for (const Figures& f : figures[0]) base.push_back(f[c]);
         const Spread v = spread(mine), b = spread(base);
-        const std::string r = ratio_cell(v, b, options.repeats, p == 0);
+        const std::string r = c == kDeltaPpl ? "" : ratio_cell(v, b, options.repeats, p == 0);
         const bool numeric = std::isdigit(static_cast<unsigned char>(r[0])) != 0;
         csv << "," << number(v.median) << "," << number(v.min) << "," << number(v.max) << "," << (numeric ? r : "");
         md << " " << (std::isnan(v.median) ? "n/a" : number(v.median) + " (" + number(v.min) + "-" + number(v.max) + ")")
@@ -120,13 +139,14 @@ void write_tables(const std::string& dir, const std::vector<ComparePair>& pairs,
     std::ostringstream csv, md;
     csv << "pair,policy,placement,repeats";
     md << "| pair |";
-    for (const char* c : kColumns) {
+    for (int i = 0; i < columns(options); ++i) {
+        const char* c = kColumns[i];
         csv << "," << c << "," << c << "_min," << c << "_max," << c << "_ratio";
         md << " " << c << " (min-max) | ratio |";
     }
     csv << "\n";
     md << "\n|---|";
-    for (int c = 0; c < kNumColumns; ++c) md << "---:|---:|";
+    for (int c = 0; c < columns(options); ++c) md << "---:|---:|";
     md << "\n";
     for (size_t p = 0; p < pairs.size(); ++p) {
         csv << pairs[p].label() << "," << pairs[p].policy << "," << pairs[p].placement << "," << options.repeats;
@@ -138,7 +158,11 @@ void write_tables(const std::string& dir, const std::vector<ComparePair>& pairs,
     md << "\nEach figure: the median over " << options.repeats << " repeat(s) run in an interleaved order, with min-max,"
        << " after " << options.warmup << " warm-up step(s). ratio = median / median of " << pairs[0].label()
        << " (the baseline), given only where the two min-max ranges do not overlap; rank and expert max/mean are "
-       << "the last step's, averaged over MoE layers; n/a = not measured or undefined.\n";
+       << "the last step's, averaged over MoE layers; n/a = not measured or undefined."
+       << (options.eval ? " ppl: the perplexity of `epmoe eval` over every window (all steps); delta_ppl = ppl - the "
+                          "baseline's."
+                        : "")
+       << "\n";
     write_text_file(dir + "/compare.csv", csv.str());
     write_text_file(dir + "/compare.md", md.str());
 }
@@ -200,7 +224,10 @@ int compare(const mpi::Comm& world, const Config& base, std::vector<ComparePair>
     std::vector<std::vector<Figures>> figures(pairs.size());
     for (int r = 0; r < options.repeats; ++r)  // interleaved: every pair once, then every pair again
         for (size_t p = 0; p < pairs.size(); ++p) {
-            run_job(world, configs[p][r], false);
+            if (options.eval)
+                eval_job(world, configs[p][r], false);
+            else
+                run_job(world, configs[p][r], false);
             mpi::all_or_none(world, [&] {
                 if (world.rank() != 0) return;
                 figures[p].push_back(run_figures(configs[p][r].output.dir, options.warmup));
@@ -211,6 +238,7 @@ int compare(const mpi::Comm& world, const Config& base, std::vector<ComparePair>
         }
     mpi::all_or_none(world, [&] {
         if (world.rank() != 0) return;
+        if (options.eval) add_delta_ppl(figures);
         write_tables(dir, pairs, figures, options);
         std::ifstream md(dir + "/compare.md");
         std::cout << md.rdbuf() << "results: " << dir << std::endl;

@@ -24,13 +24,14 @@ std::vector<ComparePair> parse_pairs(const std::string& text);
 struct CompareOptions {
     int warmup = 1;   // --warmup N, >= 0
     int repeats = 3;  // --repeats R, >= 1; pairs run in the order ABC ABC ...
+    bool eval = false;  // --mode eval: each run is `epmoe eval` (perplexity columns ppl and delta_ppl)
 };
 
 // The pairs `epmoe compare` runs without --pairs.
 extern const char* const kDefaultComparePairs;
 
 // `epmoe compare`: runs each pair on base's model, workload and seed (base.workload.steps timed steps after
-// options.warmup), options.repeats times, interleaved, none/contiguous first (the baseline, and the load profile
+// options.warmup; with options.eval, `epmoe eval` over base.text's tokens), options.repeats times, interleaved, none/contiguous first (the baseline, and the load profile
 // of balanced/replicated), and writes compare.csv and compare.md. Collective. Returns the exit code.
 int compare(const mpi::Comm& world, const Config& base, std::vector<ComparePair> pairs, const CompareOptions& options);
 

@@ -77,4 +77,24 @@ expect_stderr_has "placement.profile"
 expect_exit 2 "${mpiexec[@]}" -np 2 "$EPMOE" run "${small[@]}" --placement replicated --set placement.profile="$cli_tmp/nowhere" \
     --out "$cli_tmp/bad"
 expect_stderr_has "$cli_tmp/nowhere/metrics.jsonl"
+
+# --mode eval: the whole model's perplexity per pair; dropping tokens by capacity changes it, the baseline's
+# delta_ppl is 0; text keys are refused in --mode run.
+text=(--set model.d_model=32 --set model.d_ff=48 --set model.num_layers=2 --set model.vocab_size=61
+      --set model.num_heads=2 --set model.num_kv_heads=1 --set model.head_dim=16 --set text.synthetic_sequences=4
+      --set text.synthetic_length=16 --energy-source none)
+expect_exit 0 "${mpiexec[@]}" -np 2 "$EPMOE" compare --mode eval "${text[@]}" --capacity-factor 0.5 --repeats 1 \
+    --pairs aux_free/contiguous --out "$cli_tmp/ceval"
+if python3 - "$cli_tmp/ceval/compare.csv" <<'PY'
+import csv, math, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+assert [r["pair"] for r in rows] == ["none/contiguous", "aux_free/contiguous"], rows
+assert float(rows[0]["delta_ppl"]) == 0 and float(rows[0]["ppl"]) > 1, rows[0]
+assert math.isclose(float(rows[1]["delta_ppl"]), float(rows[1]["ppl"]) - float(rows[0]["ppl"]), rel_tol=1e-4, abs_tol=1e-3)  # 6 digits
+print(f"ppl {rows[0]['ppl']} -> {rows[1]['ppl']}")
+PY
+then pass "  compare --mode eval: ppl and delta_ppl columns"
+else fail_check "compare --mode eval tables"; fi
+expect_exit 2 "$EPMOE" compare "${small[@]}" --ctx 16 --out "$cli_tmp/bad"
+expect_stderr_has "are for --mode eval"
 finish
