@@ -63,6 +63,14 @@ def main():
     problems, seen = [], {"summary.json": set(), "metrics.jsonl": set()}
     for folder in sys.argv[2:]:
         seen["summary.json"] |= paths(json.load(open(f"{folder}/summary.json")))
+        for own in ("eval.json", "generated.jsonl"):  # the whole-model commands' own files, where written
+            try:
+                values = [json.loads(l) for l in open(f"{folder}/{own}")] if own.endswith("l") else \
+                    [json.load(open(f"{folder}/{own}"))]
+            except FileNotFoundError:
+                continue
+            for v in values:
+                seen.setdefault(own, set()).update(paths(v))
         lines = [json.loads(l) for l in open(f"{folder}/metrics.jsonl")]
         for line in lines:
             seen["metrics.jsonl"] |= paths(line)

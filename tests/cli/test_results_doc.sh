@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # results/README.md against what epmoe writes (tests/cli/check_results_doc.py), on a synthetic run with a
-# policy, capacity and the estimated energy source, and on a checkpoint run at 2 ranks.
+# policy, capacity and the estimated energy source, on a checkpoint run at 2 ranks, and on eval and generate
+# (eval.json, generated.jsonl and their summary.json keys).
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
@@ -14,7 +15,12 @@ expect_exit 0 "${mpiexec[@]}" -n 2 "$EPMOE" run --set model.d_model=48 --set mod
     --out "$cli_tmp/synthetic"
 expect_exit 0 "${mpiexec[@]}" -n 2 "$EPMOE" run --model "$ck" --input "$ck/input.safetensors" --steps 2 -q \
     --energy-source none --out "$cli_tmp/checkpoint"
+small=(--set model.d_model=32 --set model.d_ff=48 --set model.num_layers=2 --set model.vocab_size=61
+       --set text.synthetic_sequences=3 --set text.synthetic_length=9 -q)
+expect_exit 0 "${mpiexec[@]}" -n 2 "$EPMOE" eval "${small[@]}" --energy-source estimated --out "$cli_tmp/eval"
+expect_exit 0 "${mpiexec[@]}" -n 2 "$EPMOE" generate "${small[@]}" --energy-source none --max-new-tokens 3 \
+    --out "$cli_tmp/generate"
 expect_exit 0 python3 "$here/check_results_doc.py" "$EPMOE_SOURCE_DIR/results/README.md" "$cli_tmp/synthetic" \
-    "$cli_tmp/checkpoint"
+    "$cli_tmp/checkpoint" "$cli_tmp/eval" "$cli_tmp/generate"
 expect_stdout_has "0 differences"
 finish
