@@ -75,6 +75,21 @@ void dump_logits(const mpi::Comm& world, const std::string& path, const TextInpu
     });
 }
 
+// Opens the token input and cuts it into items, checking --dump-logits against it; returns the most tokens a
+// rank runs in a step (for the memory check). Collective.
+int64_t open_eval_input(const mpi::Comm& world, const Config& config, const ModelShape& shape,
+                        std::unique_ptr<TextInput>& input, std::vector<EvalItem>& items) {
+    const TextConfig& text = config.text;
+    mpi::all_or_none(world, [&] {
+        input = std::make_unique<TextInput>(config, shape.decoder.vocab_size);
+        items = eval_items(*input, text);
+        if (!text.dump_logits.empty() && (input->is_stream() || input->seq_len() > text.ctx))
+            fail("--dump-logits needs a [B, S] token input with S <= --ctx (one window a sequence); ",
+                 input->describe(), " is ", input->is_stream() ? "a stream" : "longer than --ctx");
+    });
+    return text.batch * std::min<int64_t>(text.ctx, input->seq_len());
+}
+
 }  // namespace
 
 Json eval_job(const mpi::Comm& world, const Config& config, bool print_summary) {
@@ -82,17 +97,7 @@ Json eval_job(const mpi::Comm& world, const Config& config, bool print_summary) 
     std::unique_ptr<TextInput> input;
     std::vector<EvalItem> items;
     Job job(
-        world, config,
-        [&](const ModelShape& shape) {
-            mpi::all_or_none(world, [&] {
-                input = std::make_unique<TextInput>(config, shape.decoder.vocab_size);
-                items = eval_items(*input, text);
-                if (!text.dump_logits.empty() && (input->is_stream() || input->seq_len() > text.ctx))
-                    fail("--dump-logits needs a [B, S] token input with S <= --ctx (one window a sequence); ",
-                         input->describe(), " is ", input->is_stream() ? "a stream" : "longer than --ctx");
-            });
-            return text.batch * std::min<int64_t>(text.ctx, input->seq_len());
-        },
+        world, config, [&](const ModelShape& shape) { return open_eval_input(world, config, shape, input, items); },
         true);
     WholeModel model(world, job);
     const int vocab = job.shape().decoder.vocab_size;

@@ -25,6 +25,14 @@ struct Group {
     std::vector<SequenceCache> caches;
     std::vector<std::vector<int32_t>> generated;
     std::vector<std::mt19937_64> rng;  // seeded by (seed, prompt index): the draws do not depend on the ranks
+    std::vector<uint8_t> finished;     // generated an end-of-sequence id: pads from then on
+};
+
+// What ends a sequence, as transformers' generate() does it: once a sequence has generated one of `eos`, every
+// later token is `pad` (pad_token_id, or the first eos id when there is none).
+struct StopIds {
+    std::vector<int32_t> eos;
+    int32_t pad = -1;
 };
 
 int32_t next_token(std::span<const float> logits, const GenerateConfig& g, std::mt19937_64& rng) {
@@ -51,6 +59,10 @@ class Generator {
 public:
     Generator(const mpi::Comm& world, const Config& config, Job& job, WholeModel& model, const TextInput& input)
         : world_(world), config_(config), job_(job), model_(model), input_(input) {
+        stop_.eos = job.source().eos_token_ids();
+        stop_.pad = job.source().pad_token_id() >= 0 ? job.source().pad_token_id()
+                    : stop_.eos.empty()               ? -1
+                                                      : stop_.eos[0];
         mine_ = split_over_ranks(input.num_sequences(), world.rank(), world.size());
         const int64_t batch = config.text.batch;
         groups_ = mpi::allreduce_one<int64_t>(world, (mine_.size() + batch - 1) / batch, mpi::Op::kMax);
@@ -71,6 +83,7 @@ public:
 
     const DecodeTimes& times() const { return times_; }
     int64_t first_prompt() const { return mine_.begin; }
+    const StopIds& stop() const { return stop_; }
 
 private:
     Group make_group(int64_t g) {
@@ -84,6 +97,7 @@ private:
             group.caches.push_back(make_sequence_cache(job_.shape().num_layers));
             group.generated.emplace_back();
             group.rng.emplace_back(config_.seed * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(b));
+            group.finished.push_back(0);
         }
         return group;
     }
@@ -105,8 +119,10 @@ private:
             const StepResult result = model_.step(step, chunks, LogitRows::kLast, logits);
             account(t, t0, before);
             for (size_t i = 0; i < group.ids.size(); ++i) {
-                const int32_t next = next_token(std::span<const float>(logits).subspan(i * vocab, vocab),
-                                                config_.generate, group.rng[i]);
+                int32_t next = next_token(std::span<const float>(logits).subspan(i * vocab, vocab), config_.generate,
+                                          group.rng[i]);
+                if (group.finished[i]) next = stop_.pad;
+                if (std::find(stop_.eos.begin(), stop_.eos.end(), next) != stop_.eos.end()) group.finished[i] = 1;
                 group.generated[i].push_back(next);
                 group.ids[i].push_back(next);
             }
@@ -135,10 +151,12 @@ private:
     int64_t groups_ = 0;
     int steps_ = 0;
     DecodeTimes times_;
+    StopIds stop_;
 };
 
 // The figures of the run (complete on rank 0). Collective.
-Json generate_figures(const mpi::Comm& world, const Config& config, const TextInput& input, const DecodeTimes& t) {
+Json generate_figures(const mpi::Comm& world, const Config& config, const TextInput& input, const DecodeTimes& t,
+                      const std::vector<int32_t>& eos, int32_t pad) {
     std::vector<double> parts = t.parts;
     mpi::allreduce<double>(world, parts, mpi::Op::kSum);
     const double prefill_s = mpi::allreduce_one<double>(world, t.prefill_s, mpi::Op::kMax);
@@ -154,6 +172,8 @@ Json generate_figures(const mpi::Comm& world, const Config& config, const TextIn
             {"sampling", config.generate.temperature > 0 ? "top_p" : "greedy"},
             {"temperature", config.generate.temperature},
             {"top_p", config.generate.top_p},
+            {"eos_token_ids", eos},
+            {"pad_token_id", pad >= 0 ? Json(pad) : Json(nullptr)},
             {"batch_per_rank", config.text.batch},
             {"prefill_tokens_per_s", prefill_s > 0 ? Json(prefill_tokens / prefill_s) : Json(nullptr)},
             {"decode_steps", t.step_s.size()},
@@ -206,7 +226,7 @@ Json generate_job(const mpi::Comm& world, const Config& config, bool print_summa
     Generator generator(world, config, job, model, *input);
     const std::vector<int32_t> mine = generator.run();
     const std::vector<int32_t> all = mpi::gatherv_to_root<int32_t>(world, mine);
-    Json out = generate_figures(world, config, *input, generator.times());
+    Json out = generate_figures(world, config, *input, generator.times(), generator.stop().eos, generator.stop().pad);
     const Json model_figures = model.times_json(world, job.seconds_so_far());
     job.finish(false, [&](Json& summary, ResultsWriter& writer) {
         out["weight_bytes_per_rank"] = model_figures["weight_bytes_per_rank"];

@@ -43,6 +43,9 @@ public:
     // The replicated parts of the whole model (whole_model only): the checkpoint's, or the synthetic ones drawn
     // from the seed. Collective (all_or_none).
     DecoderWeights load_decoder(const mpi::Comm& comm) const;
+    // The checkpoint's eos_token_ids and pad_token_id (whole_model; none for a synthetic model).
+    std::vector<int32_t> eos_token_ids() const { return checkpoint_ ? checkpoint_->info().eos_token_ids : std::vector<int32_t>(); }
+    int32_t pad_token_id() const { return checkpoint_ ? checkpoint_->info().pad_token_id : -1; }
     // summary.json's "model": sizes and source (synthetic, or family, path and layers of a checkpoint).
     Json describe() const;
     // summary.json's "memory": weight bytes held, checkpoint bytes converted and peak RSS (bytes), per rank.

@@ -2,6 +2,7 @@
 // position keys (transformers 4 and 5), the tensors they name (the family's Arch table), and loading them whole
 // on every rank (attention is data-parallel). A feature epmoe does not compute is an error naming its key.
 #include <cmath>
+#include <fstream>
 
 #include "checkpoint_internal.hpp"
 #include "epmoe/base/error.hpp"
@@ -54,6 +55,42 @@ int sliding_window(const HfConfig& c, Family family) {
     return window;
 }
 
+// Ids of a token key: an integer, a list of integers, or null/absent (none). Each must be a vocabulary id.
+std::vector<int32_t> token_ids(const Json& j, const char* key, const std::string& path, int vocab_size) {
+    std::vector<int32_t> out;
+    if (!j.contains(key) || j.at(key).is_null()) return out;
+    const Json& v = j.at(key);
+    for (const Json& id : v.is_array() ? v : Json::array({v})) {
+        if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= vocab_size)
+            fail(path, ": key '", key, "' = ", v.dump(), " must be token ids in [0, ", vocab_size, ")");
+        out.push_back(id.get<int32_t>());
+    }
+    return out;
+}
+
+// The end-of-sequence and padding ids generate() stops and pads with: generation_config.json's when the folder
+// has one (transformers' generate reads it), else config.json's.
+void generation_ids(const HfConfig& c, CheckpointInfo& info) {
+    const std::string gen_path = c.path().substr(0, c.path().rfind('/') + 1) + "generation_config.json";
+    Json gen;
+    std::string source = c.path();
+    if (std::ifstream in(gen_path); in) {
+        try {
+            gen = Json::parse(in);
+        } catch (const Json::parse_error& e) {
+            fail(gen_path, ": not valid JSON (", e.what(), ")");
+        }
+        if (!gen.is_object()) fail(gen_path, ": must be a JSON object");
+        source = gen_path;
+    } else {
+        gen = c.json();
+    }
+    const int vocab = info.shape.decoder.vocab_size;
+    info.eos_token_ids = token_ids(gen, "eos_token_id", source, vocab);
+    const std::vector<int32_t> pad = token_ids(gen, "pad_token_id", source, vocab);
+    info.pad_token_id = pad.empty() ? -1 : pad[0];
+}
+
 TensorSpec decoder_spec(std::string name, std::vector<int64_t> shape, DecoderPart part, int layer) {
     TensorSpec t;
     t.name = std::move(name);
@@ -91,6 +128,7 @@ void apply_decoder_config(const std::string& config_path, CheckpointInfo& info) 
     const Arch& a = arch_of(info.family);
     d.qk_norm = a.qk_norm;
     d.qkv_bias = info.weight_map.count(cat("model.layers.0.", a.attention, ".", a.attn.q, ".bias")) > 0;
+    generation_ids(c, info);
 }
 
 std::vector<TensorSpec> decoder_tensors(const CheckpointInfo& info, int first, int last) {

@@ -1,13 +1,15 @@
 // Linear layers, token embeddings and one sequence's self-attention with a KV cache, as Hugging Face's
 // Mixtral/OLMoE/Qwen2-MoE/Qwen3-MoE eager attention computes them (include/epmoe/ops/attention.hpp).
-// Projections are cblas_sgemm; attention runs per query head over blocks of query rows, each block's scores a
-// sgemm against the keys it may read (a sgemv for a single row, the decode case), then a masked softmax and a
-// second sgemm with the values. RoPE is in rope.cpp; the logits' ops are in logits.cpp.
+// Projections are cblas_sgemm (sgemv for one row). Attention runs over blocks of query rows and, for each kv
+// head, the query heads that read it stacked into one matrix: scores are one sgemm against the keys the block
+// may read, then a masked softmax in the vector units, then one sgemm with the values. RoPE is in rope.cpp,
+// the logits' ops in logits.cpp.
 #include "epmoe/ops/attention.hpp"
 
 #include <cblas.h>
 
 #include <algorithm>
+#include <bit>
 #include <climits>
 #include <cmath>
 #include <cstring>
@@ -19,16 +21,16 @@
 namespace epmoe {
 namespace {
 
-// Query rows per score block: bounds the scores buffer and the work spent on masked (causal or out-of-window)
-// keys, which a block computes and then zeroes.
+// Query rows per block: bounds the scores buffer and the work spent on masked (causal or out-of-window) keys,
+// which a block computes and then zeroes. 32-128 measured within 2% of each other (512-2048 tokens).
 constexpr int64_t kAttnQueryBlock = 64;
 
-// The sizes one head block needs. q_dim = num_heads * head_dim, kv_dim = num_kv_heads * head_dim.
+// The sizes of one layer's attention. q_dim = num_heads * head_dim, kv_dim = num_kv_heads * head_dim.
 struct AttnDims {
     int head_dim, q_dim, kv_dim;
-    int group;     // query heads per kv head
-    int window;    // sliding window, 0 = none
-    float scale;   // head_dim^-0.5
+    int group;    // query heads per kv head
+    int window;   // sliding window, 0 = none
+    float scale;  // head_dim^-0.5
 };
 
 // The first key position the query at `position` reads: 0, or position - window + 1 under a sliding window.
@@ -38,67 +40,112 @@ int64_t attn_first_key(int64_t position, int window) {
 
 // RMSNorm of q or k in place, x [n, heads * head_dim]: over each whole row (kWhole, weight [heads * head_dim])
 // or over each head's head_dim values (kPerHead, weight [head_dim]), as OLMoE's and Qwen3-MoE's q_norm/k_norm.
-void attn_qk_norm(QkNorm kind, std::span<const float> weight, double eps, int heads, int head_dim,
-                  std::span<float> x) {
+void attn_qk_norm(QkNorm kind, std::span<const float> weight, double eps, int heads, int head_dim, std::span<float> x) {
     if (kind == QkNorm::kNone) return;
     EPMOE_ASSERT(weight.size() == static_cast<size_t>(kind == QkNorm::kWhole ? heads * head_dim : head_dim));
     // rms_norm reads each row whole before writing it, so in place is safe; its row length is weight.size().
     rms_norm(x, weight, eps, x);
 }
 
-// softmax over row[first, end) in FP32 exp with a double sum; the rest of row [cols] becomes 0 (HF's mask
-// adds the dtype's minimum, whose exp is 0).
-void attn_masked_softmax(float* row, int64_t cols, int64_t first, int64_t end) {
-    float max = row[first];
-    for (int64_t j = first + 1; j < end; ++j) max = std::max(max, row[j]);
+// e^x for x <= 0, clamped below at -87 (e^-87 ~ 1.6e-38 stands for 0): silu.cpp's exp_vectorisable (Cody-Waite
+// reduction, Cephes' degree-6 polynomial, relative error ~1e-7) without the upper clamp, which a softmax's
+// x - max never needs. Plain arithmetic, so the loops below vectorise; std::exp is a scalar libm call that
+// made the softmax a third of prefill's attention time.
+inline float attn_exp(float x) {
+    x = x < -87.0f ? -87.0f : x;
+    constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding it rounds to the nearest integer
+    const float n = (x * 1.44269504088896341f + kRound) - kRound;
+    const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    return p * std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
+}
+
+// Softmax of row[first, end) in place, FP32 as HF's eager attention (max subtracted; sums of 16 lanes added in
+// double); the rest of row [cols] becomes 0, as HF's mask (the dtype's minimum added) gives after exp.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void attn_masked_softmax(float* row, int64_t cols,
+                                                                                      int64_t first, int64_t end) {
+    constexpr int kLanes = 16;  // fixed lanes: the same sums whatever vector width the clone runs
+    float* __restrict x = row + first;
+    const int64_t len = end - first, body = len / kLanes * kLanes;
+    float lane[kLanes];
+    std::fill(lane, lane + kLanes, x[0]);
+    for (int64_t j = 0; j < body; j += kLanes)
+        for (int l = 0; l < kLanes; ++l) lane[l] = x[j + l] > lane[l] ? x[j + l] : lane[l];
+    float max = x[0];
+    for (int64_t j = body; j < len; ++j) max = x[j] > max ? x[j] : max;
+    for (int l = 0; l < kLanes; ++l) max = lane[l] > max ? lane[l] : max;
+    std::fill(lane, lane + kLanes, 0.0f);
+    for (int64_t j = 0; j < body; j += kLanes)
+        for (int l = 0; l < kLanes; ++l) lane[l] += x[j + l] = attn_exp(x[j + l] - max);
     double sum = 0;
-    for (int64_t j = first; j < end; ++j) {
-        row[j] = std::exp(row[j] - max);
-        sum += row[j];
-    }
+    for (int64_t j = body; j < len; ++j) sum += x[j] = attn_exp(x[j] - max);
+    for (int l = 0; l < kLanes; ++l) sum += lane[l];
     const float inv = static_cast<float>(1.0 / sum);
-    for (int64_t j = first; j < end; ++j) row[j] *= inv;
+    for (int64_t j = 0; j < len; ++j) x[j] *= inv;
     std::fill(row, row + first, 0.0f);
     std::fill(row + end, row + cols, 0.0f);
 }
 
-// Query head h over the call's rows [r0, r1), the row r at position base + r: context[r, h] = softmax(q k^T *
-// scale, masked) v over the keys the block may read. q, context [n, q_dim]; keys, values [length, kv_dim].
-void attn_head_block(const AttnDims& d, int h, int64_t r0, int64_t r1, int64_t base, const float* q,
-                     const float* keys, const float* values, float* context, std::vector<float>& scores) {
-    const int64_t m = r1 - r0;
-    const int64_t k_first = attn_first_key(base + r0, d.window);  // first key any row of the block reads
-    const int cols = static_cast<int>(base + r1 - k_first);        // keys k_first .. base + r1 - 1
-    const int g = h / d.group;
-    const float* q_h = q + r0 * d.q_dim + h * d.head_dim;                  // [m, head_dim], stride q_dim
-    const float* k_g = keys + k_first * d.kv_dim + g * d.head_dim;         // [cols, head_dim], stride kv_dim
-    const float* v_g = values + k_first * d.kv_dim + g * d.head_dim;       // [cols, head_dim], stride kv_dim
-    float* c_h = context + r0 * d.q_dim + h * d.head_dim;                  // [m, head_dim], stride q_dim
-    scores.resize(static_cast<size_t>(m) * static_cast<size_t>(cols));   // [m, cols]
-    const int hd = d.head_dim;
-    if (m == 1) {  // decode: two matrix-vector products
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, cols, hd, d.scale, k_g, d.kv_dim, q_h, 1, 0.0f, scores.data(), 1);
+// out [rows, cols] = alpha a [rows, inner] b^T (b_t) or a b (!b_t), leading dimensions given; a sgemv when
+// rows == 1 (decode, where OpenBLAS's sgemm is ~3x slower).
+void attn_gemm(bool b_t, int rows, int cols, int inner, float alpha, const float* a, int lda, const float* b, int ldb,
+               float beta, float* out, int ldo) {
+    if (rows == 1) {
+        cblas_sgemv(CblasRowMajor, b_t ? CblasNoTrans : CblasTrans, b_t ? cols : inner, b_t ? inner : cols, alpha, b,
+                    ldb, a, 1, beta, out, 1);
     } else {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(m), cols, hd, d.scale, q_h, d.q_dim,
-                    k_g, d.kv_dim, 0.0f, scores.data(), cols);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, b_t ? CblasTrans : CblasNoTrans, rows, cols, inner, alpha, a, lda, b,
+                    ldb, beta, out, ldo);
     }
-    for (int64_t r = 0; r < m; ++r) {
-        const int64_t position = base + r0 + r;
-        attn_masked_softmax(scores.data() + r * cols, cols, attn_first_key(position, d.window) - k_first,
+}
+
+// Kv head g and the query heads that read it, over the call's rows [r0, r1), row r at position base + r:
+// context = softmax(q k^T * scale, masked) v over the keys the block may read. Stacked row r * group + i is
+// query head g * group + i of row r0 + r; a row's group of heads is contiguous in q and context, so stacking
+// is one copy per row. s.q, s.context [n, q_dim]; keys, values [length, kv_dim].
+void attn_group_block(const AttnDims& d, int g, int64_t r0, int64_t r1, int64_t base, const float* keys,
+                      const float* values, AttentionScratch& s) {
+    const int64_t m = r1 - r0, rows = m * d.group;
+    const int64_t k_first = attn_first_key(base + r0, d.window);  // first key any row of the block reads
+    const int cols = static_cast<int>(base + r1 - k_first);       // keys k_first .. base + r1 - 1
+    const int hd = d.head_dim;
+    const size_t span = static_cast<size_t>(d.group) * static_cast<size_t>(hd);  // one row's group of heads
+    s.group_q.resize(static_cast<size_t>(m) * span);
+    s.group_out.resize(static_cast<size_t>(m) * span);
+    s.scores.resize(static_cast<size_t>(rows) * static_cast<size_t>(cols));
+    for (int64_t r = 0; r < m; ++r)
+        std::memcpy(s.group_q.data() + r * span, s.q.data() + (r0 + r) * d.q_dim + g * span, span * sizeof(float));
+    const float* k_g = keys + k_first * d.kv_dim + g * hd;    // [cols, head_dim], stride kv_dim
+    const float* v_g = values + k_first * d.kv_dim + g * hd;  // [cols, head_dim], stride kv_dim
+    // One GEMM for all stacked rows; for one row (decode) a GEMV per head, which reads the keys and values where
+    // they lie (OpenBLAS's sgemm would first pack all of them, for two or four rows).
+    const int64_t calls = m == 1 ? d.group : 1, call_rows = rows / calls;
+    for (int64_t c = 0; c < calls; ++c)
+        attn_gemm(true, static_cast<int>(call_rows), cols, hd, d.scale, s.group_q.data() + c * call_rows * hd, hd, k_g,
+                  d.kv_dim, 0.0f, s.scores.data() + c * call_rows * cols, cols);
+    for (int64_t i = 0; i < rows; ++i) {
+        const int64_t position = base + r0 + i / d.group;
+        attn_masked_softmax(s.scores.data() + i * cols, cols, attn_first_key(position, d.window) - k_first,
                             position + 1 - k_first);
     }
-    if (m == 1) {
-        cblas_sgemv(CblasRowMajor, CblasTrans, cols, hd, 1.0f, v_g, d.kv_dim, scores.data(), 1, 0.0f, c_h, 1);
-    } else {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(m), hd, cols, 1.0f, scores.data(),
-                    cols, v_g, d.kv_dim, 0.0f, c_h, d.q_dim);
-    }
+    for (int64_t c = 0; c < calls; ++c)
+        attn_gemm(false, static_cast<int>(call_rows), hd, cols, 1.0f, s.scores.data() + c * call_rows * cols, cols, v_g,
+                  d.kv_dim, 0.0f, s.group_out.data() + c * call_rows * hd, hd);
+    for (int64_t r = 0; r < m; ++r)
+        std::memcpy(s.context.data() + (r0 + r) * d.q_dim + g * span, s.group_out.data() + r * span,
+                    span * sizeof(float));
 }
 
 }  // namespace
 
-void linear(std::span<const float> x, int64_t n, int in, std::span<const float> w, std::span<const float> b,
-            int out, std::span<float> y) {
+void linear(std::span<const float> x, int64_t n, int in, std::span<const float> w, std::span<const float> b, int out,
+            std::span<float> y) {
     const size_t rows = static_cast<size_t>(n), cols = static_cast<size_t>(out);
     EPMOE_ASSERT(n >= 0 && n <= INT_MAX && in > 0 && out > 0 && x.size() == rows * static_cast<size_t>(in) &&
                  w.size() == cols * static_cast<size_t>(in) && (b.empty() || b.size() == cols) &&
@@ -110,8 +157,7 @@ void linear(std::span<const float> x, int64_t n, int in, std::span<const float> 
     } else {
         for (size_t r = 0; r < rows; ++r) std::memcpy(y.data() + r * cols, b.data(), cols * sizeof(float));
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(n), out, in, 1.0f, x.data(), in, w.data(),
-                in, 1.0f, y.data(), out);
+    attn_gemm(true, static_cast<int>(n), out, in, 1.0f, x.data(), in, w.data(), in, 1.0f, y.data(), out);
 }
 
 void embed_tokens(std::span<const float> table, int d_model, std::span<const int32_t> ids, std::span<float> out) {
@@ -124,8 +170,8 @@ void embed_tokens(std::span<const float> table, int d_model, std::span<const int
     }
 }
 
-void attention(const AttentionWeights& w, const DecoderShape& shape, int d_model, double eps,
-               std::span<const float> x, int64_t n, KvCache& cache, std::span<float> out, AttentionScratch& scratch) {
+void attention(const AttentionWeights& w, const DecoderShape& shape, int d_model, double eps, std::span<const float> x,
+               int64_t n, KvCache& cache, std::span<float> out, AttentionScratch& scratch) {
     const int hd = shape.head_dim;
     EPMOE_ASSERT(hd > 0 && hd % 2 == 0 && shape.num_kv_heads > 0 && shape.num_heads % shape.num_kv_heads == 0);
     const AttnDims d{hd,
@@ -154,14 +200,12 @@ void attention(const AttentionWeights& w, const DecoderShape& shape, int d_model
     const std::vector<float> inv_freq = rope_inv_freq(shape.rope_theta, hd);  // [head_dim / 2]
     apply_rope(scratch.q, n, shape.num_heads, hd, cache.length, inv_freq);
     apply_rope(k_new, n, shape.num_kv_heads, hd, cache.length, inv_freq);
-    // Attention, head by head over blocks of query rows: context [n, q_dim], heads concatenated.
+    // Attention by blocks of query rows and kv heads: context [n, q_dim], heads concatenated.
     scratch.context.resize(rows * static_cast<size_t>(d.q_dim));
     for (int64_t r0 = 0; r0 < n; r0 += kAttnQueryBlock) {
         const int64_t r1 = std::min(n, r0 + kAttnQueryBlock);
-        for (int h = 0; h < shape.num_heads; ++h) {
-            attn_head_block(d, h, r0, r1, cache.length, scratch.q.data(), cache.k.data(), cache.v.data(),
-                            scratch.context.data(), scratch.scores);
-        }
+        for (int g = 0; g < shape.num_kv_heads; ++g)
+            attn_group_block(d, g, r0, r1, cache.length, cache.k.data(), cache.v.data(), scratch);
     }
     cache.length += n;
     linear(scratch.context, n, d.q_dim, w.wo, w.bo, d_model, out);

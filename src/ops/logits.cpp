@@ -9,6 +9,49 @@
 #include "epmoe/ops/attention.hpp"
 
 namespace epmoe {
+namespace {
+
+// softmax(logits / temperature) [vocab] in double; the division in float32, as HF's TemperatureLogitsWarper.
+// Fails on a NaN logit or when every logit is -inf.
+std::vector<double> sampling_probs(std::span<const float> logits, double temperature) {
+    const float t = static_cast<float>(temperature);
+    double max = -INFINITY;
+    for (size_t i = 0; i < logits.size(); ++i) {
+        if (std::isnan(logits[i])) fail("logit ", i, " is NaN: no token can be sampled");
+        max = std::max(max, static_cast<double>(logits[i] / t));
+    }
+    if (max == -INFINITY) fail("every logit is -inf: no token can be sampled");
+    std::vector<double> prob(logits.size());
+    double total = 0;
+    for (size_t i = 0; i < logits.size(); ++i) total += prob[i] = std::exp(static_cast<double>(logits[i] / t) - max);
+    for (double& p : prob) p /= total;
+    return prob;
+}
+
+// HF's TopPLogitsWarper: sorted ascending, a token goes when its cumulative probability is <= 1 - top_p, the
+// most probable always stays. That cumulative is 1 - (the mass of the tokens above it), so the kept tokens are
+// the most probable ones while the mass above them is < top_p. Returns them, most probable first (ties: lower
+// id first), sorting only as many as needed: the top 1024, then 4x more until their mass reaches top_p.
+std::vector<int32_t> top_p_tokens(const std::vector<double>& prob, double top_p) {
+    std::vector<int32_t> order(prob.size());  // [vocab]
+    std::iota(order.begin(), order.end(), 0);
+    const auto more_probable = [&](int32_t a, int32_t b) { return prob[a] > prob[b] || (prob[a] == prob[b] && a < b); };
+    for (size_t sorted = std::min<size_t>(1024, order.size());; sorted = std::min(order.size(), 4 * sorted)) {
+        std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(sorted), order.end(),
+                          more_probable);
+        double above = 0;  // the mass of the tokens more probable than order[kept]
+        for (size_t kept = 0; kept < sorted; ++kept) {
+            if (kept > 0 && 1.0 - above <= 1.0 - top_p) {
+                order.resize(kept);
+                return order;
+            }
+            above += prob[static_cast<size_t>(order[kept])];
+        }
+        if (sorted == order.size()) return order;  // every token kept
+    }
+}
+
+}  // namespace
 
 double token_nll(std::span<const float> logits, int32_t target) {
     EPMOE_ASSERT(target >= 0 && static_cast<size_t>(target) < logits.size());
@@ -34,48 +77,28 @@ int32_t sample_top_p(std::span<const float> logits, double temperature, double t
     if (!(temperature > 0)) fail("sampling temperature ", temperature, " is not > 0");
     if (!(top_p > 0 && top_p <= 1)) fail("top_p ", top_p, " is not in (0, 1]");
     if (logits.empty()) fail("sampling from no logits");
-    // TemperatureLogitsWarper: scores / temperature, in float32 as HF.
-    const size_t vocab = logits.size();
-    std::vector<float> scaled(vocab);  // [vocab]
-    for (size_t i = 0; i < vocab; ++i) {
-        if (std::isnan(logits[i])) fail("logit ", i, " is NaN: no token can be sampled");
-        scaled[i] = logits[i] / static_cast<float>(temperature);
-    }
-    // Token ids from the most probable down; ties keep id order.
-    std::vector<int32_t> order(vocab);  // [vocab]
-    std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return scaled[a] > scaled[b]; });
-    const double max = scaled[static_cast<size_t>(order[0])];
-    if (std::isinf(max) && max < 0) fail("every logit is -inf: no token can be sampled");
-    std::vector<double> prob(vocab);  // [vocab] softmax, in `order`
-    double total = 0;
-    for (size_t r = 0; r < vocab; ++r) total += prob[r] = std::exp(scaled[static_cast<size_t>(order[r])] - max);
-    for (double& p : prob) p /= total;
-    // TopPLogitsWarper (only for top_p < 1, as generate() adds it): in ascending order, drop a token whose
-    // cumulative probability is <= 1 - top_p, always keeping the most probable. Ascending rank a is `order`
-    // rank vocab - 1 - a, so the kept tokens are `order`'s first `kept`.
-    size_t kept = vocab;
+    const std::vector<double> prob = sampling_probs(logits, temperature);  // [vocab]
+    // The candidates: every token (generate() adds no top-p warper for top_p = 1), or HF's top-p set.
+    std::vector<int32_t> candidates;
     if (top_p < 1) {
-        double cumulative = 0;
-        size_t dropped = 0;
-        for (size_t a = 0; a + 1 < vocab; ++a) {
-            cumulative += prob[vocab - 1 - a];
-            if (cumulative > 1 - top_p) break;
-            dropped = a + 1;
-        }
-        kept = vocab - dropped;
+        candidates = top_p_tokens(prob, top_p);
+    } else {
+        candidates.resize(prob.size());
+        std::iota(candidates.begin(), candidates.end(), 0);
     }
-    // Multinomial draw over the kept tokens' renormalised probabilities.
-    const double kept_mass = std::accumulate(prob.begin(), prob.begin() + static_cast<std::ptrdiff_t>(kept), 0.0);
-    const double u = std::uniform_real_distribution<double>(0.0, kept_mass)(rng);
+    // Multinomial draw over the candidates' renormalised probabilities.
+    double mass = 0;
+    for (const int32_t t : candidates) mass += prob[static_cast<size_t>(t)];
+    const double u = std::uniform_real_distribution<double>(0.0, mass)(rng);
     double acc = 0;
-    size_t last = 0;  // the least probable kept token of non-zero probability
-    for (size_t r = 0; r < kept; ++r) {
-        acc += prob[r];
-        if (u < acc) return order[r];
-        if (prob[r] > 0) last = r;
+    int32_t last = candidates.front();  // the last candidate of non-zero probability
+    for (const int32_t t : candidates) {
+        const double p = prob[static_cast<size_t>(t)];
+        acc += p;
+        if (u < acc) return t;
+        if (p > 0) last = t;
     }
-    return order[last];  // u rounded onto the kept mass itself
+    return last;  // u rounded onto the mass itself
 }
 
 }  // namespace epmoe

@@ -63,6 +63,24 @@ PY
     done
 done
 
+# 1b. End of sequence as transformers' generate(): mixtral's first prompt generates 62, 38, 85, ...; with
+#     generation_config.json's eos_token_id 85 and pad_token_id 0 it ends there and pads; the others go on.
+cp -r "$models/mixtral" "$cli_tmp/mixtral_eos"
+echo '{"eos_token_id": [127, 85], "pad_token_id": 0}' >"$cli_tmp/mixtral_eos/generation_config.json"
+expect_exit 0 "${mpiexec[@]}" -np 2 "$EPMOE" generate -q --model "$cli_tmp/mixtral_eos" --energy-source none \
+    --tokens "$cli_tmp/prompts_mixtral.safetensors" --max-new-tokens 6 --out "$cli_tmp/gen_eos"
+if py "$models/mixtral" "$cli_tmp/gen_eos" >"$cli_tmp/cmp" 2>&1 <<'PY'
+import sys
+sys.path.insert(0, sys.argv[1])
+from st_read import read
+want = list(read(sys.argv[2] + "/expected.safetensors")["generated_ids"][1])
+got = list(read(sys.argv[3] + "/generated.safetensors")["generated_ids"][1])
+assert want[:3] == [62, 38, 85], want
+assert got == [62, 38, 85, 0, 0, 0] + want[6:], (got, want)
+print(got[:6])
+PY
+then pass "  eos ends a sequence and pads: $(cat "$cli_tmp/cmp")"; else fail_check "eos: $(tail -n 2 "$cli_tmp/cmp")"; fi
+
 # 2. The synthetic whole model, no files: eval and generate run; logits at 2-4 ranks match 1 rank.
 small=(--set model.d_model=64 --set model.d_ff=96 --set model.num_layers=2 --set model.vocab_size=97
        --set model.num_heads=4 --set model.num_kv_heads=2 --set model.head_dim=16 --set text.synthetic_sequences=5

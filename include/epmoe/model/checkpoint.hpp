@@ -41,6 +41,10 @@ struct CheckpointInfo {
     std::vector<LayerKind> layers;   // [num_hidden_layers]
     std::vector<std::string> files;  // safetensors files, in index order
     std::map<std::string, std::string> weight_map;  // tensor name -> file (every tensor of every file)
+    // After require_decoder: generation_config.json's (else config.json's) eos_token_id (none, one or a list)
+    // and pad_token_id (-1 = none): what generate stops and pads with.
+    std::vector<int32_t> eos_token_ids;
+    int32_t pad_token_id = -1;
 
     // The tensor name prefix of layer `index`'s MLP: "model.layers.N.<layers[N].module>.".
     std::string mlp_prefix(int index) const;

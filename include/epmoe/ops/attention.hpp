@@ -37,9 +37,14 @@ struct KvCache {
     int64_t length = 0;       // positions held: the next token is at position `length`
 };
 
-// Reused buffers of attention(); nothing in them outlives a call.
+// Reused buffers of attention(); nothing in them outlives a call. A block is up to 64 query rows; a group is
+// the query heads that read one kv head.
 struct AttentionScratch {
-    std::vector<float> q, k, v, scores, context;
+    std::vector<float> q;          // [n, q_dim] after q_norm and RoPE
+    std::vector<float> group_q;    // [rows * group, head_dim]: one block's queries of one group, stacked
+    std::vector<float> scores;     // [rows * group, keys]: their probabilities over the keys the block reads
+    std::vector<float> group_out;  // [rows * group, head_dim]: their contexts
+    std::vector<float> context;    // [n, q_dim]: every head's context, heads concatenated
 };
 
 // Self-attention of one sequence's next n tokens at positions cache.length .. cache.length + n - 1:
