@@ -366,7 +366,11 @@ int dispatch(const mpi::Comm& world, int argc, char** argv) {
     if (command == "info") return info_command(world, args);
     if (command == "inspect") return inspect_command(world, args);
     if (command == "report") return report_command(world, args);
-    fail("unknown command '", command, "' (commands: run, eval, generate, compare, simulate, report, info, inspect; see epmoe --help)");
+    mpi::all_or_none(world, [&] {  // every rank sees the same argv: one error line, no abort
+        fail("unknown command '", command,
+             "' (commands: run, eval, generate, compare, simulate, report, info, inspect; see epmoe --help)");
+    });
+    return 2;
 }
 
 }  // namespace epmoe::cli
