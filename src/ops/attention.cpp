@@ -22,7 +22,7 @@ namespace epmoe {
 namespace {
 
 // Query rows per block: bounds the scores buffer and the work spent on masked (causal or out-of-window) keys,
-// which a block computes and then zeroes. 32-128 measured within 2% of each other (512-2048 tokens).
+// which a block computes and then zeroes. 64 and 128 measured best, 32 8% slower (2048 tokens, 16 heads).
 constexpr int64_t kAttnQueryBlock = 64;
 
 // The sizes of one layer's attention. q_dim = num_heads * head_dim, kv_dim = num_kv_heads * head_dim.
@@ -49,8 +49,8 @@ void attn_qk_norm(QkNorm kind, std::span<const float> weight, double eps, int he
 
 // e^x for x <= 0, clamped below at -87 (e^-87 ~ 1.6e-38 stands for 0): silu.cpp's exp_vectorisable (Cody-Waite
 // reduction, Cephes' degree-6 polynomial, relative error ~1e-7) without the upper clamp, which a softmax's
-// x - max never needs. Plain arithmetic, so the loops below vectorise; std::exp is a scalar libm call that
-// made the softmax a third of prefill's attention time.
+// x - max never needs. Plain arithmetic, so the loops below vectorise; with std::exp, a scalar libm call, a
+// prefill of 2048 tokens (d_model 1024, 16 heads) took 337 ms instead of 228.
 inline float attn_exp(float x) {
     x = x < -87.0f ? -87.0f : x;
     constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding it rounds to the nearest integer

@@ -31,14 +31,16 @@ std::vector<double> sampling_probs(std::span<const float> logits, double tempera
 // HF's TopPLogitsWarper: sorted ascending, a token goes when its cumulative probability is <= 1 - top_p, the
 // most probable always stays. That cumulative is 1 - (the mass of the tokens above it), so the kept tokens are
 // the most probable ones while the mass above them is < top_p. Returns them, most probable first (ties: lower
-// id first), sorting only as many as needed: the top 1024, then 4x more until their mass reaches top_p.
+// id first), sorting only as many as needed: the top 1024, then 4x more until their mass reaches top_p
+// (nth_element, then a sort of those: O(vocab + k log k)).
 std::vector<int32_t> top_p_tokens(const std::vector<double>& prob, double top_p) {
     std::vector<int32_t> order(prob.size());  // [vocab]
     std::iota(order.begin(), order.end(), 0);
     const auto more_probable = [&](int32_t a, int32_t b) { return prob[a] > prob[b] || (prob[a] == prob[b] && a < b); };
     for (size_t sorted = std::min<size_t>(1024, order.size());; sorted = std::min(order.size(), 4 * sorted)) {
-        std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(sorted), order.end(),
-                          more_probable);
+        const auto end = order.begin() + static_cast<std::ptrdiff_t>(sorted);
+        if (end != order.end()) std::nth_element(order.begin(), end, order.end(), more_probable);
+        std::sort(order.begin(), end, more_probable);
         double above = 0;  // the mass of the tokens more probable than order[kept]
         for (size_t kept = 0; kept < sorted; ++kept) {
             if (kept > 0 && 1.0 - above <= 1.0 - top_p) {
