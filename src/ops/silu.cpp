@@ -5,6 +5,8 @@
 #include <bit>
 #include <cstdint>
 
+#include "fast_exp.hpp"
+
 #include "epmoe/ops/bf16.hpp"
 #include "epmoe/ops/mlp_kernel.hpp"
 
@@ -25,25 +27,8 @@ inline ExpClamp opaque_clamp() {
     return c;
 }
 
-// e^x for any finite float x, clamped to [c.lo, c.hi] = [-87, 88] (so the result stays a normal float):
-// 2^n * e^r with n = round(x / ln 2), r = x - n ln 2 in two parts (Cody-Waite), and Cephes' degree-6
-// polynomial for e^r on |r| <= ln(2)/2. Relative error about 1e-7 (tested against std::exp in
-// tests/unit/ops/test_silu.cpp).
-inline float exp_vectorisable(float x, ExpClamp c) {
-    x = x < c.lo ? c.lo : x > c.hi ? c.hi : x;
-    constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding it rounds to the nearest integer
-    const float n = (x * 1.44269504088896341f + kRound) - kRound;
-    const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    const float scale = std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
-    return p * scale;
-}
+// e^x for any finite float x, clamped to [c.lo, c.hi] = [-87, 88] (fast_exp.hpp).
+inline float exp_vectorisable(float x, ExpClamp c) { return fast::exp_clamped(x < c.lo ? c.lo : x > c.hi ? c.hi : x); }
 
 inline float silu_mul(float a, float b, ExpClamp c) { return a / (1.0f + exp_vectorisable(-a, c)) * b; }
 

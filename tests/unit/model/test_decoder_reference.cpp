@@ -74,9 +74,9 @@ HfModel load_hf_model(const std::string& folder) {
     return m;
 }
 
-class HfFixture : public ::testing::TestWithParam<std::string> {};
+class DecoderHfFixture : public ::testing::TestWithParam<std::string> {};
 
-TEST_P(HfFixture, LogitsMatchHf) {
+TEST_P(DecoderHfFixture, LogitsMatchHf) {
     const HfModel m = load_hf_model(GetParam());
     ASSERT_EQ(m.batch, 3);
     ASSERT_EQ(m.seq_len, 10);
@@ -93,7 +93,7 @@ TEST_P(HfFixture, LogitsMatchHf) {
     std::printf("%s: worst logits rel L2 vs HF %.3g\n", GetParam().c_str(), worst);
 }
 
-TEST_P(HfFixture, NllMatchesHf) {
+TEST_P(DecoderHfFixture, NllMatchesHf) {
     const HfModel m = load_hf_model(GetParam());
     double worst = 0;
     for (int b = 0; b < m.batch; ++b) {
@@ -105,7 +105,7 @@ TEST_P(HfFixture, NllMatchesHf) {
     std::printf("%s: worst NLL relative error vs HF %.3g\n", GetParam().c_str(), worst);
 }
 
-TEST_P(HfFixture, GreedyGenerationMatchesHf) {
+TEST_P(DecoderHfFixture, GreedyGenerationMatchesHf) {
     const HfModel m = load_hf_model(GetParam());
     for (int b = 0; b < m.batch; ++b) {
         const std::vector<int32_t> got =
@@ -116,7 +116,7 @@ TEST_P(HfFixture, GreedyGenerationMatchesHf) {
     }
 }
 
-INSTANTIATE_TEST_SUITE_P(DecoderReference, HfFixture,
+INSTANTIATE_TEST_SUITE_P(DecoderReference, DecoderHfFixture,
                          ::testing::Values("mixtral", "mixtral_bf16_sharded", "olmoe", "qwen2_moe", "qwen3_moe"),
                          [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 
