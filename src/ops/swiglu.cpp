@@ -1,5 +1,9 @@
+// SwiGLU MLPs (swiglu.hpp): the forward through a model's kernel, and the FP32 training forward and backward.
 #include "epmoe/ops/swiglu.hpp"
 
+#include <cblas.h>
+
+#include <climits>
 #include <cmath>
 
 #include "epmoe/base/error.hpp"
@@ -28,6 +32,99 @@ void add_shared_expert(const MlpKernel& kernel, const DenseMlp& mlp, std::span<c
         const float s = static_cast<float>(1.0 / (1.0 + std::exp(-logit)));
         for (int j = 0; j < d_model; ++j) out[row + j] += s * y[row + j];
     }
+}
+
+void expert_forward_train(const ExpertWeights& w, int d_model, int d_ff, std::span<const float> x, std::span<float> y,
+                          std::vector<float>& h13, std::vector<float>& scratch) {
+    const size_t rows = x.size() / static_cast<size_t>(d_model), h_cols = 2 * static_cast<size_t>(d_ff);
+    EPMOE_ASSERT(d_model > 0 && d_ff > 0 && y.size() == x.size() && rows <= INT_MAX &&
+                 w.w13.size() == h_cols * d_model && w.w2.size() == static_cast<size_t>(d_model) * d_ff);
+    const int n = static_cast<int>(rows);
+    h13.resize(rows * h_cols);
+    if (n == 0) return;
+    // h13 [n, 2 d_ff] = x W13^T; then the openblas kernel's steps on a copy: SiLU-multiply, W2.
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, 2 * d_ff, d_model, 1.0f, x.data(), d_model, w.w13.data(),
+                d_model, 0.0f, h13.data(), 2 * d_ff);
+    scratch.assign(h13.begin(), h13.end());
+    silu_mul_rows(scratch.data(), n, d_ff);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, d_model, d_ff, 1.0f, scratch.data(), 2 * d_ff, w.w2.data(),
+                d_ff, 0.0f, y.data(), d_model);
+}
+
+void expert_backward(const ExpertWeights& w, int d_model, int d_ff, std::span<const float> x,
+                     std::span<const float> h13, std::span<const float> dy, std::span<float> dx, ExpertWeights& grad,
+                     std::vector<float>& scratch) {
+    const size_t rows = x.size() / static_cast<size_t>(d_model), f = static_cast<size_t>(d_ff);
+    EPMOE_ASSERT(d_model > 0 && d_ff > 0 && rows <= INT_MAX && h13.size() == rows * 2 * f && dy.size() == x.size() &&
+                 (dx.empty() || dx.size() == x.size()) && w.w13.size() == 2 * f * d_model &&
+                 w.w2.size() == f * d_model && grad.w13.size() == w.w13.size() && grad.w2.size() == w.w2.size());
+    const int n = static_cast<int>(rows);
+    if (n == 0) return;
+    scratch.resize(rows * 3 * f);
+    float* act = scratch.data();              // [n, d_ff]: silu(a) * b, a = W1·x, b = W3·x
+    float* dh13 = scratch.data() + rows * f;  // [n, 2 d_ff]: da | db; dact first, in the left half
+    // dact [n, d_ff] = dy [n, d_model] W2 [d_model, d_ff]
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d_ff, d_model, 1.0f, dy.data(), d_model, w.w2.data(),
+                d_ff, 0.0f, dh13, 2 * d_ff);
+    for (size_t t = 0; t < rows; ++t) {
+        const float* a = &h13[t * 2 * f];
+        const float* b = a + f;
+        float* da = dh13 + t * 2 * f;  // holds dact until overwritten
+        float* db = da + f;
+        for (size_t j = 0; j < f; ++j) {
+            const float sig = 1.0f / (1.0f + std::exp(-a[j])), silu = a[j] * sig, dact = da[j];
+            act[t * f + j] = silu * b[j];
+            db[j] = dact * silu;
+            da[j] = dact * b[j] * sig * (1.0f + a[j] * (1.0f - sig));  // silu'(a) = sig (1 + a (1 - sig))
+        }
+    }
+    // grad.w2 [d_model, d_ff] += dy^T act; grad.w13 [2 d_ff, d_model] += dh13^T x; dx [n, d_model] += dh13 W13
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d_model, d_ff, n, 1.0f, dy.data(), d_model, act, d_ff, 1.0f,
+                grad.w2.data(), d_ff);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 2 * d_ff, d_model, n, 1.0f, dh13, 2 * d_ff, x.data(), d_model,
+                1.0f, grad.w13.data(), d_model);
+    if (!dx.empty())
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d_model, 2 * d_ff, 1.0f, dh13, 2 * d_ff, w.w13.data(),
+                    d_model, 1.0f, dx.data(), d_model);
+}
+
+void add_shared_expert_train(const DenseMlp& mlp, std::span<const float> gate, int d_model, std::span<const float> x,
+                             std::span<float> out, SharedExpertSaved& saved, std::vector<float>& scratch) {
+    EPMOE_ASSERT(gate.size() == static_cast<size_t>(d_model) && out.size() == x.size());
+    saved.y.resize(x.size());
+    saved.score.resize(x.size() / static_cast<size_t>(d_model));
+    expert_forward_train(mlp.w, d_model, mlp.d_ff, x, saved.y, saved.h13, scratch);
+    for (size_t t = 0; t < saved.score.size(); ++t) {
+        const size_t row = t * static_cast<size_t>(d_model);
+        double logit = 0;
+        for (int j = 0; j < d_model; ++j) logit += static_cast<double>(gate[j]) * x[row + j];
+        const float s = saved.score[t] = static_cast<float>(1.0 / (1.0 + std::exp(-logit)));
+        for (int j = 0; j < d_model; ++j) out[row + j] += s * saved.y[row + j];
+    }
+}
+
+void shared_expert_backward(const DenseMlp& mlp, std::span<const float> gate, int d_model, std::span<const float> x,
+                            const SharedExpertSaved& saved, std::span<const float> dout, std::span<float> dx,
+                            ExpertWeights& grad, std::span<float> dgate, std::vector<float>& scratch) {
+    const size_t d = static_cast<size_t>(d_model), n = x.size() / d;
+    EPMOE_ASSERT(gate.size() == d && dgate.size() == d && dout.size() == x.size() && dx.size() == x.size() &&
+                 saved.y.size() == x.size() && saved.score.size() == n);
+    std::vector<float> dy(x.size());   // [num_tokens, d_model]: the MLP's output gradient, s dout
+    std::vector<double> dgate_sum(d);  // [d_model]
+    for (size_t t = 0; t < n; ++t) {
+        const size_t row = t * d;
+        const double s = saved.score[t];
+        double ds = 0;  // d loss / d s = dout · mlp(x)
+        for (size_t j = 0; j < d; ++j) ds += static_cast<double>(dout[row + j]) * saved.y[row + j];
+        const double dlogit = ds * s * (1.0 - s);
+        for (size_t j = 0; j < d; ++j) {
+            dy[row + j] = static_cast<float>(s) * dout[row + j];
+            dx[row + j] += static_cast<float>(dlogit * gate[j]);
+            dgate_sum[j] += dlogit * x[row + j];
+        }
+    }
+    for (size_t j = 0; j < d; ++j) dgate[j] += static_cast<float>(dgate_sum[j]);
+    expert_backward(mlp.w, d_model, mlp.d_ff, x, saved.h13, dy, dx, grad, scratch);
 }
 
 }  // namespace epmoe
