@@ -10,6 +10,7 @@ EPMOE_DEPS=(
     libdnnl-dev                         # oneDNN: the second GEMM backend (compute.backend=onednn, bf16)
     libsimgrid-dev                      # SimGrid SMPI (smpicxx, smpirun): epmoe simulate, build-smpi/
     libboost-program-options-dev nlohmann-json3-dev
+    libpcre2-dev libutf8proc-dev libsentencepiece-dev  # the tokenizers (src/text/): regexes, NFC, tokenizer.model
     libgtest-dev libgmock-dev googletest libbenchmark-dev
     python3                             # quickstart's summary, test fixtures
     python3-matplotlib                  # the figures of epmoe report (src/app/report.py) and bench/scale.png

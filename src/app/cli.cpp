@@ -14,6 +14,7 @@
 #include "app/report.hpp"
 #include "app/run.hpp"
 #include "app/simulate.hpp"
+#include "app/tokenize.hpp"
 #include "app/version.hpp"
 #include "epmoe/base/error.hpp"
 #include "epmoe/control/policy.hpp"
@@ -33,6 +34,7 @@ const char* kUsage =
     "  run     run the MoE forward pass over all ranks and write a results directory\n"
     "  eval    perplexity of a whole model over token ids (eval.json)\n"
     "  generate continue prompts with a whole model: greedy or sampled, KV cache (generated.safetensors)\n"
+    "  tokenize token ids of a text file through the checkpoint's own tokenizer (.safetensors or .bin)\n"
     "  compare run policy/placement pairs on one model and workload; writes compare.csv and compare.md\n"
     "  simulate run on N simulated ranks of a simulated cluster (SimGrid SMPI); writes the same results\n"
     "  info    show ranks, hosts, hwloc topology, MPI, BLAS and energy sources\n"
@@ -96,6 +98,11 @@ std::vector<Shorthand> text_shorthands(bool generate) {
                    "token ids: safetensors input_ids (I32/I64, [N] or [B, S]) or a .bin of little-endian ids "
                    "(default: synthetic [text.synthetic_sequences, text.synthetic_length])"});
     out.push_back({"token-dtype", "text.token_dtype", "a .bin file's id width: auto | uint16 | uint32"});
+    out.push_back({"text", "text.text",
+                   generate ? "prompts as text: one per line, or a .jsonl of {\"prompt\": ...} (the model's tokenizer)"
+                            : "a UTF-8 text file, tokenized whole by the model's tokenizer (one stream)"});
+    out.push_back({"tokenizer", "text.tokenizer",
+                   "auto | json | sp (the --model directory's tokenizer.json / tokenizer.model) | PATH"});
     if (!generate) {
         out.push_back({"ctx", "text.ctx", "tokens a window reads"});
         out.push_back({"stride", "text.stride", "tokens a window advances; 0 = ctx (disjoint windows)"});
@@ -361,6 +368,7 @@ int dispatch(const mpi::Comm& world, int argc, char** argv) {
     if (command == "run") return run_command(world, args, command_line);
     if (command == "eval") return eval_command(world, args, command_line);
     if (command == "generate") return generate_command(world, args, command_line);
+    if (command == "tokenize") return tokenize_command(world, args);
     if (command == "compare") return compare_command(world, args, command_line);
     if (command == "simulate") return simulate_command(world, args, command_line);
     if (command == "info") return info_command(world, args);
@@ -368,7 +376,7 @@ int dispatch(const mpi::Comm& world, int argc, char** argv) {
     if (command == "report") return report_command(world, args);
     mpi::all_or_none(world, [&] {  // every rank sees the same argv: one error line, no abort
         fail("unknown command '", command,
-             "' (commands: run, eval, generate, compare, simulate, report, info, inspect; see epmoe --help)");
+             "' (commands: run, eval, generate, tokenize, compare, simulate, report, info, inspect; see epmoe --help)");
     });
     return 2;
 }

@@ -91,7 +91,7 @@ private:
         const int64_t first = std::min(mine_.end, mine_.begin + g * config_.text.batch);
         const int64_t last = std::min(mine_.end, first + config_.text.batch);
         mpi::all_or_none(world_, [&] {
-            for (int64_t b = first; b < last; ++b) group.ids.push_back(input_.read(b * input_.seq_len(), input_.seq_len()));
+            for (int64_t b = first; b < last; ++b) group.ids.push_back(input_.sequence(b));
         });
         for (int64_t b = first; b < last; ++b) {
             group.caches.push_back(make_sequence_cache(job_.shape().num_layers));
@@ -190,10 +190,12 @@ void write_generated(ResultsWriter& writer, const TextInput& input, int new_toke
     std::ofstream out(writer.stage("generated.jsonl"));
     for (int64_t b = 0; b < input.num_sequences(); ++b) {
         const auto first = ids.begin() + static_cast<std::ptrdiff_t>(b * new_tokens);
-        out << Json({{"prompt", b}, {"prompt_len", input.seq_len()},
-                     {"generated_ids", std::vector<int32_t>(first, first + new_tokens)}})
-                   .dump()
-            << "\n";
+        const std::vector<int32_t> generated(first, first + new_tokens);
+        const Tokenizer* tok = input.tokenizer();  // --text: the prompt's own length, and the text generated
+        const int64_t prompt_len = tok ? static_cast<int64_t>(input.sequence(b).size()) : input.seq_len();
+        Json line = {{"prompt", b}, {"prompt_len", prompt_len}, {"generated_ids", generated}};
+        if (tok) line["text"] = tok->decode(generated, true);
+        out << line.dump() << "\n";
     }
     if (!out) fail(writer.dir(), ": cannot write generated.jsonl");
 }
@@ -218,7 +220,8 @@ Json generate_job(const mpi::Comm& world, const Config& config, bool print_summa
     Job job(
         world, config,
         [&](const ModelShape& shape) {
-            mpi::all_or_none(world, [&] { input = std::make_unique<TextInput>(config, shape.decoder.vocab_size); });
+            mpi::all_or_none(world,
+                             [&] { input = std::make_unique<TextInput>(config, shape.decoder.vocab_size, true); });
             return config.text.batch * input->seq_len();
         },
         true);

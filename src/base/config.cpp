@@ -207,6 +207,12 @@ TextConfig text_config(const Json& j) {
     TextConfig t;
     t.tokens = at(j, "text", "tokens").get<std::string>();
     t.token_dtype = one_of(j, "text", "token_dtype", {"auto", "uint16", "uint32"});
+    t.text = at(j, "text", "text").get<std::string>();
+    t.tokenizer = at(j, "text", "tokenizer").get<std::string>();
+    t.special_tokens = at(j, "text", "special_tokens").get<bool>();
+    if (!t.text.empty() && !t.tokens.empty())
+        bad_value("text.text", j.at("text").at("text"), "give text.tokens or text.text, not both");
+    if (t.tokenizer.empty()) bad_value("text.tokenizer", j.at("text").at("tokenizer"), "auto, json, sp or a path");
     t.ctx = int_in(j, "text", "ctx", 2, int64_t{1} << 24);
     t.stride = int_in(j, "text", "stride", 0, t.ctx);
     t.batch = static_cast<int>(int_in(j, "text", "batch", 1, 1 << 20));

@@ -43,7 +43,7 @@ const char* kDefaults = R"({
   "compute": {"backend": "auto", "dtype": "fp32", "overlap_chunks": 1},
   "output": {"dir": "", "dump": "", "quiet": false, "overwrite": false, "progress_interval_s": 5.0},
   "text": {
-    "tokens": "", "token_dtype": "auto", "ctx": 512, "stride": 0, "batch": 1, "dump_logits": "",
+    "tokens": "", "token_dtype": "auto", "text": "", "tokenizer": "auto", "special_tokens": true, "ctx": 512, "stride": 0, "batch": 1, "dump_logits": "",
     "synthetic_sequences": 8, "synthetic_length": 128
   },
   "generate": {"max_new_tokens": 16, "temperature": 0.0, "top_p": 1.0},

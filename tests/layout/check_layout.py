@@ -16,15 +16,17 @@ DEPENDS = {
     "base": set(),
     "io": {"base"},
     "ops": {"base"},
+    "text": {"base"},
     "sim": {"base", "ops"},
     "comm": {"base", "ops", "sim"},
     "moe": {"base", "ops", "sim", "comm"},
     "model": {"base", "io", "ops", "sim", "comm", "moe"},
+    "train": {"base", "io", "ops", "sim", "comm", "moe", "model"},
     "energy": {"base", "ops", "sim", "comm"},
     "control": {"base", "io", "ops", "sim", "comm", "moe", "model", "energy"},
 }
 DEPENDS["app"] = set(DEPENDS) | {"app"}
-NO_MPI = {"base", "io", "ops"}  # pure compute and files: no <mpi.h>
+NO_MPI = {"base", "io", "ops", "text"}  # pure compute and files: no <mpi.h>
 MAX_FILE_LINES = 400
 MAX_FUNCTION_LINES = 60
 INCLUDE = re.compile(r'#\s*include\s*[<"]([^>"]+)[>"]')

@@ -56,6 +56,9 @@ struct OutputConfig {
 struct TextConfig {
     std::string tokens;       // --tokens: safetensors input_ids or a .bin token file (io/tokens.hpp); "" = synthetic
     std::string token_dtype;  // a .bin file's id width: auto | uint16 | uint32
+    std::string text;         // --text: a UTF-8 file tokenized by the checkpoint's tokenizer; "" = none
+    std::string tokenizer;    // auto | json | sp (the model directory's tokenizer.json / tokenizer.model) | a path
+    bool special_tokens = true;  // add the tokenizer's special tokens (BOS/EOS) to --text's ids
     int64_t ctx = 0;          // eval: tokens a window reads
     int64_t stride = 0;       // eval: tokens a window advances; 0 = ctx (disjoint windows)
     int batch = 0;            // windows (eval) or sequences (generate) a rank runs in one step

@@ -1,0 +1,73 @@
+// One training step of the whole decoder on this rank's sequences: the forward keeping each layer's activations,
+// the losses (LM cross-entropy over the global batch, Hugging Face's load-balancing auxiliary loss), and the
+// backward, the forward reversed (llm.c's train_gpt2.c shape): LM head, final norm, then per layer the MoE block
+// (through the expert exchange, moe/train.hpp) and attention, then the embeddings. FP32 only.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "epmoe/comm/mpi.hpp"
+#include "epmoe/model/decoder.hpp"
+#include "epmoe/model/model.hpp"
+#include "epmoe/moe/dispatch.hpp"
+#include "epmoe/moe/placement.hpp"
+
+namespace epmoe {
+
+// Gradients in the weights' own layout: a Model (this rank's experts, every layer's gate, norms, dense and
+// shared MLPs) and a DecoderWeights, each tensor the gradient of the one in the same place. So a checkpoint
+// writer writes them under the same Hugging Face names (--dump-grads).
+struct ModelGrads {
+    Model model;
+    DecoderWeights decoder;
+};
+
+// Zeroed gradients shaped as the weights (the same owned experts).
+ModelGrads make_grads(const Model& model, const DecoderWeights& decoder);
+void zero_grads(ModelGrads& grads);
+
+// One sequence of a batch: ids [S] at positions 0..S-1 and targets [S] (targets[t]: the token position t
+// predicts, or kIgnoreIndex).
+struct TrainSequence {
+    std::vector<int32_t> ids, targets;
+};
+
+// The step's losses over the global batch (every rank the same).
+struct TrainLosses {
+    double lm = 0;         // mean cross-entropy over the global batch's targets
+    double aux = 0;        // HF's load_balancing_loss_func over every MoE layer (unscaled); 0 without MoE layers
+    int64_t targets = 0;   // targets scored over all ranks
+    int64_t tokens = 0;    // tokens over all ranks
+    double drop_rate = 0;  // assignments dropped by capacity over all
+};
+
+// Seconds of the step's parts on this rank.
+struct TrainTimes {
+    double forward = 0, backward = 0;  // each including its exchanges
+    LayerTimes moe;                    // the MoE blocks' own parts, forward and backward
+};
+
+class DecoderTrainer {
+public:
+    // model: FP32 weights (w13, w2 kept), this rank's experts as placement gives them. aux_coef: the weight of
+    // the auxiliary loss in the loss differentiated (router_aux_loss_coef).
+    DecoderTrainer(const Model& model, const DecoderWeights& decoder, const Placement& placement,
+                   const DispatchOptions& options, double aux_coef);
+    ~DecoderTrainer();
+
+    // Forward and backward of this rank's share of the global batch; ADDS the gradient of lm + aux_coef * aux
+    // into grads (replicated parts: this rank's contribution, to be summed over ranks; experts: complete).
+    // Collective over comm.
+    TrainLosses step(const mpi::Comm& comm, std::span<const TrainSequence> batch, ModelGrads& grads);
+    const TrainTimes& times() const { return times_; }
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+    TrainTimes times_;
+};
+
+}  // namespace epmoe

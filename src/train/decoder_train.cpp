@@ -1,0 +1,218 @@
+// The whole decoder's training step (decoder_train.hpp): activations kept per layer, the backward the forward
+// reversed. Each rank runs its sequences' attention alone and all its rows through the MoE blocks together.
+#include "epmoe/train/decoder_train.hpp"
+
+#include <algorithm>
+#include <cmath>
+
+#include "epmoe/base/error.hpp"
+#include "epmoe/moe/train.hpp"
+#include "epmoe/ops/attention_backward.hpp"
+#include "epmoe/ops/gate.hpp"
+#include "epmoe/ops/loss.hpp"
+#include "epmoe/ops/norm.hpp"
+#include "epmoe/train/aux_loss.hpp"
+
+namespace epmoe {
+namespace {
+
+void zero(std::vector<float>& v) { std::fill(v.begin(), v.end(), 0.0f); }
+void zero(ExpertWeights& w) { zero(w.w13), zero(w.w2); }
+
+ExpertWeights zeros_like(const ExpertWeights& w) {
+    ExpertWeights g;
+    g.w13.assign(w.w13.size(), 0.0f);
+    g.w2.assign(w.w2.size(), 0.0f);
+    return g;
+}
+
+}  // namespace
+
+// What one layer keeps of the forward for the backward (a member of DecoderTrainer::Impl: not in the anonymous
+// namespace).
+struct LayerSaved {
+    std::vector<float> h_in, x1, h_mid, x2;   // [N, d]: input, its norm, after attention, its norm
+    std::vector<AttentionSaved> attention;   // [sequences]
+    MoeBlockSaved moe;                       // an MoE layer
+    SharedExpertSaved shared;                // with a shared expert
+    std::vector<float> dense_h13;            // a dense layer: its MLP's W1 x | W3 x
+};
+
+ModelGrads make_grads(const Model& model, const DecoderWeights& decoder) {
+    ModelGrads g;
+    g.model.shape = model.shape;
+    g.model.kernel = nullptr;
+    for (const MoeLayer& l : model.layers) {
+        MoeLayer& o = g.model.layers.emplace_back();
+        o.gate.assign(l.gate.size(), 0.0f);
+        o.norm.assign(l.norm.size(), 0.0f);
+        for (const auto& [e, w] : l.experts) o.experts.emplace(e, zeros_like(w));
+        if (l.dense) o.dense = DenseMlp{l.dense->d_ff, zeros_like(l.dense->w)};
+        if (l.shared_expert) o.shared_expert = DenseMlp{l.shared_expert->d_ff, zeros_like(l.shared_expert->w)};
+        o.shared_expert_gate.assign(l.shared_expert_gate.size(), 0.0f);
+    }
+    g.decoder = decoder;
+    zero_grads(g);
+    return g;
+}
+
+void zero_grads(ModelGrads& g) {
+    for (MoeLayer& l : g.model.layers) {
+        zero(l.gate), zero(l.norm), zero(l.shared_expert_gate);
+        for (auto& [e, w] : l.experts) zero(w);
+        if (l.dense) zero(l.dense->w);
+        if (l.shared_expert) zero(l.shared_expert->w);
+    }
+    DecoderWeights& d = g.decoder;
+    zero(d.embed), zero(d.final_norm), zero(d.lm_head);
+    for (AttentionWeights& a : d.layers)
+        for (auto* v : {&a.input_norm, &a.wq, &a.wk, &a.wv, &a.wo, &a.bq, &a.bk, &a.bv, &a.bo, &a.q_norm, &a.k_norm})
+            zero(*v);
+}
+
+struct DecoderTrainer::Impl {
+    const Model& model;
+    const DecoderWeights& decoder;
+    const Placement& placement;
+    DispatchOptions options;
+    double aux_coef;
+    std::vector<LayerSaved> layers;
+    std::vector<float> h, xf, logits, dh, dx;  // [N, d] / [N, V]
+    std::vector<int32_t> ids, targets;         // [N]
+    std::vector<int64_t> seq_start;            // [sequences + 1] row offsets
+    int64_t first_token = 0, step_tokens = 0;
+    DispatchBuffers buf;
+    std::vector<float> scratch, tmp;
+
+    size_t d() const { return static_cast<size_t>(model.shape.d_model); }
+    std::span<float> rows(std::vector<float>& v, size_t s) {
+        return std::span<float>(v).subspan(static_cast<size_t>(seq_start[s]) * d(),
+                                           static_cast<size_t>(seq_start[s + 1] - seq_start[s]) * d());
+    }
+    std::span<const float> rows(const std::vector<float>& v, size_t s) const {
+        return std::span<const float>(v).subspan(static_cast<size_t>(seq_start[s]) * d(),
+                                                 static_cast<size_t>(seq_start[s + 1] - seq_start[s]) * d());
+    }
+
+    void forward_layer(const mpi::Comm& comm, int l, TrainTimes& times);
+    void backward_layer(const mpi::Comm& comm, int l, const AuxLoss& aux, ModelGrads& grads, TrainTimes& times);
+};
+
+DecoderTrainer::DecoderTrainer(const Model& model, const DecoderWeights& decoder, const Placement& placement,
+                               const DispatchOptions& options, double aux_coef)
+    : impl_(new Impl{model, decoder, placement, options, aux_coef, {}, {}, {}, {}, {}, {}, {}, {}, {}, 0, 0, {}, {}, {}}) {
+    impl_->layers.resize(model.layers.size());
+}
+
+DecoderTrainer::~DecoderTrainer() = default;
+
+void DecoderTrainer::Impl::forward_layer(const mpi::Comm& comm, int l, TrainTimes& times) {
+    const ModelShape& s = model.shape;
+    const MoeLayer& layer = model.layers[static_cast<size_t>(l)];
+    const AttentionWeights& a = decoder.layers[static_cast<size_t>(l)];
+    LayerSaved& sv = layers[static_cast<size_t>(l)];
+    sv.h_in = h;
+    sv.x1.resize(h.size());
+    rms_norm(h, a.input_norm, s.rms_norm_eps, sv.x1);
+    sv.attention.resize(seq_start.size() - 1);
+    tmp.resize(h.size());
+    for (size_t q = 0; q + 1 < seq_start.size(); ++q)
+        attention_forward_train(a, s.decoder, s.d_model, s.rms_norm_eps, rows(sv.x1, q), seq_start[q + 1] - seq_start[q],
+                                rows(tmp, q), sv.attention[q]);
+    for (size_t i = 0; i < h.size(); ++i) h[i] += tmp[i];
+    sv.h_mid = h;
+    sv.x2.resize(h.size());
+    rms_norm(h, layer.norm, s.rms_norm_eps, sv.x2);
+    std::fill(tmp.begin(), tmp.end(), 0.0f);
+    if (layer.dense) {
+        expert_forward_train(layer.dense->w, s.d_model, layer.dense->d_ff, sv.x2, tmp, sv.dense_h13, scratch);
+    } else {
+        moe_block_forward_train(comm, layer.experts, s, placement, layer.gate, sv.x2, {}, first_token, step_tokens,
+                                options, tmp, sv.moe, times.moe, buf);
+        if (layer.shared_expert)
+            add_shared_expert_train(*layer.shared_expert, layer.shared_expert_gate, s.d_model, sv.x2, tmp, sv.shared,
+                                    scratch);
+    }
+    for (size_t i = 0; i < h.size(); ++i) h[i] += tmp[i];
+}
+
+void DecoderTrainer::Impl::backward_layer(const mpi::Comm& comm, int l, const AuxLoss& aux, ModelGrads& grads,
+                                          TrainTimes& times) {
+    const ModelShape& s = model.shape;
+    const MoeLayer& layer = model.layers[static_cast<size_t>(l)];
+    const AttentionWeights& a = decoder.layers[static_cast<size_t>(l)];
+    LayerSaved& sv = layers[static_cast<size_t>(l)];
+    MoeLayer& g = grads.model.layers[static_cast<size_t>(l)];
+    AttentionWeights& ga = grads.decoder.layers[static_cast<size_t>(l)];
+    dx.assign(dh.size(), 0.0f);  // d x2
+    if (layer.dense) {
+        expert_backward(layer.dense->w, s.d_model, layer.dense->d_ff, sv.x2, sv.dense_h13, dh, dx, g.dense->w, scratch);
+    } else {
+        std::vector<float> dlogits(sv.moe.logits.size());
+        moe_block_backward(comm, layer.experts, s, placement, sv.x2, sv.moe, dh, first_token, step_tokens, options, dx,
+                           g.experts, dlogits, times.moe, buf);
+        aux.add_gradient(sv.moe, aux_coef, dlogits);
+        gate_logits_backward(sv.x2, layer.gate, s.d_model, s.num_experts, dlogits, dx, g.gate);
+        if (layer.shared_expert)
+            shared_expert_backward(*layer.shared_expert, layer.shared_expert_gate, s.d_model, sv.x2, sv.shared, dh, dx,
+                                   g.shared_expert->w, g.shared_expert_gate, scratch);
+    }
+    rms_norm_backward(sv.h_mid, layer.norm, s.rms_norm_eps, dx, dh, g.norm);  // dh: the residual's, plus this
+    dx.assign(dh.size(), 0.0f);                                              // d x1
+    for (size_t q = 0; q + 1 < seq_start.size(); ++q)
+        attention_backward(a, s.decoder, s.d_model, s.rms_norm_eps, rows(sv.x1, q), sv.attention[q], rows(dh, q),
+                           rows(dx, q), ga);
+    rms_norm_backward(sv.h_in, a.input_norm, s.rms_norm_eps, dx, dh, ga.input_norm);
+}
+
+TrainLosses DecoderTrainer::step(const mpi::Comm& comm, std::span<const TrainSequence> batch, ModelGrads& grads) {
+    Impl& m = *impl_;
+    const ModelShape& s = m.model.shape;
+    const int vocab = s.decoder.vocab_size;
+    const double t0 = mpi::wtime();
+    m.ids.clear(), m.targets.clear(), m.seq_start.assign(1, 0);
+    for (const TrainSequence& q : batch) {
+        EPMOE_ASSERT(q.ids.size() == q.targets.size());
+        m.ids.insert(m.ids.end(), q.ids.begin(), q.ids.end());
+        m.targets.insert(m.targets.end(), q.targets.begin(), q.targets.end());
+        m.seq_start.push_back(static_cast<int64_t>(m.ids.size()));
+    }
+    const int64_t n = static_cast<int64_t>(m.ids.size());
+    m.first_token = mpi::exscan_sum<int64_t>(comm, std::span<const int64_t>(&n, 1))[0];
+    m.step_tokens = mpi::allreduce_one<int64_t>(comm, n, mpi::Op::kSum);
+    m.h.resize(static_cast<size_t>(n) * m.d());
+    embed_tokens(m.decoder.embed, s.d_model, m.ids, m.h);
+    for (int l = 0; l < s.num_layers; ++l) m.forward_layer(comm, l, times_);
+    m.xf.resize(m.h.size());
+    rms_norm(m.h, m.decoder.final_norm, s.rms_norm_eps, m.xf);
+    m.logits.resize(static_cast<size_t>(n) * vocab);
+    linear(m.xf, n, s.d_model, m.decoder.head(), {}, vocab, m.logits);
+    const CrossEntropySum ce = cross_entropy_forward(m.logits, vocab, m.targets);
+    double sums[2] = {ce.sum, static_cast<double>(ce.count)};
+    mpi::allreduce<double>(comm, sums, mpi::Op::kSum);
+    std::vector<const MoeBlockSaved*> moe;
+    for (size_t l = 0; l < m.layers.size(); ++l)
+        if (!m.model.layers[l].dense) moe.push_back(&m.layers[l].moe);
+    const AuxLoss aux(comm, moe, s.num_experts, s.top_k, m.step_tokens);
+    const double t1 = mpi::wtime();
+    times_.forward += t1 - t0;
+
+    cross_entropy_backward(m.logits, vocab, m.targets, sums[1] > 0 ? 1.0 / sums[1] : 0.0, m.logits);  // in place
+    m.dx.assign(m.h.size(), 0.0f);
+    std::vector<float>& dhead = m.decoder.lm_head.empty() ? grads.decoder.embed : grads.decoder.lm_head;
+    linear_backward(m.xf, n, s.d_model, m.decoder.head(), vocab, m.logits, m.dx, dhead, {});
+    m.dh.assign(m.h.size(), 0.0f);
+    rms_norm_backward(m.h, m.decoder.final_norm, s.rms_norm_eps, m.dx, m.dh, grads.decoder.final_norm);
+    for (int l = s.num_layers - 1; l >= 0; --l) m.backward_layer(comm, l, aux, grads, times_);
+    embed_tokens_backward(m.ids, s.d_model, m.dh, grads.decoder.embed);
+    times_.backward += mpi::wtime() - t1;
+    TrainLosses out;
+    out.lm = sums[1] > 0 ? sums[0] / sums[1] : NAN;
+    out.aux = aux.value();
+    out.targets = static_cast<int64_t>(sums[1]);
+    out.tokens = m.step_tokens;
+    out.drop_rate = aux.drop_rate();
+    return out;
+}
+
+}  // namespace epmoe
