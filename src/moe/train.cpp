@@ -118,7 +118,8 @@ void keep_slot_outputs(DispatchBuffers& buf, int d, MoeBlockSaved& saved) {
     const size_t slots = buf.slot_row.size();
     saved.slot_out.assign(slots * d, 0.0f);
     for (size_t a = 0; a < slots; ++a)
-        if (buf.slot_row[a] != -1) std::memcpy(&saved.slot_out[a * d], slot_row_ptr(buf, buf.slot_row[a], d), sizeof(float) * d);
+        if (buf.slot_row[a] != -1)
+            std::memcpy(&saved.slot_out[a * d], slot_row_ptr(buf, buf.slot_row[a], d), sizeof(float) * d);
 }
 
 }  // namespace
@@ -138,10 +139,12 @@ void moe_block_forward_train(const mpi::Comm& comm, const ExpertMap& experts, co
     const double t1 = mpi::wtime();
     DispatchOptions one_chunk = options;
     one_chunk.overlap_chunks = 1;
-    saved.plan = plan_dispatch(comm, placement, saved.routing, num_experts, d, first_token, step_tokens, one_chunk, buf);
+    saved.plan =
+        plan_dispatch(comm, placement, saved.routing, num_experts, d, first_token, step_tokens, one_chunk, buf);
     const double p0 = mpi::wtime();
     for (size_t a = 0; a < buf.slot_row.size(); ++a)  // every kept slot's input row, in send or own
-        if (buf.slot_row[a] != -1) std::memcpy(slot_row_ptr(buf, buf.slot_row[a], d), &x_norm[a / k * d], sizeof(float) * d);
+        if (buf.slot_row[a] != -1)
+            std::memcpy(slot_row_ptr(buf, buf.slot_row[a], d), &x_norm[a / k * d], sizeof(float) * d);
     const double p1 = mpi::wtime();
     exchange_rows(comm, saved.plan, d, buf, true);
     const double t2 = mpi::wtime();
@@ -188,7 +191,7 @@ void moe_block_backward(const mpi::Comm& comm, const ExpertMap& experts, const M
         double dot = 0;
         for (int j = 0; j < d; ++j) {
             dot += static_cast<double>(g[j]) * y[j];
-            dy[j] = g[j];
+            dy[j] = routing.weights[a] * g[j];
         }
         dweights[a] = static_cast<float>(dot);
     }
@@ -205,8 +208,8 @@ void moe_block_backward(const mpi::Comm& comm, const ExpertMap& experts, const M
     }
     const double t3 = mpi::wtime();
     std::fill(dlogits.begin(), dlogits.end(), 0.0f);
-    route_weights_backward(saved.logits, num_experts, routing.expert_ids, k, shape.gate, shape.norm_topk_prob,
-                           dweights, dlogits);
+    route_weights_backward(saved.logits, num_experts, routing.expert_ids, k, shape.gate, shape.norm_topk_prob, dweights,
+                           dlogits);
     const double t4 = mpi::wtime();
     times.dispatch += t1 - t0;
     times.expert += t2 - t1;

@@ -30,9 +30,9 @@ struct ExpertSaved {
 // num_tokens * (num_experts + top_k * d_model) for the token side, plus rows * (d_model + 2 * d_ff) for the
 // rows this rank's experts ran (rows ~ num_tokens * top_k when the load is even).
 struct MoeBlockSaved {
-    Routing routing;            // the routing that ran (ids by score + bias, weights from the unbiased scores)
-    std::vector<float> logits;  // [num_tokens, num_experts] the gate logits
-    std::vector<uint8_t> kept;  // [num_tokens, top_k] 1 = kept by capacity (plan.kept, moved here)
+    Routing routing;                   // the routing that ran (ids by score + bias, weights from the unbiased scores)
+    std::vector<float> logits;         // [num_tokens, num_experts] the gate logits
+    std::vector<uint8_t> kept;         // [num_tokens, top_k] 1 = kept by capacity (plan.kept, moved here)
     std::vector<float> slot_out;       // [num_tokens * top_k, d_model] each kept slot's expert output (0 if dropped)
     DispatchPlan plan;                 // the forward's plan: its counts and rows, replayed by the backward
     std::vector<ExpertSaved> experts;  // [plan.local.size()] this rank's experts, as plan.local
