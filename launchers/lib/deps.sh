@@ -14,6 +14,7 @@ EPMOE_DEPS=(
     libgtest-dev libgmock-dev googletest libbenchmark-dev
     python3                             # quickstart's summary, test fixtures
     python3-matplotlib                  # the figures of epmoe report (src/app/report.py) and bench/scale.png
+    fortunes                            # the text epmoe train learns from with no files (/usr/share/games/fortunes)
 )
 
 # The private one-node SLURM cluster of test.sh's SLURM step (tests/slurm/); only test.sh adds these.

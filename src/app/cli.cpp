@@ -6,6 +6,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "app/cli_job.hpp"
 #include "app/compare.hpp"
 #include "app/eval.hpp"
 #include "app/generate.hpp"
@@ -33,6 +34,7 @@ const char* kUsage =
     "commands:\n"
     "  run     run the MoE forward pass over all ranks and write a results directory\n"
     "  eval    perplexity of a whole model over token ids (eval.json)\n"
+    "  train   train a whole model (from scratch or a checkpoint): AdamW, experts sharded over the ranks\n"
     "  generate continue prompts with a whole model: greedy or sampled, KV cache (generated.safetensors)\n"
     "  tokenize token ids of a text file through the checkpoint's own tokenizer (.safetensors or .bin)\n"
     "  compare run policy/placement pairs on one model and workload; writes compare.csv and compare.md\n"
@@ -56,10 +58,8 @@ std::string shell_word(const std::string& w) {
     return out + "'";
 }
 
-// A flag that is a shorthand for one config key.
-struct Shorthand {
-    std::string flag, key, help;
-};
+}  // namespace
+
 
 std::string joined(const std::vector<std::string>& names) {
     std::string out;
@@ -224,8 +224,8 @@ std::optional<Config> parse_job_args(const std::vector<std::string>& args, const
 // parse_job_args on every rank (an error on any is one agreed error); rank 0 prints the help.
 std::optional<Config> parse_job(const mpi::Comm& world, const std::vector<std::string>& args, const char* command,
                                 const std::vector<Shorthand>& shorthands, const Json& defaults, const std::string& head,
-                                const std::string& command_line, const po::options_description& extra = {},
-                                po::variables_map* values = nullptr) {
+                                const std::string& command_line, const po::options_description& extra,
+                                po::variables_map* values) {
     std::optional<Config> config;
     std::string help;
     mpi::all_or_none(world, [&] {
@@ -265,6 +265,8 @@ int generate_command(const mpi::Comm& world, const std::vector<std::string>& arg
         command_line);
     return config ? generate(world, *config) : 0;
 }
+
+namespace {
 
 int compare_command(const mpi::Comm& world, const std::vector<std::string>& args, const std::string& command_line) {
     po::options_description extra;
@@ -369,6 +371,7 @@ int dispatch(const mpi::Comm& world, int argc, char** argv) {
     if (command == "eval") return eval_command(world, args, command_line);
     if (command == "generate") return generate_command(world, args, command_line);
     if (command == "tokenize") return tokenize_command(world, args);
+    if (command == "train") return train_command(world, args, command_line);
     if (command == "compare") return compare_command(world, args, command_line);
     if (command == "simulate") return simulate_command(world, args, command_line);
     if (command == "info") return info_command(world, args);
@@ -376,7 +379,7 @@ int dispatch(const mpi::Comm& world, int argc, char** argv) {
     if (command == "report") return report_command(world, args);
     mpi::all_or_none(world, [&] {  // every rank sees the same argv: one error line, no abort
         fail("unknown command '", command,
-             "' (commands: run, eval, generate, tokenize, compare, simulate, report, info, inspect; see epmoe --help)");
+             "' (commands: run, eval, generate, train, tokenize, compare, simulate, report, info, inspect; see epmoe --help)");
     });
     return 2;
 }

@@ -33,23 +33,6 @@ mpi::WaitMode pick_wait_mode(const mpi::Comm& world, const mpi::Comm& host, cons
     return fits ? mpi::WaitMode::kBlock : mpi::WaitMode::kYield;
 }
 
-// Checks the launch, binds the rank (resources.bind), picks the wait mode and sets the GEMM threads.
-// Returns this rank's binding ("none" unless bound). Collective.
-std::string set_up_rank(const mpi::Comm& world, const Config& config) {
-    mpi::all_or_none(world, [&] {
-        check_launch(world);
-        // A results directory of an earlier run is refused before anything is loaded.
-        if (world.rank() == 0 && !config.output.dir.empty())
-            check_results_dir(config.output.dir, config.output.overwrite);
-    });
-    const mpi::Comm host = world.split_shared();  // the ranks of this host: binding and the wait mode
-    std::string binding = "none";
-    if (config.bind == "core")
-        mpi::all_or_none(world, [&] { binding = bind_to_cores(host.rank(), host.size(), config.threads_per_rank); });
-    mpi::set_wait_mode(pick_wait_mode(world, host, config));
-    set_compute_threads(config.threads_per_rank);  // OpenBLAS and oneDNN
-    return binding;
-}
 
 // One step's record for the coordinator.
 RankRecord make_record(const StepResult& result, int num_layers, int64_t tokens, double compute_s,
@@ -122,6 +105,24 @@ Json host_names(const mpi::Comm& world) {
 
 
 }  // namespace
+
+// Checks the launch, binds the rank (resources.bind), picks the wait mode and sets the GEMM threads.
+// Returns this rank's binding ("none" unless bound). Collective.
+std::string set_up_rank(const mpi::Comm& world, const Config& config) {
+    mpi::all_or_none(world, [&] {
+        check_launch(world);
+        // A results directory of an earlier run is refused before anything is loaded.
+        if (world.rank() == 0 && !config.output.dir.empty())
+            check_results_dir(config.output.dir, config.output.overwrite);
+    });
+    const mpi::Comm host = world.split_shared();  // the ranks of this host: binding and the wait mode
+    std::string binding = "none";
+    if (config.bind == "core")
+        mpi::all_or_none(world, [&] { binding = bind_to_cores(host.rank(), host.size(), config.threads_per_rank); });
+    mpi::set_wait_mode(pick_wait_mode(world, host, config));
+    set_compute_threads(config.threads_per_rank);  // OpenBLAS and oneDNN
+    return binding;
+}
 
 Job::Job(const mpi::Comm& world, const Config& config,
          const std::function<int64_t(const ModelShape&)>& tokens_per_rank, bool whole_model)

@@ -21,6 +21,10 @@
 
 namespace epmoe {
 
+// Checks the launch, binds the rank (resources.bind), picks the wait mode and sets the GEMM threads. Returns
+// this rank's binding ("none" unless bound). Collective.
+std::string set_up_rank(const mpi::Comm& world, const Config& config);
+
 class Job {
 public:
     // tokens_per_rank(shape): the most tokens a rank runs at once, for the host memory check; called after the

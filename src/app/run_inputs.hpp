@@ -46,6 +46,8 @@ public:
     // The checkpoint's eos_token_ids and pad_token_id (whole_model; none for a synthetic model).
     std::vector<int32_t> eos_token_ids() const { return checkpoint_ ? checkpoint_->info().eos_token_ids : std::vector<int32_t>(); }
     int32_t pad_token_id() const { return checkpoint_ ? checkpoint_->info().pad_token_id : -1; }
+    // The checkpoint's family (Mixtral for a synthetic model).
+    Family family() const { return checkpoint_ ? checkpoint_->info().family : Family::kMixtral; }
     // summary.json's "model": sizes and source (synthetic, or family, path and layers of a checkpoint).
     Json describe() const;
     // summary.json's "memory": weight bytes held, checkpoint bytes converted and peak RSS (bytes), per rank.

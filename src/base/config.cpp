@@ -231,6 +231,32 @@ GenerateConfig generate_config(const Json& j) {
     return g;
 }
 
+TrainConfig train_config(const Json& j) {
+    TrainConfig t;
+    t.steps = static_cast<int>(int_in(j, "train", "steps", 1, 1 << 30));
+    t.batch = static_cast<int>(int_in(j, "train", "batch", 1, 1 << 20));
+    t.lr = real_in(j, "train", "lr", 0, false);
+    t.min_lr = real_in(j, "train", "min_lr", 0, false);
+    if (t.min_lr > t.lr) bad_value("train.min_lr", j.at("train").at("min_lr"), "must be <= train.lr");
+    t.warmup_steps = static_cast<int>(int_in(j, "train", "warmup_steps", 0, t.steps));
+    t.weight_decay = real_in(j, "train", "weight_decay", 0, false);
+    t.grad_clip = real_in(j, "train", "grad_clip", 0, false);
+    t.aux_loss_coef = at(j, "train", "aux_loss_coef").get<double>();
+    if (!std::isfinite(t.aux_loss_coef)) bad_value("train.aux_loss_coef", j.at("train").at("aux_loss_coef"), "must be finite");
+    t.decay_router = at(j, "train", "decay_router").get<bool>();
+    t.data = at(j, "train", "data").get<std::string>();
+    t.val_data = at(j, "train", "val_data").get<std::string>();
+    t.val_fraction = real_in(j, "train", "val_fraction", 0, true);
+    if (t.val_fraction >= 1) bad_value("train.val_fraction", j.at("train").at("val_fraction"), "must be < 1");
+    t.val_windows = static_cast<int>(int_in(j, "train", "val_windows", 1, 1 << 20));
+    t.eval_every = static_cast<int>(int_in(j, "train", "eval_every", 0, 1 << 30));
+    t.save_dir = at(j, "train", "save_dir").get<std::string>();
+    t.save_every = static_cast<int>(int_in(j, "train", "save_every", 0, 1 << 30));
+    t.corpus = at(j, "train", "corpus").get<std::string>();
+    t.family = one_of(j, "train", "family", {"mixtral", "olmoe", "qwen2_moe", "qwen3_moe"});
+    return t;
+}
+
 }  // namespace
 
 Config Config::from_json(const Json& j) {
@@ -255,6 +281,7 @@ Config Config::from_json(const Json& j) {
     c.simulate = simulate_config(j);
     c.text = text_config(j);
     c.generate = generate_config(j);
+    c.train = train_config(j);
     return c;
 }
 

@@ -11,6 +11,7 @@
 #include "epmoe/base/error.hpp"
 #include "epmoe/base/json.hpp"
 #include "epmoe/model/checkpoint.hpp"
+#include "epmoe/model/checkpoint_write.hpp"
 #include "epmoe/model/decoder.hpp"
 
 namespace epmoe::checkpoint_detail {
@@ -96,14 +97,54 @@ struct TensorSpec {
     std::vector<int64_t> shape;  // the whole tensor's shape, as the file's header must give it
     Matrix matrix = Matrix::kNorm;
     Mlp mlp = Mlp::kNone;
-    int expert = -1;     // Mlp::kExpert: the routed expert
-    bool fused = false;  // read rows [expert, expert + 1) of dim 0 only
+    int expert = -1;                         // Mlp::kExpert: the routed expert
+    bool fused = false;                      // read rows [expert, expert + 1) of dim 0 only
     DecoderPart part = DecoderPart::kEmbed;  // kDecoder: which part
     int layer = -1;                          // kDecoder: the layer of a per-layer part
 
     // Elements read from a tensor of this shape.
     int64_t numel() const;
 };
+
+// Where decoder part t (t.layer: an index into w.layers) is held in w: a DecoderWeights, const or not.
+template <typename Weights>
+auto& decoder_slot(Weights& w, const TensorSpec& t) {
+    switch (t.part) {
+        case DecoderPart::kEmbed:
+            return w.embed;
+        case DecoderPart::kFinalNorm:
+            return w.final_norm;
+        case DecoderPart::kLmHead:
+            return w.lm_head;
+        default:
+            break;
+    }
+    auto& a = w.layers.at(static_cast<size_t>(t.layer));
+    switch (t.part) {
+        case DecoderPart::kInputNorm:
+            return a.input_norm;
+        case DecoderPart::kQ:
+            return a.wq;
+        case DecoderPart::kK:
+            return a.wk;
+        case DecoderPart::kV:
+            return a.wv;
+        case DecoderPart::kO:
+            return a.wo;
+        case DecoderPart::kBq:
+            return a.bq;
+        case DecoderPart::kBk:
+            return a.bk;
+        case DecoderPart::kBv:
+            return a.bv;
+        case DecoderPart::kBo:
+            return a.bo;
+        case DecoderPart::kQNorm:
+            return a.q_norm;
+        default:
+            return a.k_norm;
+    }
+}
 
 // Every tensor layer `l` uses on a rank owning the experts with owns(e), in reading order: the norm, then the
 // gate, each owned expert (W1, W3, W2; or its W13 and W2 slices), the shared expert and its gate, or the dense
@@ -132,5 +173,14 @@ void apply_hf_config(const std::string& config_path, CheckpointInfo& info);
 // The same from epmoe's model.* keys, for a single .safetensors file with no config.json: the family and the
 // layer count come from the tensor names of info.weight_map.
 void apply_model_config(const ModelConfig& m, CheckpointInfo& info);
+
+// The CheckpointInfo the loader will build from what write_checkpoint writes of `model` and `decoder`: family,
+// shape, each layer's kind and module (transformers 4's names, experts one by one), the dense and shared MLP
+// sizes, and a weight_map entry (file "") for each attention bias the decoder holds. Fails naming the layer and
+// part when the model does not fit what the family's config.json can say.
+CheckpointInfo info_for_writing(Family family, const Model& model, const DecoderWeights& decoder);
+
+// The config.json of that checkpoint (checkpoint_write.hpp lists the keys' sources).
+Json hf_config_for(const CheckpointInfo& info, const CheckpointWriteOptions& options);
 
 }  // namespace epmoe::checkpoint_detail

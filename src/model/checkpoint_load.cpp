@@ -62,31 +62,6 @@ void read_layer(const Checkpoint& ck, const std::vector<TensorSpec>& tensors, co
     }
 }
 
-// Where a decoder part goes.
-std::vector<float>& decoder_slot(DecoderWeights& w, const TensorSpec& t) {
-    using P = checkpoint_detail::DecoderPart;
-    switch (t.part) {
-        case P::kEmbed: return w.embed;
-        case P::kFinalNorm: return w.final_norm;
-        case P::kLmHead: return w.lm_head;
-        default: break;
-    }
-    AttentionWeights& a = w.layers.at(static_cast<size_t>(t.layer));
-    switch (t.part) {
-        case P::kInputNorm: return a.input_norm;
-        case P::kQ: return a.wq;
-        case P::kK: return a.wk;
-        case P::kV: return a.wv;
-        case P::kO: return a.wo;
-        case P::kBq: return a.bq;
-        case P::kBk: return a.bk;
-        case P::kBv: return a.bv;
-        case P::kBo: return a.bo;
-        case P::kQNorm: return a.q_norm;
-        default: return a.k_norm;
-    }
-}
-
 }  // namespace
 
 DecoderWeights Checkpoint::load_decoder(int first, int last) const {
@@ -94,7 +69,7 @@ DecoderWeights Checkpoint::load_decoder(int first, int last) const {
     w.layers.resize(static_cast<size_t>(last - first + 1));
     for (TensorSpec t : checkpoint_detail::decoder_tensors(info_, first, last)) {
         if (t.layer >= 0) t.layer -= first;  // the index into w.layers
-        read_spec(*this, t, decoder_slot(w, t));
+        read_spec(*this, t, checkpoint_detail::decoder_slot(w, t));
     }
     return w;
 }

@@ -31,7 +31,10 @@ void allreduce_over(const ParamRegistry& params, const mpi::Comm* comm, std::vec
     auto flush = [&] {
         mpi::allreduce(*comm, std::span<float>(buffer.data(), filled), mpi::Op::kSum);
         const float* from = buffer.data();
-        for (const Piece& piece : pieces) from = std::copy_n(from, piece.count, piece.grad);
+        for (const Piece& piece : pieces) {
+            std::copy_n(from, piece.count, piece.grad);
+            from += piece.count;
+        }
         pieces.clear();
         filled = 0;
     };

@@ -125,11 +125,9 @@ LrSchedule::LrSchedule(double max_lr, double min_lr, int64_t warmup_steps, int64
 
 double LrSchedule::at(int64_t step) const {
     EPMOE_ASSERT(step >= 0);
-    if (step < warmup_steps_)
-        return max_lr_ * static_cast<double>(step + 1) / static_cast<double>(warmup_steps_ + 1);
+    if (step < warmup_steps_) return max_lr_ * static_cast<double>(step + 1) / static_cast<double>(warmup_steps_ + 1);
     if (step >= decay_steps_) return min_lr_;
-    const double ratio =
-        static_cast<double>(step - warmup_steps_) / static_cast<double>(decay_steps_ - warmup_steps_);
+    const double ratio = static_cast<double>(step - warmup_steps_) / static_cast<double>(decay_steps_ - warmup_steps_);
     const double coeff = 0.5 * (1.0 + std::cos(std::numbers::pi * ratio));
     return min_lr_ + coeff * (max_lr_ - min_lr_);
 }

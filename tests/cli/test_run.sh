@@ -16,7 +16,7 @@ expect_stdout_has "compare"
 expect_exit 0 "$EPMOE" --version
 expect_stdout_has "epmoe "
 expect_exit 2 "${mpiexec[@]}" -np 2 "$EPMOE" rnu
-expect_stderr_has "epmoe: error: unknown command 'rnu' (commands: run, eval, generate, compare, simulate, report, info, inspect"
+expect_stderr_has "epmoe: error: unknown command 'rnu' (commands: run, eval, generate, train, tokenize, compare, simulate, report, info, inspect"
 expect_one_error_line
 
 # 1. The results directory: every summary key with its type, one metrics line per step, no temp files.

@@ -73,6 +73,26 @@ struct GenerateConfig {
     double top_p = 1;        // nucleus sampling's mass (with temperature > 0)
 };
 
+// train.*: `epmoe train` (the window length is text.ctx).
+struct TrainConfig {
+    int steps = 0;
+    int batch = 0;                // windows in the global batch of a step, split over the ranks
+    double lr = 0, min_lr = 0;    // the schedule's peak and floor (optim.hpp LrSchedule)
+    int warmup_steps = 0;
+    double weight_decay = 0;      // AdamW's, on matrices (and the router with decay_router)
+    double grad_clip = 0;         // the global gradient norm's limit; 0 = none
+    double aux_loss_coef = 0;     // the load-balancing loss's weight; < 0 = the checkpoint's (synthetic: 0.01)
+    bool decay_router = false;
+    std::string data, val_data;   // token files; "" = the byte-level corpus (train.corpus), held-out split
+    double val_fraction = 0;      // the corpus' (or data's) tail held out when val_data is ""
+    int val_windows = 0;          // validation windows of ctx tokens
+    int eval_every = 0;           // steps between validations (and after the last); 0 = only after the last
+    std::string save_dir;         // where the trained model is written as a HF checkpoint; "" = nowhere
+    int save_every = 0;           // steps between saves (and after the last); 0 = only after the last
+    std::string corpus;           // a file or a folder of text files read as bytes (vocabulary 256)
+    std::string family;           // the checkpoint family a synthetic model is written as
+};
+
 // compute.*: the GEMM backend and precision of the experts (ops/mlp_kernel.hpp).
 struct ComputeConfig {
     std::string backend;     // auto | openblas | onednn (auto: resolve_backend in ops/mlp_kernel.hpp)
@@ -145,6 +165,7 @@ struct Config {
     SimulateConfig simulate;
     TextConfig text;
     GenerateConfig generate;
+    TrainConfig train;
     std::shared_ptr<const Json> json;  // the full effective config, as written to config.json
     std::string command_line;          // the command as typed (summary.json); set by the parser, not a config key
 

@@ -64,6 +64,9 @@ struct Arch {
     const char* embed;           // [vocab_size, d_model]
     const char* final_norm;      // [d_model]
     const char* lm_head;         // [vocab_size, d_model]; absent when tie_word_embeddings
+    // What a written config.json names (checkpoint_write.hpp).
+    const char* architecture;     // config.json's architectures[0], the transformers class
+    double router_aux_loss_coef;  // the family's default in transformers' configuration class
 };
 
 // The table of `family`.

@@ -50,6 +50,14 @@ struct TrainTimes {
     LayerTimes moe;                    // the MoE blocks' own parts, forward and backward
 };
 
+class ParamRegistry;
+
+// Registers every trainable tensor with its gradient in grads: the replicated ones first (attention, norms,
+// routers, dense and shared MLPs, embeddings, LM head; summed over `world`), then this rank's experts (its own).
+// The same order on every rank. decay_router: AdamW's weight decay on the routers too.
+void register_params(ParamRegistry& registry, Model& model, DecoderWeights& decoder, ModelGrads& grads,
+                     const mpi::Comm& world, bool decay_router);
+
 class DecoderTrainer {
 public:
     // model: FP32 weights (w13, w2 kept), this rank's experts as placement gives them. aux_coef: the weight of

@@ -28,10 +28,10 @@ bool weight_decay_applies(ParamKind kind, bool decay_router);
 // One trainable tensor as the trainer holds it. The spans point into the trainer's own buffers, which must
 // outlive the registry.
 struct Param {
-    std::string name;         // the Hugging Face name, e.g. "model.layers.0.mlp.gate.weight"
-    std::span<float> value;   // [numel]: the FP32 master weights, updated in place by AdamW::step
-    std::span<float> grad;    // [numel]: its gradient (see allreduce_gradients for the convention)
-    bool decay = true;        // AdamW's weight decay applies (weight_decay_applies)
+    std::string name;        // the Hugging Face name, e.g. "model.layers.0.mlp.gate.weight"
+    std::span<float> value;  // [numel]: the FP32 master weights, updated in place by AdamW::step
+    std::span<float> grad;   // [numel]: its gradient (see allreduce_gradients for the convention)
+    bool decay = true;       // AdamW's weight decay applies (weight_decay_applies)
     // The ranks that each hold a replica of this tensor and sum their gradients: the world for replicated
     // weights (attention, norms, embeddings, routers), the replicas of an expert's group under DP x EP; nullptr
     // when this rank alone holds it (an expert in pure EP). Not owned; must outlive the registry.
@@ -92,7 +92,7 @@ struct AdamWConfig {
     double beta2 = 0.999;
     double eps = 1e-8;
     double weight_decay = 0.01;  // for the tensors with Param::decay; the others get 0
-    AdamWConfig() = default;  // torch's defaults
+    AdamWConfig() = default;     // torch's defaults
     // Fails (epmoe::Error naming the value) unless 0 <= b1, b2 < 1, epsilon > 0, decay >= 0, all finite.
     AdamWConfig(double b1, double b2, double epsilon, double decay);
 };

@@ -32,6 +32,8 @@ const Arch kMixtral = {
     .embed = "model.embed_tokens.weight",  // [vocab_size, d_model]
     .final_norm = "model.norm.weight",     // [d_model]
     .lm_head = "lm_head.weight",           // [vocab_size, d_model]
+    .architecture = "MixtralForCausalLM",
+    .router_aux_loss_coef = 0.001,
 };
 
 }  // namespace epmoe::arch

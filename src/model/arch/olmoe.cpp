@@ -31,6 +31,8 @@ const Arch kOlmoe = {
     .embed = "model.embed_tokens.weight",  // [vocab_size, d_model]
     .final_norm = "model.norm.weight",     // [d_model]
     .lm_head = "lm_head.weight",           // [vocab_size, d_model]
+    .architecture = "OlmoeForCausalLM",
+    .router_aux_loss_coef = 0.01,
 };
 
 }  // namespace epmoe::arch

@@ -36,6 +36,8 @@ const Arch kQwen2Moe = {
     .embed = "model.embed_tokens.weight",  // [vocab_size, d_model]
     .final_norm = "model.norm.weight",     // [d_model]
     .lm_head = "lm_head.weight",           // [vocab_size, d_model]
+    .architecture = "Qwen2MoeForCausalLM",
+    .router_aux_loss_coef = 0.001,
 };
 
 }  // namespace epmoe::arch

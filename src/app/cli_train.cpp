@@ -1,0 +1,48 @@
+// `epmoe train`'s command line.
+#include "app/cli_job.hpp"
+#include "app/train.hpp"
+
+namespace epmoe::cli {
+namespace {
+
+// train's defaults: a small byte-level model (vocabulary 256) on the corpus, FP32 on OpenBLAS.
+Json train_defaults() {
+    Json d = default_config();
+    const Json shape = {{"vocab_size", 256}, {"d_model", 128}, {"d_ff", 256}, {"num_layers", 2},
+                        {"num_heads", 4},    {"num_kv_heads", 2}, {"head_dim", 32}};
+    for (const auto& [k, v] : shape.items()) d["model"][k] = v;
+    d["text"]["ctx"] = 128;
+    d["compute"]["backend"] = "openblas";
+    return d;
+}
+
+}  // namespace
+
+int train_command(const mpi::Comm& world, const std::vector<std::string>& args, const std::string& command_line) {
+    std::vector<Shorthand> shorthands = {
+        {"model", "model.path", "checkpoint to fine-tune (default: the synthetic shape, from scratch)"},
+        {"data", "train.data", "token file to train on (default: the bytes of train.corpus)"},
+        {"val-data", "train.val_data", "token file to validate on (default: the data's held-out tail)"},
+        {"ctx", "text.ctx", "tokens a training window reads"},
+        {"batch", "train.batch", "windows in a step's global batch, split over the ranks"},
+        {"steps", "train.steps", "optimizer steps"},
+        {"lr", "train.lr", "peak learning rate (warmup then cosine to train.min_lr)"},
+        {"aux-loss-coef", "train.aux_loss_coef", "load-balancing loss weight; < 0 = the checkpoint's (else 0.01)"},
+        {"save", "train.save_dir", "write the trained model here as a Hugging Face checkpoint"},
+        {"save-every", "train.save_every", "steps between saves (0: at the end only)"},
+        {"eval-every", "train.eval_every", "steps between validations (0: at the end only)"},
+        {"capacity-factor", "routing.capacity_factor", "expert capacity factor X > 0; 0 = dropless"},
+        {"out", "output.dir", "results directory (default: results/<UTC timestamp>-train)"},
+        {"seed", "seed", "seed of the synthetic model and the batch sampler"},
+    };
+    std::optional<Config> config = parse_job(
+        world, args, "train", shorthands, train_defaults(),
+        "usage: epmoe train [--model DIR] [--data FILE] [--steps N] [--save DIR] [options]\n\n"
+        "Trains the whole model with the experts sharded over the ranks (each rank a data-parallel replica of\n"
+        "the rest): AdamW, global-norm clipping, warmup + cosine schedule, LM + load-balancing loss. With no\n"
+        "files: a small byte-level MoE on the fortunes corpus, validated against a bigram model.\n",
+        command_line);
+    return config ? train(world, *config) : 0;
+}
+
+}  // namespace epmoe::cli
