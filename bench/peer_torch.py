@@ -41,7 +41,7 @@ import zlib
 import torch
 import torch.nn.functional as F
 
-CODES = {torch.float32: "F32", torch.float64: "F64"}
+CODES = {torch.float32: "F32", torch.float64: "F64", torch.int32: "I32", torch.int64: "I64"}
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
 
@@ -68,7 +68,7 @@ def read_tensor(path, name):
         start, end = meta["data_offsets"]
         f.seek(8 + n + start)
         data = bytearray(f.read(end - start))
-    dtype = {"F32": torch.float32, "F64": torch.float64}[meta["dtype"]]
+    dtype = {"F32": torch.float32, "F64": torch.float64, "I32": torch.int32, "I64": torch.int64}[meta["dtype"]]
     return torch.frombuffer(data, dtype=dtype).reshape(meta["shape"])
 
 
@@ -209,23 +209,37 @@ def time_block(args):
     print(json.dumps(out))
 
 
-def search(args):
-    """Every thread setting in a fresh process (OpenBLAS reads its variable once, when it loads)."""
+def thread_settings(blas_counts=None, torch_counts=None):
+    """(OPENBLAS_NUM_THREADS, torch threads, OMP_WAIT_POLICY or None) for every setting a search tries; counts
+    default to 1, cores/2 (from 4 cores) and cores."""
     cores = os.cpu_count() or 1
     counts = sorted({1, cores} | ({cores // 2} if cores >= 4 else set()))
+    return list(itertools.product(blas_counts or counts, torch_counts or counts, ("PASSIVE", None)))
+
+
+def run_fresh(cmd, blas, threads, wait):
+    """Runs cmd (a JSON-printing `time` command) in a fresh process with the thread setting; its JSON.
+    Fresh, because OpenBLAS reads its variable once, when it loads."""
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(blas), OMP_NUM_THREADS=str(threads))
+    env.pop("OMP_WAIT_POLICY", None)
+    if wait:
+        env["OMP_WAIT_POLICY"] = wait
+    return json.loads(subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout)
+
+
+def setting_of(blas, threads, wait):
+    return {"openblas_num_threads": blas, "torch_threads": threads, "omp_wait_policy": wait}
+
+
+def search(args):
+    """Every thread setting in a fresh process."""
     settings = []
-    blas_counts = args.blas_threads or counts
-    torch_counts = args.torch_threads or counts
-    for blas, threads, wait in itertools.product(blas_counts, torch_counts, ("PASSIVE", None)):
-        env = dict(os.environ, OPENBLAS_NUM_THREADS=str(blas), OMP_NUM_THREADS=str(threads))
-        env.pop("OMP_WAIT_POLICY", None)
-        if wait:
-            env["OMP_WAIT_POLICY"] = wait
+    for blas, threads, wait in thread_settings(args.blas_threads, args.torch_threads):
         cmd = [sys.executable, os.path.abspath(__file__), "time", args.dir, "--tokens", ",".join(map(str, args.tokens)),
                "--dtype", args.dtype, "--workload", ",".join(args.workload), "--threads", str(threads), "--reps", str(args.reps)]
-        res = json.loads(subprocess.run(cmd, env=env, check=True, capture_output=True, text=True).stdout)
-        settings.append({"openblas_num_threads": blas, "torch_threads": threads, "omp_wait_policy": wait,
-                         "points": {p["tokens"]: p["tokens_per_s"] for p in res["points"]}})
+        res = run_fresh(cmd, blas, threads, wait)
+        settings.append(dict(setting_of(blas, threads, wait),
+                             points={p["tokens"]: p["tokens_per_s"] for p in res["points"]}))
     best = {t: max(settings, key=lambda s: s["points"][t]["median"]) for t in args.tokens}
     print(json.dumps({"bench": "torch_peer_search", "dtype": args.dtype, "workload": args.workload[0], "reps": args.reps,
                       "settings": settings,

@@ -11,6 +11,7 @@ import os
 import statistics
 
 from report_layer import changing_section, changing_targets, decode_section, fixed_section, load_peer, peer_search_section
+from report_model import model_section, model_targets
 from report_util import fmt, fmt_stats, load_kernels, med, metric, ratio, stats, verdict
 
 D_MODEL, D_FF, EXPERTS, TOP_K = 1024, 3584, 8, 2
@@ -232,6 +233,9 @@ def main():
                  f"{fmt(wb_max / 2**20 if wb_max else None)} | {fmt(rss_max / 2**20 if rss_max else None)} |")
     L.append("")
 
+    model = model_section(L, f)
+    out["model"] = model
+
     # Targets.
     L.append("## Targets\n")
     L.append("Each target with its verdict and, where it is not met, the limit in the way and the measurement of "
@@ -310,6 +314,7 @@ def main():
     L.append(f"| BF16 >= 1.6x FP32 tokens/s at 2048 tokens | {fmt(bf_ratio)} | {verdict(bf_ratio, 1.6)} | {why} |")
     dev = bf["rel_l2_vs_torch_fp64"] if bf else None
     L.append(f"| BF16 deviation <= 1e-2 relative (vs torch float64) | {fmt(dev)} | {verdict(dev, 1e-2, False)} | |")
+    model_targets(L, model)
     L.append("")
     if run_errors:
         L.append("Runs that failed: " + "; ".join(f"`{n}`: {e}" for n, e in run_errors.items()) + "\n")

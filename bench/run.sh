@@ -13,7 +13,12 @@
 #   decode    the layer at 1, 4 and 16 tokens a rank against the memory-bandwidth bound (bench/stream.cpp)
 #   scaling   weak scaling 1 -> 2 ranks (4 oversubscribed, an overhead check only), weight bytes per rank;
 #             the 2-rank point is the layer run of the default kernel (compute.backend=auto)
-# then bench/report.py writes bench/RESULTS.md and bench/results.json. Takes about 6-8 minutes on 2 cores.
+#   model     the whole model (bench/peer_model.py's 4-layer Mixtral checkpoint, vocab 32000) on 2 ranks, 1 thread
+#             each: epmoe eval tokens/s and epmoe generate's decode ms a step at 1 and 16 prompts a rank, against
+#             HF's MixtralForCausalLM in Debian's torch (with its KV cache) at its best thread setting, searched
+#             here; the peer's mean NLL and greedy ids checked against epmoe's
+# then bench/report.py writes bench/RESULTS.md and bench/results.json. Takes about 15-18 minutes on 2 cores
+# (the model stage about 9; `--only model` runs it alone).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -23,22 +28,26 @@ source "$EPMOE_ROOT/launchers/lib/build.sh"
 
 usage() {
     cat <<'EOF2'
-usage: bench/run.sh [--quick] [--keep DIR] [--no-build]
+usage: bench/run.sh [--quick] [--keep DIR] [--no-build] [--only model]
 
   --quick      fewer repetitions and steps (a smoke run; its RESULTS.md says so)
   --keep DIR   keep the raw outputs (JSON, results directories, peer files) in DIR (default: a temp dir)
   --no-build   use build-bench/ as it is
+  --only model the whole-model stage alone: writes DIR/MODEL.md and DIR/model.json (not bench/RESULTS.md)
 Writes bench/RESULTS.md and bench/results.json. Needs the packages of launchers/test.sh and python3-torch.
 EOF2
 }
 
-quick=0 keep="" build=1
+quick=0 keep="" build=1 only=""
 while [ $# -gt 0 ]; do
     case $1 in
         -h | --help) usage; exit 0 ;;
         --quick) quick=1 ;;
         --keep) keep=$2; shift ;;
         --no-build) build=0 ;;
+        --only)
+            only=$2; shift
+            [ "$only" = model ] || { echo "bench/run.sh: error: --only takes 'model'" >&2; exit 2; } ;;
         *) echo "bench/run.sh: error: unknown argument '$1'" >&2; exit 2 ;;
     esac
     shift
@@ -62,7 +71,11 @@ mpirun=("$EPMOE_ROOT/launchers/mpirun.sh")
 one_thread=(env OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 OMPI_MCA_mpi_yield_when_idle=1)
 # seq_steps: steps of the changing workloads; step 0 of epmoe and the peer's warm-up batch are not timed.
 reps=5 dreps=30 steps=6 small_steps=30 seq_steps=21 search_reps=3
-[ "$quick" -eq 0 ] || { reps=2 dreps=5 steps=3 small_steps=8 seq_steps=5 search_reps=1; }
+# The whole model: eval windows of eval_ctx tokens (eval_batch a rank a step), prompts of 128 tokens and
+# new_tokens generated each; mreps runs of each epmoe command and timed passes of the peer.
+eval_windows=32 eval_ctx=256 eval_batch=4 new_tokens=32 mreps=3
+[ "$quick" -eq 0 ] || { reps=2 dreps=5 steps=3 small_steps=8 seq_steps=5 search_reps=1
+                        eval_windows=16 new_tokens=8 mreps=2; }
 start=$SECONDS
 say() { printf 'bench: [%3d s] %s\n' $((SECONDS - start)) "$*" >&2; }
 
@@ -74,6 +87,68 @@ say "machine: epmoe info"
     grep -o -w -E 'avx512f|avx512_bf16' /proc/cpuinfo | sort -u | sed 's/^/isa: /'
 } >"$work/lscpu.txt" || true
 "${one_thread[@]}" "$mpirun" -n 2 "$bin/epmoe" info --json >"$work/info2.json" 2>/dev/null || true
+
+# The whole model: epmoe eval and generate on 2 ranks against bench/peer_model.py on the same files. The peer's
+# thread settings are searched first; then each repetition runs epmoe and the peer (a fresh process at its best
+# setting) back to back, so a change in the machine's load falls on both sides of a ratio.
+model_epmoe() {  # $1 name, rest: the command and its options
+    local name=$1 log=$work/model/runs/$1.log
+    shift
+    "${one_thread[@]}" "${mpirun[@]}" -n 2 "$bin/epmoe" "$@" -q --model "$work/model/model" --energy-source none \
+        --out "$work/model/runs/$name" >"$log" 2>&1 ||
+        say "  $name failed: $(grep -m1 'epmoe: error' "$log" || tail -n 1 "$log")"
+}
+model_peer() {  # $1 mode, $2 batch, $3 repetition: one timed pass at the search's best setting
+    local blas threads wait wait_env=() search=$work/model/peer_search_$1.json
+    read -r blas threads wait < <(/usr/bin/python3 -c 'import json, sys
+b = json.load(open(sys.argv[1]))["best"][sys.argv[2]]
+print(b["openblas_num_threads"], b["torch_threads"], b["omp_wait_policy"] or "-")' "$search" "$2")
+    [ "$wait" = - ] || wait_env=("OMP_WAIT_POLICY=$wait")
+    env -u OMP_WAIT_POLICY OPENBLAS_NUM_THREADS="$blas" OMP_NUM_THREADS="$threads" "${wait_env[@]}" \
+        /usr/bin/python3 "$here/peer_model.py" time "$work/model" --mode "$1" --batch "$2" --new-tokens "$new_tokens" \
+        --threads "$threads" --reps 1 >"$work/model/peer_$1_$2-$3.json"
+}
+model_stage() {
+    local m=$work/model mpeer=(/usr/bin/python3 "$here/peer_model.py") r b windows=$((2 * eval_batch))
+    say "model: checkpoint and tokens (4 layers, d_model 1024, d_ff 2048, 8 experts top-2, vocab 32000)"
+    mkdir -p "$m/runs"
+    "${mpeer[@]}" make "$m" --eval-sequences "$eval_windows" --ctx "$eval_ctx" --prompts 2,32 --prompt-len 128
+    cut -d' ' -f1 /proc/loadavg >"$m/loadavg.txt"  # the machine is shared: its load beside the figures
+    say "model: peer, every thread setting (eval: $windows windows; decode: 2 and 32 prompts of 32 tokens)"
+    "${mpeer[@]}" search "$m" --mode eval --batch "$windows" --windows "$windows" --reps 1 >"$m/peer_search_eval.json"
+    "${mpeer[@]}" search "$m" --mode decode --batch 2,32 --new-tokens 8 --prompt-tokens 32 --reps 1 \
+        >"$m/peer_search_decode.json"
+    for r in $(seq "$mreps"); do
+        say "model: eval, $eval_windows windows of $eval_ctx tokens, $eval_batch a rank a step: epmoe, peer ($r/$mreps)"
+        model_epmoe "eval-$r" eval --tokens "$m/eval.safetensors" --ctx "$eval_ctx" --batch "$eval_batch"
+        model_peer eval "$windows" "$r"
+        # Cross-check: epmoe's mean NLL against the peer's.
+        [ ! -f "$m/runs/eval-$r/eval.json" ] || "${mpeer[@]}" check "$m" --eval "$m/runs/eval-$r/eval.json" \
+            --peer "$m/peer_eval_$windows-$r.json" >"$m/runs/eval-$r.check.json"
+        for b in 1 16; do
+            say "model: decode, $b prompt(s) a rank, $new_tokens new tokens: epmoe, peer ($r/$mreps)"
+            model_epmoe "gen-b$b-$r" generate --tokens "$m/prompts_$((2 * b)).safetensors" \
+                --max-new-tokens "$new_tokens" --batch "$b"
+            model_peer decode $((2 * b)) "$r"
+            # Cross-check: epmoe's greedy ids against the peer's (peer_ids_<sequences>.safetensors).
+            [ ! -f "$m/runs/gen-b$b-$r/generated.safetensors" ] || "${mpeer[@]}" check "$m" --batch $((2 * b)) \
+                --generated "$m/runs/gen-b$b-$r/generated.safetensors" >"$m/runs/gen-b$b-$r.check.json"
+        done
+    done
+    cut -d' ' -f1 /proc/loadavg >>"$m/loadavg.txt"
+    say "model: checks $(cat "$m"/runs/*.check.json 2>/dev/null | /usr/bin/python3 -c 'import json, sys
+c = [json.loads(l) for l in sys.stdin]
+print(sum(x.get("ok", x.get("equal", False)) for x in c), "of", len(c), "pass")')"
+}
+
+if [ "$only" = model ]; then
+    model_stage
+    say "report: $work/MODEL.md"
+    /usr/bin/python3 "$here/report_model.py" "$work" --quick "$quick" --markdown "$work/MODEL.md" \
+        --json "$work/model.json"
+    cat "$work/MODEL.md"
+    exit 0
+fi
 
 say "kernels: bench_kernels ($reps repetitions)"
 "${one_thread[@]}" "$bin/bench/bench_kernels" --benchmark_repetitions="$reps" --benchmark_enable_random_interleaving=true --benchmark_format=json \
@@ -160,6 +235,8 @@ for chunks in 2 4; do
 done
 layer_run "weak-p1" 1 input_2048 "$steps"
 layer_run "weak-p4" 4 input_8192 $((steps / 2 + 1))
+
+model_stage
 
 say "report: bench/RESULTS.md"
 /usr/bin/python3 "$here/report.py" "$work" --quick "$quick" --seconds $((SECONDS - start)) \
