@@ -67,23 +67,21 @@ StepResult DecoderForward::step(const mpi::Comm& comm, std::span<const SequenceC
 
 void DecoderForward::attention_layer(int l, std::span<const SequenceChunk> chunks) {
     const ModelShape& s = model_.shape;
-    const size_t d = static_cast<size_t>(s.d_model);
     const AttentionWeights& w = decoder_.layers[static_cast<size_t>(l)];
     const double t0 = mpi::wtime();
-    size_t row = 0;
+    std::vector<int64_t> lengths;
+    std::vector<KvCache*> caches;
     for (const SequenceChunk& c : chunks) {
-        const size_t n = c.ids.size();
-        if (n == 0) continue;
-        std::span<float> h = std::span<float>(h_).subspan(row * d, n * d);
-        x_.resize(n * d);
-        out_.resize(n * d);
         KvCache& cache = c.cache->layers[static_cast<size_t>(l)];
-        last_flops_ += attention_flops(s, static_cast<int64_t>(n), cache.length);
-        rms_norm(h, w.input_norm, s.rms_norm_eps, x_);
-        attention(w, s.decoder, s.d_model, s.rms_norm_eps, x_, static_cast<int64_t>(n), cache, out_, scratch_);
-        for (size_t i = 0; i < n * d; ++i) h[i] += out_[i];
-        row += n;
+        last_flops_ += attention_flops(s, static_cast<int64_t>(c.ids.size()), cache.length);
+        lengths.push_back(static_cast<int64_t>(c.ids.size()));
+        caches.push_back(&cache);
     }
+    x_.resize(h_.size());
+    out_.resize(h_.size());
+    rms_norm(h_, w.input_norm, s.rms_norm_eps, x_);
+    attention_sequences(w, s.decoder, s.d_model, s.rms_norm_eps, x_, lengths, caches, out_, scratch_);
+    for (size_t i = 0; i < h_.size(); ++i) h_[i] += out_[i];
     times_.attention += mpi::wtime() - t0;
 }
 

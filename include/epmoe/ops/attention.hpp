@@ -45,6 +45,7 @@ struct AttentionScratch {
     std::vector<float> scores;     // [rows * group, keys]: their probabilities over the keys the block reads
     std::vector<float> group_out;  // [rows * group, head_dim]: their contexts
     std::vector<float> context;    // [n, q_dim]: every head's context, heads concatenated
+    std::vector<float> all_q, all_kv, all_context;  // attention_sequences: every sequence's rows
 };
 
 // Self-attention of one sequence's next n tokens at positions cache.length .. cache.length + n - 1:
@@ -57,6 +58,14 @@ struct AttentionScratch {
 // h / (num_heads / num_kv_heads).
 void attention(const AttentionWeights& w, const DecoderShape& shape, int d_model, double eps,
                std::span<const float> x, int64_t n, KvCache& cache, std::span<float> out, AttentionScratch& scratch);
+
+// attention() of several sequences at once: x [sum of lengths, d_model] their rows in order, sequence s the next
+// lengths[s] rows of *caches[s] (0: none). The q/k/v and o projections run over every row in one GEMM each (a
+// decode step of B sequences reads each weight once, not B times); norms, RoPE, the cache and the softmax per
+// sequence. Each row's result equals attention()'s to float rounding.
+void attention_sequences(const AttentionWeights& w, const DecoderShape& shape, int d_model, double eps,
+                         std::span<const float> x, std::span<const int64_t> lengths, std::span<KvCache* const> caches,
+                         std::span<float> out, AttentionScratch& scratch);
 
 // -log softmax(logits)[target], in double: logits [vocab].
 double token_nll(std::span<const float> logits, int32_t target);
