@@ -130,26 +130,22 @@ void Checkpoint::require_decoder() {
     if (info_.config_path.rfind("/config.json") == std::string::npos)
         fail(info_.path, ": the whole model needs the checkpoint's config.json (attention and vocabulary sizes)");
     checkpoint_detail::apply_decoder_config(info_.config_path, info_);
-    for (const auto& want : checkpoint_detail::decoder_tensors(info_, 0, info_.shape.num_layers - 1)) {
-        auto [file, t] = find(want.name);
-        if (!is_float_dtype(t->dtype))
-            fail(file->path(), ": tensor ", want.name, " has dtype ", t->dtype, "; expected F32, BF16 or F16");
-        if (t->shape != want.shape)
-            fail(file->path(), ": tensor ", want.name, " has shape ", shape_text(t->shape), ", expected ",
-                 shape_text(want.shape), " from ", info_.config_path);
-    }
+    for (const auto& want : checkpoint_detail::decoder_tensors(info_, 0, info_.shape.num_layers - 1))
+        check_tensor(want.name, want.shape);
+}
+
+void Checkpoint::check_tensor(const std::string& name, const std::vector<int64_t>& shape) const {
+    auto [file, t] = find(name);
+    if (!is_float_dtype(t->dtype))
+        fail(file->path(), ": tensor ", name, " has dtype ", t->dtype, "; expected F32, BF16 or F16");
+    if (t->shape != shape)
+        fail(file->path(), ": tensor ", name, " has shape ", shape_text(t->shape), ", expected ", shape_text(shape),
+             " from ", info_.config_path);
 }
 
 void Checkpoint::check_tensors() const {
     const auto all = [](int) { return true; };
-    for (const auto& want : used_specs(info_, 0, info_.shape.num_layers - 1, all)) {
-        auto [file, t] = find(want.name);
-        if (!is_float_dtype(t->dtype))
-            fail(file->path(), ": tensor ", want.name, " has dtype ", t->dtype, "; expected F32, BF16 or F16");
-        if (t->shape != want.shape)
-            fail(file->path(), ": tensor ", want.name, " has shape ", shape_text(t->shape), ", expected ",
-                 shape_text(want.shape), " from ", info_.config_path);
-    }
+    for (const auto& want : used_specs(info_, 0, info_.shape.num_layers - 1, all)) check_tensor(want.name, want.shape);
 }
 
 uint64_t Checkpoint::bytes_converted() const {

@@ -101,6 +101,8 @@ public:
 private:
     Checkpoint() = default;
     void check_tensors() const;
+    // Fails naming the file unless tensor `name` is there, a float dtype, of this shape (from config.json).
+    void check_tensor(const std::string& name, const std::vector<int64_t>& shape) const;
 
     CheckpointInfo info_;
     std::map<std::string, std::unique_ptr<SafetensorsFile>> files_;  // by path
