@@ -129,7 +129,6 @@ void attn_group_block(const AttnDims& d, int g, int64_t r0, int64_t r1, int64_t 
                     span * sizeof(float));
 }
 
-
 AttnDims attn_dims(const DecoderShape& shape) {
     const int hd = shape.head_dim;
     EPMOE_ASSERT(hd > 0 && hd % 2 == 0 && shape.num_kv_heads > 0 && shape.num_heads % shape.num_kv_heads == 0);
@@ -142,16 +141,15 @@ AttnDims attn_dims(const DecoderShape& shape) {
 }
 
 // After the projections: scratch.q [n, q_dim] and the cache's last n keys and values (appended, cache.length
-// not yet advanced) get their q/k norm and RoPE at positions cache.length ..; then the context [n, q_dim] of
-// every head into scratch.context; cache.length += n.
-void attn_core(const AttentionWeights& w, const DecoderShape& shape, double eps, const AttnDims& d, int64_t n,
-               KvCache& cache, AttentionScratch& scratch) {
+// not yet advanced) get their q/k norm and RoPE (inv_freq: rope_inv_freq's) at positions cache.length ..;
+// then the context [n, q_dim] of every head goes into scratch.context; cache.length += n.
+void attn_core(const AttentionWeights& w, const DecoderShape& shape, double eps, const AttnDims& d,
+               const std::vector<float>& inv_freq, int64_t n, KvCache& cache, AttentionScratch& scratch) {
     const int hd = shape.head_dim;
     const size_t kv_dim = static_cast<size_t>(d.kv_dim), first = static_cast<size_t>(cache.length);
     const std::span<float> k_new = std::span<float>(cache.k).subspan(first * kv_dim);
     attn_qk_norm(shape.qk_norm, w.q_norm, eps, shape.num_heads, hd, scratch.q);
     attn_qk_norm(shape.qk_norm, w.k_norm, eps, shape.num_kv_heads, hd, k_new);
-    const std::vector<float> inv_freq = rope_inv_freq(shape.rope_theta, hd);  // [head_dim / 2]
     apply_rope(scratch.q, n, shape.num_heads, hd, cache.length, inv_freq);
     apply_rope(k_new, n, shape.num_kv_heads, hd, cache.length, inv_freq);
     // Attention by blocks of query rows and kv heads: context [n, q_dim], heads concatenated.
@@ -209,7 +207,7 @@ void attention(const AttentionWeights& w, const DecoderShape& shape, int d_model
     linear(x, n, d_model, w.wq, w.bq, d.q_dim, scratch.q);
     linear(x, n, d_model, w.wk, w.bk, d.kv_dim, k_new);
     linear(x, n, d_model, w.wv, w.bv, d.kv_dim, v_new);
-    attn_core(w, shape, eps, d, n, cache, scratch);
+    attn_core(w, shape, eps, d, rope_inv_freq(shape.rope_theta, shape.head_dim), n, cache, scratch);
     linear(scratch.context, n, d.q_dim, w.wo, w.bo, d_model, out);
 }
 
@@ -225,10 +223,12 @@ void attention_sequences(const AttentionWeights& w, const DecoderShape& shape, i
     std::vector<float>& kv = scratch.all_kv;
     std::vector<float>& context = scratch.all_context;
     q.resize(n * q_dim), kv.resize(2 * n * kv_dim), context.resize(n * q_dim);
-    const std::span<float> k_all = std::span<float>(kv).first(n * kv_dim), v_all = std::span<float>(kv).last(n * kv_dim);
+    const std::span<float> k_all = std::span<float>(kv).first(n * kv_dim),
+                           v_all = std::span<float>(kv).last(n * kv_dim);
     linear(x, static_cast<int64_t>(n), d_model, w.wq, w.bq, d.q_dim, q);  // every sequence's rows in one GEMM
     linear(x, static_cast<int64_t>(n), d_model, w.wk, w.bk, d.kv_dim, k_all);
     linear(x, static_cast<int64_t>(n), d_model, w.wv, w.bv, d.kv_dim, v_all);
+    const std::vector<float> inv_freq = rope_inv_freq(shape.rope_theta, shape.head_dim);  // once, not per sequence
     size_t row = 0;
     for (size_t s = 0; s < caches.size(); ++s) {
         const size_t len = static_cast<size_t>(lengths[s]);
@@ -242,8 +242,9 @@ void attention_sequences(const AttentionWeights& w, const DecoderShape& shape, i
         cache.v.insert(cache.v.end(), v_all.begin() + static_cast<std::ptrdiff_t>(row * kv_dim),
                        v_all.begin() + static_cast<std::ptrdiff_t>((row + len) * kv_dim));
         EPMOE_ASSERT(cache.k.size() == (first + len) * kv_dim);
-        attn_core(w, shape, eps, d, static_cast<int64_t>(len), cache, scratch);
-        std::copy(scratch.context.begin(), scratch.context.end(), context.begin() + static_cast<std::ptrdiff_t>(row * q_dim));
+        attn_core(w, shape, eps, d, inv_freq, static_cast<int64_t>(len), cache, scratch);
+        std::copy(scratch.context.begin(), scratch.context.end(),
+                  context.begin() + static_cast<std::ptrdiff_t>(row * q_dim));
         row += len;
     }
     linear(context, static_cast<int64_t>(n), d.q_dim, w.wo, w.bo, d_model, out);
