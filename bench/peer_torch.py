@@ -96,6 +96,7 @@ class SparseMoeBlock(torch.nn.Module):
 
     def forward(self, hidden):
         router_logits = self.gate(hidden)
+        self.router_logits = router_logits  # [T, E]: kept for the load-balancing loss (peer_train.py)
         routing_weights = F.softmax(router_logits, dim=1, dtype=torch.float)
         routing_weights, selected = torch.topk(routing_weights, self.top_k, dim=-1)
         routing_weights /= routing_weights.sum(dim=-1, keepdim=True)

@@ -12,6 +12,7 @@ import statistics
 
 from report_layer import changing_section, changing_targets, decode_section, fixed_section, load_peer, peer_search_section
 from report_model import model_section, model_targets
+from report_train import train_section, train_targets
 from report_util import fmt, fmt_stats, load_kernels, med, metric, ratio, stats, verdict
 
 D_MODEL, D_FF, EXPERTS, TOP_K = 1024, 3584, 8, 2
@@ -235,6 +236,8 @@ def main():
 
     model = model_section(L, f)
     out["model"] = model
+    train = train_section(L, f)
+    out["train"] = train
 
     # Targets.
     L.append("## Targets\n")
@@ -315,6 +318,7 @@ def main():
     dev = bf["rel_l2_vs_torch_fp64"] if bf else None
     L.append(f"| BF16 deviation <= 1e-2 relative (vs torch float64) | {fmt(dev)} | {verdict(dev, 1e-2, False)} | |")
     model_targets(L, model)
+    train_targets(L, train)
     L.append("")
     if run_errors:
         L.append("Runs that failed: " + "; ".join(f"`{n}`: {e}" for n, e in run_errors.items()) + "\n")

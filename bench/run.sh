@@ -17,8 +17,11 @@
 #             each: epmoe eval tokens/s and epmoe generate's decode ms a step at 1 and 16 prompts a rank, against
 #             HF's MixtralForCausalLM in Debian's torch (with its KV cache) at its best thread setting, searched
 #             here; the peer's mean NLL and greedy ids checked against epmoe's
-# then bench/report.py writes bench/RESULTS.md and bench/results.json. Takes about 15-18 minutes on 2 cores
-# (the model stage about 9; `--only model` runs it alone).
+#   train     epmoe train at 1 and 2 ranks (bench/peer_train.py's 2-layer Mixtral checkpoint, vocab 8192) against
+#             the same model trained by Debian's torch (autograd, AdamW) at its best thread setting for the same
+#             cores, searched here; step-0 losses checked against each other; MFU against the measured peak
+# then bench/report.py writes bench/RESULTS.md and bench/results.json. Takes about 20-25 minutes on 2 cores
+# (the model stage about 9, the train stage about 6; `--only model` or `--only train` runs one alone).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -28,12 +31,13 @@ source "$EPMOE_ROOT/launchers/lib/build.sh"
 
 usage() {
     cat <<'EOF2'
-usage: bench/run.sh [--quick] [--keep DIR] [--no-build] [--only model]
+usage: bench/run.sh [--quick] [--keep DIR] [--no-build] [--only model|train]
 
   --quick      fewer repetitions and steps (a smoke run; its RESULTS.md says so)
   --keep DIR   keep the raw outputs (JSON, results directories, peer files) in DIR (default: a temp dir)
   --no-build   use build-bench/ as it is
   --only model the whole-model stage alone: writes DIR/MODEL.md and DIR/model.json (not bench/RESULTS.md)
+  --only train the training stage alone: writes DIR/TRAIN.md and DIR/train.json (not bench/RESULTS.md)
 Writes bench/RESULTS.md and bench/results.json. Needs the packages of launchers/test.sh and python3-torch.
 EOF2
 }
@@ -47,7 +51,7 @@ while [ $# -gt 0 ]; do
         --no-build) build=0 ;;
         --only)
             only=$2; shift
-            [ "$only" = model ] || { echo "bench/run.sh: error: --only takes 'model'" >&2; exit 2; } ;;
+            case $only in model | train) ;; *) echo "bench/run.sh: error: --only takes 'model' or 'train'" >&2; exit 2 ;; esac ;;
         *) echo "bench/run.sh: error: unknown argument '$1'" >&2; exit 2 ;;
     esac
     shift
@@ -74,8 +78,10 @@ reps=5 dreps=30 steps=6 small_steps=30 seq_steps=21 search_reps=3
 # The whole model: eval windows of eval_ctx tokens (eval_batch a rank a step), prompts of 128 tokens and
 # new_tokens generated each; mreps runs of each epmoe command and timed passes of the peer.
 eval_windows=32 eval_ctx=256 eval_batch=4 new_tokens=32 mreps=3
+# Training: train_steps optimizer steps of train_batch windows of 256 tokens (the first step not timed).
+train_steps=6 train_batch=8
 [ "$quick" -eq 0 ] || { reps=2 dreps=5 steps=3 small_steps=8 seq_steps=5 search_reps=1
-                        eval_windows=16 new_tokens=8 mreps=2; }
+                        eval_windows=16 new_tokens=8 mreps=2 train_steps=3; }
 start=$SECONDS
 say() { printf 'bench: [%3d s] %s\n' $((SECONDS - start)) "$*" >&2; }
 
@@ -140,6 +146,47 @@ model_stage() {
 c = [json.loads(l) for l in sys.stdin]
 print(sum(x.get("ok", x.get("equal", False)) for x in c), "of", len(c), "pass")')"
 }
+
+# Training: epmoe train at 1 and 2 ranks against bench/peer_train.py on the same checkpoint, rows and optimizer
+# settings; the peer's thread settings are searched first, then each repetition runs epmoe and the peer (at its
+# best setting for the same cores) back to back.
+train_stage() {
+    local t=$work/train tpeer=(/usr/bin/python3 "$here/peer_train.py") r n blas threads wait wait_env
+    say "train: checkpoint and rows (2 layers, d_model 512, d_ff 1024, 8 experts top-2, vocab 8192; $train_batch windows of 256 a step)"
+    mkdir -p "$t/runs"
+    "${tpeer[@]}" make "$t" --rows $((train_batch * train_steps))
+    "${tpeer[@]}" flops "$t" --batch "$train_batch" >"$t/flops.json"
+    "${one_thread[@]}" "$bin/bench/bench_kernels" --benchmark_filter='^Peak$' --benchmark_repetitions=3 \
+        --benchmark_format=json --benchmark_out="$t/peak.json" --benchmark_out_format=json >/dev/null
+    say "train: peer, every thread setting (2 steps each)"
+    "${tpeer[@]}" search "$t" --batch "$train_batch" --steps 2 >"$t/peer_search.json"
+    for r in $(seq "$mreps"); do
+        for n in 1 2; do
+            say "train: $train_steps steps on $n core(s): epmoe, peer ($r/$mreps)"
+            "${one_thread[@]}" "${mpirun[@]}" -n "$n" "$bin/epmoe" train -q --model "$t/model" \
+                --data "$t/train.safetensors" --sampler sequential --batch "$train_batch" --ctx 256 \
+                --steps "$train_steps" --set train.warmup_steps=2 --set train.val_windows=1 \
+                --out "$t/runs/epmoe-$n-$r" >"$t/runs/epmoe-$n-$r.log" 2>&1 ||
+                say "  epmoe-$n-$r failed: $(grep -m1 'epmoe: error' "$t/runs/epmoe-$n-$r.log" || tail -n 1 "$t/runs/epmoe-$n-$r.log")"
+            read -r blas threads wait < <(/usr/bin/python3 -c 'import json, sys
+b = json.load(open(sys.argv[1]))["best"][sys.argv[2]]
+print(b["openblas_num_threads"], b["torch_threads"], b["omp_wait_policy"] or "-")' "$t/peer_search.json" "$n")
+            wait_env=()
+            [ "$wait" = - ] || wait_env=("OMP_WAIT_POLICY=$wait")
+            env -u OMP_WAIT_POLICY OPENBLAS_NUM_THREADS="$blas" OMP_NUM_THREADS="$threads" "${wait_env[@]}" \
+                "${tpeer[@]}" time "$t" --batch "$train_batch" --steps "$train_steps" --threads "$threads" \
+                >"$t/peer-$n-$r.json"
+        done
+    done
+}
+
+if [ "$only" = train ]; then
+    train_stage
+    say "report: $work/TRAIN.md"
+    /usr/bin/python3 "$here/report_train.py" "$work" --quick "$quick" --markdown "$work/TRAIN.md" --json "$work/train.json"
+    cat "$work/TRAIN.md"
+    exit 0
+fi
 
 if [ "$only" = model ]; then
     model_stage
@@ -237,6 +284,7 @@ layer_run "weak-p1" 1 input_2048 "$steps"
 layer_run "weak-p4" 4 input_8192 $((steps / 2 + 1))
 
 model_stage
+train_stage
 
 say "report: bench/RESULTS.md"
 /usr/bin/python3 "$here/report.py" "$work" --quick "$quick" --seconds $((SECONDS - start)) \
