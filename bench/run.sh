@@ -17,6 +17,8 @@
 #             each: epmoe eval tokens/s and epmoe generate's decode ms a step at 1 and 16 prompts a rank, against
 #             HF's MixtralForCausalLM in Debian's torch (with its KV cache) at its best thread setting, searched
 #             here; the peer's mean NLL and greedy ids checked against epmoe's
+#   tokenize  epmoe tokenize on one core against spm_encode (SentencePiece) and, where python3 has it, Hugging
+#             Face tokenizers (bench/peer_tokenize.py) on a byte-level BPE; vocabularies of 32000 trained here
 #   train     epmoe train at 1 and 2 ranks (bench/peer_train.py's 2-layer Mixtral checkpoint, vocab 8192) against
 #             the same model trained by Debian's torch (autograd, AdamW) at its best thread setting for the same
 #             cores, searched here; step-0 losses checked against each other; MFU against the measured peak
@@ -31,14 +33,16 @@ source "$EPMOE_ROOT/launchers/lib/build.sh"
 
 usage() {
     cat <<'EOF2'
-usage: bench/run.sh [--quick] [--keep DIR] [--no-build] [--only model|train]
+usage: bench/run.sh [--quick] [--keep DIR] [--no-build] [--only model|train|tokenize]
 
   --quick      fewer repetitions and steps (a smoke run; its RESULTS.md says so)
   --keep DIR   keep the raw outputs (JSON, results directories, peer files) in DIR (default: a temp dir)
   --no-build   use build-bench/ as it is
   --only model the whole-model stage alone: writes DIR/MODEL.md and DIR/model.json (not bench/RESULTS.md)
   --only train the training stage alone: writes DIR/TRAIN.md and DIR/train.json (not bench/RESULTS.md)
-Writes bench/RESULTS.md and bench/results.json. Needs the packages of launchers/test.sh and python3-torch.
+  --only tokenize  tokenization MB/s on one core against spm_encode: DIR/TOKENIZE.md, DIR/tokenize.json
+Writes bench/RESULTS.md and bench/results.json. Needs the packages of launchers/test.sh, python3-torch and
+sentencepiece (installed when missing). EPMOE_BENCH_BUILD=DIR with --no-build: use that build of epmoe.
 EOF2
 }
 
@@ -51,21 +55,27 @@ while [ $# -gt 0 ]; do
         --no-build) build=0 ;;
         --only)
             only=$2; shift
-            case $only in model | train) ;; *) echo "bench/run.sh: error: --only takes 'model' or 'train'" >&2; exit 2 ;; esac ;;
+            case $only in model | train | tokenize) ;;
+                *) echo "bench/run.sh: error: --only takes 'model', 'train' or 'tokenize'" >&2; exit 2 ;; esac ;;
         *) echo "bench/run.sh: error: unknown argument '$1'" >&2; exit 2 ;;
     esac
     shift
 done
 
-if [ "$(dpkg-query -W -f='${Status}' python3-torch 2>/dev/null)" != "install ok installed" ]; then
+if [ "$only" != tokenize ] && [ "$(dpkg-query -W -f='${Status}' python3-torch 2>/dev/null)" != "install ok installed" ]; then
     echo "bench/run.sh: installing python3-torch for the PyTorch peer"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-torch python3-numpy
+fi
+
+if [ "$(dpkg-query -W -f='${Status}' sentencepiece 2>/dev/null)" != "install ok installed" ]; then
+    echo "bench/run.sh: installing sentencepiece (spm_train, spm_encode) for the tokenize stage"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends sentencepiece
 fi
 
 work=${keep:-$(mktemp -d /tmp/epmoe-bench.XXXXXX)}
 mkdir -p "$work"
 [ -n "$keep" ] || trap 'rm -rf "$work"' EXIT
-bin=$EPMOE_ROOT/build-bench
+bin=${EPMOE_BENCH_BUILD:-$EPMOE_ROOT/build-bench}  # --no-build with EPMOE_BENCH_BUILD=DIR: an existing build
 if [ "$build" -eq 1 ]; then
     epmoe_configure build-bench "${EPMOE_CMAKE_OPENMPI[@]}" -DEPMOE_BUILD_BENCH=ON -DEPMOE_BUILD_TESTS=OFF >/dev/null
     cmake --build "$bin" -j "$(nproc)" --target epmoe bench_kernels bench_dispatch stream >/dev/null
@@ -179,6 +189,58 @@ print(b["openblas_num_threads"], b["torch_threads"], b["omp_wait_policy"] or "-"
         done
     done
 }
+
+# Tokenization on one core (taskset -c 0): epmoe tokenize on a SentencePiece BPE (its tokenizer.model) against
+# spm_encode, and on a byte-level BPE tokenizer.json, both of vocabulary 32000 trained here on the fortunes text
+# (no real checkpoint's tokenizer is on the machine); the text is that corpus 4 times. Hugging Face tokenizers
+# (bench/peer_tokenize.py) runs where python3 has it. epmoe's SentencePiece ids are checked against spm_encode's.
+tokenize_stage() {
+    local t=$work/tokenize r f
+    mkdir -p "$t/sp" "$t/runs"
+    say "tokenize: the fortunes text x4; SentencePiece BPE (spm_train) and byte-level BPE (bench/train_bpe.py), vocab 32000"
+    for f in /usr/share/games/fortunes/*; do
+        case ${f##*/} in *.*) ;; *) [ -f "$f" ] && [ ! -L "$f" ] && cat "$f" ;; esac
+    done >"$t/fortunes.txt"
+    for r in 1 2 3 4; do cat "$t/fortunes.txt"; done >"$t/text.txt"
+    spm_train --input="$t/fortunes.txt" --model_prefix="$t/sp/tokenizer" --model_type=bpe --vocab_size=32000 \
+        --character_coverage=1.0 --byte_fallback=true --minloglevel=2 >"$t/spm_train.log" 2>&1
+    /usr/bin/python3 "$here/train_bpe.py" "$t/fortunes.txt" "$t/bpe" --vocab 32000 >"$t/bpe.json"
+    for r in $(seq "$reps"); do
+        say "tokenize: spm_encode, epmoe (SentencePiece), epmoe (byte-level BPE) ($r/$reps)"
+        time_cmd "$t/runs/spm-$r.json" spm_encode --model="$t/sp/tokenizer.model" --output_format=id \
+            --input="$t/text.txt" --output="$t/spm_ids.txt"
+        time_cmd "$t/runs/epmoe_sp-$r.json" "$bin/epmoe" tokenize --model "$t/sp" --text "$t/text.txt" \
+            --out "$t/sp.bin" --no-special -q --overwrite
+        time_cmd "$t/runs/epmoe_bpe-$r.json" "$bin/epmoe" tokenize --model "$t/bpe" --text "$t/text.txt" \
+            --out "$t/bpe.bin" --no-special -q --overwrite
+    done
+    if /usr/bin/python3 -c 'import tokenizers' 2>/dev/null; then
+        say "tokenize: Hugging Face tokenizers (bench/peer_tokenize.py)"
+        taskset -c 0 /usr/bin/python3 "$here/peer_tokenize.py" "$t/bpe" "$t/text.txt" --runs "$reps" \
+            --ids "$t/hf_ids.bin" >"$t/peer.json"
+    fi
+}
+
+# time_cmd OUT CMD...: runs CMD on core 0, one thread; OUT gets its wall seconds, exit code and stdout's last line.
+time_cmd() {
+    local out=$1 t0 t1 rc=0
+    shift
+    t0=$(date +%s.%N)
+    "${one_thread[@]}" taskset -c 0 "$@" >"$out.log" 2>&1 || rc=$?
+    t1=$(date +%s.%N)
+    /usr/bin/python3 -c 'import json, sys
+print(json.dumps({"seconds": float(sys.argv[2]) - float(sys.argv[1]), "rc": int(sys.argv[3]), "command": sys.argv[4:]}))' \
+        "$t0" "$t1" "$rc" "$@" >"$out"
+}
+
+if [ "$only" = tokenize ]; then
+    tokenize_stage
+    say "report: $work/TOKENIZE.md"
+    /usr/bin/python3 "$here/report_tokenize.py" "$work" --quick "$quick" --markdown "$work/TOKENIZE.md" \
+        --json "$work/tokenize.json"
+    cat "$work/TOKENIZE.md"
+    exit 0
+fi
 
 if [ "$only" = train ]; then
     train_stage

@@ -9,8 +9,8 @@
 
 namespace epmoe {
 
-// Parses the arguments after "tokenize" and runs it; returns the exit code. Rank 0 does the work (the input
-// is tokenized as one stream, as Hugging Face tokenizers would encode it whole); other ranks wait.
+// Parses the arguments after "tokenize" and runs it; returns the exit code. Each rank encodes a part of the
+// file cut where the tokenizer allows (the ids equal Hugging Face's on the whole file); rank 0 writes them.
 int tokenize_command(const mpi::Comm& world, const std::vector<std::string>& args);
 
 }  // namespace epmoe

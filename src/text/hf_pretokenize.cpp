@@ -4,10 +4,10 @@
 #include "hf_parts.hpp"
 
 namespace epmoe::hf {
-namespace {
 
-// GPT-2's pattern, the ByteLevel pre-tokenizer's when use_regex.
-constexpr const char* kGpt2Pattern = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+const char* const kGpt2Pattern = R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+
+namespace {
 
 struct Span {
     size_t begin, end;
@@ -58,7 +58,8 @@ void split_pieces(std::vector<Piece>& pieces, const Regex& re, const std::string
     std::vector<Piece> out;
     for (const Piece& p : pieces)
         for (const Span& s : split_spans(p.text, re, behavior, invert))
-            if (s.end > s.begin) out.push_back({p.text.substr(s.begin, s.end - s.begin), p.first && s.begin == 0});
+            if (s.end > s.begin)  // a split's pieces are pieces of the whole text too: cont ends (hf_cut.cpp)
+                out.push_back({p.text.substr(s.begin, s.end - s.begin), p.first && s.begin == 0, false});
     pieces.swap(out);
 }
 
@@ -87,7 +88,7 @@ void metaspace(const PreTokenizer& p, std::vector<Piece>& pieces) {
 void byte_level(const PreTokenizer& p, std::vector<Piece>& pieces) {
     if (p.add_prefix_space)
         for (Piece& piece : pieces)
-            if (piece.text.empty() || piece.text[0] != ' ') piece.text.insert(0, " ");
+            if (!piece.cont && (piece.text.empty() || piece.text[0] != ' ')) piece.text.insert(0, " ");
     if (p.re) split_pieces(pieces, *p.re, "Isolated", false);
     const std::vector<std::string>& chars = byte_level_chars();
     for (Piece& piece : pieces) {
@@ -107,6 +108,7 @@ Normalizer parse_normalizer(const Json& j, const Where& w) {
         n.text = string_field(j, "prepend", w);
     } else if (n.type == "Replace") {
         n.re = pattern_field(j, "pattern", w);
+        if (j["pattern"].contains("String")) n.pattern = j["pattern"]["String"].get<std::string>();
         n.text = string_field(j, "content", w);
     } else if (n.type == "Sequence") {
         const Json& list = field(j, "normalizers", w);
@@ -121,11 +123,11 @@ Normalizer parse_normalizer(const Json& j, const Where& w) {
     return n;
 }
 
-void normalize(const Normalizer& n, std::string& text) {
+void normalize(const Normalizer& n, std::string& text, bool at_start) {
     if (n.type == "Sequence") {
-        for (const Normalizer& c : n.children) normalize(c, text);
+        for (const Normalizer& c : n.children) normalize(c, text, at_start);
     } else if (n.type == "Prepend") {
-        if (!text.empty()) text.insert(0, n.text);
+        if (at_start && !text.empty()) text.insert(0, n.text);
     } else if (n.type == "Replace") {
         text = replace_all(text, *n.re, n.text);
     } else {
@@ -138,9 +140,13 @@ PreTokenizer parse_pre_tokenizer(const Json& j, const Where& w) {
     p.type = string_field(j, "type", w);
     if (p.type == "ByteLevel") {
         p.add_prefix_space = bool_field(j, "add_prefix_space", w, true);
-        if (bool_field(j, "use_regex", w, true)) p.re = std::make_unique<Regex>(kGpt2Pattern, "ByteLevel");
+        if (bool_field(j, "use_regex", w, true)) {
+            p.re = std::make_unique<Regex>(kGpt2Pattern, "ByteLevel");
+            p.pattern = kGpt2Pattern;
+        }
     } else if (p.type == "Split") {
         p.re = pattern_field(j, "pattern", w);
+        if (j["pattern"].contains("Regex")) p.pattern = j["pattern"]["Regex"].get<std::string>();
         p.behavior = string_field(j, "behavior", w);
         p.invert = bool_field(j, "invert", w, false);
         if (p.behavior != "Removed" && p.behavior != "Isolated" && p.behavior != "MergedWithPrevious" &&

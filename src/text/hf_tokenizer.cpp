@@ -79,32 +79,50 @@ public:
         if (j.contains("post_processor") && !j["post_processor"].is_null())
             parse_post(j["post_processor"], top.at("post_processor"));
         if (!config.is_null()) apply_config(config);
+        plan();
     }
 
-    std::vector<int32_t> encode(std::string_view raw, bool add_special) const override {
+    std::vector<int32_t> encode_part(std::string_view raw, bool at_start, bool add_prefix,
+                                     bool add_suffix) const override {
         const std::string text = repair_utf8(raw);
         std::vector<int32_t> ids;
-        if (add_special) ids = prefix_;
+        if (add_prefix) ids = prefix_;
         for (const Segment& s : split_added(text, raw_tokens_)) {
             if (s.id >= 0) {
                 ids.push_back(s.id);
                 continue;
             }
             std::string part = text.substr(s.begin, s.end - s.begin);
-            if (normalizer_) normalize(*normalizer_, part);
+            if (normalizer_) normalize(*normalizer_, part, at_start || s.begin > 0);
             for (const Segment& n : split_added(part, normalized_tokens_)) {
                 if (n.id >= 0) {
                     ids.push_back(n.id);
                     continue;
                 }
-                std::vector<Piece> pieces{{part.substr(n.begin, n.end - n.begin), s.begin == 0 && n.begin == 0}};
+                const bool head = s.begin == 0 && n.begin == 0;  // the first piece of this part
+                std::vector<Piece> pieces{{part.substr(n.begin, n.end - n.begin), at_start && head, !at_start && head}};
                 if (pre_) pre_tokenize(*pre_, pieces);
                 for (const Piece& p : pieces) model_.encode_word(p.text, ids);
             }
         }
-        if (add_special) ids.insert(ids.end(), suffix_.begin(), suffix_.end());
+        if (add_suffix) ids.insert(ids.end(), suffix_.begin(), suffix_.end());
         return ids;
     }
+
+    std::optional<TextCut> next_cut(std::string_view text, size_t from) const override {
+        const char mark = cuts_.rule == CutRule::kLineStart ? '\n' : ' ';
+        const size_t shift = cuts_.rule == CutRule::kLineStart ? 1 : 0;  // the cut is after the '\n', at the ' '
+        if (cuts_.rule == CutRule::kNone) return std::nullopt;
+        for (size_t i = from >= shift ? from - shift : 0; (i = text.find(mark, i)) != std::string_view::npos; ++i) {
+            const size_t pos = i + shift;
+            if (pos >= from && cut_bytes_ok(text, pos, cuts_.rule) && !touches_added(text, pos))
+                return TextCut{pos, pos};
+        }
+        return std::nullopt;
+    }
+
+    std::string cut_rule() const override { return cuts_.why; }
+    bool can_cut() const override { return cuts_.rule != CutRule::kNone; }
 
     std::string decode(std::span<const int32_t> ids, bool skip_special) const override {
         std::vector<std::string> tokens;
@@ -133,6 +151,8 @@ private:
     };
 
     void parse_added(const Json& list, const Where& w);
+    void plan();
+    bool touches_added(std::string_view text, size_t pos) const;
     void parse_post(const Json& j, const Where& w);
     void apply_config(const Json& config);
     int32_t token_id(const std::string& token, const Where& w) const;
@@ -147,6 +167,8 @@ private:
     std::unordered_map<std::string, int32_t> added_ids_;
     std::vector<int32_t> prefix_, suffix_;  // the special tokens around the text's own
     int32_t max_id_ = 0;
+    CutPlan cuts_;          // where next_cut may cut (hf_cut.cpp)
+    size_t max_added_ = 0;  // the longest added token's bytes
 };
 
 void HfTokenizer::parse_added(const Json& list, const Where& w) {
@@ -174,6 +196,38 @@ void HfTokenizer::parse_added(const Json& list, const Where& w) {
     for (auto* v : {&raw_tokens_, &normalized_tokens_})
         std::stable_sort(v->begin(), v->end(),
                          [](const AddedToken& a, const AddedToken& b) { return a.content.size() > b.content.size(); });
+}
+
+// The cut rule of the normalizer and pre-tokenizer, unless an added token holds the byte the rule cuts beside.
+void HfTokenizer::plan() {
+    cuts_ = plan_cuts(normalizer_ ? &*normalizer_ : nullptr, pre_ ? &*pre_ : nullptr);
+    for (const auto* list : {&raw_tokens_, &normalized_tokens_})
+        for (const AddedToken& t : *list) {
+            max_added_ = std::max(max_added_, t.content.size());
+            const char c = cuts_.rule == CutRule::kLineStart ? '\n' : ' ';
+            if (cuts_.rule != CutRule::kNone && t.content.find(c) != std::string::npos)
+                cuts_ = {CutRule::kNone, cat("added token ", t.content, " holds the byte a cut is next to")};
+        }
+}
+
+// Whether an added token ends or starts at byte pos of text: raw tokens on the bytes, normalized ones on the
+// normalized text either side (a window of a few times the longest token's bytes).
+bool HfTokenizer::touches_added(std::string_view text, size_t pos) const {
+    auto touches = [](std::string_view before, std::string_view after, const std::vector<AddedToken>& tokens) {
+        for (const AddedToken& t : tokens)
+            if (before.ends_with(t.content) || after.starts_with(t.content)) return true;
+        return false;
+    };
+    if (touches(text.substr(0, pos), text.substr(pos), raw_tokens_)) return true;
+    if (normalized_tokens_.empty()) return false;
+    const size_t window = 4 * max_added_ + 16;
+    std::string before = repair_utf8(text.substr(pos > window ? pos - window : 0, std::min(pos, window)));
+    std::string after = repair_utf8(text.substr(pos, window));
+    if (normalizer_) {
+        normalize(*normalizer_, before, true);
+        normalize(*normalizer_, after, false);
+    }
+    return touches(before, after, normalized_tokens_);
 }
 
 int32_t HfTokenizer::token_id(const std::string& token, const Where& w) const {

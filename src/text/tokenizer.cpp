@@ -40,18 +40,41 @@ public:
         }
         add_bos_ = config_flag(config, "add_bos_token", true, config_file) && sp_.bos_id() >= 0;
         add_eos_ = config_flag(config, "add_eos_token", false, config_file) && sp_.eos_id() >= 0;
+        plan_cuts();
     }
 
-    std::vector<int32_t> encode(std::string_view text, bool add_special) const override {
-        std::vector<int> ids;
-        const auto status = sp_.Encode(repair_utf8(text), &ids);
-        if (!status.ok()) fail(file_, ": SentencePiece encode failed: ", status.ToString());
+    // at_start is not used: a part after a cut starts after the cut's space, which the dummy prefix stands for.
+    std::vector<int32_t> encode_part(std::string_view text, bool, bool add_prefix, bool add_suffix) const override {
         std::vector<int32_t> out;
-        if (add_special && add_bos_) out.push_back(sp_.bos_id());
-        out.insert(out.end(), ids.begin(), ids.end());
-        if (add_special && add_eos_) out.push_back(sp_.eos_id());
+        if (add_prefix && add_bos_) out.push_back(sp_.bos_id());
+        // SentencePiece's BPE slows on one long sentence: encode ~4 KB pieces cut where next_cut allows.
+        constexpr size_t kPiece = 4096;
+        const std::string valid = repair_utf8(text);
+        for (size_t begin = 0, more = 1; more;) {
+            const auto cut = valid.size() - begin > 2 * kPiece ? next_cut(valid, begin + kPiece) : std::nullopt;
+            const size_t end = cut ? cut->end : valid.size();
+            const std::vector<int> ids = ids_of(valid.substr(begin, end - begin));
+            out.insert(out.end(), ids.begin(), ids.end());
+            more = cut.has_value();
+            begin = cut ? cut->next : valid.size();
+        }
+        if (add_suffix && add_eos_) out.push_back(sp_.eos_id());
         return out;
     }
+
+    // A space between plain characters: "X Y" is cut into "X" and "Y" (next skips the space).
+    std::optional<TextCut> next_cut(std::string_view text, size_t from) const override {
+        if (!cut_why_.empty()) return std::nullopt;
+        for (size_t pos = from; (pos = text.find(' ', pos)) != std::string_view::npos; ++pos)
+            if (pos >= 1 && plain_char_at(text, pos, false) && plain_char_at(text, pos + 1, true))
+                return TextCut{pos, pos + 1};
+        return std::nullopt;
+    }
+
+    std::string cut_rule() const override {
+        return cut_why_.empty() ? "spaces with plain characters either side (SentencePiece's dummy prefix)" : cut_why_;
+    }
+    bool can_cut() const override { return cut_why_.empty(); }
 
     std::string decode(std::span<const int32_t> ids, bool skip_special) const override {
         std::vector<int> keep;
@@ -69,9 +92,36 @@ public:
     std::string describe() const override { return cat(file_, " (SentencePiece, ", vocab_size(), " ids)"); }
 
 private:
+    std::vector<int> ids_of(const std::string& text) const {
+        std::vector<int> ids;
+        const auto status = sp_.Encode(text, &ids);
+        if (!status.ok()) fail(file_, ": SentencePiece encode failed: ", status.ToString());
+        return ids;
+    }
+
+    // SentencePiece normalizes the whole text, adds its dummy prefix "▁" and turns spaces into "▁"; its BPE
+    // (or unigram lattice) then never joins across a "▁" that no piece holds past its first character. So
+    // "X Y" encodes as "X" then "Y" when: no piece holds "▁" inside (checked on the vocabulary), and the
+    // normalizer keeps the space a word start and adds the dummy prefix (checked on probes, as 0.1.97's API
+    // gives no normalizer spec). Else no cut: the text is encoded on one rank.
+    void plan_cuts() {
+        const std::string meta = "\xE2\x96\x81";  // U+2581
+        for (int id = 0; id < sp_.GetPieceSize() && cut_why_.empty(); ++id)
+            if (sp_.IdToPiece(id).find(meta, 1) != std::string::npos)
+                cut_why_ = cat("piece ", sp_.IdToPiece(id), " holds \u2581 inside: pieces span words");
+        const char* probes[][2] = {{"x", "y"}, {"Ab.", "(cd"}, {"12", "34"}, {"\xE6\x97\xA5", "\xE6\x9C\xAC"}};
+        for (const auto& pr : probes) {
+            std::vector<int> joined = ids_of(pr[0]), second = ids_of(pr[1]);
+            joined.insert(joined.end(), second.begin(), second.end());
+            if (cut_why_.empty() && ids_of(cat(pr[0], " ", pr[1])) != joined)
+                cut_why_ = "its normalizer does not keep a space a word start with a dummy prefix";
+        }
+    }
+
     std::string file_;
     sentencepiece::SentencePieceProcessor sp_;
     bool add_bos_ = true, add_eos_ = false;
+    std::string cut_why_;  // why no cut ("" = next_cut cuts at spaces)
 };
 
 }  // namespace

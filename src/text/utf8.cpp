@@ -119,6 +119,41 @@ bool is_unicode_space(int32_t cp) {
            cp == 0x3000;
 }
 
+bool is_plain_char(int32_t cp) {
+    if (is_unicode_space(cp) || (cp >= 0x2000 && cp <= 0x206F) || cp == 0xFEFF) return false;
+    switch (utf8proc_category(cp)) {
+        case UTF8PROC_CATEGORY_CN:
+        case UTF8PROC_CATEGORY_CC:
+        case UTF8PROC_CATEGORY_CF:
+        case UTF8PROC_CATEGORY_CO:
+        case UTF8PROC_CATEGORY_CS:
+        case UTF8PROC_CATEGORY_MN:
+        case UTF8PROC_CATEGORY_MC:
+        case UTF8PROC_CATEGORY_ME:
+        case UTF8PROC_CATEGORY_SK:
+        case UTF8PROC_CATEGORY_ZS:
+        case UTF8PROC_CATEGORY_ZL:
+        case UTF8PROC_CATEGORY_ZP:
+            return false;
+        default:
+            return true;
+    }
+}
+
+bool plain_char_at(std::string_view text, size_t pos, bool after) {
+    size_t begin = pos;
+    if (!after) {  // back over at most three continuation bytes to the lead byte
+        if (pos == 0) return false;
+        begin = pos - 1;
+        while (begin > 0 && pos - begin < 4 && (static_cast<unsigned char>(text[begin]) & 0xC0) == 0x80) --begin;
+    }
+    if (begin >= text.size()) return false;
+    const std::string_view one = text.substr(begin, utf8_char_len(text, begin));
+    if (repair_utf8(one) != one || (!after && begin + one.size() != pos)) return false;  // invalid UTF-8
+    size_t len = 0;
+    return is_plain_char(utf8_decode(one, 0, &len));
+}
+
 bool is_word_char(int32_t cp) {
     switch (utf8proc_category(cp)) {
         case UTF8PROC_CATEGORY_LU:

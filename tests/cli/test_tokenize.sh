@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Text in and out: `epmoe tokenize` writes the ids Hugging Face's tokenizers gave for the fixtures' texts
+# Text in and out: `epmoe tokenize` (at 1, 2 and 3 ranks: the same bytes) writes the ids Hugging Face's tokenizers gave for the fixtures' texts
 # (tests/fixtures/tokenizers/*/expected.json: .safetensors and .bin, with and without special tokens, a
 # tokenizer.model-only directory, invalid UTF-8); `eval --text` and `generate --text` (lines and JSONL) run end
 # to end on the synthetic model with a fixture tokenizer at 1 and 2 ranks, generated.jsonl holding the decoded
@@ -65,6 +65,36 @@ expect_exit 0 "$EPMOE" tokenize --model "$fx/sp" --text "$cli_tmp/code.txt" --ou
 expect_stdout_has "SentencePiece"
 check_ids sp code ids "$cli_tmp/sp.safetensors" "$bos"
 
+# 1b. Over ranks: 1, 2 and 3 ranks write byte-identical files for every fixture kind on a multi-line text with
+# blank lines, indentation, CJK and special tokens (llama: no exact cut, one rank tokenizes it all).
+python3 - "$cli_tmp/multi.txt" <<'PY2'
+import sys
+lines = ["The quick brown fox", "", "    def f(x):  return x * 2", "\t\tindented with tabs", "日本語のテキスト、中文文本。",
+         "don't we'll 1234 3.14 café", "<|endoftext|> special <s> </s>", "  ", "x \ny", "end."]
+open(sys.argv[1], "w").write("\n".join(lines[i % len(lines)] + " line %d" % i for i in range(600)) + "\n\n")
+PY2
+for kind in neox qwen2 llama metaspace sp; do
+    for np in 1 2 3; do
+        expect_exit 0 "${mpiexec[@]}" -np $np "$EPMOE" tokenize --model "$fx/$kind" --text "$cli_tmp/multi.txt" \
+            --out "$cli_tmp/multi-$kind-$np.bin" --progress-interval 0.000001
+    done
+    if [ "$kind" = llama ]; then expect_stdout_has "one rank tokenized it all"; else expect_stdout_has "ranks' parts cut at"; fi
+    if cmp -s "$cli_tmp/multi-$kind-1.bin" "$cli_tmp/multi-$kind-2.bin" && cmp -s "$cli_tmp/multi-$kind-1.bin" \
+        "$cli_tmp/multi-$kind-3.bin" && [ -s "$cli_tmp/multi-$kind-1.bin" ]; then pass "  $kind: 1, 2, 3 ranks byte-identical"
+    else fail_check "$kind: files differ across rank counts"; fi
+done
+python3 -c "import sys; t = open(sys.argv[1]).read(); open(sys.argv[2], 'w').write(t * (2600000 // len(t) + 1))" \
+    "$cli_tmp/multi.txt" "$cli_tmp/big.txt"  # 2.9 MB: a progress line after the first 1 MiB part
+expect_exit 0 "$EPMOE" tokenize --model "$fx/neox" --text "$cli_tmp/big.txt" --out "$cli_tmp/p.bin" --progress-interval 0.000001
+expect_stderr_has "epmoe tokenize: 1.0 / 2.9 MB, "
+expect_stdout_has "MB/s"
+if [ ! -e "$cli_tmp/p.bin.tmp" ]; then pass "  no temporary file left"; else fail_check "p.bin.tmp left behind"; fi
+expect_exit 0 "${mpiexec[@]}" -np 2 "$EPMOE" tokenize --model "$fx/neox" --text "$cli_tmp/big.txt" --out "$cli_tmp/q.bin" \
+    -q --progress-interval 0.000001
+if [ ! -s "$err_file" ]; then pass "  --quiet: nothing on stderr"; else fail_check "--quiet printed on stderr"; fi
+if cmp -s "$cli_tmp/p.bin" "$cli_tmp/q.bin"; then pass "  2.9 MB in parts: 1 and 2 ranks byte-identical"
+else fail_check "big.txt: 1 and 2 ranks differ"; fi
+
 # 2. eval --text and generate --text on the synthetic model (vocabulary 1024 >= the fixtures').
 small=(--set model.d_model=64 --set model.d_ff=96 --set model.num_layers=2 --set model.num_heads=4
        --set model.num_kv_heads=2 --set model.head_dim=16 --energy-source none -q)
@@ -120,6 +150,10 @@ bad "no tokenizer.json or tokenizer.model" "$EPMOE" tokenize --model "$cli_tmp" 
 bad "missing.txt: cannot read" "$EPMOE" tokenize --model "$fx/neox" --text "$cli_tmp/missing.txt" --out "$cli_tmp/x.bin"
 bad "expected FILE.safetensors or FILE.bin" "$EPMOE" tokenize --model "$fx/neox" --text "$cli_tmp/code.txt" --out "$cli_tmp/x.txt"
 bad "give --text FILE and --out FILE" "${mpiexec[@]}" -np 2 "$EPMOE" tokenize --model "$fx/neox"
+bad "missing.txt: cannot read" "${mpiexec[@]}" -np 2 "$EPMOE" tokenize --model "$fx/neox" --text "$cli_tmp/missing.txt" \
+    --out "$cli_tmp/x.bin"
+bad "--progress-interval 0: expected > 0" "$EPMOE" tokenize --model "$fx/neox" --text "$cli_tmp/code.txt" \
+    --out "$cli_tmp/x.bin" --progress-interval 0
 bad "outside the model's vocabulary of 100" "${mpiexec[@]}" -np 2 "$EPMOE" eval "${small[@]}" --set model.vocab_size=100 \
     --tokenizer "$fx/neox" --text "$cli_tmp/corpus.txt" --out "$cli_tmp/bad_eval2"
 bad "--text needs a tokenizer" "$EPMOE" eval "${small[@]}" --text "$cli_tmp/corpus.txt" --out "$cli_tmp/bad_eval3"

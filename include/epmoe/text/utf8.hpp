@@ -27,6 +27,14 @@ std::string unicode_normalize(std::string_view text, std::string_view form);
 // Rust's char::is_whitespace (Unicode White_Space).
 bool is_unicode_space(int32_t cp);
 
+// A character a text may be cut beside (epmoe tokenize over ranks): not whitespace, a control, a format
+// character, a mark, a modifier symbol (NFKC may turn one into a space) or in General Punctuation U+2000-206F.
+bool is_plain_char(int32_t cp);
+
+// Whether the character of text that ends just before byte pos (after: the one that starts at pos) is plain;
+// invalid UTF-8 there, or no character there, is not plain.
+bool plain_char_at(std::string_view text, size_t pos, bool after);
+
 // A word character as the regex crate's \w sees it: letters, marks, digits, connector punctuation.
 bool is_word_char(int32_t cp);
 
