@@ -81,7 +81,8 @@ private:
 
 // The placement of config.placement.name over world's ranks. Rank 0 reads placement.profile (an earlier run's
 // metrics.jsonl) when set and broadcasts it; fails on every rank naming the file when it cannot. Collective.
-Placement run_placement(const mpi::Comm& world, const Config& config, int num_experts);
+// num_ranks: the ranks the experts are spread over (a training group, groups.hpp); 0 = world.size().
+Placement run_placement(const mpi::Comm& world, const Config& config, int num_experts, int num_ranks = 0);
 
 // What a policy needs to know about the job: sizes, the placement's owner map and the seed.
 PolicyContext policy_context(const Config& config, const Placement& placement, int num_layers);

@@ -3,7 +3,7 @@
 
 namespace epmoe {
 
-Placement run_placement(const mpi::Comm& world, const Config& config, int num_experts) {
+Placement run_placement(const mpi::Comm& world, const Config& config, int num_experts, int num_ranks) {
     std::vector<double> profile;  // [num_experts]
     const bool needs_profile = config.placement.name == "balanced" || config.placement.name == "replicated";
     if (needs_profile && !config.placement.profile.empty()) {
@@ -16,7 +16,8 @@ Placement run_placement(const mpi::Comm& world, const Config& config, int num_ex
     Placement placement;
     mpi::all_or_none(world, [&] {
         placement =
-            Placement::make(config.placement.name, num_experts, world.size(), profile, config.placement.replicas);
+            Placement::make(config.placement.name, num_experts, num_ranks > 0 ? num_ranks : world.size(), profile,
+                            config.placement.replicas);
     });
     return placement;
 }

@@ -2,8 +2,9 @@
 // backward through the expert exchange), the replicated gradients summed over the ranks, the global norm
 // clipped, AdamW with the warmup + cosine schedule; rank 0 logs each step to train_log.jsonl, validates every
 // train.eval_every steps against a bigram model of the same data, and the model is saved as a Hugging Face
-// checkpoint (train.save_dir). Pure expert parallelism: the experts sharded over every rank, each rank a
-// data-parallel replica of the rest.
+// checkpoint (train.save_dir). DP x EP (train.ep_size, train/groups.hpp): the experts sharded over each group
+// of ep_size consecutive ranks, tokens exchanged inside the group, the groups data-parallel replicas; the global
+// batch split over every rank, the losses and the replicated weights' gradients reduced over the world.
 #include "app/train.hpp"
 
 #include <cmath>
@@ -13,25 +14,30 @@
 
 #include "app/job.hpp"
 #include "app/train_data.hpp"
+#include "app/train_hooks.hpp"
+#include "app/train_state.hpp"
 #include "app/version.hpp"
 #include "epmoe/base/error.hpp"
 #include "epmoe/io/results.hpp"
 #include "epmoe/model/checkpoint_write.hpp"
 #include "epmoe/model/decoder_forward.hpp"
+#include "epmoe/train/groups.hpp"
 #include "epmoe/train/optim.hpp"
 
 namespace epmoe {
 namespace {
 
-// The load-balancing loss' weight: train.aux_loss_coef, or a checkpoint's router_aux_loss_coef, else 0.01.
-double aux_coef(const Config& config) {
+// The load-balancing loss' weight: train.aux_loss_coef, or a checkpoint's router_aux_loss_coef, else the
+// family's default in transformers (OlmoeConfig 0.01; MixtralConfig, Qwen2MoeConfig, Qwen3MoeConfig 0.001);
+// 0.01 for the synthetic model.
+double aux_coef(const Config& config, Family family) {
     if (config.train.aux_loss_coef >= 0) return config.train.aux_loss_coef;
     if (config.model.path.empty()) return 0.01;
     std::ifstream in(config.model.path + "/config.json");
     const Json j = in ? Json::parse(in, nullptr, false) : Json();
-    return j.is_object() && j.contains("router_aux_loss_coef") && j["router_aux_loss_coef"].is_number()
-               ? j["router_aux_loss_coef"].get<double>()
-               : 0.01;
+    if (j.is_object() && j.contains("router_aux_loss_coef") && j["router_aux_loss_coef"].is_number())
+        return j["router_aux_loss_coef"].get<double>();
+    return family == Family::kOlmoe ? 0.01 : 0.001;
 }
 
 Family family_of(const std::string& name) {
@@ -40,17 +46,19 @@ Family family_of(const std::string& name) {
     fail("train.family ", name, ": not a family");
 }
 
-// The mean NLL of the validation windows (every rank's share) under the current weights. Collective.
-double validation_loss(const mpi::Comm& world, const Model& model, DecoderForward& forward,
+// The mean NLL of the validation windows (every rank's share) under the current weights: tokens exchanged in
+// this rank's group, the NLL summed over the world. Collective.
+double validation_loss(const TrainGroups& groups, const Model& model, DecoderForward& forward,
                        const std::vector<TrainSequence>& windows) {
+    const mpi::Comm &world = groups.world(), &ep = groups.ep();
     std::vector<std::vector<int32_t>> ids;
     std::vector<SequenceCache> caches(windows.size(), make_sequence_cache(model.shape.num_layers));
     std::vector<SequenceChunk> chunks;
     for (size_t i = 0; i < windows.size(); ++i) chunks.push_back({windows[i].ids, &caches[i]});
     std::vector<float> logits;
     const int64_t n = [&] { int64_t t = 0; for (const auto& w : windows) t += static_cast<int64_t>(w.ids.size()); return t; }();
-    const int64_t first = mpi::exscan_sum<int64_t>(world, std::span<const int64_t>(&n, 1))[0];
-    forward.step(world, chunks, LogitRows::kAll, first, mpi::allreduce_one<int64_t>(world, n, mpi::Op::kSum), {}, logits);
+    const int64_t first = mpi::exscan_sum<int64_t>(ep, std::span<const int64_t>(&n, 1))[0];
+    forward.step(ep, chunks, LogitRows::kAll, first, mpi::allreduce_one<int64_t>(ep, n, mpi::Op::kSum), {}, logits);
     const int vocab = model.shape.decoder.vocab_size;
     double sums[2] = {0, 0};
     size_t row = 0;
@@ -96,6 +104,24 @@ private:
 
 namespace {
 
+// FLOPs of a training step a token, by the 6 N rule (N: the weights a token multiplies: attention, router, top_k
+// experts, LM head; dense and shared MLPs left out): the work the `estimated` energy source prices.
+double train_flops_per_token(const ModelShape& s) {
+    const DecoderShape& d = s.decoder;
+    const double attention = static_cast<double>(s.d_model) * d.head_dim * 2.0 * (d.num_heads + d.num_kv_heads);
+    const double moe = static_cast<double>(s.d_model) * s.num_experts + s.top_k * 3.0 * s.d_model * s.d_ff;
+    return 6.0 * (s.num_layers * (attention + moe) + static_cast<double>(d.vocab_size) * s.d_model);
+}
+
+// The [MoE layers, E] loads as rows of integers for the log.
+Json load_rows(const std::vector<double>& load, int num_experts) {
+    Json rows = Json::array();
+    for (size_t i = 0; i + static_cast<size_t>(num_experts) <= load.size(); i += static_cast<size_t>(num_experts))
+        rows.push_back(std::vector<int64_t>(load.begin() + static_cast<std::ptrdiff_t>(i),
+                                            load.begin() + static_cast<std::ptrdiff_t>(i) + num_experts));
+    return rows;
+}
+
 // The state of one training run.
 class Trainer {
 public:
@@ -104,42 +130,54 @@ public:
           config_(config),
           source_(world, config, true),
           shape_(source_.shape()),
-          placement_(run_placement(world, config, shape_.num_experts)) {
+          groups_(world, config.train.ep_size),
+          placement_(run_placement(world, config, shape_.num_experts, groups_.ep_size())),
+          energy_(world, config.energy),
+          flops_per_token_(train_flops_per_token(shape_)) {
         mpi::all_or_none(world, [&] {
             if (config.compute.dtype != "fp32")
                 fail("epmoe train runs FP32: compute.dtype = \"", config.compute.dtype, "\" is for inference");
+            if (!config.train.save_dir.empty()) check_save_dir(config.train.save_dir);
+            check_sequential_data(config, shape_.decoder.vocab_size);
             data_ = load_train_data(config, shape_.decoder.vocab_size);
         });
         const int64_t rows = (config.train.batch + world.size() - 1) / world.size() * config.text.ctx;
-        model_ = source_.load(world, [&](int e) { return placement_.owns(world.rank(), e); }, rows);
+        model_ = source_.load(world, [&](int e) { return placement_.owns(groups_.ep().rank(), e); }, rows);
         decoder_ = source_.load_decoder(world);
         grads_ = make_grads(model_, decoder_);
-        register_params(registry_, model_, decoder_, grads_, world, config.train.decay_router);
+        register_params(registry_, model_, decoder_, grads_, world, config.train.decay_router,
+                        &groups_.expert_replicas());
         adamw_ = std::make_unique<AdamW>(registry_, AdamWConfig(0.9, 0.95, 1e-8, config.train.weight_decay));
         schedule_ = std::make_unique<LrSchedule>(config.train.lr, config.train.min_lr, config.train.warmup_steps,
-                                                 config.train.steps);
+                                                 std::max(decay_steps(), config.train.warmup_steps));
         trainer_ = std::make_unique<DecoderTrainer>(model_, decoder_, placement_,
-                                                    DispatchOptions{config.routing.capacity_factor, 1}, aux_coef(config));
+                                                    DispatchOptions{config.routing.capacity_factor, 1},
+                                                    aux_coef(config, source_.family()), config.train.z_loss_coef);
         moe_ = std::make_unique<Forward>(model_, placement_, config.routing.capacity_factor);
         forward_ = std::make_unique<DecoderForward>(model_, decoder_, *moe_);
         val_ = validation_windows(data_.val, config.text.ctx, config.train.val_windows, world.rank(), world.size());
-        std::vector<double> bigram = {bigram_nll(data_.train, val_, shape_.decoder.vocab_size) * static_cast<double>(val_.size() * config.text.ctx),
-                                      static_cast<double>(val_.size() * config.text.ctx)};
+        const double val_tokens = static_cast<double>(val_.size()) * static_cast<double>(config.text.ctx);
+        std::vector<double> bigram = {val_.empty() ? 0.0 : bigram_nll(data_.train, val_, shape_.decoder.vocab_size) * val_tokens,
+                                      val_tokens};  // a rank may hold no validation window
         mpi::allreduce<double>(world, bigram, mpi::Op::kSum);
         bigram_ = bigram[0] / bigram[1];
+        if (!config.train.resume.empty())
+            first_step_ =
+                resume_train_state(world, config.train.resume, state(0), config.train.steps, registry_, *adamw_);
     }
 
     // One step; returns its log line. Collective.
     Json step(int s) {
         const TrainConfig& t = config_.train;
-        const std::vector<TrainSequence> batch =
-            sample_batch(data_.train, config_.text.ctx, t.batch, config_.seed, s, world_.rank(), world_.size());
+        const std::vector<TrainSequence> batch = step_batch(data_, config_, s, world_.rank(), world_.size());
         registry_.zero_grad();
+        const TrainTimes before = trainer_->times();
         const double t0 = mpi::wtime();
-        const TrainLosses losses = trainer_->step(world_, batch, grads_);
+        const TrainLosses losses = trainer_->step(groups_.ep(), world_, batch, grads_);
         const double t1 = mpi::wtime();
         allreduce_gradients(registry_);
         const double t2 = mpi::wtime();
+        if (s == first_step_ && !t.dump_grads.empty()) dump_gradients(world_, t.dump_grads, family(), grads_, losses);
         const double norm = t.grad_clip > 0 ? clip_grad_norm(registry_, world_, t.grad_clip)
                                             : global_grad_norm(registry_, world_);
         if (!std::isfinite(losses.lm) || !std::isfinite(norm))
@@ -153,36 +191,81 @@ public:
         tokens_ += losses.tokens;
         seconds_ += t3 - t0;
         last_loss_ = losses.lm;
-        return {{"step", s}, {"lm_loss", losses.lm}, {"aux_loss", losses.aux}, {"lr", lr}, {"grad_norm", norm},
-                {"tokens", losses.tokens}, {"tokens_per_s", losses.tokens / (t3 - t0)},
-                {"time_s", {{"forward_backward", t1 - t0}, {"allreduce", t2 - t1}, {"optimizer", t3 - t2}}},
-                {"drop_rate", losses.drop_rate}};
+        const TrainTimes& after = trainer_->times();
+        const double exchange = after.moe.dispatch + after.moe.combine - before.moe.dispatch - before.moe.combine;
+        Json line = {{"step", s}, {"lm_loss", losses.lm}, {"aux_loss", losses.aux}, {"z_loss", losses.z},
+                     {"lr", lr}, {"grad_norm", norm}, {"tokens", losses.tokens},
+                     {"tokens_per_s", losses.tokens / (t3 - t0)},
+                     {"time_s", {{"step", t3 - t0}, {"forward", after.forward - before.forward},
+                                 {"backward", after.backward - before.backward}, {"exchange", exchange},
+                                 {"experts", after.moe.expert - before.moe.expert}, {"allreduce", t2 - t1},
+                                 {"optimizer", t3 - t2}, {"coordinator", nullptr}}},
+                     {"drop_rate", losses.drop_rate}, {"load_cv", losses.load_cv},
+                     {"gate_entropy", losses.gate_entropy},
+                     {"expert_load", load_rows(losses.expert_load, shape_.num_experts)}};
+        add_energy(line, t3 - t0, static_cast<double>(batch.size()) * static_cast<double>(config_.text.ctx),
+                   losses.tokens);
+        return line;
     }
 
-    double validate() { return last_val_ = validation_loss(world_, model_, *forward_, val_); }
+    // J/token of the step over every rank, with the source that measured (or estimated) it; null when none.
+    void add_energy(Json& line, double seconds, double local_tokens, int64_t tokens) {
+        const WorkCounters work{local_tokens * flops_per_token_, 0.0, seconds};
+        const StepEnergy e = energy_.step(seconds, work);
+        const double joules = e.rank_joules ? *e.rank_joules : NAN;
+        const double total = mpi::allreduce_one<double>(world_, joules, mpi::Op::kSum);
+        line["energy"] = {{"source", energy_.source()},
+                          {"j_per_token", std::isfinite(total) && tokens > 0 ? Json(total / static_cast<double>(tokens))
+                                                                             : Json(nullptr)}};
+    }
 
-    void save() {
+    double validate() { return last_val_ = validation_loss(groups_, model_, *forward_, val_); }
+
+    // Writes the checkpoint after `steps_done` steps, with the optimizer state beside it. Collective.
+    void save(int64_t steps_done) {
+        mpi::all_or_none(world_, [&] { check_finite_weights(registry_, steps_done - 1); });
         CheckpointWriteOptions options;
-        options.router_aux_loss_coef = aux_coef(config_);
-        write_checkpoint(world_, config_.train.save_dir, config_.model.path.empty() ? family_of(config_.train.family)
-                                                                                   : source_.family(),
-                         model_, decoder_, options);
+        options.router_aux_loss_coef = aux_coef(config_, source_.family());
+        const Json state_now = state(steps_done);
+        options.write_extra = [&](const std::string& tmp) {
+            write_train_state(tmp, world_.rank(), world_.size(), registry_, *adamw_, state_now);
+        };
+        write_checkpoint(world_, config_.train.save_dir, family(), model_, decoder_, options);
     }
+
+    // trainer_state.json after `steps_done` steps: what --resume restores and checks (train_state.hpp).
+    Json state(int64_t steps_done) const {
+        const TrainConfig& t = config_.train;
+        return {{"step", steps_done}, {"optimizer_steps", adamw_->steps()}, {"seed", config_.seed},
+                {"layout",
+                 {{"ranks", world_.size()}, {"ep_size", groups_.ep_size()}, {"placement", config_.placement.name}}},
+                {"data",
+                 {{"source", data_.source}, {"sampler", t.sampler}, {"batch", t.batch}, {"ctx", config_.text.ctx}}},
+                {"lr_schedule", {{"lr", t.lr}, {"min_lr", t.min_lr}, {"warmup_steps", t.warmup_steps},
+                                 {"decay_steps", decay_steps()}, {"next_lr", schedule_->at(steps_done)}}},
+                {"epmoe_version", version()}};
+    }
+    Family family() const { return config_.model.path.empty() ? family_of(config_.train.family) : source_.family(); }
+    int decay_steps() const { return config_.train.decay_steps > 0 ? config_.train.decay_steps : config_.train.steps; }
+    int64_t first_step() const { return first_step_; }
 
     Json summary() const {
-        return {{"ranks", world_.size()}, {"steps", config_.train.steps}, {"data", data_.source},
+        return {{"ranks", world_.size()}, {"ep_size", groups_.ep_size()}, {"dp_size", groups_.dp_size()},
+                {"steps", config_.train.steps}, {"data", data_.source},
                 {"tokens_total", tokens_}, {"seconds", seconds_},
                 {"tokens_per_s", seconds_ > 0 ? Json(tokens_ / seconds_) : Json(nullptr)},
                 {"final_lm_loss", last_loss_}, {"final_val_loss", last_val_}, {"bigram_val_loss", bigram_},
                 {"checkpoint", config_.train.save_dir.empty() ? Json(nullptr) : Json(config_.train.save_dir)}};
     }
     double bigram() const { return bigram_; }
+    const TrainGroups& groups() const { return groups_; }
 
 private:
     const mpi::Comm& world_;
     const Config& config_;
     ModelSource source_;
     const ModelShape shape_;
+    const TrainGroups groups_;  // before placement_: the placement spans one group
     const Placement placement_;
     TrainData data_;
     Model model_;
@@ -195,7 +278,10 @@ private:
     std::unique_ptr<Forward> moe_;
     std::unique_ptr<DecoderForward> forward_;
     std::vector<TrainSequence> val_;
+    HostEnergy energy_;
+    double flops_per_token_ = 0;
     double bigram_ = 0, seconds_ = 0, last_loss_ = NAN, last_val_ = NAN;
+    int64_t first_step_ = 0;  // the first step this run makes: 0, or the steps a resumed checkpoint had done
     int64_t tokens_ = 0;
 };
 
@@ -203,14 +289,17 @@ bool due(int step, int steps, int every) { return step + 1 == steps || (every > 
 
 }  // namespace
 
-int train(const mpi::Comm& world, const Config& config) {
+int train(const mpi::Comm& world, const Config& given) {
+    const Config config = resume_config(world, given);  // --resume DIR: the weights from DIR
     set_up_rank(world, config);
     Trainer trainer(world, config);
     TrainLog log(world, config);
     const bool talk = world.rank() == 0 && !config.output.quiet;
-    if (talk) std::fprintf(stderr, "epmoe train: %d steps; bigram model's validation loss %.4f\n", config.train.steps, trainer.bigram());
+    if (talk)
+        std::fprintf(stderr, "epmoe train: %d steps, ep_size %d x dp_size %d; bigram model's validation loss %.4f\n",
+                     config.train.steps, trainer.groups().ep_size(), trainer.groups().dp_size(), trainer.bigram());
     double last_print = mpi::wtime();
-    for (int s = 0; s < config.train.steps; ++s) {
+    for (int s = static_cast<int>(trainer.first_step()); s < config.train.steps; ++s) {
         Json line = trainer.step(s);
         if (due(s, config.train.steps, config.train.eval_every)) {
             line["val_loss"] = trainer.validate();
@@ -224,7 +313,7 @@ int train(const mpi::Comm& world, const Config& config) {
                          line.contains("val_loss") ? cat(", val ", line["val_loss"].get<double>()).c_str() : "",
                          line["tokens_per_s"].get<double>());
         }
-        if (!config.train.save_dir.empty() && due(s, config.train.steps, config.train.save_every)) trainer.save();
+        if (!config.train.save_dir.empty() && due(s, config.train.steps, config.train.save_every)) trainer.save(s + 1);
     }
     Json summary = trainer.summary();
     if (talk)

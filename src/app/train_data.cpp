@@ -4,7 +4,9 @@
 #include <cmath>
 #include <filesystem>
 #include <random>
+#include <unordered_map>
 
+#include "app/text_input.hpp"
 #include "epmoe/base/error.hpp"
 #include "epmoe/io/tokens.hpp"
 #include "epmoe/ops/loss.hpp"
@@ -38,6 +40,32 @@ std::vector<int32_t> corpus_bytes(const std::string& path) {
     return out;
 }
 
+// The ids of the text file at path (key: the config key that named it, for errors): the checkpoint's tokenizer's
+// (--model DIR, or text.tokenizer a path), with its special tokens as text.special_tokens says; with no
+// tokenizer (the byte-level synthetic model) the text's bytes, as train.corpus reads them.
+std::vector<int32_t> text_ids(const Config& config, const std::string& path, int vocab_size, const char* key) {
+    const std::string& t = config.text.tokenizer;
+    const bool has_tokenizer = !config.model.path.empty() || !(t == "auto" || t == "json" || t == "sp");
+    std::vector<int32_t> ids;
+    try {
+        const std::string bytes = read_file_bytes(path);
+        if (has_tokenizer) {
+            ids = open_tokenizer(config)->encode(bytes, config.text.special_tokens);
+        } else {
+            if (vocab_size < 256) fail("model.vocab_size ", vocab_size, ": the bytes of a text need 256 ids");
+            ids.assign(bytes.begin(), bytes.end());
+            for (int32_t& id : ids) id &= 0xFF;  // char may be signed
+        }
+    } catch (const Error& e) {
+        fail(key, " ", path, ": ", e.what());
+    }
+    for (int32_t id : ids)
+        if (id >= vocab_size)
+            fail(key, " ", path, ": token id ", id, " outside the model's vocabulary of ", vocab_size);
+    if (ids.empty()) fail(key, " ", path, ": holds no tokens");
+    return ids;
+}
+
 void check_length(const std::vector<int32_t>& s, int64_t ctx, const std::string& what) {
     if (static_cast<int64_t>(s.size()) < ctx + 1)
         fail(what, " holds ", s.size(), " tokens: shorter than one window of --ctx ", ctx, " + 1");
@@ -55,7 +83,10 @@ TrainSequence window(const std::vector<int32_t>& s, int64_t start, int64_t ctx) 
 TrainData load_train_data(const Config& config, int vocab_size) {
     const TrainConfig& t = config.train;
     TrainData d;
-    if (t.data.empty()) {
+    if (!t.text.empty()) {
+        d.train = text_ids(config, t.text, vocab_size, "train.text");
+        d.source = t.text;
+    } else if (t.data.empty()) {
         if (vocab_size < 256) fail("model.vocab_size ", vocab_size, ": the byte corpus needs 256 ids (or --data)");
         d.train = corpus_bytes(t.corpus);
         d.source = "bytes of " + t.corpus;
@@ -65,13 +96,18 @@ TrainData load_train_data(const Config& config, int vocab_size) {
     }
     if (!t.val_data.empty()) {
         d.val = read_tokens(t.val_data, vocab_size, config.text.token_dtype).ids;
+    } else if (!t.val_text.empty()) {
+        d.val = text_ids(config, t.val_text, vocab_size, "train.val_text");
+    } else if (t.sampler == "sequential") {
+        d.val = d.train;  // a checking hook's rows: nothing held out, validated on the same tokens
     } else {
         const size_t held = static_cast<size_t>(static_cast<double>(d.train.size()) * t.val_fraction);
         d.val.assign(d.train.end() - static_cast<std::ptrdiff_t>(held), d.train.end());
         d.train.resize(d.train.size() - held);
     }
     check_length(d.train, config.text.ctx, "the training stream of " + d.source);
-    check_length(d.val, config.text.ctx, "the validation stream (" + (t.val_data.empty() ? d.source : t.val_data) + ")");
+    const std::string val_source = !t.val_data.empty() ? t.val_data : !t.val_text.empty() ? t.val_text : d.source;
+    check_length(d.val, config.text.ctx, "the validation stream (" + val_source + ")");
     return d;
 }
 
@@ -97,18 +133,23 @@ std::vector<TrainSequence> validation_windows(const std::vector<int32_t>& stream
 }
 
 double bigram_nll(const std::vector<int32_t>& train, const std::vector<TrainSequence>& windows, int vocab_size) {
-    const size_t v = static_cast<size_t>(vocab_size);
-    std::vector<double> pair(v * v, 0.1), row(v, 0.1 * static_cast<double>(v));
+    // Add-0.1 smoothed pair counts; the pairs seen in a hash map (a V x V table would be 10 GB at V = 50k).
+    const uint64_t v = static_cast<uint64_t>(vocab_size);
+    std::unordered_map<uint64_t, double> pair;
+    std::vector<double> row(v, 0.1 * static_cast<double>(v));
     for (size_t i = 0; i + 1 < train.size(); ++i) {
-        pair[static_cast<size_t>(train[i]) * v + static_cast<size_t>(train[i + 1])] += 1;
+        pair[static_cast<uint64_t>(train[i]) * v + static_cast<uint64_t>(train[i + 1])] += 1;
         row[static_cast<size_t>(train[i])] += 1;
     }
     double nll = 0;
     int64_t n = 0;
     for (const TrainSequence& q : windows)
-        for (size_t t = 0; t < q.ids.size(); ++t, ++n) {
-            const size_t a = static_cast<size_t>(q.ids[t]), b = static_cast<size_t>(q.targets[t]);
-            nll -= std::log(pair[a * v + b] / row[a]);
+        for (size_t t = 0; t < q.ids.size(); ++t) {
+            if (q.targets[t] < 0) continue;  // kIgnoreIndex: nothing scored
+            const uint64_t a = static_cast<uint64_t>(q.ids[t]), b = static_cast<uint64_t>(q.targets[t]);
+            const auto it = pair.find(a * v + b);
+            nll -= std::log((0.1 + (it == pair.end() ? 0.0 : it->second)) / row[a]);
+            ++n;
         }
     return n > 0 ? nll / static_cast<double>(n) : NAN;
 }

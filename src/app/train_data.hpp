@@ -18,7 +18,8 @@ struct TrainData {
 };
 
 // Reads the token files (ids checked against vocab_size), or the corpus as bytes (vocab_size must be >= 256);
-// holds out the last val_fraction of the stream when there is no val_data. Fails naming the file when a stream
+// holds out the last val_fraction of the stream when there is no val_data (sampler sequential: validates on
+// the training stream itself). Fails naming the file when a stream
 // is shorter than one window of ctx + 1 tokens.
 TrainData load_train_data(const Config& config, int vocab_size);
 

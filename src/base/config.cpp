@@ -235,17 +235,25 @@ TrainConfig train_config(const Json& j) {
     TrainConfig t;
     t.steps = static_cast<int>(int_in(j, "train", "steps", 1, 1 << 30));
     t.batch = static_cast<int>(int_in(j, "train", "batch", 1, 1 << 20));
+    t.ep_size = static_cast<int>(int_in(j, "train", "ep_size", 0, 1 << 20));  // divides the world: TrainGroups
     t.lr = real_in(j, "train", "lr", 0, false);
     t.min_lr = real_in(j, "train", "min_lr", 0, false);
     if (t.min_lr > t.lr) bad_value("train.min_lr", j.at("train").at("min_lr"), "must be <= train.lr");
-    t.warmup_steps = static_cast<int>(int_in(j, "train", "warmup_steps", 0, t.steps));
+    t.warmup_steps = static_cast<int>(int_in(j, "train", "warmup_steps", 0, 1 << 30));  // > steps: the run only warms up
     t.weight_decay = real_in(j, "train", "weight_decay", 0, false);
     t.grad_clip = real_in(j, "train", "grad_clip", 0, false);
     t.aux_loss_coef = at(j, "train", "aux_loss_coef").get<double>();
     if (!std::isfinite(t.aux_loss_coef)) bad_value("train.aux_loss_coef", j.at("train").at("aux_loss_coef"), "must be finite");
+    t.z_loss_coef = real_in(j, "train", "z_loss_coef", 0, false);
     t.decay_router = at(j, "train", "decay_router").get<bool>();
     t.data = at(j, "train", "data").get<std::string>();
     t.val_data = at(j, "train", "val_data").get<std::string>();
+    t.text = at(j, "train", "text").get<std::string>();
+    t.val_text = at(j, "train", "val_text").get<std::string>();
+    if (!t.text.empty() && !t.data.empty())
+        bad_value("train.text", j.at("train").at("text"), "give train.data or train.text, not both");
+    if (!t.val_text.empty() && !t.val_data.empty())
+        bad_value("train.val_text", j.at("train").at("val_text"), "give train.val_data or train.val_text, not both");
     t.val_fraction = real_in(j, "train", "val_fraction", 0, true);
     if (t.val_fraction >= 1) bad_value("train.val_fraction", j.at("train").at("val_fraction"), "must be < 1");
     t.val_windows = static_cast<int>(int_in(j, "train", "val_windows", 1, 1 << 20));
@@ -254,6 +262,10 @@ TrainConfig train_config(const Json& j) {
     t.save_every = static_cast<int>(int_in(j, "train", "save_every", 0, 1 << 30));
     t.corpus = at(j, "train", "corpus").get<std::string>();
     t.family = one_of(j, "train", "family", {"mixtral", "olmoe", "qwen2_moe", "qwen3_moe"});
+    t.resume = at(j, "train", "resume").get<std::string>();
+    t.sampler = one_of(j, "train", "sampler", {"random", "sequential"});
+    t.decay_steps = static_cast<int>(int_in(j, "train", "decay_steps", 0, 1 << 30));
+    t.dump_grads = at(j, "train", "dump_grads").get<std::string>();
     return t;
 }
 

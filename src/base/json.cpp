@@ -48,10 +48,12 @@ const char* kDefaults = R"({
   },
   "generate": {"max_new_tokens": 16, "temperature": 0.0, "top_p": 1.0},
   "train": {
-    "steps": 300, "batch": 16, "lr": 0.003, "min_lr": 0.0003, "warmup_steps": 20, "weight_decay": 0.1,
-    "grad_clip": 1.0, "aux_loss_coef": -1.0, "decay_router": false, "data": "", "val_data": "",
+    "steps": 300, "batch": 16, "ep_size": 0, "lr": 0.003, "min_lr": 0.0003, "warmup_steps": 20, "weight_decay": 0.1,
+    "grad_clip": 1.0, "aux_loss_coef": -1.0, "z_loss_coef": 0.0, "decay_router": false, "data": "", "val_data": "",
+    "text": "", "val_text": "",
     "val_fraction": 0.05, "val_windows": 32, "eval_every": 50, "save_dir": "", "save_every": 0,
-    "corpus": "/usr/share/games/fortunes", "family": "mixtral"
+    "corpus": "/usr/share/games/fortunes", "family": "mixtral", "resume": "", "sampler": "random", "decay_steps": 0,
+    "dump_grads": ""
   },
   "simulate": {
     "ranks": 16, "platform": "fat-tree", "bandwidth": "100Gbps", "latency": "1us", "ranks_per_node": 4,

@@ -115,6 +115,7 @@ ResultsWriter::ResultsWriter(const std::string& dir, bool overwrite) : dir_(dir)
 }
 
 void ResultsWriter::append_step(const Json& line) {
+    any_step_ = true;
     metrics_ << line.dump() << '\n';
     metrics_.flush();
     if (!metrics_) fail(dir_, "/metrics.jsonl.tmp: write failed (disk full?)");
@@ -149,8 +150,14 @@ void ResultsWriter::finish(const Json& config, const Json& summary) {
     const fs::path d(dir_);
     write_file(d / "config.json.tmp", config.dump(2) + "\n");
     write_file(d / "summary.json.tmp", summary.dump(2) + "\n");
-    rename_into_place(d / "metrics.jsonl.tmp", d / "metrics.jsonl");
-    rename_into_place(d / "metrics.csv.tmp", d / "metrics.csv");
+    if (any_step_) {
+        rename_into_place(d / "metrics.jsonl.tmp", d / "metrics.jsonl");
+        rename_into_place(d / "metrics.csv.tmp", d / "metrics.csv");
+    } else {  // a command with no coordinator steps (train, tokenize's like): no empty files
+        std::error_code ec;
+        fs::remove(d / "metrics.jsonl.tmp", ec);
+        fs::remove(d / "metrics.csv.tmp", ec);
+    }
     rename_into_place(d / "config.json.tmp", d / "config.json");
     for (const std::string& name : staged_) rename_into_place(d / (name + ".tmp"), d / name);
     rename_into_place(d / "summary.json.tmp", d / "summary.json");

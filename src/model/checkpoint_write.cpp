@@ -198,9 +198,20 @@ void write_checkpoint(const mpi::Comm& comm, const std::string& dir_name, Family
     const std::vector<std::string> names_by_rank = mpi::allgather_strings(comm, names);
     const std::vector<std::string> files_by_rank = mpi::allgather_strings(comm, file);
     const uint64_t total = mpi::allreduce_one(comm, bytes, mpi::Op::kSum);
+    if (options.write_extra) agreed(comm, [&] { options.write_extra(tmp.string()); });
     agreed(comm, [&] {
         if (comm.rank() == 0) publish(dir, tmp, info, options, names_by_rank, files_by_rank, total);
     });
+}
+
+std::vector<TensorToWrite> checkpoint_tensors(const mpi::Comm& comm, Family family, const Model& model,
+                                              const DecoderWeights& decoder) {
+    CheckpointInfo info;
+    agreed(comm, [&] { info = checkpoint_detail::info_for_writing(family, model, decoder); });
+    const std::vector<int32_t> writer = expert_writers(comm, model);
+    std::vector<TensorToWrite> mine;
+    agreed(comm, [&] { mine = rank_tensors(comm, info, model, decoder, writer); });
+    return mine;
 }
 
 }  // namespace epmoe

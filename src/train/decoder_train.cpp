@@ -75,7 +75,7 @@ struct DecoderTrainer::Impl {
     const DecoderWeights& decoder;
     const Placement& placement;
     DispatchOptions options;
-    double aux_coef;
+    double aux_coef, z_coef;
     std::vector<LayerSaved> layers;
     std::vector<float> h, xf, logits, dh, dx;  // [N, d] / [N, V]
     std::vector<int32_t> ids, targets;         // [N]
@@ -99,8 +99,8 @@ struct DecoderTrainer::Impl {
 };
 
 DecoderTrainer::DecoderTrainer(const Model& model, const DecoderWeights& decoder, const Placement& placement,
-                               const DispatchOptions& options, double aux_coef)
-    : impl_(new Impl{model, decoder, placement, options, aux_coef, {}, {}, {}, {}, {}, {}, {}, {}, {}, 0, 0, {}, {}, {}}) {
+                               const DispatchOptions& options, double aux_coef, double z_coef)
+    : impl_(new Impl{model, decoder, placement, options, aux_coef, z_coef, {}, {}, {}, {}, {}, {}, {}, {}, {}, 0, 0, {}, {}, {}}) {
     impl_->layers.resize(model.layers.size());
 }
 
@@ -151,7 +151,7 @@ void DecoderTrainer::Impl::backward_layer(const mpi::Comm& comm, int l, const Au
         std::vector<float> dlogits(sv.moe.logits.size());
         moe_block_backward(comm, layer.experts, s, placement, sv.x2, sv.moe, dh, first_token, step_tokens, options, dx,
                            g.experts, dlogits, times.moe, buf);
-        aux.add_gradient(sv.moe, aux_coef, dlogits);
+        aux.add_gradient(sv.moe, aux_coef, z_coef, dlogits);
         gate_logits_backward(sv.x2, layer.gate, s.d_model, s.num_experts, dlogits, dx, g.gate);
         if (layer.shared_expert)
             shared_expert_backward(*layer.shared_expert, layer.shared_expert_gate, s.d_model, sv.x2, sv.shared, dh, dx,
@@ -166,7 +166,12 @@ void DecoderTrainer::Impl::backward_layer(const mpi::Comm& comm, int l, const Au
 }
 
 TrainLosses DecoderTrainer::step(const mpi::Comm& comm, std::span<const TrainSequence> batch, ModelGrads& grads) {
-    Impl& m = *impl_;
+    return step(comm, comm, batch, grads);
+}
+
+TrainLosses DecoderTrainer::step(const mpi::Comm& comm, const mpi::Comm& world, std::span<const TrainSequence> batch,
+                                 ModelGrads& grads) {
+    Impl& m = *impl_;  // comm: the group's (token exchange, capacity); world: the global batch's (losses)
     const ModelShape& s = m.model.shape;
     const int vocab = s.decoder.vocab_size;
     const double t0 = mpi::wtime();
@@ -180,6 +185,8 @@ TrainLosses DecoderTrainer::step(const mpi::Comm& comm, std::span<const TrainSeq
     const int64_t n = static_cast<int64_t>(m.ids.size());
     m.first_token = mpi::exscan_sum<int64_t>(comm, std::span<const int64_t>(&n, 1))[0];
     m.step_tokens = mpi::allreduce_one<int64_t>(comm, n, mpi::Op::kSum);
+    const int64_t global_tokens =
+        &world == &comm ? m.step_tokens : mpi::allreduce_one<int64_t>(world, n, mpi::Op::kSum);
     m.h.resize(static_cast<size_t>(n) * m.d());
     embed_tokens(m.decoder.embed, s.d_model, m.ids, m.h);
     for (int l = 0; l < s.num_layers; ++l) m.forward_layer(comm, l, times_);
@@ -189,11 +196,11 @@ TrainLosses DecoderTrainer::step(const mpi::Comm& comm, std::span<const TrainSeq
     linear(m.xf, n, s.d_model, m.decoder.head(), {}, vocab, m.logits);
     const CrossEntropySum ce = cross_entropy_forward(m.logits, vocab, m.targets);
     double sums[2] = {ce.sum, static_cast<double>(ce.count)};
-    mpi::allreduce<double>(comm, sums, mpi::Op::kSum);
+    mpi::allreduce<double>(world, sums, mpi::Op::kSum);
     std::vector<const MoeBlockSaved*> moe;
     for (size_t l = 0; l < m.layers.size(); ++l)
         if (!m.model.layers[l].dense) moe.push_back(&m.layers[l].moe);
-    const AuxLoss aux(comm, moe, s.num_experts, s.top_k, m.step_tokens);
+    const AuxLoss aux(world, moe, s.num_experts, s.top_k, global_tokens);
     const double t1 = mpi::wtime();
     times_.forward += t1 - t0;
 
@@ -210,8 +217,12 @@ TrainLosses DecoderTrainer::step(const mpi::Comm& comm, std::span<const TrainSeq
     out.lm = sums[1] > 0 ? sums[0] / sums[1] : NAN;
     out.aux = aux.value();
     out.targets = static_cast<int64_t>(sums[1]);
-    out.tokens = m.step_tokens;
+    out.tokens = global_tokens;
     out.drop_rate = aux.drop_rate();
+    out.z = aux.z_value();
+    out.gate_entropy = aux.gate_entropy();
+    out.load_cv = aux.load_cv();
+    out.expert_load.assign(aux.layer_load().begin(), aux.layer_load().end());
     return out;
 }
 

@@ -37,7 +37,7 @@ void add_attention(ParamRegistry& r, const std::string& p, AttentionWeights& w, 
 }  // namespace
 
 void register_params(ParamRegistry& r, Model& model, DecoderWeights& decoder, ModelGrads& grads,
-                     const mpi::Comm& world, bool decay_router) {
+                     const mpi::Comm& world, bool decay_router, const mpi::Comm* expert_replicas) {
     const mpi::Comm* all = &world;
     add(r, "embed", decoder.embed, grads.decoder.embed, ParamKind::kWeight, all, false);
     for (size_t l = 0; l < model.layers.size(); ++l) {
@@ -52,10 +52,10 @@ void register_params(ParamRegistry& r, Model& model, DecoderWeights& decoder, Mo
     }
     add(r, "final_norm", decoder.final_norm, grads.decoder.final_norm, ParamKind::kNorm, all, false);
     add(r, "lm_head", decoder.lm_head, grads.decoder.lm_head, ParamKind::kWeight, all, false);
-    for (size_t l = 0; l < model.layers.size(); ++l)  // this rank's experts last: its own, summed nowhere
+    for (size_t l = 0; l < model.layers.size(); ++l)  // this rank's experts last: summed over their replicas only
         for (auto& [e, w] : model.layers[l].experts)
             add_mlp(r, "layer" + std::to_string(l) + ".expert" + std::to_string(e), w,
-                    grads.model.layers[l].experts.at(e), nullptr);
+                    grads.model.layers[l].experts.at(e), expert_replicas);
 }
 
 }  // namespace epmoe

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # epmoe train: the default byte-level run (the fortunes corpus) at 1 and 2 ranks gives the same losses (the
 # layout does not change the global batch's loss), the loss falls, train_log.jsonl has a line per step and
-# the validation lines, the saved checkpoint loads in epmoe eval; bad input is one error line, exit 2.
+# the validation lines, the saved checkpoint loads in epmoe eval; --text (bytes, or a tokenizer's ids); bad input
+# is one error line, exit 2.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
@@ -31,6 +32,29 @@ else fail_check "train log"; fi
 expect_exit 0 "${mpiexec[@]}" -np 2 "$EPMOE" eval -q --model "$cli_tmp/ck2" --energy-source none --out "$cli_tmp/ev"
 expect_stdout_lacks "error"
 
+# train --text: with no --model the text's bytes are the tokens (the same run as train.corpus on that file); with
+# a tokenizer, its ids (the fixture qwen2's, a synthetic vocabulary of 1024 >= its 798).
+fx=$EPMOE_SOURCE_DIR/tests/fixtures/tokenizers
+python3 -c "import json;print(''.join(c.get('text','') for c in json.load(open('$fx/qwen2/expected.json'))['cases'])*8)" \
+    >"$cli_tmp/corpus.txt"
+few=(--steps 4 --batch 4 --ctx 32 --eval-every 2 --set train.warmup_steps=1 --set train.val_windows=4 -q)
+expect_exit 0 "$EPMOE" train "${few[@]}" --text "$cli_tmp/corpus.txt" --out "$cli_tmp/tx"
+expect_exit 0 "$EPMOE" train "${few[@]}" --set train.corpus="$cli_tmp/corpus.txt" --out "$cli_tmp/tc"
+if cmp -s <(grep -o '"lm_loss":[^,]*' "$cli_tmp/tx/train_log.jsonl") <(grep -o '"lm_loss":[^,]*' "$cli_tmp/tc/train_log.jsonl") &&
+    [ "$(grep -c lm_loss "$cli_tmp/tx/train_log.jsonl")" -eq 4 ]; then pass "  --text with no --model: the losses of train.corpus on the same bytes"
+else fail_check "--text bytes vs train.corpus losses differ"; fi
+expect_exit 0 "${mpiexec[@]}" -np 2 "$EPMOE" train "${few[@]}" --tokenizer "$fx/qwen2" --set model.vocab_size=1024 \
+    --text "$cli_tmp/corpus.txt" --val-text "$cli_tmp/corpus.txt" --out "$cli_tmp/tq"
+if python3 - "$cli_tmp/tq" "$cli_tmp/tx" <<'PY'
+import json, math, sys
+q, x = ([json.loads(l) for l in open(f"{d}/train_log.jsonl")] for d in sys.argv[1:])
+assert len(q) == 4 and all(math.isfinite(l["lm_loss"]) for l in q), q
+assert q[0]["lm_loss"] > math.log(1024) - 1 and x[0]["lm_loss"] < math.log(256) + 1, (q[0], x[0])  # 1024 vs 256 ids
+print(f"first loss {q[0]['lm_loss']:.2f} (ln 1024 = {math.log(1024):.2f})")
+PY
+then pass "  --text --tokenizer qwen2: 4 steps over 1024 ids"
+else fail_check "--text with a tokenizer"; fi
+
 bad() {  # bad TEXT ARGS...: epmoe train ARGS at 2 ranks exits 2 with one error line naming TEXT
     local text=$1
     shift
@@ -41,7 +65,11 @@ bad() {  # bad TEXT ARGS...: epmoe train ARGS at 2 ranks exits 2 with one error 
 printf 'tiny' >"$cli_tmp/tiny.txt"
 bad "shorter than one window" --set train.corpus="$cli_tmp/tiny.txt"
 bad "train.lr" --lr nan
-bad "train.warmup_steps" --set train.warmup_steps=50
+bad "train.warmup_steps" --set train.warmup_steps=-1
 bad "compute.dtype" --set compute.dtype=bf16
 bad "train.corpus $cli_tmp/nowhere" --set train.corpus="$cli_tmp/nowhere"
+bad "train.text $cli_tmp/nowhere.txt: $cli_tmp/nowhere.txt: cannot read" --text "$cli_tmp/nowhere.txt"
+bad "train.val_text $cli_tmp/nowhere.txt" --text "$cli_tmp/corpus.txt" --val-text "$cli_tmp/nowhere.txt"
+bad "give train.data or train.text, not both" --text "$cli_tmp/corpus.txt" --data "$cli_tmp/corpus.txt"
+bad "outside the model's vocabulary of 256" --text "$cli_tmp/corpus.txt" --tokenizer "$fx/qwen2"
 finish

@@ -77,13 +77,16 @@ struct GenerateConfig {
 struct TrainConfig {
     int steps = 0;
     int batch = 0;                // windows in the global batch of a step, split over the ranks
+    int ep_size = 0;              // ranks of an expert-parallel group (train/groups.hpp); 0 = all (pure EP)
     double lr = 0, min_lr = 0;    // the schedule's peak and floor (optim.hpp LrSchedule)
     int warmup_steps = 0;
     double weight_decay = 0;      // AdamW's, on matrices (and the router with decay_router)
     double grad_clip = 0;         // the global gradient norm's limit; 0 = none
     double aux_loss_coef = 0;     // the load-balancing loss's weight; < 0 = the checkpoint's (synthetic: 0.01)
+    double z_loss_coef = 0;       // the router z-loss's weight (ST-MoE); 0 = off
     bool decay_router = false;
     std::string data, val_data;   // token files; "" = the byte-level corpus (train.corpus), held-out split
+    std::string text, val_text;   // UTF-8 files in place of data / val_data: the model's tokenizer's ids, or bytes
     double val_fraction = 0;      // the corpus' (or data's) tail held out when val_data is ""
     int val_windows = 0;          // validation windows of ctx tokens
     int eval_every = 0;           // steps between validations (and after the last); 0 = only after the last
@@ -91,6 +94,10 @@ struct TrainConfig {
     int save_every = 0;           // steps between saves (and after the last); 0 = only after the last
     std::string corpus;           // a file or a folder of text files read as bytes (vocabulary 256)
     std::string family;           // the checkpoint family a synthetic model is written as
+    std::string resume;           // a checkpoint train.save_dir wrote: its weights, moments and step; "" = none
+    std::string sampler;          // random (seeded windows) | sequential (the data's rows in order)
+    int decay_steps = 0;          // the cosine's length in steps (nanoGPT's lr_decay_iters); 0 = steps
+    std::string dump_grads;       // a safetensors file for the first step's gradients; "" = none
 };
 
 // compute.*: the GEMM backend and precision of the experts (ops/mlp_kernel.hpp).

@@ -35,7 +35,8 @@ public:
     // fields, per-rank lists as the rank's value, the rank's rows summed over layers), and flushes both.
     void append_step(const Json& line);
 
-    // Writes config.json and summary.json and renames every file into place, summary.json last.
+    // Writes config.json and summary.json and renames every file into place, summary.json last; metrics.jsonl and
+    // metrics.csv only when a step line was appended.
     void finish(const Json& config, const Json& summary);
 
     // The path to write a command's own result file `name` to (NAME.tmp in the directory); finish() renames it
@@ -52,6 +53,7 @@ private:
     std::string dir_;
     std::ofstream metrics_, csv_;
     bool csv_header_ = false;          // written with the first line
+    bool any_step_ = false;            // a line was appended: metrics.jsonl and .csv are kept, else removed
     std::vector<std::string> staged_;  // the command's own files, renamed into place by finish()
 };
 

@@ -7,11 +7,13 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "epmoe/comm/mpi.hpp"
+#include "epmoe/io/safetensors.hpp"
 #include "epmoe/model/arch.hpp"
 #include "epmoe/model/decoder.hpp"
 #include "epmoe/model/model.hpp"
@@ -28,6 +30,10 @@ struct CheckpointWriteOptions {
     std::vector<int32_t> eos_token_ids;          // config.json's eos_token_id: none (null), one or a list
     int32_t pad_token_id = -1;                   // -1: null
     int32_t bos_token_id = -1;                   // -1: null
+    // Run on every rank after the shards are written and before the rename, with the temporary directory's
+    // path: more files that must appear with the checkpoint or not at all (epmoe train's optimizer state).
+    // Local work only (no collective); an Error on any rank fails the write on every rank. Unset: nothing.
+    std::function<void(const std::string& tmp_dir)> write_extra;
 };
 
 // Writes the model as a Hugging Face checkpoint directory `dir` (collective over comm):
@@ -47,5 +53,12 @@ struct CheckpointWriteOptions {
 // a sliding window outside Mixtral), when an expert is held by no rank, and on any I/O error.
 void write_checkpoint(const mpi::Comm& comm, const std::string& dir, Family family, const Model& model,
                       const DecoderWeights& decoder, const CheckpointWriteOptions& options = {});
+
+// The tensors write_checkpoint would put in this rank's shard, F32 under the family's Hugging Face names: the
+// experts it is the lowest rank to hold and, on rank 0, every replicated tensor (so the union over the ranks
+// holds each tensor once). Any Model/DecoderWeights-shaped values will do, e.g. gradients (--dump-grads).
+// Collective over comm; fails on every rank alike as write_checkpoint does.
+std::vector<TensorToWrite> checkpoint_tensors(const mpi::Comm& comm, Family family, const Model& model,
+                                              const DecoderWeights& decoder);
 
 }  // namespace epmoe

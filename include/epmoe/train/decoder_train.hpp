@@ -42,6 +42,10 @@ struct TrainLosses {
     int64_t targets = 0;   // targets scored over all ranks
     int64_t tokens = 0;    // tokens over all ranks
     double drop_rate = 0;  // assignments dropped by capacity over all
+    double z = 0;             // the ST-MoE router z-loss (unscaled; aux_loss.hpp)
+    double gate_entropy = 0;  // the router softmax's mean entropy, nats
+    double load_cv = 0;       // std / mean of each MoE layer's kept expert load, averaged over layers
+    std::vector<double> expert_load;  // [MoE layers, E] kept assignments of the global batch
 };
 
 // Seconds of the step's parts on this rank.
@@ -53,23 +57,31 @@ struct TrainTimes {
 class ParamRegistry;
 
 // Registers every trainable tensor with its gradient in grads: the replicated ones first (attention, norms,
-// routers, dense and shared MLPs, embeddings, LM head; summed over `world`), then this rank's experts (its own).
-// The same order on every rank. decay_router: AdamW's weight decay on the routers too.
+// routers, dense and shared MLPs, embeddings, LM head; summed over `world`), then this rank's experts (summed
+// over expert_replicas: the ranks holding the same experts under DP x EP, groups.hpp; nullptr = this rank's
+// alone, pure EP). The same order on every rank. decay_router: AdamW's weight decay on the routers too.
 void register_params(ParamRegistry& registry, Model& model, DecoderWeights& decoder, ModelGrads& grads,
-                     const mpi::Comm& world, bool decay_router);
+                     const mpi::Comm& world, bool decay_router, const mpi::Comm* expert_replicas = nullptr);
 
 class DecoderTrainer {
 public:
     // model: FP32 weights (w13, w2 kept), this rank's experts as placement gives them. aux_coef: the weight of
-    // the auxiliary loss in the loss differentiated (router_aux_loss_coef).
+    // the auxiliary loss in the loss differentiated (router_aux_loss_coef); z_coef: the router z-loss's.
     DecoderTrainer(const Model& model, const DecoderWeights& decoder, const Placement& placement,
-                   const DispatchOptions& options, double aux_coef);
+                   const DispatchOptions& options, double aux_coef, double z_coef = 0);
     ~DecoderTrainer();
 
-    // Forward and backward of this rank's share of the global batch; ADDS the gradient of lm + aux_coef * aux
+    // Forward and backward of this rank's share of the global batch; ADDS the gradient of lm + aux_coef * aux + z_coef * z
     // into grads (replicated parts: this rank's contribution, to be summed over ranks; experts: complete).
-    // Collective over comm.
+    // Collective over comm. Pure EP: the tokens are exchanged over comm, the losses reduced over it.
     TrainLosses step(const mpi::Comm& comm, std::span<const TrainSequence> batch, ModelGrads& grads);
+    // The same under DP x EP (groups.hpp): tokens exchanged over ep (this rank's group, whose ranks the
+    // placement names; capacity counts the group's tokens), the losses reduced over world, whose ranks hold the
+    // global batch (LM loss: its mean; aux: every token's routing). ADDS this rank's share of the gradient of the
+    // global loss: experts' gradients from the group's tokens only, to be summed over the expert's replicas.
+    // Collective over ep and world.
+    TrainLosses step(const mpi::Comm& ep, const mpi::Comm& world, std::span<const TrainSequence> batch,
+                     ModelGrads& grads);
     const TrainTimes& times() const { return times_; }
 
 private:
