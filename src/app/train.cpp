@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <fstream>
 #include <memory>
+#include <span>
 
 #include "app/job.hpp"
 #include "app/train_data.hpp"
@@ -18,6 +19,7 @@
 #include "app/train_state.hpp"
 #include "app/version.hpp"
 #include "epmoe/base/error.hpp"
+#include "epmoe/control/policy.hpp"
 #include "epmoe/io/results.hpp"
 #include "epmoe/model/checkpoint_write.hpp"
 #include "epmoe/model/decoder_forward.hpp"
@@ -49,7 +51,7 @@ Family family_of(const std::string& name) {
 // The mean NLL of the validation windows (every rank's share) under the current weights: tokens exchanged in
 // this rank's group, the NLL summed over the world. Collective.
 double validation_loss(const TrainGroups& groups, const Model& model, DecoderForward& forward,
-                       const std::vector<TrainSequence>& windows) {
+                       const std::vector<TrainSequence>& windows, std::span<const float> biases) {
     const mpi::Comm &world = groups.world(), &ep = groups.ep();
     std::vector<std::vector<int32_t>> ids;
     std::vector<SequenceCache> caches(windows.size(), make_sequence_cache(model.shape.num_layers));
@@ -58,7 +60,7 @@ double validation_loss(const TrainGroups& groups, const Model& model, DecoderFor
     std::vector<float> logits;
     const int64_t n = [&] { int64_t t = 0; for (const auto& w : windows) t += static_cast<int64_t>(w.ids.size()); return t; }();
     const int64_t first = mpi::exscan_sum<int64_t>(ep, std::span<const int64_t>(&n, 1))[0];
-    forward.step(ep, chunks, LogitRows::kAll, first, mpi::allreduce_one<int64_t>(ep, n, mpi::Op::kSum), {}, logits);
+    forward.step(ep, chunks, LogitRows::kAll, first, mpi::allreduce_one<int64_t>(ep, n, mpi::Op::kSum), biases, logits);
     const int vocab = model.shape.decoder.vocab_size;
     double sums[2] = {0, 0};
     size_t row = 0;
@@ -161,9 +163,11 @@ public:
                                       val_tokens};  // a rank may hold no validation window
         mpi::allreduce<double>(world, bigram, mpi::Op::kSum);
         bigram_ = bigram[0] / bigram[1];
+        if (config.policy.name != "none") start_policy(world, config);
         if (!config.train.resume.empty())
             first_step_ =
                 resume_train_state(world, config.train.resume, state(0), config.train.steps, registry_, *adamw_);
+        if (policy_ && !config.train.resume.empty()) resume_biases(world, config.train.resume);
     }
 
     // One step; returns its log line. Collective.
@@ -174,6 +178,7 @@ public:
         const TrainTimes before = trainer_->times();
         const double t0 = mpi::wtime();
         const TrainLosses losses = trainer_->step(groups_.ep(), world_, batch, grads_);
+        if (policy_) update_biases(s, losses);
         const double t1 = mpi::wtime();
         allreduce_gradients(registry_);
         const double t2 = mpi::wtime();
@@ -219,7 +224,57 @@ public:
                                                                              : Json(nullptr)}};
     }
 
-    double validate() { return last_val_ = validation_loss(groups_, model_, *forward_, val_); }
+    // policy.name = aux_free: DeepSeek-V3's bias balancing during training, from the global batch's loads after
+    // each step (every rank computes the same biases from the same loads). Other policies are for inference.
+    void start_policy(const mpi::Comm& world, const Config& config) {
+        mpi::all_or_none(world, [&] {
+            if (config.policy.name != "aux_free")
+                fail("policy.name ", config.policy.name, ": epmoe train balances with none or aux_free only");
+        });
+        PolicyContext context;
+        context.num_layers = shape_.num_layers;
+        context.num_experts = shape_.num_experts;
+        context.num_ranks = groups_.ep_size();
+        context.seed = config.seed;
+        policy_ = make_policy(config.policy, context);
+        biases_.assign(static_cast<size_t>(shape_.num_layers) * shape_.num_experts, 0.0f);
+    }
+
+    // The policy's update from the step's kept loads [MoE layers, E], placed at their layers' rows.
+    void update_biases(int s, const TrainLosses& losses) {
+        StepObservation obs;
+        obs.step = obs.round = s;
+        obs.num_layers = shape_.num_layers;
+        obs.num_experts = shape_.num_experts;
+        obs.expert_load.assign(biases_.size(), 0);
+        size_t row = 0;
+        for (int l = 0; l < shape_.num_layers; ++l) {
+            if (model_.layers[static_cast<size_t>(l)].dense) continue;
+            for (int e = 0; e < shape_.num_experts; ++e)
+                obs.expert_load[static_cast<size_t>(l) * shape_.num_experts + e] =
+                    static_cast<int64_t>(losses.expert_load[row * shape_.num_experts + e]);
+            ++row;
+        }
+        policy_->update(obs, biases_);
+        trainer_->set_biases(biases_);
+    }
+
+    // --resume: the biases trainer_state.json kept (written by the same policy), so the run goes on bit for bit.
+    void resume_biases(const mpi::Comm& world, const std::string& dir) {
+        mpi::all_or_none(world, [&] {
+            std::ifstream in(dir + "/" + kTrainerStateFile);
+            const Json j = in ? Json::parse(in, nullptr, false) : Json();
+            const Json* b = j.is_object() && j.contains("routing_biases") ? &j["routing_biases"] : nullptr;
+            if (!b || !b->contains("policy") || (*b)["policy"] != config_.policy.name || !(*b)["biases"].is_array() ||
+                (*b)["biases"].size() != biases_.size())
+                fail(dir, "/", kTrainerStateFile, ": routing_biases: not those of policy ", config_.policy.name,
+                     " for ", shape_.num_layers, " x ", shape_.num_experts, " experts");
+            biases_ = (*b)["biases"].get<std::vector<float>>();
+        });
+        trainer_->set_biases(biases_);
+    }
+
+    double validate() { return last_val_ = validation_loss(groups_, model_, *forward_, val_, biases_); }
 
     // Writes the checkpoint after `steps_done` steps, with the optimizer state beside it. Collective.
     void save(int64_t steps_done) {
@@ -243,6 +298,7 @@ public:
                  {{"source", data_.source}, {"sampler", t.sampler}, {"batch", t.batch}, {"ctx", config_.text.ctx}}},
                 {"lr_schedule", {{"lr", t.lr}, {"min_lr", t.min_lr}, {"warmup_steps", t.warmup_steps},
                                  {"decay_steps", decay_steps()}, {"next_lr", schedule_->at(steps_done)}}},
+                {"routing_biases", {{"policy", config_.policy.name}, {"biases", biases_}}},
                 {"epmoe_version", version()}};
     }
     Family family() const { return config_.model.path.empty() ? family_of(config_.train.family) : source_.family(); }
@@ -280,6 +336,8 @@ private:
     std::vector<TrainSequence> val_;
     HostEnergy energy_;
     double flops_per_token_ = 0;
+    std::unique_ptr<Policy> policy_;  // aux_free, or null
+    std::vector<float> biases_;       // [L, E] the policy's selection biases; empty without one
     double bigram_ = 0, seconds_ = 0, last_loss_ = NAN, last_val_ = NAN;
     int64_t first_step_ = 0;  // the first step this run makes: 0, or the steps a resumed checkpoint had done
     int64_t tokens_ = 0;

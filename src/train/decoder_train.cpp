@@ -77,6 +77,7 @@ struct DecoderTrainer::Impl {
     DispatchOptions options;
     double aux_coef, z_coef;
     std::vector<LayerSaved> layers;
+    std::vector<float> biases;  // [L, E] or empty
     std::vector<float> h, xf, logits, dh, dx;  // [N, d] / [N, V]
     std::vector<int32_t> ids, targets;         // [N]
     std::vector<int64_t> seq_start;            // [sequences + 1] row offsets
@@ -100,11 +101,17 @@ struct DecoderTrainer::Impl {
 
 DecoderTrainer::DecoderTrainer(const Model& model, const DecoderWeights& decoder, const Placement& placement,
                                const DispatchOptions& options, double aux_coef, double z_coef)
-    : impl_(new Impl{model, decoder, placement, options, aux_coef, z_coef, {}, {}, {}, {}, {}, {}, {}, {}, {}, 0, 0, {}, {}, {}}) {
+    : impl_(new Impl{model, decoder, placement, options, aux_coef, z_coef, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, 0, 0, {}, {}, {}}) {
     impl_->layers.resize(model.layers.size());
 }
 
 DecoderTrainer::~DecoderTrainer() = default;
+
+void DecoderTrainer::set_biases(std::span<const float> biases) {
+    EPMOE_ASSERT(biases.empty() ||
+                 biases.size() == static_cast<size_t>(impl_->model.shape.num_layers) * impl_->model.shape.num_experts);
+    impl_->biases.assign(biases.begin(), biases.end());
+}
 
 void DecoderTrainer::Impl::forward_layer(const mpi::Comm& comm, int l, TrainTimes& times) {
     const ModelShape& s = model.shape;
@@ -127,7 +134,10 @@ void DecoderTrainer::Impl::forward_layer(const mpi::Comm& comm, int l, TrainTime
     if (layer.dense) {
         expert_forward_train(layer.dense->w, s.d_model, layer.dense->d_ff, sv.x2, tmp, sv.dense_h13, scratch);
     } else {
-        moe_block_forward_train(comm, layer.experts, s, placement, layer.gate, sv.x2, {}, first_token, step_tokens,
+        const std::span<const float> bias =
+            biases.empty() ? std::span<const float>()
+                           : std::span<const float>(biases).subspan(static_cast<size_t>(l) * s.num_experts, s.num_experts);
+        moe_block_forward_train(comm, layer.experts, s, placement, layer.gate, sv.x2, bias, first_token, step_tokens,
                                 options, tmp, sv.moe, times.moe, buf);
         if (layer.shared_expert)
             add_shared_expert_train(*layer.shared_expert, layer.shared_expert_gate, s.d_model, sv.x2, tmp, sv.shared,

@@ -42,6 +42,30 @@ PY
     else fail_check "resume at $np rank(s)"; fi
 done
 
+# The aux-loss-free bias during training (policy.name=aux_free): the biases are in trainer_state.json and resume
+# with it bit for bit; with a large step u the load's CV ends below the unbiased run's (a), and a policy for
+# inference only is refused.
+af=("${mpiexec[@]}" -np 2 "$EPMOE" train "${small[@]}" --set policy.name=aux_free --set policy.aux_free.u=0.05)
+expect_exit 0 "${af[@]}" --steps 10 --out "$cli_tmp/af" --save "$cli_tmp/ckaf"
+expect_exit 0 "${af[@]}" --steps 5 --out "$cli_tmp/afb" --save "$cli_tmp/ckafb"
+expect_exit 0 "${af[@]}" --steps 10 --out "$cli_tmp/afc" --resume "$cli_tmp/ckafb"
+if python3 - "$cli_tmp" <<'PY'
+import json, sys
+log = lambda d: [json.loads(l) for l in open(f"{sys.argv[1]}/{d}/train_log.jsonl")]
+plain, af, resumed = log("a2"), log("af"), log("afb") + log("afc")
+assert all(x["lm_loss"] == y["lm_loss"] and x["load_cv"] == y["load_cv"] for x, y in zip(af, resumed)), "resume"
+biases = json.load(open(f"{sys.argv[1]}/ckaf/trainer_state.json"))["routing_biases"]
+assert biases["policy"] == "aux_free" and any(b != 0 for b in biases["biases"]), biases
+cv = lambda log: sum(l["load_cv"] for l in log[5:]) / 5
+assert cv(af) < cv(plain), (cv(af), cv(plain))
+print(f"aux_free: mean load CV of steps 5-9 {cv(af):.3f} against {cv(plain):.3f} unbiased; resume bit for bit")
+PY
+then pass "  aux_free biases balance the load and resume bit for bit"
+else fail_check "aux_free in training"; fi
+expect_exit 2 "${mpiexec[@]}" -np 2 "$EPMOE" train "${small[@]}" --steps 2 --set policy.name=energy --out "$cli_tmp/pe"
+expect_one_error_line
+expect_stderr_has "policy.name energy"
+
 # A checkpoint 2 ranks wrote resumes at 1 rank (the moments found by name): the same losses to rounding.
 expect_exit 0 "${mpiexec[@]}" -np 1 "$EPMOE" train "${small[@]}" --steps 10 --out "$cli_tmp/d" \
     --resume "$cli_tmp/ckb2"

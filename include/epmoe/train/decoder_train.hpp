@@ -83,6 +83,9 @@ public:
     TrainLosses step(const mpi::Comm& ep, const mpi::Comm& world, std::span<const TrainSequence> batch,
                      ModelGrads& grads);
     const TrainTimes& times() const { return times_; }
+    // Selection biases [num_layers, num_experts] (the aux-free policy's) for the steps that follow; empty = none.
+    // They pick the top-k only; the weights and the losses use the unbiased scores, as at inference.
+    void set_biases(std::span<const float> biases);
 
 private:
     struct Impl;
