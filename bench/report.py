@@ -12,6 +12,7 @@ import statistics
 
 from report_layer import changing_section, changing_targets, decode_section, fixed_section, load_peer, peer_search_section
 from report_model import model_section, model_targets
+from report_tokenize import figures as tokenize_figures, markdown as tokenize_markdown
 from report_train import train_section, train_targets
 from report_util import fmt, fmt_stats, load_kernels, med, metric, ratio, stats, verdict
 
@@ -238,6 +239,10 @@ def main():
     out["model"] = model
     train = train_section(L, f)
     out["train"] = train
+    if os.path.isdir(os.path.join(f, "tokenize")):
+        tok = tokenize_figures(f)
+        L.append(tokenize_markdown(tok, a.quick))
+        out["tokenize"] = tok
 
     # Targets.
     L.append("## Targets\n")

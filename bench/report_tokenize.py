@@ -13,6 +13,7 @@ import glob
 import json
 import os
 import re
+import statistics
 import struct
 
 from report_util import fmt, fmt_stats, ratio, stats
@@ -104,7 +105,31 @@ def markdown(f, quick):
     else:
         lines.append("Hugging Face tokenizers is not installed here: run `python3 bench/peer_tokenize.py DIR/bpe "
                      "DIR/text.txt --ids hf_ids.bin` where it is (DIR: `bench/run.sh --only tokenize --keep DIR`).")
+    lines += device_lines()
     return "\n".join(lines) + "\n"
+
+
+def device_lines():
+    """The record of the device machine's run (bench/device/tokenize.json), where Hugging Face tokenizers is."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "device", "tokenize.json")
+    if not os.path.exists(path):
+        return []
+    d = json.load(open(path))
+    ep = sorted(d["epmoe_mb_per_s_runs"])
+    ep_stats = {"median": statistics.median(ep), "min": ep[0], "max": ep[-1]}
+    out = ["", f"On the {d['cores']}-core device machine ({d['cpu']}, {d['date']}, bench/device/run_tokenize.sh), the "
+           f"same text and byte-level BPE, one core each, in one run: epmoe tokenize {fmt_stats(ep_stats)} MB/s "
+           f"(whole command, {len(ep)} runs); Hugging Face tokenizers {d['versions']['tokenizers']}:"]
+    for h in d["hf"]:
+        out.append(f"- {h['mode']}: {fmt_stats(h['mb_per_s'])} MB/s (encode only), epmoe / tokenizers "
+                   f"**{fmt(ratio(ep_stats['median'], h['mb_per_s']['median']))}x**")
+    fresh = d["fresh_tokenizers"]
+    c = d["ids_check"]
+    out.append(f"- ids: epmoe's {'equal' if c['equal'] else '**differ from**'} those of the whole-text encode "
+               f"({c['epmoe_tokens']:,} and {c['hf_tokens']:,} tokens; encode_batch of lines cuts tokens that span lines). "
+               f"Tokenizers trained afresh by HF on another corpus (tests/fixtures/tokenizers/check_fresh.py, "
+               f"neox, qwen2, llama, metaspace, sp) on texts no test uses: {fresh[-1]['summary']}.")
+    return out
 
 
 def main():

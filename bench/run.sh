@@ -347,6 +347,7 @@ layer_run "weak-p4" 4 input_8192 $((steps / 2 + 1))
 
 model_stage
 train_stage
+tokenize_stage
 
 say "report: bench/RESULTS.md"
 /usr/bin/python3 "$here/report.py" "$work" --quick "$quick" --seconds $((SECONDS - start)) \
