@@ -9,12 +9,11 @@ writes the section by itself:
 FOLDER/model holds run.sh's model stage: runs/eval-<r>/ (eval.json, metrics.jsonl), runs/gen-b<B>-<r>/
 (summary.json), runs/*.check.json, peer_search_{eval,decode}.json and the peer's timed passes, one process a
 repetition: peer_eval_<windows a forward>-<r>.json, peer_decode_<sequences>-<r>.json."""
-import argparse
 import glob
 import json
 import os
 
-from report_util import fmt, fmt_stats, med, ratio, stats, verdict
+from report_util import fmt, fmt_stats, med, ratio, standalone_main, stats, verdict
 
 # Targets: eval (large batches, FLOP-bound) as the FP32 layer at 2048 tokens; decode (a token a sequence,
 # bound by weight bytes and per-step overheads) as the layer at 64 tokens.
@@ -261,20 +260,7 @@ def model_targets(L, figs):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("folder")
-    p.add_argument("--quick", type=int, default=0)
-    p.add_argument("--markdown", required=True)
-    p.add_argument("--json", required=True)
-    a = p.parse_args()
-    from report import machine_line  # report.py imports this module: import it here, not at the top
-    L = [f"# epmoe whole-model bench (`bench/run.sh --only model`{', --quick: not for quoting' if a.quick else ''})\n",
-         machine_line(a.folder, load_json(os.path.join(a.folder, "info.json")) or {}) + "\n"]
-    figs = model_section(L, a.folder)
-    L += ["## Targets\n", "| target | measured | verdict | limit in the way (measured here) |", "|---|---|---|---|"]
-    model_targets(L, figs)
-    open(a.markdown, "w").write("\n".join(L) + "\n")
-    json.dump(figs, open(a.json, "w"), indent=1, default=str)
+    standalone_main("model", "epmoe whole-model bench", model_section, model_targets)
 
 
 if __name__ == "__main__":

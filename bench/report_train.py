@@ -9,13 +9,12 @@ report.py; run alone (bench/run.sh --only train) it writes the section by itself
 FOLDER/train holds run.sh's train stage: model/, train.safetensors, flops.json, peak.json (bench_kernels' Peak),
 peer_search.json, runs/epmoe-<ranks>-<r>/ (train_log.jsonl, summary.json) with runs/epmoe-<ranks>-<r>.log, and
 the peer's timed runs peer-<cores>-<r>.json (one process a repetition)."""
-import argparse
 import glob
 import json
 import os
 import statistics
 
-from report_util import fmt, fmt_stats, load_kernels, metric, ratio, stats, verdict
+from report_util import fmt, fmt_stats, load_kernels, metric, ratio, standalone_main, stats, verdict
 
 TARGET, LOSS_TOLERANCE = 1.5, 1e-4
 EPMOE_RANKS = (1, 2)
@@ -151,20 +150,7 @@ def train_targets(L, figs):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("folder")
-    p.add_argument("--quick", type=int, default=0)
-    p.add_argument("--markdown", required=True)
-    p.add_argument("--json", required=True)
-    a = p.parse_args()
-    from report import machine_line  # report.py imports this module: import it here, not at the top
-    L = [f"# epmoe training bench (`bench/run.sh --only train`{', --quick: not for quoting' if a.quick else ''})\n",
-         machine_line(a.folder, load_json(os.path.join(a.folder, "info.json")) or {}) + "\n"]
-    figs = train_section(L, a.folder)
-    L += ["## Targets\n", "| target | measured | verdict | limit in the way (measured here) |", "|---|---|---|---|"]
-    train_targets(L, figs)
-    open(a.markdown, "w").write("\n".join(L) + "\n")
-    json.dump(figs, open(a.json, "w"), indent=1, default=str)
+    standalone_main("train", "epmoe training bench", train_section, train_targets)
 
 
 if __name__ == "__main__":

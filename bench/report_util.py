@@ -1,4 +1,5 @@
 """Formatting and statistics shared by report.py and report_layer.py."""
+import argparse
 import json
 import os
 import statistics
@@ -64,3 +65,23 @@ def verdict(value, target, higher_is_better=True):
         return "not measured"
     ok = value >= target if higher_is_better else value <= target
     return "met" if ok else "**not met**"
+
+
+def standalone_main(stage, title, section, targets):
+    """main() of a stage's report run alone (bench/run.sh --only STAGE): FOLDER --markdown F --json F [--quick 1];
+    writes the machine line, section(L, folder)'s text and targets(L, figures)'s rows of the Targets table."""
+    p = argparse.ArgumentParser(description=f"the {stage} section of bench/RESULTS.md, alone")
+    p.add_argument("folder")
+    p.add_argument("--quick", type=int, default=0)
+    p.add_argument("--markdown", required=True)
+    p.add_argument("--json", required=True)
+    a = p.parse_args()
+    from report import machine_line  # report.py imports the stage modules: import it here, not at the top
+    info = os.path.join(a.folder, "info.json")
+    L = [f"# {title} (`bench/run.sh --only {stage}`{', --quick: not for quoting' if a.quick else ''})\n",
+         machine_line(a.folder, json.load(open(info)) if os.path.exists(info) else {}) + "\n"]
+    figs = section(L, a.folder)
+    L += ["## Targets\n", "| target | measured | verdict | limit in the way (measured here) |", "|---|---|---|---|"]
+    targets(L, figs)
+    open(a.markdown, "w").write("\n".join(L) + "\n")
+    json.dump(figs, open(a.json, "w"), indent=1, default=str)
