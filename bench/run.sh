@@ -166,7 +166,7 @@ train_stage() {
     mkdir -p "$t/runs"
     "${tpeer[@]}" make "$t" --rows $((train_batch * train_steps))
     "${tpeer[@]}" flops "$t" --batch "$train_batch" >"$t/flops.json"
-    "${one_thread[@]}" "$bin/bench/bench_kernels" --benchmark_filter='^Peak$' --benchmark_repetitions=3 \
+    "${one_thread[@]}" "$bin/bench/bench_kernels" --benchmark_filter='^Peak(/|$)' --benchmark_repetitions=3 \
         --benchmark_format=json --benchmark_out="$t/peak.json" --benchmark_out_format=json >/dev/null
     say "train: peer, every thread setting (2 steps each)"
     "${tpeer[@]}" search "$t" --batch "$train_batch" --steps 2 >"$t/peer_search.json"
