@@ -52,7 +52,8 @@ def epmoe_figures(t, ranks, flops, peak):
     for steps in ok:
         for s in timed(steps):
             for k, v in s.get("time_s", {}).items():
-                parts.setdefault(k, []).append(v)
+                if v is not None:  # coordinator: null (training runs no rounds)
+                    parts.setdefault(k, []).append(v)
     tps = stats(per_run) if per_run else None
     return {"ranks": ranks, "runs": len(runs), "tokens_per_s": tps,
             "breakdown_s": {k: statistics.median(v) for k, v in parts.items()},
