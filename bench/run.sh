@@ -233,29 +233,13 @@ print(json.dumps({"seconds": float(sys.argv[2]) - float(sys.argv[1]), "rc": int(
         "$t0" "$t1" "$rc" "$@" >"$out"
 }
 
-if [ "$only" = tokenize ]; then
-    tokenize_stage
-    say "report: $work/TOKENIZE.md"
-    /usr/bin/python3 "$here/report_tokenize.py" "$work" --quick "$quick" --markdown "$work/TOKENIZE.md" \
-        --json "$work/tokenize.json"
-    cat "$work/TOKENIZE.md"
-    exit 0
-fi
-
-if [ "$only" = train ]; then
-    train_stage
-    say "report: $work/TRAIN.md"
-    /usr/bin/python3 "$here/report_train.py" "$work" --quick "$quick" --markdown "$work/TRAIN.md" --json "$work/train.json"
-    cat "$work/TRAIN.md"
-    exit 0
-fi
-
-if [ "$only" = model ]; then
-    model_stage
-    say "report: $work/MODEL.md"
-    /usr/bin/python3 "$here/report_model.py" "$work" --quick "$quick" --markdown "$work/MODEL.md" \
-        --json "$work/model.json"
-    cat "$work/MODEL.md"
+# One stage alone: its <stage>_stage, then report_<stage>.py writes DIR/<STAGE>.md and DIR/<stage>.json.
+if [ -n "$only" ]; then
+    "${only}_stage"
+    name=$(echo "$only" | tr '[:lower:]' '[:upper:]')
+    say "report: $work/$name.md"
+    /usr/bin/python3 "$here/report_$only.py" "$work" --quick "$quick" --markdown "$work/$name.md" --json "$work/$only.json"
+    cat "$work/$name.md"
     exit 0
 fi
 

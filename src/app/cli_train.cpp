@@ -21,6 +21,7 @@ Json train_defaults() {
 int train_command(const mpi::Comm& world, const std::vector<std::string>& args, const std::string& command_line) {
     std::vector<Shorthand> shorthands = {
         {"model", "model.path", "checkpoint to fine-tune (default: the synthetic shape, from scratch)"},
+        {"init", "train.family", "from scratch (no --model): the synthetic shape (model.* keys), saved as this family"},
         {"data", "train.data", "token file to train on (default: the bytes of train.corpus)"},
         {"val-data", "train.val_data", "token file to validate on (default: the data's held-out tail)"},
         {"text", "train.text", "UTF-8 text to train on: --model's tokenizer's ids (no --model: its bytes)"},

@@ -32,6 +32,25 @@ else fail_check "train log"; fi
 expect_exit 0 "${mpiexec[@]}" -np 2 "$EPMOE" eval -q --model "$cli_tmp/ck2" --energy-source none --out "$cli_tmp/ev"
 expect_stdout_lacks "error"
 
+# epmoe eval of the saved checkpoint reproduces the last validation loss: the validation windows (ctx + 1 tokens
+# starting at multiples of ctx) are the Hugging Face guide's windows of ctx + 1 tokens advancing by ctx.
+python3 -c "import sys; d = open('/usr/share/games/fortunes/science', 'rb').read()[:8 * 32 + 1]
+open(sys.argv[1], 'wb').write(bytes(x for b in d for x in (b, 0)))" "$cli_tmp/val.bin"
+expect_exit 0 "${mpiexec[@]}" -np 2 "$EPMOE" train "${small[@]}" --val-data "$cli_tmp/val.bin" --out "$cli_tmp/t3" \
+    --save "$cli_tmp/ck3"
+expect_exit 0 "${mpiexec[@]}" -np 2 "$EPMOE" eval -q --model "$cli_tmp/ck3" --tokens "$cli_tmp/val.bin" --ctx 33 \
+    --stride 32 --energy-source none --out "$cli_tmp/ev3"
+if python3 - "$cli_tmp" <<'PY'
+import json, sys
+val = json.load(open(f"{sys.argv[1]}/t3/summary.json"))["final_val_loss"]
+ev = json.load(open(f"{sys.argv[1]}/ev3/eval.json"))
+assert ev["tokens_scored"] == 8 * 32, ev["tokens_scored"]
+assert abs(ev["mean_nll"] / val - 1) < 1e-5, (ev["mean_nll"], val)
+print(f"train's last validation loss {val:.7f}, eval of its checkpoint {ev['mean_nll']:.7f}")
+PY
+then pass "  eval of the checkpoint reproduces the last validation loss"
+else fail_check "eval of the checkpoint against the validation loss"; fi
+
 # train --text: with no --model the text's bytes are the tokens (the same run as train.corpus on that file); with
 # a tokenizer, its ids (the fixture qwen2's, a synthetic vocabulary of 1024 >= its 798).
 fx=$EPMOE_SOURCE_DIR/tests/fixtures/tokenizers
