@@ -97,10 +97,10 @@ void AdamW::step(const ParamRegistry& params, double lr) {
         const Param& p = params[i];
         EPMOE_ASSERT(p.value.size() == exp_avg_[i].size());
         const float decay = static_cast<float>(1.0 - lr * (p.decay ? config_.weight_decay : 0.0));
-        float* value = p.value.data();
-        const float* grad = p.grad.data();
-        float* m = exp_avg_[i].data();
-        float* v = exp_avg_sq_[i].data();
+        float* __restrict value = p.value.data();  // four distinct buffers: lets the loop vectorise
+        const float* __restrict grad = p.grad.data();
+        float* __restrict m = exp_avg_[i].data();
+        float* __restrict v = exp_avg_sq_[i].data();
         const size_t n = p.value.size();
         for (size_t j = 0; j < n; ++j) {
             const float g = grad[j];
