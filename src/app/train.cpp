@@ -16,6 +16,7 @@
 #include "app/job.hpp"
 #include "app/train_data.hpp"
 #include "app/train_hooks.hpp"
+#include "app/train_parts.hpp"
 #include "app/train_state.hpp"
 #include "app/version.hpp"
 #include "epmoe/base/error.hpp"
@@ -28,101 +29,6 @@
 
 namespace epmoe {
 namespace {
-
-// The load-balancing loss' weight: train.aux_loss_coef, or a checkpoint's router_aux_loss_coef, else the
-// family's default in transformers (OlmoeConfig 0.01; MixtralConfig, Qwen2MoeConfig, Qwen3MoeConfig 0.001);
-// 0.01 for the synthetic model.
-double aux_coef(const Config& config, Family family) {
-    if (config.train.aux_loss_coef >= 0) return config.train.aux_loss_coef;
-    if (config.model.path.empty()) return 0.01;
-    std::ifstream in(config.model.path + "/config.json");
-    const Json j = in ? Json::parse(in, nullptr, false) : Json();
-    if (j.is_object() && j.contains("router_aux_loss_coef") && j["router_aux_loss_coef"].is_number())
-        return j["router_aux_loss_coef"].get<double>();
-    return family == Family::kOlmoe ? 0.01 : 0.001;
-}
-
-Family family_of(const std::string& name) {
-    for (Family f : {Family::kMixtral, Family::kOlmoe, Family::kQwen2Moe, Family::kQwen3Moe})
-        if (std::string(family_name(f)) == name) return f;
-    fail("train.family ", name, ": not a family");
-}
-
-// The mean NLL of the validation windows (every rank's share) under the current weights: tokens exchanged in
-// this rank's group, the NLL summed over the world. Collective.
-double validation_loss(const TrainGroups& groups, const Model& model, DecoderForward& forward,
-                       const std::vector<TrainSequence>& windows, std::span<const float> biases) {
-    const mpi::Comm &world = groups.world(), &ep = groups.ep();
-    std::vector<std::vector<int32_t>> ids;
-    std::vector<SequenceCache> caches(windows.size(), make_sequence_cache(model.shape.num_layers));
-    std::vector<SequenceChunk> chunks;
-    for (size_t i = 0; i < windows.size(); ++i) chunks.push_back({windows[i].ids, &caches[i]});
-    std::vector<float> logits;
-    const int64_t n = [&] { int64_t t = 0; for (const auto& w : windows) t += static_cast<int64_t>(w.ids.size()); return t; }();
-    const int64_t first = mpi::exscan_sum<int64_t>(ep, std::span<const int64_t>(&n, 1))[0];
-    forward.step(ep, chunks, LogitRows::kAll, first, mpi::allreduce_one<int64_t>(ep, n, mpi::Op::kSum), biases, logits);
-    const int vocab = model.shape.decoder.vocab_size;
-    double sums[2] = {0, 0};
-    size_t row = 0;
-    for (const TrainSequence& w : windows)
-        for (size_t t = 0; t < w.ids.size(); ++t, ++row)
-            sums[0] += token_nll(std::span<const float>(logits).subspan(row * vocab, vocab), w.targets[t]), sums[1] += 1;
-    mpi::allreduce<double>(world, sums, mpi::Op::kSum);
-    return sums[0] / sums[1];
-}
-
-// Rank 0's files: train_log.jsonl as it goes, config.json and summary.json at the end (renamed into place).
-class TrainLog {
-public:
-    TrainLog(const mpi::Comm& world, const Config& config) : rank0_(world.rank() == 0), config_(config) {
-        mpi::all_or_none(world, [&] {
-            if (!rank0_) return;
-            dir_ = config.output.dir.empty() ? default_results_dir("train") : config.output.dir;
-            writer_ = std::make_unique<ResultsWriter>(dir_, config.output.overwrite);
-            log_.open(writer_->stage("train_log.jsonl"));
-            if (!log_) fail("results directory ", dir_, ": cannot write train_log.jsonl");
-        });
-    }
-    void line(const Json& j) {
-        if (rank0_) log_ << j.dump() << "\n" << std::flush;
-    }
-    void finish(Json summary) {
-        if (!rank0_) return;
-        log_.close();
-        summary["run"] = {{"epmoe_version", version()}, {"command_line", config_.command_line}, {"finished_utc", utc_now()}};
-        writer_->finish(*config_.json, summary);
-        std::printf("results: %s\n", dir_.c_str());
-    }
-
-private:
-    bool rank0_;
-    const Config& config_;
-    std::string dir_;
-    std::unique_ptr<ResultsWriter> writer_;
-    std::ofstream log_;
-};
-
-}  // namespace
-
-namespace {
-
-// FLOPs of a training step a token, by the 6 N rule (N: the weights a token multiplies: attention, router, top_k
-// experts, LM head; dense and shared MLPs left out): the work the `estimated` energy source prices.
-double train_flops_per_token(const ModelShape& s) {
-    const DecoderShape& d = s.decoder;
-    const double attention = static_cast<double>(s.d_model) * d.head_dim * 2.0 * (d.num_heads + d.num_kv_heads);
-    const double moe = static_cast<double>(s.d_model) * s.num_experts + s.top_k * 3.0 * s.d_model * s.d_ff;
-    return 6.0 * (s.num_layers * (attention + moe) + static_cast<double>(d.vocab_size) * s.d_model);
-}
-
-// The [MoE layers, E] loads as rows of integers for the log.
-Json load_rows(const std::vector<double>& load, int num_experts) {
-    Json rows = Json::array();
-    for (size_t i = 0; i + static_cast<size_t>(num_experts) <= load.size(); i += static_cast<size_t>(num_experts))
-        rows.push_back(std::vector<int64_t>(load.begin() + static_cast<std::ptrdiff_t>(i),
-                                            load.begin() + static_cast<std::ptrdiff_t>(i) + num_experts));
-    return rows;
-}
 
 // The state of one training run.
 class Trainer {
@@ -144,7 +50,8 @@ public:
             data_ = load_train_data(config, shape_.decoder.vocab_size);
         });
         const int64_t rows = (config.train.batch + world.size() - 1) / world.size() * config.text.ctx;
-        model_ = source_.load(world, [&](int e) { return placement_.owns(groups_.ep().rank(), e); }, rows);
+        model_ = source_.load(
+            world, [&](int e) { return placement_.owns(groups_.ep().rank(), e); }, rows);
         decoder_ = source_.load_decoder(world);
         grads_ = make_grads(model_, decoder_);
         register_params(registry_, model_, decoder_, grads_, world, config.train.decay_router,
@@ -159,8 +66,9 @@ public:
         forward_ = std::make_unique<DecoderForward>(model_, decoder_, *moe_);
         val_ = validation_windows(data_.val, config.text.ctx, config.train.val_windows, world.rank(), world.size());
         const double val_tokens = static_cast<double>(val_.size()) * static_cast<double>(config.text.ctx);
-        std::vector<double> bigram = {val_.empty() ? 0.0 : bigram_nll(data_.train, val_, shape_.decoder.vocab_size) * val_tokens,
-                                      val_tokens};  // a rank may hold no validation window
+        std::vector<double> bigram = {
+            val_.empty() ? 0.0 : bigram_nll(data_.train, val_, shape_.decoder.vocab_size) * val_tokens,
+            val_tokens};  // a rank may hold no validation window
         mpi::allreduce<double>(world, bigram, mpi::Op::kSum);
         bigram_ = bigram[0] / bigram[1];
         if (config.policy.name != "none") start_policy(world, config);
@@ -183,8 +91,8 @@ public:
         allreduce_gradients(registry_);
         const double t2 = mpi::wtime();
         if (s == first_step_ && !t.dump_grads.empty()) dump_gradients(world_, t.dump_grads, family(), grads_, losses);
-        const double norm = t.grad_clip > 0 ? clip_grad_norm(registry_, world_, t.grad_clip)
-                                            : global_grad_norm(registry_, world_);
+        const double norm =
+            t.grad_clip > 0 ? clip_grad_norm(registry_, world_, t.grad_clip) : global_grad_norm(registry_, world_);
         if (!std::isfinite(losses.lm) || !std::isfinite(norm))
             mpi::all_or_none(world_, [&] {
                 fail("epmoe train: step ", s, ": the loss (", losses.lm, ") or the gradient norm (", norm,
@@ -198,14 +106,25 @@ public:
         last_loss_ = losses.lm;
         const TrainTimes& after = trainer_->times();
         const double exchange = after.moe.dispatch + after.moe.combine - before.moe.dispatch - before.moe.combine;
-        Json line = {{"step", s}, {"lm_loss", losses.lm}, {"aux_loss", losses.aux}, {"z_loss", losses.z},
-                     {"lr", lr}, {"grad_norm", norm}, {"tokens", losses.tokens},
+        Json line = {{"step", s},
+                     {"lm_loss", losses.lm},
+                     {"aux_loss", losses.aux},
+                     {"z_loss", losses.z},
+                     {"lr", lr},
+                     {"grad_norm", norm},
+                     {"tokens", losses.tokens},
                      {"tokens_per_s", losses.tokens / (t3 - t0)},
-                     {"time_s", {{"step", t3 - t0}, {"forward", after.forward - before.forward},
-                                 {"backward", after.backward - before.backward}, {"exchange", exchange},
-                                 {"experts", after.moe.expert - before.moe.expert}, {"allreduce", t2 - t1},
-                                 {"optimizer", t3 - t2}, {"coordinator", nullptr}}},
-                     {"drop_rate", losses.drop_rate}, {"load_cv", losses.load_cv},
+                     {"time_s",
+                      {{"step", t3 - t0},
+                       {"forward", after.forward - before.forward},
+                       {"backward", after.backward - before.backward},
+                       {"exchange", exchange},
+                       {"experts", after.moe.expert - before.moe.expert},
+                       {"allreduce", t2 - t1},
+                       {"optimizer", t3 - t2},
+                       {"coordinator", nullptr}}},
+                     {"drop_rate", losses.drop_rate},
+                     {"load_cv", losses.load_cv},
                      {"gate_entropy", losses.gate_entropy},
                      {"expert_load", load_rows(losses.expert_load, shape_.num_experts)}};
         add_energy(line, t3 - t0, static_cast<double>(batch.size()) * static_cast<double>(config_.text.ctx),
@@ -291,26 +210,38 @@ public:
     // trainer_state.json after `steps_done` steps: what --resume restores and checks (train_state.hpp).
     Json state(int64_t steps_done) const {
         const TrainConfig& t = config_.train;
-        return {{"step", steps_done}, {"optimizer_steps", adamw_->steps()}, {"seed", config_.seed},
-                {"layout",
-                 {{"ranks", world_.size()}, {"ep_size", groups_.ep_size()}, {"placement", config_.placement.name}}},
-                {"data",
-                 {{"source", data_.source}, {"sampler", t.sampler}, {"batch", t.batch}, {"ctx", config_.text.ctx}}},
-                {"lr_schedule", {{"lr", t.lr}, {"min_lr", t.min_lr}, {"warmup_steps", t.warmup_steps},
-                                 {"decay_steps", decay_steps()}, {"next_lr", schedule_->at(steps_done)}}},
-                {"routing_biases", {{"policy", config_.policy.name}, {"biases", biases_}}},
-                {"epmoe_version", version()}};
+        return {
+            {"step", steps_done},
+            {"optimizer_steps", adamw_->steps()},
+            {"seed", config_.seed},
+            {"layout",
+             {{"ranks", world_.size()}, {"ep_size", groups_.ep_size()}, {"placement", config_.placement.name}}},
+            {"data", {{"source", data_.source}, {"sampler", t.sampler}, {"batch", t.batch}, {"ctx", config_.text.ctx}}},
+            {"lr_schedule",
+             {{"lr", t.lr},
+              {"min_lr", t.min_lr},
+              {"warmup_steps", t.warmup_steps},
+              {"decay_steps", decay_steps()},
+              {"next_lr", schedule_->at(steps_done)}}},
+            {"routing_biases", {{"policy", config_.policy.name}, {"biases", biases_}}},
+            {"epmoe_version", version()}};
     }
     Family family() const { return config_.model.path.empty() ? family_of(config_.train.family) : source_.family(); }
     int decay_steps() const { return config_.train.decay_steps > 0 ? config_.train.decay_steps : config_.train.steps; }
     int64_t first_step() const { return first_step_; }
 
     Json summary() const {
-        return {{"ranks", world_.size()}, {"ep_size", groups_.ep_size()}, {"dp_size", groups_.dp_size()},
-                {"steps", config_.train.steps}, {"data", data_.source},
-                {"tokens_total", tokens_}, {"seconds", seconds_},
+        return {{"ranks", world_.size()},
+                {"ep_size", groups_.ep_size()},
+                {"dp_size", groups_.dp_size()},
+                {"steps", config_.train.steps},
+                {"data", data_.source},
+                {"tokens_total", tokens_},
+                {"seconds", seconds_},
                 {"tokens_per_s", seconds_ > 0 ? Json(tokens_ / seconds_) : Json(nullptr)},
-                {"final_lm_loss", last_loss_}, {"final_val_loss", last_val_}, {"bigram_val_loss", bigram_},
+                {"final_lm_loss", last_loss_},
+                {"final_val_loss", last_val_},
+                {"bigram_val_loss", bigram_},
                 {"checkpoint", config_.train.save_dir.empty() ? Json(nullptr) : Json(config_.train.save_dir)}};
     }
     double bigram() const { return bigram_; }
@@ -376,8 +307,8 @@ int train(const mpi::Comm& world, const Config& given) {
     Json summary = trainer.summary();
     if (talk)
         std::printf("epmoe train: final loss %.4f, validation %.4f (bigram %.4f), %.0f tokens/s\n",
-                    summary["final_lm_loss"].get<double>(), summary["final_val_loss"].get<double>(),
-                    trainer.bigram(), summary["tokens_per_s"].is_number() ? summary["tokens_per_s"].get<double>() : 0.0);
+                    summary["final_lm_loss"].get<double>(), summary["final_val_loss"].get<double>(), trainer.bigram(),
+                    summary["tokens_per_s"].is_number() ? summary["tokens_per_s"].get<double>() : 0.0);
     log.finish(summary);
     return 0;
 }

@@ -71,7 +71,8 @@ double AuxLoss::load_cv() const {
     for (size_t l = 0; l < n_layers; ++l) {
         double mean = 0, var = 0;
         for (size_t e = 0; e < e_count; ++e) mean += layer_load_[l * e_count + e] / static_cast<double>(e_count);
-        for (size_t e = 0; e < e_count; ++e) var += std::pow(layer_load_[l * e_count + e] - mean, 2) / static_cast<double>(e_count);
+        for (size_t e = 0; e < e_count; ++e)
+            var += std::pow(layer_load_[l * e_count + e] - mean, 2) / static_cast<double>(e_count);
         cv_sum += mean > 0 ? std::sqrt(var) / mean : 0.0;
     }
     return cv_sum / static_cast<double>(n_layers);

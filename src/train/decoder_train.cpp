@@ -31,7 +31,7 @@ ExpertWeights zeros_like(const ExpertWeights& w) {
 // What one layer keeps of the forward for the backward (a member of DecoderTrainer::Impl: not in the anonymous
 // namespace).
 struct LayerSaved {
-    std::vector<float> h_in, x1, h_mid, x2;   // [N, d]: input, its norm, after attention, its norm
+    std::vector<float> h_in, x1, h_mid, x2;  // [N, d]: input, its norm, after attention, its norm
     std::vector<AttentionSaved> attention;   // [sequences]
     MoeBlockSaved moe;                       // an MoE layer
     SharedExpertSaved shared;                // with a shared expert
@@ -77,7 +77,7 @@ struct DecoderTrainer::Impl {
     DispatchOptions options;
     double aux_coef, z_coef;
     std::vector<LayerSaved> layers;
-    std::vector<float> biases;  // [L, E] or empty
+    std::vector<float> biases;                 // [L, E] or empty
     std::vector<float> h, xf, logits, dh, dx;  // [N, d] / [N, V]
     std::vector<int32_t> ids, targets;         // [N]
     std::vector<int64_t> seq_start;            // [sequences + 1] row offsets
@@ -101,7 +101,8 @@ struct DecoderTrainer::Impl {
 
 DecoderTrainer::DecoderTrainer(const Model& model, const DecoderWeights& decoder, const Placement& placement,
                                const DispatchOptions& options, double aux_coef, double z_coef)
-    : impl_(new Impl{model, decoder, placement, options, aux_coef, z_coef, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, 0, 0, {}, {}, {}}) {
+    : impl_(new Impl{model, decoder, placement, options, aux_coef, z_coef, {}, {}, {}, {}, {},
+                     {},    {},      {},        {},      {},       0,      0,  {}, {}, {}}) {
     impl_->layers.resize(model.layers.size());
 }
 
@@ -124,8 +125,8 @@ void DecoderTrainer::Impl::forward_layer(const mpi::Comm& comm, int l, TrainTime
     sv.attention.resize(seq_start.size() - 1);
     tmp.resize(h.size());
     for (size_t q = 0; q + 1 < seq_start.size(); ++q)
-        attention_forward_train(a, s.decoder, s.d_model, s.rms_norm_eps, rows(sv.x1, q), seq_start[q + 1] - seq_start[q],
-                                rows(tmp, q), sv.attention[q]);
+        attention_forward_train(a, s.decoder, s.d_model, s.rms_norm_eps, rows(sv.x1, q),
+                                seq_start[q + 1] - seq_start[q], rows(tmp, q), sv.attention[q]);
     for (size_t i = 0; i < h.size(); ++i) h[i] += tmp[i];
     sv.h_mid = h;
     sv.x2.resize(h.size());
@@ -134,9 +135,9 @@ void DecoderTrainer::Impl::forward_layer(const mpi::Comm& comm, int l, TrainTime
     if (layer.dense) {
         expert_forward_train(layer.dense->w, s.d_model, layer.dense->d_ff, sv.x2, tmp, sv.dense_h13, scratch);
     } else {
-        const std::span<const float> bias =
-            biases.empty() ? std::span<const float>()
-                           : std::span<const float>(biases).subspan(static_cast<size_t>(l) * s.num_experts, s.num_experts);
+        const std::span<const float> bias = biases.empty() ? std::span<const float>()
+                                                           : std::span<const float>(biases).subspan(
+                                                                 static_cast<size_t>(l) * s.num_experts, s.num_experts);
         moe_block_forward_train(comm, layer.experts, s, placement, layer.gate, sv.x2, bias, first_token, step_tokens,
                                 options, tmp, sv.moe, times.moe, buf);
         if (layer.shared_expert)
@@ -168,7 +169,7 @@ void DecoderTrainer::Impl::backward_layer(const mpi::Comm& comm, int l, const Au
                                    g.shared_expert->w, g.shared_expert_gate, scratch);
     }
     rms_norm_backward(sv.h_mid, layer.norm, s.rms_norm_eps, dx, dh, g.norm);  // dh: the residual's, plus this
-    dx.assign(dh.size(), 0.0f);                                              // d x1
+    dx.assign(dh.size(), 0.0f);                                               // d x1
     for (size_t q = 0; q + 1 < seq_start.size(); ++q)
         attention_backward(a, s.decoder, s.d_model, s.rms_norm_eps, rows(sv.x1, q), sv.attention[q], rows(dh, q),
                            rows(dx, q), ga);

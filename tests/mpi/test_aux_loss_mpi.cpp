@@ -38,8 +38,8 @@ std::vector<int> top_k(const double* row) {
 }
 
 // aux_coef * aux + z_coef * z over every layer's rows, in double, the routing of `routes` held fixed.
-double reference(const std::vector<std::vector<double>>& z, const std::vector<std::vector<int>>& routes, double aux_coef,
-                 double z_coef) {
+double reference(const std::vector<std::vector<double>>& z, const std::vector<std::vector<int>>& routes,
+                 double aux_coef, double z_coef) {
     std::vector<double> f(kExperts, 0.0), p(kExperts, 0.0);
     double zsum = 0;
     for (int l = 0; l < kLayers; ++l)

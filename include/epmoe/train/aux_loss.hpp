@@ -23,10 +23,10 @@ public:
     AuxLoss(const mpi::Comm& comm, std::span<const MoeBlockSaved* const> layers, int num_experts, int top_k,
             int64_t global_tokens);
 
-    double value() const { return value_; }            // aux (unscaled); 0 without MoE layers
-    double z_value() const { return z_value_; }        // the router z-loss (unscaled); 0 without MoE layers
-    double drop_rate() const { return drop_rate_; }    // assignments dropped by capacity over all, every layer
-    double gate_entropy() const { return entropy_; }   // mean entropy of the router's softmax over the L N rows, nats
+    double value() const { return value_; }           // aux (unscaled); 0 without MoE layers
+    double z_value() const { return z_value_; }       // the router z-loss (unscaled); 0 without MoE layers
+    double drop_rate() const { return drop_rate_; }   // assignments dropped by capacity over all, every layer
+    double gate_entropy() const { return entropy_; }  // mean entropy of the router's softmax over the L N rows, nats
     // Kept assignments of the global batch per MoE layer and expert, [L, E] (as doubles: sums of counts).
     std::span<const double> layer_load() const { return layer_load_; }
     // The coefficient of variation (std / mean over experts) of each layer's kept load, averaged over layers.
@@ -36,7 +36,7 @@ public:
 
 private:
     int num_experts_ = 0;
-    double rows_ = 0;        // L N: the (layer, token) rows of the global batch
+    double rows_ = 0;                 // L N: the (layer, token) rows of the global batch
     std::vector<double> g_;           // [E]: d aux / d p_e of one row
     std::vector<double> layer_load_;  // [L, E]
     double value_ = 0, z_value_ = 0, drop_rate_ = 0, entropy_ = 0;

@@ -37,11 +37,11 @@ struct TrainSequence {
 
 // The step's losses over the global batch (every rank the same).
 struct TrainLosses {
-    double lm = 0;         // mean cross-entropy over the global batch's targets
-    double aux = 0;        // HF's load_balancing_loss_func over every MoE layer (unscaled); 0 without MoE layers
-    int64_t targets = 0;   // targets scored over all ranks
-    int64_t tokens = 0;    // tokens over all ranks
-    double drop_rate = 0;  // assignments dropped by capacity over all
+    double lm = 0;            // mean cross-entropy over the global batch's targets
+    double aux = 0;           // HF's load_balancing_loss_func over every MoE layer (unscaled); 0 without MoE layers
+    int64_t targets = 0;      // targets scored over all ranks
+    int64_t tokens = 0;       // tokens over all ranks
+    double drop_rate = 0;     // assignments dropped by capacity over all
     double z = 0;             // the ST-MoE router z-loss (unscaled; aux_loss.hpp)
     double gate_entropy = 0;  // the router softmax's mean entropy, nats
     double load_cv = 0;       // std / mean of each MoE layer's kept expert load, averaged over layers
@@ -71,8 +71,8 @@ public:
                    const DispatchOptions& options, double aux_coef, double z_coef = 0);
     ~DecoderTrainer();
 
-    // Forward and backward of this rank's share of the global batch; ADDS the gradient of lm + aux_coef * aux + z_coef * z
-    // into grads (replicated parts: this rank's contribution, to be summed over ranks; experts: complete).
+    // Forward and backward of this rank's share of the global batch; ADDS the gradient of lm + aux_coef * aux + z_coef
+    // * z into grads (replicated parts: this rank's contribution, to be summed over ranks; experts: complete).
     // Collective over comm. Pure EP: the tokens are exchanged over comm, the losses reduced over it.
     TrainLosses step(const mpi::Comm& comm, std::span<const TrainSequence> batch, ModelGrads& grads);
     // The same under DP x EP (groups.hpp): tokens exchanged over ep (this rank's group, whose ranks the

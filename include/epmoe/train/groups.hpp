@@ -21,8 +21,8 @@ public:
     const mpi::Comm& ep() const { return ep_; }
     // The replicas of this rank's experts: world ranks position + g * N for g = 0 .. dp_size - 1, in world order.
     const mpi::Comm& expert_replicas() const { return replicas_; }
-    int ep_size() const { return ep_.size(); }          // N
-    int dp_size() const { return replicas_.size(); }    // P / N: data-parallel replicas
+    int ep_size() const { return ep_.size(); }        // N
+    int dp_size() const { return replicas_.size(); }  // P / N: data-parallel replicas
     int group() const { return world_.rank() / ep_.size(); }
 
 private:

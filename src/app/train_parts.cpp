@@ -1,0 +1,68 @@
+#include "app/train_parts.hpp"
+
+#include <cstdio>
+
+#include "app/version.hpp"
+#include "epmoe/base/error.hpp"
+#include "epmoe/ops/loss.hpp"
+
+namespace epmoe {
+
+double aux_coef(const Config& config, Family family) {
+    if (config.train.aux_loss_coef >= 0) return config.train.aux_loss_coef;
+    if (config.model.path.empty()) return 0.01;
+    std::ifstream in(config.model.path + "/config.json");
+    const Json j = in ? Json::parse(in, nullptr, false) : Json();
+    if (j.is_object() && j.contains("router_aux_loss_coef") && j["router_aux_loss_coef"].is_number())
+        return j["router_aux_loss_coef"].get<double>();
+    return family == Family::kOlmoe ? 0.01 : 0.001;
+}
+
+Family family_of(const std::string& name) {
+    for (Family f : {Family::kMixtral, Family::kOlmoe, Family::kQwen2Moe, Family::kQwen3Moe})
+        if (std::string(family_name(f)) == name) return f;
+    fail("train.family ", name, ": not a family");
+}
+
+double validation_loss(const TrainGroups& groups, const Model& model, DecoderForward& forward,
+                       const std::vector<TrainSequence>& windows, std::span<const float> biases) {
+    const mpi::Comm &world = groups.world(), &ep = groups.ep();
+    std::vector<std::vector<int32_t>> ids;
+    std::vector<SequenceCache> caches(windows.size(), make_sequence_cache(model.shape.num_layers));
+    std::vector<SequenceChunk> chunks;
+    for (size_t i = 0; i < windows.size(); ++i) chunks.push_back({windows[i].ids, &caches[i]});
+    std::vector<float> logits;
+    const int64_t n = [&] {
+        int64_t t = 0;
+        for (const auto& w : windows) t += static_cast<int64_t>(w.ids.size());
+        return t;
+    }();
+    const int64_t first = mpi::exscan_sum<int64_t>(ep, std::span<const int64_t>(&n, 1))[0];
+    forward.step(ep, chunks, LogitRows::kAll, first, mpi::allreduce_one<int64_t>(ep, n, mpi::Op::kSum), biases, logits);
+    const int vocab = model.shape.decoder.vocab_size;
+    double sums[2] = {0, 0};
+    size_t row = 0;
+    for (const TrainSequence& w : windows)
+        for (size_t t = 0; t < w.ids.size(); ++t, ++row)
+            sums[0] += token_nll(std::span<const float>(logits).subspan(row * vocab, vocab), w.targets[t]),
+                sums[1] += 1;
+    mpi::allreduce<double>(world, sums, mpi::Op::kSum);
+    return sums[0] / sums[1];
+}
+
+double train_flops_per_token(const ModelShape& s) {
+    const DecoderShape& d = s.decoder;
+    const double attention = static_cast<double>(s.d_model) * d.head_dim * 2.0 * (d.num_heads + d.num_kv_heads);
+    const double moe = static_cast<double>(s.d_model) * s.num_experts + s.top_k * 3.0 * s.d_model * s.d_ff;
+    return 6.0 * (s.num_layers * (attention + moe) + static_cast<double>(d.vocab_size) * s.d_model);
+}
+
+Json load_rows(const std::vector<double>& load, int num_experts) {
+    Json rows = Json::array();
+    for (size_t i = 0; i + static_cast<size_t>(num_experts) <= load.size(); i += static_cast<size_t>(num_experts))
+        rows.push_back(std::vector<int64_t>(load.begin() + static_cast<std::ptrdiff_t>(i),
+                                            load.begin() + static_cast<std::ptrdiff_t>(i) + num_experts));
+    return rows;
+}
+
+}  // namespace epmoe
