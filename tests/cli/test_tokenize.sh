@@ -65,7 +65,7 @@ expect_exit 0 "$EPMOE" tokenize --model "$fx/sp" --text "$cli_tmp/code.txt" --ou
 expect_stdout_has "SentencePiece"
 check_ids sp code ids "$cli_tmp/sp.safetensors" "$bos"
 
-# 1b. Over ranks: 1, 2 and 3 ranks write byte-identical files for every fixture kind on a multi-line text with
+# 1b. Over ranks: 1 and 3 ranks (and 2 for neox and sp) write byte-identical files for every fixture kind on a multi-line text with
 # blank lines, indentation, CJK and special tokens (llama: no exact cut, one rank tokenizes it all).
 python3 - "$cli_tmp/multi.txt" <<'PY2'
 import sys
@@ -74,13 +74,16 @@ lines = ["The quick brown fox", "", "    def f(x):  return x * 2", "\t\tindented
 open(sys.argv[1], "w").write("\n".join(lines[i % len(lines)] + " line %d" % i for i in range(600)) + "\n\n")
 PY2
 for kind in neox qwen2 llama metaspace sp; do
-    for np in 1 2 3; do
+    nps="1 3"  # one cut and two; 2 ranks on one kind of each cut rule (the suite's time)
+    case $kind in neox | sp) nps="1 2 3" ;; esac
+    for np in $nps; do
         expect_exit 0 "${mpiexec[@]}" -np $np "$EPMOE" tokenize --model "$fx/$kind" --text "$cli_tmp/multi.txt" \
             --out "$cli_tmp/multi-$kind-$np.bin" --progress-interval 0.000001
     done
     if [ "$kind" = llama ]; then expect_stdout_has "one rank tokenized it all"; else expect_stdout_has "ranks' parts cut at"; fi
-    if cmp -s "$cli_tmp/multi-$kind-1.bin" "$cli_tmp/multi-$kind-2.bin" && cmp -s "$cli_tmp/multi-$kind-1.bin" \
-        "$cli_tmp/multi-$kind-3.bin" && [ -s "$cli_tmp/multi-$kind-1.bin" ]; then pass "  $kind: 1, 2, 3 ranks byte-identical"
+    if { [ ! -e "$cli_tmp/multi-$kind-2.bin" ] || cmp -s "$cli_tmp/multi-$kind-1.bin" "$cli_tmp/multi-$kind-2.bin"; } &&
+        cmp -s "$cli_tmp/multi-$kind-1.bin" "$cli_tmp/multi-$kind-3.bin" && [ -s "$cli_tmp/multi-$kind-1.bin" ]; then
+        pass "  $kind: ranks $nps byte-identical"
     else fail_check "$kind: files differ across rank counts"; fi
 done
 python3 -c "import sys; t = open(sys.argv[1]).read(); open(sys.argv[2], 'w').write(t * (2600000 // len(t) + 1))" \
