@@ -41,7 +41,8 @@ public:
           groups_(world, config.train.ep_size),
           placement_(run_placement(world, config, shape_.num_experts, groups_.ep_size())),
           energy_(world, config.energy),
-          flops_per_token_(train_flops_per_token(shape_)) {
+          flops_per_token_(train_flops_per_token(shape_)),
+          aux_coef_(aux_coef(config, source_.family())) {
         mpi::all_or_none(world, [&] {
             if (config.compute.dtype != "fp32")
                 fail("epmoe train runs FP32: compute.dtype = \"", config.compute.dtype, "\" is for inference");
@@ -60,8 +61,8 @@ public:
         schedule_ = std::make_unique<LrSchedule>(config.train.lr, config.train.min_lr, config.train.warmup_steps,
                                                  std::max(decay_steps(), config.train.warmup_steps));
         trainer_ = std::make_unique<DecoderTrainer>(model_, decoder_, placement_,
-                                                    DispatchOptions{config.routing.capacity_factor, 1},
-                                                    aux_coef(config, source_.family()), config.train.z_loss_coef);
+                                                    DispatchOptions{config.routing.capacity_factor, 1}, aux_coef_,
+                                                    config.train.z_loss_coef);
         moe_ = std::make_unique<Forward>(model_, placement_, config.routing.capacity_factor);
         forward_ = std::make_unique<DecoderForward>(model_, decoder_, *moe_);
         val_ = validation_windows(data_.val, config.text.ctx, config.train.val_windows, world.rank(), world.size());
@@ -199,7 +200,7 @@ public:
     void save(int64_t steps_done) {
         mpi::all_or_none(world_, [&] { check_finite_weights(registry_, steps_done - 1); });
         CheckpointWriteOptions options;
-        options.router_aux_loss_coef = aux_coef(config_, source_.family());
+        options.router_aux_loss_coef = aux_coef_;
         const Json state_now = state(steps_done);
         options.write_extra = [&](const std::string& tmp) {
             write_train_state(tmp, world_.rank(), world_.size(), registry_, *adamw_, state_now);
@@ -267,6 +268,7 @@ private:
     std::vector<TrainSequence> val_;
     HostEnergy energy_;
     double flops_per_token_ = 0;
+    double aux_coef_ = 0;             // the load-balancing loss' weight (a checkpoint's config.json read once)
     std::unique_ptr<Policy> policy_;  // aux_free, or null
     std::vector<float> biases_;       // [L, E] the policy's selection biases; empty without one
     double bigram_ = 0, seconds_ = 0, last_loss_ = NAN, last_val_ = NAN;

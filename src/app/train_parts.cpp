@@ -27,7 +27,6 @@ Family family_of(const std::string& name) {
 double validation_loss(const TrainGroups& groups, const Model& model, DecoderForward& forward,
                        const std::vector<TrainSequence>& windows, std::span<const float> biases) {
     const mpi::Comm &world = groups.world(), &ep = groups.ep();
-    std::vector<std::vector<int32_t>> ids;
     std::vector<SequenceCache> caches(windows.size(), make_sequence_cache(model.shape.num_layers));
     std::vector<SequenceChunk> chunks;
     for (size_t i = 0; i < windows.size(); ++i) chunks.push_back({windows[i].ids, &caches[i]});
@@ -43,9 +42,10 @@ double validation_loss(const TrainGroups& groups, const Model& model, DecoderFor
     double sums[2] = {0, 0};
     size_t row = 0;
     for (const TrainSequence& w : windows)
-        for (size_t t = 0; t < w.ids.size(); ++t, ++row)
-            sums[0] += token_nll(std::span<const float>(logits).subspan(row * vocab, vocab), w.targets[t]),
-                sums[1] += 1;
+        for (size_t t = 0; t < w.ids.size(); ++t, ++row) {
+            sums[0] += token_nll(std::span<const float>(logits).subspan(row * vocab, vocab), w.targets[t]);
+            sums[1] += 1;
+        }
     mpi::allreduce<double>(world, sums, mpi::Op::kSum);
     return sums[0] / sums[1];
 }
