@@ -3,6 +3,7 @@
 // each window scores; rank 0 writes eval.json (and the logits dump) with the run's results.
 #include "app/eval.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <iostream>
@@ -42,6 +43,15 @@ void score(std::span<const EvalItem> items, std::span<const std::vector<int32_t>
     }
 }
 
+// The tokens of each item's window.
+std::vector<std::vector<int32_t>> read_items(TextInput& input, std::span<const EvalItem> items) {
+    std::vector<std::vector<int32_t>> ids;
+    for (const EvalItem& item : items)
+        ids.push_back(
+            input.read(item.sequence * input.seq_len() + item.window.begin, item.window.end - item.window.begin));
+    return ids;
+}
+
 // eval.json's per-sequence and total figures from every rank's sums (complete on rank 0). Collective.
 Json nll_figures(const mpi::Comm& world, EvalSums& sums) {
     mpi::allreduce<double>(world, sums.nll, mpi::Op::kSum);
@@ -69,8 +79,7 @@ void dump_logits(const mpi::Comm& world, const std::string& path, const TextInpu
     std::vector<float> all = mpi::gatherv_to_root<float>(world, mine);
     mpi::all_or_none(world, [&] {
         if (world.rank() != 0) return;
-        write_safetensors(path,
-                          {tensor_from_f32("logits", {input.num_sequences(), input.seq_len(), vocab}, all)},
+        write_safetensors(path, {tensor_from_f32("logits", {input.num_sequences(), input.seq_len(), vocab}, all)},
                           {{"producer", "epmoe eval"}});
     });
 }
@@ -90,6 +99,86 @@ int64_t open_eval_input(const mpi::Comm& world, const Config& config, const Mode
     return text.batch * std::min<int64_t>(text.ctx, input->seq_len());
 }
 
+// --policy ttt's perplexity budget: policy.ttt.holdout_windows windows spread evenly over the input are kept out of
+// the updates; every policy.ttt.check_every steps their perplexity under the adapted router is compared with the
+// checkpoint router's, and over policy.ttt.max_delta_ppl the correction resets (rank 0 says so). The held-out
+// windows are still scored in the eval like every other window.
+class HeldOut {
+public:
+    HeldOut(const mpi::Comm& world, const Config& config, TestTimeRouter& ttt, TextInput& input,
+            const std::vector<EvalItem>& items, int vocab)
+        : world_(world), config_(config), ttt_(ttt), input_(input), vocab_(vocab) {
+        const int64_t n = static_cast<int64_t>(items.size()),
+                      h = std::min<int64_t>(config.policy.ttt.holdout_windows, n);
+        for (int64_t k = 0; k < h; ++k) held_.push_back(items[static_cast<size_t>((2 * k + 1) * n / (2 * h))]);
+        for (int64_t k = 0; k < h; ++k) held_index_.push_back((2 * k + 1) * n / (2 * h));
+    }
+
+    // The checkpoint router's perplexity on the held-out windows (the reference of every check). Collective.
+    void measure_checkpoint(WholeModel& model) { ppl0_ = perplexity(model, false); }
+
+    // The rows of this rank's step (items first.. in order, their ids) the update may learn from.
+    void set_learn_mask(int64_t first, const std::vector<std::vector<int32_t>>& ids) {
+        std::vector<uint8_t>& learn = ttt_.adaptation().learn;
+        learn.clear();
+        for (size_t i = 0; i < ids.size(); ++i) {
+            const bool held =
+                std::binary_search(held_index_.begin(), held_index_.end(), first + static_cast<int64_t>(i));
+            learn.insert(learn.end(), ids[i].size(), held ? 0 : 1);
+        }
+    }
+
+    // After step `step` of `steps`: the check when due. Collective.
+    void after_step(WholeModel& model, int step, int steps) {
+        if ((step + 1) % config_.policy.ttt.check_every != 0 || step + 1 == steps) return;
+        const double t0 = mpi::wtime();
+        const double ppl = perplexity(model, true);
+        if (ttt_.check(step, ppl, ppl0_, mpi::wtime() - t0) && world_.rank() == 0)
+            std::fprintf(
+                stderr,
+                "epmoe: ttt: after step %d the held-out perplexity %.6g is %.3g%% over the checkpoint "
+                "router's %.6g (policy.ttt.max_delta_ppl %.3g%%): the correction halves, the fidelity weight doubles\n",
+                step + 1, ppl, 100 * (ppl / ppl0_ - 1), ppl0_, 100 * config_.policy.ttt.max_delta_ppl);
+    }
+
+    Json summary() const { return {{"holdout_windows", held_.size()}, {"holdout_ppl_checkpoint", ppl0_}}; }
+
+private:
+    // Perplexity of the held-out windows, with the correction (adapted) or the checkpoint's router. Collective.
+    double perplexity(WholeModel& model, bool adapted) {
+        RouterAdaptation& adapt = ttt_.adaptation();
+        adapt.apply = adapted, adapt.capture = false, adapt.learn.clear();
+        const IndexRange mine = split_over_ranks(static_cast<int64_t>(held_.size()), world_.rank(), world_.size());
+        const int64_t batch = config_.text.batch;
+        const int64_t rounds = mpi::allreduce_one<int64_t>(world_, (mine.size() + batch - 1) / batch, mpi::Op::kMax);
+        EvalSums sums{std::vector<double>(static_cast<size_t>(input_.num_sequences())),
+                      std::vector<double>(static_cast<size_t>(input_.num_sequences())),
+                      {}};
+        std::vector<float> logits;
+        for (int64_t r = 0; r < rounds; ++r) {
+            const int64_t first = std::min(mine.end, mine.begin + r * batch);
+            const std::span<const EvalItem> part(held_.data() + first,
+                                                 static_cast<size_t>(std::min(mine.end, first + batch) - first));
+            std::vector<std::vector<int32_t>> ids;
+            mpi::all_or_none(world_, [&] { ids = read_items(input_, part); });
+            model.step_aside(ids, logits);
+            score(part, ids, logits, vocab_, false, sums);
+        }
+        const Json figures = nll_figures(world_, sums);
+        adapt.apply = true, adapt.capture = true;
+        return figures["perplexity"].get<double>();
+    }
+
+    const mpi::Comm& world_;
+    const Config& config_;
+    TestTimeRouter& ttt_;
+    TextInput& input_;
+    int vocab_;
+    std::vector<EvalItem> held_;
+    std::vector<int64_t> held_index_;  // their indices in the eval's items, ascending
+    double ppl0_ = NAN;
+};
+
 }  // namespace
 
 Json eval_job(const mpi::Comm& world, const Config& config, bool print_summary) {
@@ -102,25 +191,30 @@ Json eval_job(const mpi::Comm& world, const Config& config, bool print_summary) 
     WholeModel model(world, job);
     const int vocab = job.shape().decoder.vocab_size;
     const IndexRange mine = split_over_ranks(static_cast<int64_t>(items.size()), world.rank(), world.size());
-    const int64_t rounds = mpi::allreduce_one<int64_t>(world, (mine.size() + text.batch - 1) / text.batch, mpi::Op::kMax);
+    const int64_t rounds =
+        mpi::allreduce_one<int64_t>(world, (mine.size() + text.batch - 1) / text.batch, mpi::Op::kMax);
     EvalSums sums{std::vector<double>(static_cast<size_t>(input->num_sequences())),
-                  std::vector<double>(static_cast<size_t>(input->num_sequences())), {}};
+                  std::vector<double>(static_cast<size_t>(input->num_sequences())),
+                  {}};
     std::vector<float> logits;
+    std::unique_ptr<HeldOut> held;
+    if (job.ttt()) {
+        held = std::make_unique<HeldOut>(world, config, *job.ttt(), *input, items, vocab);
+        held->measure_checkpoint(model);
+    }
     for (int64_t r = 0; r < rounds; ++r) {
         const int64_t first = std::min(mine.end, mine.begin + r * text.batch);
         const std::span<const EvalItem> batch(items.data() + first,
                                               static_cast<size_t>(std::min(mine.end, first + text.batch) - first));
         std::vector<std::vector<int32_t>> ids;
-        mpi::all_or_none(world, [&] {
-            for (const EvalItem& item : batch)
-                ids.push_back(input->read(item.sequence * input->seq_len() + item.window.begin,
-                                          item.window.end - item.window.begin));
-        });
+        mpi::all_or_none(world, [&] { ids = read_items(*input, batch); });
+        if (held) held->set_learn_mask(first, ids);
         const double t0 = mpi::wtime();
         const StepResult result = model.step(static_cast<int>(r), ids, LogitRows::kAll, logits);
         score(batch, ids, logits, vocab, !text.dump_logits.empty(), sums);
         job.end_step(static_cast<int>(r), static_cast<int>(rounds), t0, result, model.last_tokens(),
                      model.last_flops());
+        if (held) held->after_step(model, static_cast<int>(r), static_cast<int>(rounds));
     }
     Json figures = nll_figures(world, sums);
     if (!text.dump_logits.empty()) dump_logits(world, text.dump_logits, *input, vocab, sums.dump);
@@ -136,6 +230,7 @@ Json eval_job(const mpi::Comm& world, const Config& config, bool print_summary) 
         out.update(figures);
         out.update(times);
         out.update(whole_model_load_and_energy(summary));
+        if (held) summary["ttt"].update(held->summary()), out["ttt"] = summary["ttt"];
         writer.stage_json("eval.json", out);
         summary["memory"]["weight_bytes_split_per_rank"] = out["weight_bytes_per_rank"];
         summary["eval"] = {{"tokens_scored", out["tokens_scored"]}, {"perplexity", out["perplexity"]}};

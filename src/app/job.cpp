@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <limits>
 
 #include "app/platform.hpp"
 #include "app/version.hpp"
@@ -32,7 +33,6 @@ mpi::WaitMode pick_wait_mode(const mpi::Comm& world, const mpi::Comm& host, cons
     const int fits = mpi::allreduce_one(world, host.size() * config.threads_per_rank <= pus ? 1 : 0, mpi::Op::kMin);
     return fits ? mpi::WaitMode::kBlock : mpi::WaitMode::kYield;
 }
-
 
 // One step's record for the coordinator.
 RankRecord make_record(const StepResult& result, int num_layers, int64_t tokens, double compute_s,
@@ -103,7 +103,6 @@ Json host_names(const mpi::Comm& world) {
     return hosts;
 }
 
-
 }  // namespace
 
 // Checks the launch, binds the rank (resources.bind), picks the wait mode and sets the GEMM threads.
@@ -124,8 +123,8 @@ std::string set_up_rank(const mpi::Comm& world, const Config& config) {
     return binding;
 }
 
-Job::Job(const mpi::Comm& world, const Config& config,
-         const std::function<int64_t(const ModelShape&)>& tokens_per_rank, bool whole_model)
+Job::Job(const mpi::Comm& world, const Config& config, const std::function<int64_t(const ModelShape&)>& tokens_per_rank,
+         bool whole_model)
     : world_(world),
       config_(config),
       binding_(set_up_rank(world, config)),
@@ -144,6 +143,7 @@ Job::Job(const mpi::Comm& world, const Config& config,
     forward_.set_fidelity_sample(config.routing.fidelity_sample_every);
     forward_.set_overlap_chunks(config.compute.overlap_chunks);
     step_biases_.assign(coordinator_.biases().begin(), coordinator_.biases().end());
+    if (config.policy.name == "ttt") start_ttt();
     hosts_ = host_names(world);
     started_utc_ = utc_now();
     if (world.rank() == 0 && !config.output.quiet)
@@ -157,13 +157,35 @@ Job::Job(const mpi::Comm& world, const Config& config,
 
 Job::~Job() = default;
 
+// --policy ttt: the router correction every MoE layer routes with, trained after each step.
+void Job::start_ttt() {
+    mpi::all_or_none(world_, [&] {
+        if (shape_.gate != GateKind::kSoftmax)
+            fail(
+                "policy.name = ttt: the fidelity term is a KL divergence between softmax distributions; model.gate "
+                "sigmoid is not supported");
+    });
+    ttt_ = std::make_unique<TestTimeRouter>(config_.policy.ttt, shape_, moe_layers(model_), placement_, config_.seed,
+                                            energy_.source());
+    ttt_joules_ = ttt_power_w_ = std::numeric_limits<double>::quiet_NaN();
+    forward_.set_adaptation(&ttt_->adaptation());
+}
+
 void Job::end_step(int step, int steps, double t0, const StepResult& result, int64_t tokens, double extra_flops) {
+    if (ttt_ && step + 1 < steps && (step + 1) % config_.coordinator_every_n_steps == 0)
+        ttt_->update(world_, result, ttt_joules_, ttt_power_w_);  // in the step's time: the next step needs it
+    else if (ttt_)
+        ttt_->skip();
     const double compute_s = mpi::wtime() - t0 - result.fidelity.seconds;  // fidelity work is timed apart
     WorkCounters work{result.expert_flops + result.gate_flops + extra_flops, result.bytes_moved,
                       compute_s * config_.threads_per_rank};
     const double energy_t0 = mpi::wtime();  // the energy exchange is the coordinator's work: timed with it
     StepEnergy step_energy = energy_.step(result.times.gate + result.times.expert, work);
     pending_energy_s_ += mpi::wtime() - energy_t0;
+    if (ttt_) {
+        ttt_joules_ = step_energy.rank_joules.value_or(std::numeric_limits<double>::quiet_NaN());
+        ttt_power_w_ = step_energy.host_power_w.value_or(std::numeric_limits<double>::quiet_NaN());
+    }
     coordinator_.record(make_record(result, shape_.num_layers, tokens, compute_s, step_energy), layer_loads(result));
     if (step + 1 == steps || (step + 1) % config_.coordinator_every_n_steps == 0)
         round(step, t0, result);
@@ -193,6 +215,7 @@ Json Job::finish(bool print_summary, const std::function<void(Json&, ResultsWrit
             {"epmoe_version", version()},  {"git_describe", git_describe()}, {"command_line", config_.command_line},
             {"started_utc", started_utc_}, {"finished_utc", utc_now()},      {"hosts", hosts_}};
         s = label_simulated(std::move(s), config_, world_.size(), true);  // build-smpi/epmoe: simulated times
+        if (ttt_) s["ttt"] = ttt_->summary();
         if (extend) extend(s, *writer_);
         writer_->finish(*config_.json, s);
         if (print_summary)
@@ -210,9 +233,11 @@ void Job::round(int step, double t0, const StepResult& result) {
     report.seconds += pending_energy_s_;
     pending_energy_s_ = 0;
     pending_times_.push_back(mpi::wtime() - t0 - result.fidelity.seconds);
-    if (world_.rank() == 0)
-        writer_->append_step(label_simulated(summary_.add_round(report, first_pending_, pending_times_, step_biases_),
-                                             config_, world_.size(), false));
+    if (world_.rank() == 0) {
+        Json line = summary_.add_round(report, first_pending_, pending_times_, step_biases_);
+        if (ttt_) line["ttt"] = ttt_->figures();
+        writer_->append_step(label_simulated(std::move(line), config_, world_.size(), false));
+    }
     pending_times_.clear();
     first_pending_ = step + 1;
     step_biases_.assign(coordinator_.biases().begin(), coordinator_.biases().end());

@@ -15,6 +15,7 @@
 #include "epmoe/base/config.hpp"
 #include "epmoe/comm/mpi.hpp"
 #include "epmoe/control/coordinator.hpp"
+#include "epmoe/control/ttt.hpp"
 #include "epmoe/energy/energy.hpp"
 #include "epmoe/io/results.hpp"
 #include "epmoe/model/forward.hpp"
@@ -40,6 +41,7 @@ public:
     Forward& forward() { return forward_; }
     const Placement& placement() const { return placement_; }
     std::span<const float> biases() const { return coordinator_.biases(); }  // [L, E] the next step's
+    TestTimeRouter* ttt() { return ttt_.get(); }  // --policy ttt's router correction, else null
 
     // After step `step` of `steps` (started at t0, `tokens` rows on this rank, result its MoE blocks';
     // extra_flops: FLOPs outside the MoE blocks, for the energy estimate): energy, the coordinator's record,
@@ -54,6 +56,7 @@ public:
     double seconds_so_far() const { return summary_.seconds_so_far(); }
 
 private:
+    void start_ttt();
     void round(int step, double t0, const StepResult& result);
 
     const mpi::Comm& world_;
@@ -66,6 +69,8 @@ private:
     HostEnergy energy_;
     Forward forward_;
     Coordinator coordinator_;
+    std::unique_ptr<TestTimeRouter> ttt_;  // --policy ttt
+    double ttt_joules_ = 0, ttt_power_w_ = 0;  // this rank's joules and host power of the last step (NaN: none)
     RunSummary summary_;
     bool progress_enabled_;  // rank 0, not quiet: a progress line every output.progress_interval_s
     double progress_last_;

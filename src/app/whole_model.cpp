@@ -9,6 +9,7 @@ WholeModel::WholeModel(const mpi::Comm& world, Job& job)
       job_(job),
       decoder_(job.source().load_decoder(world)),
       forward_(job.model(), decoder_, job.forward()),
+      aside_(job.model(), decoder_, job.forward()),
       load_(static_cast<size_t>(job.shape().num_layers)) {}
 
 StepResult WholeModel::step(int step, std::span<const SequenceChunk> chunks, LogitRows rows,
@@ -41,10 +42,20 @@ StepResult WholeModel::step(int step, const std::vector<std::vector<int32_t>>& i
     return this->step(step, chunks, rows, logits);
 }
 
+void WholeModel::step_aside(const std::vector<std::vector<int32_t>>& ids, std::vector<float>& logits) {
+    std::vector<SequenceCache> caches(ids.size(), make_sequence_cache(job_.shape().num_layers));
+    std::vector<SequenceChunk> chunks;
+    int64_t tokens = 0;
+    for (size_t i = 0; i < ids.size(); ++i) chunks.push_back({ids[i], &caches[i]}), tokens += ids[i].size();
+    const int64_t first = mpi::exscan_sum<int64_t>(world_, std::span<const int64_t>(&tokens, 1))[0];
+    const int64_t all = mpi::allreduce_one<int64_t>(world_, tokens, mpi::Op::kSum);
+    aside_.step(world_, chunks, LogitRows::kAll, first, all, job_.biases(), logits);
+}
+
 std::vector<double> WholeModel::local_parts() const {
     const DecoderTimes& d = forward_.times();
-    return {d.embed, d.attention, moe_times_.gate, moe_times_.dispatch, moe_times_.expert, moe_times_.combine,
-            d.lm_head};
+    return {d.embed,           d.attention,        moe_times_.gate, moe_times_.dispatch,
+            moe_times_.expert, moe_times_.combine, d.lm_head};
 }
 
 const std::vector<std::string>& WholeModel::part_names() {
@@ -66,9 +77,9 @@ Json WholeModel::times_json(const mpi::Comm& world, double seconds) {
         mpi::allreduce<int64_t>(world, e, mpi::Op::kSum);
         load.push_back(moe ? Json(e) : Json(nullptr));
     }
-    const double mine[2] = {static_cast<double>(decoder_.bytes() + job_.model().weight_bytes() -
-                                                job_.model().expert_bytes()),
-                            static_cast<double>(job_.model().expert_bytes())};
+    const double mine[2] = {
+        static_cast<double>(decoder_.bytes() + job_.model().weight_bytes() - job_.model().expert_bytes()),
+        static_cast<double>(job_.model().expert_bytes())};
     const std::vector<double> bytes = mpi::gather_to_root<double>(world, std::span<const double>(mine, 2));
     Json replicated = Json::array(), experts = Json::array();
     for (size_t r = 0; r + 1 < bytes.size(); r += 2) {
@@ -88,8 +99,8 @@ Json WholeModel::times_json(const mpi::Comm& world, double seconds) {
 
 Json whole_model_load_and_energy(const Json& summary) {
     const Json& e = summary.at("energy");
-    return {{"energy", {{"source", e.at("source")}, {"joules", e.at("joules")},
-                        {"joules_per_token", e.at("joules_per_token")}}},
+    return {{"energy",
+             {{"source", e.at("source")}, {"joules", e.at("joules")}, {"joules_per_token", e.at("joules_per_token")}}},
             {"peak_rss_bytes", summary.at("memory").at("peak_rss_bytes")}};
 }
 

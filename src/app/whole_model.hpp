@@ -24,6 +24,10 @@ public:
     StepResult step(int step, const std::vector<std::vector<int32_t>>& ids, LogitRows rows,
                     std::vector<float>& logits);
 
+    // One step of fresh sequences outside the run's bookkeeping (tokens, times, loads): --policy ttt's held-out
+    // checks. Collective.
+    void step_aside(const std::vector<std::vector<int32_t>>& ids, std::vector<float>& logits);
+
     int64_t last_tokens() const { return last_tokens_; }      // this rank's tokens of the last step
     double last_flops() const { return forward_.last_flops(); }  // its attention and LM-head FLOPs
     const DecoderWeights& decoder() const { return decoder_; }
@@ -42,6 +46,7 @@ private:
     Job& job_;
     const DecoderWeights decoder_;
     DecoderForward forward_;
+    DecoderForward aside_;  // step_aside's: its times stay out of forward_'s
     int64_t last_tokens_ = 0, tokens_run_ = 0;
     LayerTimes moe_times_;
     std::vector<std::vector<int64_t>> load_;  // [num_layers][num_experts] this rank's kept assignments

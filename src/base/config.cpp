@@ -53,6 +53,32 @@ double policy_param(const Json& j, const char* policy, const char* key) {
     return x;
 }
 
+// policy.ttt.<key>: an integer >= 1.
+int policy_count(const Json& j, const char* policy, const char* key) {
+    const Json& v = j.at("policy").at(policy).at(key);
+    const int64_t x = v.get<int64_t>();
+    if (x < 1 || x > 1000000) bad_value(cat("policy.", policy, ".", key), v, "must be an integer in [1, 1000000]");
+    return static_cast<int>(x);
+}
+
+// policy.ttt.*: counts >= 1, weights and budgets finite and >= 0, lr > 0.
+PolicyConfig::Ttt ttt_config(const Json& j) {
+    PolicyConfig::Ttt t;
+    t.rank = policy_count(j, "ttt", "rank");
+    t.iters = policy_count(j, "ttt", "iters");
+    t.check_every = policy_count(j, "ttt", "check_every");
+    t.holdout_windows = policy_count(j, "ttt", "holdout_windows");
+    t.sample_every = policy_count(j, "ttt", "sample_every");
+    t.lr = policy_param(j, "ttt", "lr");
+    if (t.lr <= 0) bad_value("policy.ttt.lr", j.at("policy").at("ttt").at("lr"), "must be > 0");
+    t.balance = policy_param(j, "ttt", "balance");
+    t.energy = policy_param(j, "ttt", "energy");
+    t.fidelity = policy_param(j, "ttt", "fidelity");
+    t.power_w = policy_param(j, "ttt", "power_w");
+    t.max_delta_ppl = policy_param(j, "ttt", "max_delta_ppl");
+    return t;
+}
+
 // policy.*: the name (checked against the registry where policies are made) and every policy's parameters;
 // prev_batch.alpha in (0, 1], prev_batch.threshold >= 1, energy.relax in [0, 1]. Defaults and their
 // sources: src/control/policy/<name>.cpp and docs.
@@ -73,6 +99,7 @@ PolicyConfig policy_config(const Json& j) {
     p.random.strength = policy_param(j, "random", "strength");
     p.balanced.strength = policy_param(j, "balanced", "strength");
     p.temperature.t = policy_param(j, "temperature", "t");
+    p.ttt = ttt_config(j);
     return p;
 }
 
@@ -239,11 +266,13 @@ TrainConfig train_config(const Json& j) {
     t.lr = real_in(j, "train", "lr", 0, false);
     t.min_lr = real_in(j, "train", "min_lr", 0, false);
     if (t.min_lr > t.lr) bad_value("train.min_lr", j.at("train").at("min_lr"), "must be <= train.lr");
-    t.warmup_steps = static_cast<int>(int_in(j, "train", "warmup_steps", 0, 1 << 30));  // > steps: the run only warms up
+    t.warmup_steps =
+        static_cast<int>(int_in(j, "train", "warmup_steps", 0, 1 << 30));  // > steps: the run only warms up
     t.weight_decay = real_in(j, "train", "weight_decay", 0, false);
     t.grad_clip = real_in(j, "train", "grad_clip", 0, false);
     t.aux_loss_coef = at(j, "train", "aux_loss_coef").get<double>();
-    if (!std::isfinite(t.aux_loss_coef)) bad_value("train.aux_loss_coef", j.at("train").at("aux_loss_coef"), "must be finite");
+    if (!std::isfinite(t.aux_loss_coef))
+        bad_value("train.aux_loss_coef", j.at("train").at("aux_loss_coef"), "must be finite");
     t.z_loss_coef = real_in(j, "train", "z_loss_coef", 0, false);
     t.decay_router = at(j, "train", "decay_router").get<bool>();
     t.data = at(j, "train", "data").get<std::string>();

@@ -70,12 +70,19 @@ void Forward::layer(const mpi::Comm& comm, int l, std::span<float> h, int64_t fi
         return;
     }
     gate_logits(norm_, layer.gate, s.d_model, s.num_experts, logits_);
-    result.routing.push_back(route(logits_, s.num_experts, s.top_k, bias, s.gate, s.norm_topk_prob));
+    const bool corrected = adapt_ && adapt_->apply && !adapt_->layers[l].is_zero();
+    if (adapt_) adapt_->keep(l, norm_, logits_, first_token);
+    if (corrected) {  // --policy ttt: select with z' = z + (x A) B + b, weigh with z
+        adapted_.assign(logits_.begin(), logits_.end());
+        adapt_->layers[l].apply(norm_, adapted_);
+    }
+    result.routing.push_back(route(logits_, s.num_experts, s.top_k, bias, s.gate, s.norm_topk_prob,
+                                   corrected ? std::span<const float>(adapted_) : std::span<const float>()));
     result.times.gate += mpi::wtime() - t0;
     result.layers.push_back(moe_layer_forward(comm, layer.experts, *model_.kernel, s, placement_, norm_,
                                               result.routing.back(), first_token, step_tokens, options_, moe_out_,
                                               result.times, buffers_));
-    fidelity_.measure(comm, layer.experts, *model_.kernel, s, placement_, norm_, logits_, bias,
+    fidelity_.measure(comm, layer.experts, *model_.kernel, s, placement_, norm_, logits_, bias, corrected,
                       options_.capacity_factor > 0, result.routing.back(), result.layers.back().kept, moe_out_,
                       first_token, result.fidelity);
     result.expert_flops += s.expert_flops_per_token() * static_cast<double>(result.layers.back().rows_processed);

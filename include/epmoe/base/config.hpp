@@ -54,15 +54,15 @@ struct OutputConfig {
 
 // text.*: the tokens of the whole-model commands (eval, generate) and how eval cuts them.
 struct TextConfig {
-    std::string tokens;       // --tokens: safetensors input_ids or a .bin token file (io/tokens.hpp); "" = synthetic
-    std::string token_dtype;  // a .bin file's id width: auto | uint16 | uint32
-    std::string text;         // --text: a UTF-8 file tokenized by the checkpoint's tokenizer; "" = none
-    std::string tokenizer;    // auto | json | sp (the model directory's tokenizer.json / tokenizer.model) | a path
+    std::string tokens;          // --tokens: safetensors input_ids or a .bin token file (io/tokens.hpp); "" = synthetic
+    std::string token_dtype;     // a .bin file's id width: auto | uint16 | uint32
+    std::string text;            // --text: a UTF-8 file tokenized by the checkpoint's tokenizer; "" = none
+    std::string tokenizer;       // auto | json | sp (the model directory's tokenizer.json / tokenizer.model) | a path
     bool special_tokens = true;  // add the tokenizer's special tokens (BOS/EOS) to --text's ids
-    int64_t ctx = 0;          // eval: tokens a window reads
-    int64_t stride = 0;       // eval: tokens a window advances; 0 = ctx (disjoint windows)
-    int batch = 0;            // windows (eval) or sequences (generate) a rank runs in one step
-    std::string dump_logits;  // eval: write logits [B, S, V] of a [B, S] input here; "" = none
+    int64_t ctx = 0;             // eval: tokens a window reads
+    int64_t stride = 0;          // eval: tokens a window advances; 0 = ctx (disjoint windows)
+    int batch = 0;               // windows (eval) or sequences (generate) a rank runs in one step
+    std::string dump_logits;     // eval: write logits [B, S, V] of a [B, S] input here; "" = none
     int synthetic_sequences = 0, synthetic_length = 0;  // the input without --tokens: [B, S] ids from the seed
 };
 
@@ -76,28 +76,28 @@ struct GenerateConfig {
 // train.*: `epmoe train` (the window length is text.ctx).
 struct TrainConfig {
     int steps = 0;
-    int batch = 0;                // windows in the global batch of a step, split over the ranks
-    int ep_size = 0;              // ranks of an expert-parallel group (train/groups.hpp); 0 = all (pure EP)
-    double lr = 0, min_lr = 0;    // the schedule's peak and floor (optim.hpp LrSchedule)
+    int batch = 0;              // windows in the global batch of a step, split over the ranks
+    int ep_size = 0;            // ranks of an expert-parallel group (train/groups.hpp); 0 = all (pure EP)
+    double lr = 0, min_lr = 0;  // the schedule's peak and floor (optim.hpp LrSchedule)
     int warmup_steps = 0;
-    double weight_decay = 0;      // AdamW's, on matrices (and the router with decay_router)
-    double grad_clip = 0;         // the global gradient norm's limit; 0 = none
-    double aux_loss_coef = 0;     // the load-balancing loss's weight; < 0 = the checkpoint's (synthetic: 0.01)
-    double z_loss_coef = 0;       // the router z-loss's weight (ST-MoE); 0 = off
+    double weight_decay = 0;   // AdamW's, on matrices (and the router with decay_router)
+    double grad_clip = 0;      // the global gradient norm's limit; 0 = none
+    double aux_loss_coef = 0;  // the load-balancing loss's weight; < 0 = the checkpoint's (synthetic: 0.01)
+    double z_loss_coef = 0;    // the router z-loss's weight (ST-MoE); 0 = off
     bool decay_router = false;
-    std::string data, val_data;   // token files; "" = the byte-level corpus (train.corpus), held-out split
-    std::string text, val_text;   // UTF-8 files in place of data / val_data: the model's tokenizer's ids, or bytes
-    double val_fraction = 0;      // the corpus' (or data's) tail held out when val_data is ""
-    int val_windows = 0;          // validation windows of ctx tokens
-    int eval_every = 0;           // steps between validations (and after the last); 0 = only after the last
-    std::string save_dir;         // where the trained model is written as a HF checkpoint; "" = nowhere
-    int save_every = 0;           // steps between saves (and after the last); 0 = only after the last
-    std::string corpus;           // a file or a folder of text files read as bytes (vocabulary 256)
-    std::string family;           // the checkpoint family a synthetic model is written as
-    std::string resume;           // a checkpoint train.save_dir wrote: its weights, moments and step; "" = none
-    std::string sampler;          // random (seeded windows) | sequential (the data's rows in order)
-    int decay_steps = 0;          // the cosine's length in steps (nanoGPT's lr_decay_iters); 0 = steps
-    std::string dump_grads;       // a safetensors file for the first step's gradients; "" = none
+    std::string data, val_data;  // token files; "" = the byte-level corpus (train.corpus), held-out split
+    std::string text, val_text;  // UTF-8 files in place of data / val_data: the model's tokenizer's ids, or bytes
+    double val_fraction = 0;     // the corpus' (or data's) tail held out when val_data is ""
+    int val_windows = 0;         // validation windows of ctx tokens
+    int eval_every = 0;          // steps between validations (and after the last); 0 = only after the last
+    std::string save_dir;        // where the trained model is written as a HF checkpoint; "" = nowhere
+    int save_every = 0;          // steps between saves (and after the last); 0 = only after the last
+    std::string corpus;          // a file or a folder of text files read as bytes (vocabulary 256)
+    std::string family;          // the checkpoint family a synthetic model is written as
+    std::string resume;          // a checkpoint train.save_dir wrote: its weights, moments and step; "" = none
+    std::string sampler;         // random (seeded windows) | sequential (the data's rows in order)
+    int decay_steps = 0;         // the cosine's length in steps (nanoGPT's lr_decay_iters); 0 = steps
+    std::string dump_grads;      // a safetensors file for the first step's gradients; "" = none
 };
 
 // compute.*: the GEMM backend and precision of the experts (ops/mlp_kernel.hpp).
@@ -143,6 +143,17 @@ struct PolicyConfig {
     struct Temperature {
         double t = 0;
     } temperature;  // log-space scale
+    struct Ttt {
+        int rank = 0;                                  // columns of A, rows of B
+        double lr = 0;                                 // Adam step size
+        int iters = 0;                                 // gradient steps an update
+        double balance = 0, energy = 0, fidelity = 0;  // the objective's weights
+        double power_w = 0;        // power budget, W (0 = none): the energy weight rises while it is exceeded
+        double max_delta_ppl = 0;  // eval: held-out perplexity over the checkpoint router's, relative (0.01 = 1 %)
+        int check_every = 0;       // eval: steps between held-out checks
+        int holdout_windows = 0;   // eval: windows of the input held out of the updates for the checks
+        int sample_every = 0;      // update on global tokens t with t % sample_every == 0
+    } ttt;                         // control/ttt.hpp
 };
 
 // placement.*: which rank owns which expert (moe/placement.hpp).

@@ -11,6 +11,7 @@
 #include "epmoe/moe/fidelity.hpp"
 #include "epmoe/moe/placement.hpp"
 #include "epmoe/moe/router.hpp"
+#include "epmoe/moe/router_correction.hpp"
 
 namespace epmoe {
 
@@ -43,12 +44,17 @@ public:
     void set_fidelity_sample(int every) { fidelity_.set_sample_every(every); }
     // compute.overlap_chunks (DispatchOptions); 1 = no overlap.
     void set_overlap_chunks(int chunks) { options_.overlap_chunks = chunks; }
+    // --policy ttt: every MoE layer routes with its corrected logits and keeps the rows the update learns from
+    // (null = the checkpoint's router). The adaptation must outlive the Forward.
+    void set_adaptation(RouterAdaptation* adapt) { adapt_ = adapt; }
 
 private:
     const Model& model_;
     const Placement& placement_;
     DispatchOptions options_;
     std::vector<float> norm_, logits_, moe_out_;  // [num_tokens, d_model], [num_tokens, E], [num_tokens, d_model]
+    std::vector<float> adapted_;                   // [num_tokens, E] the corrected logits (--policy ttt)
+    RouterAdaptation* adapt_ = nullptr;
     DispatchBuffers buffers_;
     Fidelity fidelity_{16};
 };

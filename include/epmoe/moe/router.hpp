@@ -20,8 +20,10 @@ struct Routing {
 
 // Scores each expert (softmax over all experts, or sigmoid per expert), selects the top_k by
 // score + bias[e] (bias empty = zeros), and weights them with the unbiased scores, renormalised to sum
-// to 1 when norm_topk. logits: [num_tokens, num_experts]; bias: [num_experts] or empty.
+// to 1 when norm_topk. logits: [num_tokens, num_experts]; bias: [num_experts] or empty. select_logits
+// ([num_tokens, num_experts], --policy ttt's corrected logits) select in place of logits' scores when given;
+// the weights still come from logits.
 Routing route(std::span<const float> logits, int num_experts, int top_k, std::span<const float> bias, GateKind gate,
-              bool norm_topk);
+              bool norm_topk, std::span<const float> select_logits = {});
 
 }  // namespace epmoe

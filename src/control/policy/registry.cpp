@@ -15,6 +15,7 @@ std::unique_ptr<Policy> make_round_robin_policy(const PolicyConfig&, const Polic
 std::unique_ptr<Policy> make_random_policy(const PolicyConfig&, const PolicyContext&);
 std::unique_ptr<Policy> make_balanced_policy(const PolicyConfig&, const PolicyContext&);
 std::unique_ptr<Policy> make_temperature_policy(const PolicyConfig&, const PolicyContext&);
+std::unique_ptr<Policy> make_ttt_policy(const PolicyConfig&, const PolicyContext&);
 
 namespace {
 
@@ -27,6 +28,7 @@ const std::pair<const char*, PolicyFactory> kPolicies[] = {
     {"random", make_random_policy},
     {"balanced", make_balanced_policy},
     {"temperature", make_temperature_policy},
+    {"ttt", make_ttt_policy},
 };
 
 }  // namespace

@@ -25,6 +25,19 @@ TEST(Router, SoftmaxTopKRenormalised) {
     EXPECT_NEAR(r.weights[1], p2 / (p1 + p2), 1e-7);
 }
 
+TEST(Router, SelectLogitsChooseAndLogitsWeigh) {  // --policy ttt: z' selects, z weighs
+    std::vector<float> logits = {1.0f, 3.0f, 2.0f, 0.5f}, select = {4.0f, 3.0f, 2.0f, 0.5f};
+    Routing r = route(logits, 4, 2, {}, GateKind::kSoftmax, true, select);
+    ASSERT_EQ(r.expert_ids, (std::vector<int32_t>{0, 1}));
+    double p0 = std::exp(1.0), p1 = std::exp(3.0);
+    EXPECT_NEAR(r.weights[0], p0 / (p0 + p1), 1e-7);
+    EXPECT_NEAR(r.weights[1], p1 / (p0 + p1), 1e-7);
+    const Routing same = route(logits, 4, 2, {}, GateKind::kSoftmax, true, logits),
+                  plain = route(logits, 4, 2, {}, GateKind::kSoftmax, true);
+    EXPECT_EQ(same.expert_ids, plain.expert_ids);
+    EXPECT_EQ(same.weights, plain.weights);
+}
+
 TEST(Router, SoftmaxTopKWithoutRenormalisationKeepsProbabilities) {
     std::vector<float> logits = {1.0f, 3.0f, 2.0f, 0.5f};
     Routing r = route(logits, 4, 2, {}, GateKind::kSoftmax, false);
