@@ -167,13 +167,12 @@ void Job::start_ttt() {
     });
     ttt_ = std::make_unique<TestTimeRouter>(config_.policy.ttt, shape_, moe_layers(model_), placement_, config_.seed,
                                             energy_.source());
-    ttt_joules_ = ttt_power_w_ = std::numeric_limits<double>::quiet_NaN();
     forward_.set_adaptation(&ttt_->adaptation());
 }
 
 void Job::end_step(int step, int steps, double t0, const StepResult& result, int64_t tokens, double extra_flops) {
     if (ttt_ && step + 1 < steps && (step + 1) % config_.coordinator_every_n_steps == 0)
-        ttt_->update(world_, result, ttt_joules_, ttt_power_w_);  // in the step's time: the next step needs it
+        ttt_->update(world_, result);  // in the step's time: the next step needs it
     else if (ttt_)
         ttt_->skip();
     const double compute_s = mpi::wtime() - t0 - result.fidelity.seconds;  // fidelity work is timed apart
@@ -182,10 +181,9 @@ void Job::end_step(int step, int steps, double t0, const StepResult& result, int
     const double energy_t0 = mpi::wtime();  // the energy exchange is the coordinator's work: timed with it
     StepEnergy step_energy = energy_.step(result.times.gate + result.times.expert, work);
     pending_energy_s_ += mpi::wtime() - energy_t0;
-    if (ttt_) {
-        ttt_joules_ = step_energy.rank_joules.value_or(std::numeric_limits<double>::quiet_NaN());
-        ttt_power_w_ = step_energy.host_power_w.value_or(std::numeric_limits<double>::quiet_NaN());
-    }
+    if (ttt_)
+        ttt_->note_energy(step_energy.rank_joules.value_or(std::numeric_limits<double>::quiet_NaN()),
+                          step_energy.host_power_w.value_or(std::numeric_limits<double>::quiet_NaN()), result);
     coordinator_.record(make_record(result, shape_.num_layers, tokens, compute_s, step_energy), layer_loads(result));
     if (step + 1 == steps || (step + 1) % config_.coordinator_every_n_steps == 0)
         round(step, t0, result);

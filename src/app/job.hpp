@@ -70,7 +70,6 @@ private:
     Forward forward_;
     Coordinator coordinator_;
     std::unique_ptr<TestTimeRouter> ttt_;  // --policy ttt
-    double ttt_joules_ = 0, ttt_power_w_ = 0;  // this rank's joules and host power of the last step (NaN: none)
     RunSummary summary_;
     bool progress_enabled_;  // rank 0, not quiet: a progress line every output.progress_interval_s
     double progress_last_;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <random>
 
 #include "epmoe/base/error.hpp"
@@ -43,47 +44,53 @@ std::vector<double> over_owners(const std::vector<std::vector<int>>& owners, std
 }  // namespace
 
 // What one update learns from, summed over ranks: [L, E] kept assignments, [L] rows kept for the update, and per
-// rank its joules and host power (each rank fills its own slot: the sums are exact).
+// rank its joules per expert row and host power of its last measured step and its expert rows of each layer in
+// this one (each rank fills its own slot: the sums are exact).
 struct TttUpdateStats {
     std::vector<int64_t> counts;  // [L·E + L]
-    std::vector<double> ranks;    // [P, 2]
+    std::vector<double> ranks;    // [P, 2 + L]
 };
 
 namespace {
 
 TttUpdateStats gather_stats(const mpi::Comm& comm, const StepResult& result, const RouterAdaptation& adapt, int num_e,
-                            double rank_joules, double host_power_w) {
-    const size_t num_l = adapt.layers.size(), width = 2;
+                            double joules_per_row, double power_w) {
+    const size_t num_l = adapt.layers.size(), width = 2 + num_l;
     TttUpdateStats s{std::vector<int64_t>(num_l * num_e + num_l, 0),
                      std::vector<double>(static_cast<size_t>(comm.size()) * width, 0.0)};
     double* mine = &s.ranks[static_cast<size_t>(comm.rank()) * width];
+    mine[0] = joules_per_row, mine[1] = power_w;
     for (size_t l = 0; l < num_l && l < result.layers.size(); ++l) {
         const std::vector<int64_t>& load = result.layers[l].expert_load;
         for (size_t e = 0; e < load.size(); ++e) s.counts[l * num_e + e] = load[e];
         s.counts[num_l * num_e + l] = static_cast<int64_t>(adapt.captured[l].z.size() / num_e);
+        mine[2 + l] = static_cast<double>(result.layers[l].rows_processed);
     }
-    mine[0] = rank_joules;
-    mine[1] = host_power_w;
     mpi::allreduce<int64_t>(comm, s.counts, mpi::Op::kSum);
     mpi::allreduce<double>(comm, s.ranks, mpi::Op::kSum);  // NaN stays NaN in its own slot only
     return s;
 }
 
-// c_r = J_r / mean J over ranks, or empty when any rank's joules were not measured.
-std::vector<double> energy_costs(const TttUpdateStats& s, int num_ranks) {
+// Layer l's c_r = J_r / mean J over ranks, J_r = rank r's joules per expert row (of its last measured step) times
+// its rows of layer l in this step; empty when a rank's joules were not measured.
+std::vector<double> energy_costs(const TttUpdateStats& s, int num_ranks, size_t num_l, size_t l) {
     std::vector<double> c;
     double mean = 0;
-    for (int r = 0; r < num_ranks; ++r) c.push_back(s.ranks[2 * r]), mean += c.back() / num_ranks;
+    for (int r = 0; r < num_ranks; ++r) {
+        const double* rank = &s.ranks[static_cast<size_t>(r) * (2 + num_l)];
+        c.push_back(rank[0] * rank[2 + l]);
+        mean += c.back() / num_ranks;
+    }
     if (!std::isfinite(mean) || mean <= 0) return {};
     for (double& x : c) x /= mean;
     return c;
 }
 
 // The largest host power any rank saw, W (NaN when none was measured).
-double peak_power(const TttUpdateStats& s, int num_ranks) {
+double peak_power(const TttUpdateStats& s, int num_ranks, size_t num_l) {
     double peak = NAN;
     for (int r = 0; r < num_ranks; ++r) {
-        const double w = s.ranks[2 * r + 1];
+        const double w = s.ranks[static_cast<size_t>(r) * (2 + num_l) + 1];
         if (std::isfinite(w)) peak = std::isnan(peak) ? w : std::max(peak, w);
     }
     return peak;
@@ -192,23 +199,24 @@ std::vector<double> TestTimeRouter::balance_gradient(const TttUpdateStats& s, in
     return g;
 }
 
-void TestTimeRouter::update(const mpi::Comm& comm, const StepResult& result, double rank_joules, double host_power_w) {
+void TestTimeRouter::note_energy(double joules, double power_w, const StepResult& result) {
+    double rows = 0;
+    for (const LayerResult& l : result.layers) rows += static_cast<double>(l.rows_processed);
+    joules_per_row_ = rows > 0 ? joules / rows : NAN;
+    power_w_ = power_w;
+}
+
+void TestTimeRouter::update(const mpi::Comm& comm, const StepResult& result) {
     const double t0 = mpi::wtime();
-    const TttUpdateStats stats = gather_stats(comm, result, adapt_, num_experts_, rank_joules, host_power_w);
+    const TttUpdateStats stats = gather_stats(comm, result, adapt_, num_experts_, joules_per_row_, power_w_);
     const size_t num_l = adapt_.layers.size();
-    // Joules by rank of the placement (a communicator of another size, as in the rank-invariance test: none).
-    const std::vector<double> cost =
-        comm.size() == num_ranks_ ? energy_costs(stats, comm.size()) : std::vector<double>();
-    const double power = peak_power(stats, comm.size());
-    if (config_.power_w > 0 && power > config_.power_w)
-        energy_weight_ = std::min(2 * std::max(energy_weight_, 0.05), kMaxRise * std::max(config_.energy, 0.1));
-    else
-        energy_weight_ = std::max(config_.energy, energy_weight_ / 2);
+    const double power = peak_power(stats, comm.size(), num_l);
+    const std::vector<std::vector<double>> cost = energy_signal(comm, stats, power);
     std::vector<std::vector<double>> g_balance(num_l), g_energy(num_l);
     for (size_t l = 0; l < num_l; ++l) {
         if (!moe_[l]) continue;
         g_balance[l] = balance_gradient(stats, static_cast<int>(l));
-        g_energy[l] = cost.empty() ? std::vector<double>(num_experts_, 0.0) : over_owners(owners_, cost);
+        g_energy[l] = cost.empty() ? std::vector<double>(num_experts_, 0.0) : over_owners(owners_, cost[l]);
     }
     Json loss;
     for (int it = 0; it < config_.iters; ++it) {
@@ -228,10 +236,44 @@ void TestTimeRouter::update(const mpi::Comm& comm, const StepResult& result, dou
              {"energy_weight", energy_weight_},
              {"energy_source", energy_source_},
              {"peak_power_w", std::isfinite(power) ? Json(power) : Json(nullptr)},
+             {"rank_energy_cost", cost.empty() ? Json(nullptr) : Json(cost)},  // [layer][rank]
              {"fidelity_weight", fidelity_weight_},
              {"correction_norm", std::sqrt(norm)},
              {"shrinks", shrinks_},
              {"seconds", mpi::wtime() - t0}};
+}
+
+// The energy term's c_r of every layer, [L][P]: each rank's joules in the layer (its rows priced at the joules per
+// row of its last measured step) over the mean, plus max(0, power_r / power_w - 1) when a budget is set; empty when
+// a rank's joules were not measured, or the ranks are not the placement's (the rank-invariance test). Raises or
+// relaxes the energy weight by the newest peak power (`power`).
+std::vector<std::vector<double>> TestTimeRouter::energy_signal(const mpi::Comm& comm, const TttUpdateStats& stats,
+                                                               double power) {
+    const double cap = kMaxRise * std::max(config_.energy, 0.1);
+    if (config_.power_w > 0 && power > config_.power_w) {
+        energy_weight_ = std::min(2 * std::max(energy_weight_, 0.05), cap);
+        if (energy_weight_ == cap && !noted_cap_ && comm.rank() == 0)
+            std::fprintf(stderr,
+                         "epmoe: ttt: host power %.4g W is still over policy.ttt.power_w %.4g W with the energy weight "
+                         "at its cap %.4g: routing does not bring it lower here (ranks that share a host see one "
+                         "power)\n",
+                         power, config_.power_w, cap);
+        noted_cap_ = noted_cap_ || energy_weight_ == cap;
+    } else {
+        energy_weight_ = std::max(config_.energy, energy_weight_ / 2);
+    }
+    const size_t num_l = adapt_.layers.size();
+    std::vector<std::vector<double>> cost;
+    if (comm.size() != num_ranks_) return cost;
+    for (size_t l = 0; l < num_l; ++l) {
+        cost.push_back(energy_costs(stats, comm.size(), num_l, l));
+        if (cost.back().empty()) return {};
+        for (int r = 0; config_.power_w > 0 && r < comm.size(); ++r) {
+            const double w = stats.ranks[static_cast<size_t>(r) * (2 + num_l) + 1];
+            if (std::isfinite(w)) cost[l][r] += std::max(0.0, w / config_.power_w - 1);
+        }
+    }
+    return cost;
 }
 
 // One Adam step of every MoE layer on the kept rows; returns the objective's parts before it (means over the

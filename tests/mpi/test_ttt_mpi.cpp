@@ -49,7 +49,7 @@ TttRun run(const mpi::Comm& comm, const Placement& world_placement, int64_t begi
         std::vector<float> h((last - first) * shape.d_model);
         workload.fill(step, first, last - first, h);
         const StepResult result = forward.step(comm, h, first, kTokens, {});
-        ttt.update(comm, result, NAN, NAN);
+        ttt.update(comm, result);
         std::vector<float> all;
         for (const RouterCorrection& c : ttt.adaptation().layers) {
             all.insert(all.end(), c.a.begin(), c.a.end());

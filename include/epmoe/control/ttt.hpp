@@ -7,9 +7,11 @@
 //              experts of f_e / (copies of e) (the placement's R ranks), P_e = mean p_e, Q_r likewise from P;
 //              1 at perfect balance. Both depend on the loads over all ranks only: the update is the same
 //              whatever the rank count (tests/mpi/test_ttt_mpi.cpp)
-//   energy   = sum_r c_r Q_r   c_r = J_r / mean J: rank r's attributed joules of the last step (the energy source
-//              is named in the figures); absent when nothing was measured. The one term that reads per-rank
-//              measurements: with it on, the routing follows what each rank measured
+//   energy   = sum_r c_r Q_r   c_r = J_r / mean J, J_r rank r's joules in the layer: its rows priced at the
+//              joules per row of its last measured step (the energy source is named in the figures); probability
+//              moves off the ranks that spend the most, the loaded and the costly (slow, hot, shared); plus max(0,
+//              power_r / power_w - 1) under a power budget; absent when nothing was measured. The one term that reads
+//              per-rank measurements: with it on, the routing follows what each rank measured
 //   fidelity = mean over rows of KL(p0 || p)
 //   loss = policy.ttt.balance · balance + w · energy + policy.ttt.fidelity · fidelity, where w starts at
 //   policy.ttt.energy and doubles after each update whose host power exceeded policy.ttt.power_w (when > 0),
@@ -20,6 +22,7 @@
 // neither would ever get a gradient), so the first step routes as the checkpoint.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <span>
 #include <string>
@@ -56,9 +59,12 @@ public:
                    const Placement& placement, uint64_t seed, std::string energy_source);
 
     RouterAdaptation& adaptation() { return adapt_; }
-    // The update after a step whose MoE blocks gave `result` (this rank's loads and rows run), with the joules
-    // and power this rank saw in its last measured step. Collective; empties the captured rows.
-    void update(const mpi::Comm& comm, const StepResult& result, double rank_joules, double host_power_w);
+    // The update after a step whose MoE blocks gave `result` (this rank's loads), with the energy last noted.
+    // Collective; empties the captured rows.
+    void update(const mpi::Comm& comm, const StepResult& result);
+    // This rank's joules and host power of a step (NaN: not measured) and the step's result: the joules per expert
+    // row the next update's energy term prices rows at.
+    void note_energy(double joules, double power_w, const StepResult& result);
     // Drops the captured rows without an update (a step that is not due).
     void skip() { adapt_.clear_captured(); }
     // The perplexity budget was exceeded: B and b halve, Adam's moments clear, the fidelity weight doubles.
@@ -74,6 +80,7 @@ public:
 
 private:
     std::vector<double> balance_gradient(const TttUpdateStats& stats, int l) const;
+    std::vector<std::vector<double>> energy_signal(const mpi::Comm& comm, const TttUpdateStats& stats, double power);
     Json gradient_step(const mpi::Comm& comm, const TttUpdateStats& stats,
                        const std::vector<std::vector<double>>& g_balance,
                        const std::vector<std::vector<double>>& g_energy, double w_energy);
@@ -88,6 +95,8 @@ private:
     std::vector<std::vector<double>> m_, v_;  // [num_layers][params] Adam's moments
     int64_t adam_t_ = 0, updates_ = 0, shrinks_ = 0;
     double energy_weight_, fidelity_weight_;
+    double joules_per_row_ = NAN, power_w_ = NAN;  // note_energy's
+    bool noted_cap_ = false;                       // the power budget's note, once
     Json last_, checks_ = Json::array();
 };
 
