@@ -26,10 +26,10 @@ namespace {
 // The figures of one run after its warm-up steps: [kNumColumns], NaN where not measured. The last two (the
 // perplexity of `epmoe eval` and its difference to the baseline's) only in --mode eval.
 constexpr int kNumColumns = 9, kRunColumns = 7, kPpl = 7, kDeltaPpl = 8;
-const char* const kColumns[kNumColumns] = {"tokens_per_s",     "step_p99_s",
+const char* const kColumns[kNumColumns] = {"tokens_per_s",       "step_p99_s",
                                            "rank_max_over_mean", "expert_max_over_mean",
-                                           "joules_per_token", "changed_assignment_fraction",
-                                           "output_rel_l2",    "ppl",
+                                           "joules_per_token",   "changed_assignment_fraction",
+                                           "output_rel_l2",      "ppl",
                                            "delta_ppl"};
 using Figures = std::array<double, kNumColumns>;
 
@@ -64,7 +64,8 @@ Figures run_figures(const std::string& dir, int warmup) {
     std::sort(step_s.begin(), step_s.end());
     const size_t p99 = static_cast<size_t>(std::ceil(0.99 * static_cast<double>(step_s.size()))) - 1;
     double ppl = NAN;
-    if (std::ifstream eval_json(dir + "/eval.json"); eval_json) ppl = number_or_nan(Json::parse(eval_json)["perplexity"]);
+    if (std::ifstream eval_json(dir + "/eval.json"); eval_json)
+        ppl = number_or_nan(Json::parse(eval_json)["perplexity"]);
     return {tokens / seconds,
             step_s[p99],
             number_or_nan(lines.back()["load"]["rank_max_over_mean"]),
@@ -81,7 +82,8 @@ void add_delta_ppl(std::vector<std::vector<Figures>>& figures) {
     std::vector<double> base;
     for (const Figures& f : figures[0]) base.push_back(f[kPpl]);
     std::sort(base.begin(), base.end());
-    const double median = base.size() % 2 ? base[base.size() / 2] : 0.5 * (base[base.size() / 2 - 1] + base[base.size() / 2]);
+    const double median =
+        base.size() % 2 ? base[base.size() / 2] : 0.5 * (base[base.size() / 2 - 1] + base[base.size() / 2]);
     for (auto& pair : figures)
         for (Figures& f : pair) f[kDeltaPpl] = f[kPpl] - median;
 }
@@ -128,9 +130,25 @@ void table_row(size_t p, const std::vector<std::vector<Figures>>& figures, const
         const std::string r = c == kDeltaPpl ? "" : ratio_cell(v, b, options.repeats, p == 0);
         const bool numeric = std::isdigit(static_cast<unsigned char>(r[0])) != 0;
         csv << "," << number(v.median) << "," << number(v.min) << "," << number(v.max) << "," << (numeric ? r : "");
-        md << " " << (std::isnan(v.median) ? "n/a" : number(v.median) + " (" + number(v.min) + "-" + number(v.max) + ")")
+        md << " "
+           << (std::isnan(v.median) ? "n/a" : number(v.median) + " (" + number(v.min) + "-" + number(v.max) + ")")
            << " | " << r << " |";
     }
+}
+
+// The results directory of one repeat of a pair.
+std::string run_dir(const std::string& dir, const ComparePair& pair, int repeat) {
+    return cat(dir, "/", pair.policy, "-", pair.placement, "-r", repeat);
+}
+
+// The energy source a run's summary.json names ("estimated (a model)" for the estimate), or "unknown".
+std::string energy_source(const std::string& run_dir) {
+    std::ifstream in(run_dir + "/summary.json");
+    if (!in) return "unknown";
+    const Json source = Json::parse(in)["energy"]["source"];
+    if (!source.is_string()) return "unknown";
+    const std::string name = source.get<std::string>();
+    return name == "estimated" ? "estimated (a model of FLOPs, bytes and core-seconds, not a measurement)" : name;
 }
 
 // compare.csv and compare.md.
@@ -155,14 +173,15 @@ void write_tables(const std::string& dir, const std::vector<ComparePair>& pairs,
         csv << "\n";
         md << "\n";
     }
-    md << "\nEach figure: the median over " << options.repeats << " repeat(s) run in an interleaved order, with min-max,"
+    md << "\nEach figure: the median over " << options.repeats
+       << " repeat(s) run in an interleaved order, with min-max,"
        << " after " << options.warmup << " warm-up step(s). ratio = median / median of " << pairs[0].label()
        << " (the baseline), given only where the two min-max ranges do not overlap; rank and expert max/mean are "
        << "the last step's, averaged over MoE layers; n/a = not measured or undefined."
        << (options.eval ? " ppl: the perplexity of `epmoe eval` over every window (all steps); delta_ppl = ppl - the "
                           "baseline's."
                         : "")
-       << "\n";
+       << " joules_per_token: energy source " << energy_source(run_dir(dir, pairs[0], 0)) << ".\n";
     write_text_file(dir + "/compare.csv", csv.str());
     write_text_file(dir + "/compare.md", md.str());
 }
@@ -175,10 +194,11 @@ Config pair_config(const Config& base, const ComparePair& pair, int repeat, cons
     apply_set(j, "policy.name=" + pair.policy);
     apply_set(j, "placement.name=" + pair.placement);
     apply_set(j, cat("workload.steps=", base.workload.steps + options.warmup));
-    apply_set(j, cat("output.dir=", dir, "/", pair.policy, "-", pair.placement, "-r", repeat));
+    apply_set(j, "output.dir=" + run_dir(dir, pair, repeat));
     apply_set(j, "output.quiet=true");
     const bool needs_profile = pair.placement == "balanced" || pair.placement == "replicated";
-    if (base.placement.profile.empty() && needs_profile) apply_set(j, "placement.profile=" + dir + "/none-contiguous-r0");
+    if (base.placement.profile.empty() && needs_profile)
+        apply_set(j, "placement.profile=" + dir + "/none-contiguous-r0");
     Config config = Config::from_json(j);
     config.command_line = base.command_line;
     return config;
@@ -218,7 +238,8 @@ int compare(const mpi::Comm& world, const Config& base, std::vector<ComparePair>
     mpi::all_or_none(world, [&] {
         for (const auto& pair : pairs) {
             configs.emplace_back();
-            for (int r = 0; r < options.repeats; ++r) configs.back().push_back(pair_config(base, pair, r, dir, options));
+            for (int r = 0; r < options.repeats; ++r)
+                configs.back().push_back(pair_config(base, pair, r, dir, options));
         }
     });
     std::vector<std::vector<Figures>> figures(pairs.size());

@@ -61,8 +61,8 @@ public:
         : world_(world), config_(config), job_(job), model_(model), input_(input) {
         stop_.eos = job.source().eos_token_ids();
         stop_.pad = job.source().pad_token_id() >= 0 ? job.source().pad_token_id()
-                    : stop_.eos.empty()               ? -1
-                                                      : stop_.eos[0];
+                    : stop_.eos.empty()              ? -1
+                                                     : stop_.eos[0];
         mine_ = split_over_ranks(input.num_sequences(), world.rank(), world.size());
         const int64_t batch = config.text.batch;
         groups_ = mpi::allreduce_one<int64_t>(world, (mine_.size() + batch - 1) / batch, mpi::Op::kMax);
@@ -225,6 +225,7 @@ Json generate_job(const mpi::Comm& world, const Config& config, bool print_summa
             return config.text.batch * input->seq_len();
         },
         true);
+    job.note_unchecked_budget("generate");
     WholeModel model(world, job);
     Generator generator(world, config, job, model, *input);
     const std::vector<int32_t> mine = generator.run();

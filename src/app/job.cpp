@@ -170,6 +170,14 @@ void Job::start_ttt() {
     forward_.set_adaptation(&ttt_->adaptation());
 }
 
+void Job::note_unchecked_budget(const char* command) const {
+    if (ttt_ && world_.rank() == 0 && !config_.output.quiet)
+        std::fprintf(stderr,
+                     "epmoe: note: policy ttt: policy.ttt.max_delta_ppl is checked by `epmoe eval` only (held-out "
+                     "perplexity); `epmoe %s` adapts the router without that budget\n",
+                     command);
+}
+
 void Job::end_step(int step, int steps, double t0, const StepResult& result, int64_t tokens, double extra_flops) {
     if (ttt_ && step + 1 < steps && (step + 1) % config_.coordinator_every_n_steps == 0)
         ttt_->update(world_, result);  // in the step's time: the next step needs it

@@ -42,6 +42,8 @@ public:
     const Placement& placement() const { return placement_; }
     std::span<const float> biases() const { return coordinator_.biases(); }  // [L, E] the next step's
     TestTimeRouter* ttt() { return ttt_.get(); }  // --policy ttt's router correction, else null
+    // --policy ttt outside eval: rank 0 says once that policy.ttt.max_delta_ppl is not checked by `command`.
+    void note_unchecked_budget(const char* command) const;
 
     // After step `step` of `steps` (started at t0, `tokens` rows on this rank, result its MoE blocks';
     // extra_flops: FLOPs outside the MoE blocks, for the energy estimate): energy, the coordinator's record,

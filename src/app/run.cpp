@@ -15,6 +15,7 @@ Json run_job(const mpi::Comm& world, const Config& config, bool print_summary) {
         workload = std::make_unique<TokenSource>(world, config, shape.d_model);
         return workload->num_tokens();
     });
+    job.note_unchecked_budget("run");
     const ModelShape& shape = job.shape();
     std::vector<float> h(static_cast<size_t>(workload->num_tokens()) * shape.d_model);
     const int steps = config.workload.steps;

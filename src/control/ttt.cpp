@@ -22,6 +22,12 @@ void log_softmax(const double* z, int n, double* out) {
     for (int e = 0; e < n; ++e) out[e] = z[e] - lse;
 }
 
+// y[i] += a x[i], i < n.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void add_scaled(double* y, const float* x, double a,
+                                                                             int n) {
+    for (int i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
 // A draw of N(0, 1/d) per element of A, the same on every rank (seeded by the job's seed and the layer).
 std::vector<float> initial_a(int d, int rank, uint64_t seed, int layer) {
     std::mt19937_64 rng(seed * 1000003u + static_cast<uint64_t>(layer) + 1);
@@ -134,10 +140,7 @@ void ttt_layer_sums(const RouterCorrection& c, std::span<const float> x, std::sp
                 du[j] += c.b[static_cast<size_t>(j) * num_e + e] * dz[e];
             }
         }
-        for (int j = 0; j < r; ++j) {
-            double* row = &grad_a[static_cast<size_t>(j) * d];
-            for (int i = 0; i < d; ++i) row[i] += x[t * d + i] * du[j];
-        }
+        for (int j = 0; j < r; ++j) add_scaled(&grad_a[static_cast<size_t>(j) * d], &x[t * d], du[j], d);
     }
 }
 

@@ -27,9 +27,11 @@ void rename_into_place(const fs::path& from, const fs::path& to) {
     if (ec) fail(to.string(), ": cannot rename from ", from.string(), " (", ec.message(), ")");
 }
 
-// The fields of a metrics line metrics.csv leaves out: the per-layer and per-host lists and the biases.
+// The fields of a metrics line metrics.csv leaves out: the per-layer and per-host lists, the biases and ttt's
+// per-layer energy costs.
 bool not_in_csv(const std::string& path) {
-    return path.rfind("layers", 0) == 0 || path == "biases" || path.rfind("energy.hosts", 0) == 0;
+    return path.rfind("layers", 0) == 0 || path == "biases" || path.rfind("energy.hosts", 0) == 0 ||
+           path == "ttt.rank_energy_cost";
 }
 
 // Lists [num_ranks] whose cell in a rank's row is that rank's element.

@@ -13,8 +13,9 @@ bool RouterCorrection::is_zero() const {
 
 namespace {
 
-// sum_i x[i] w[i] in double, over 8 partial sums and then the tail: a fixed order, the same on every rank.
-double dot(const float* x, const float* w, int n) {
+// sum_i x[i] w[i] in double, over 8 partial sums and then the tail: a fixed order, and each product exact in
+// double, so every ISA's clone gives the same bits.
+__attribute__((target_clones("avx512f", "avx2", "default"))) double dot(const float* x, const float* w, int n) {
     double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     int i = 0;
     for (; i + 8 <= n; i += 8)

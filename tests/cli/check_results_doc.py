@@ -52,7 +52,7 @@ def csv_columns(line):
     """The README's rule for metrics.csv: scalar fields of the line, per-rank fields as the rank's."""
     cols = ["rank", "rank_rows"]
     for p in sorted(paths(line)):
-        if p.startswith(("layers", "biases", "energy.hosts")):
+        if p.startswith(("layers", "biases", "energy.hosts", "ttt.rank_energy_cost")):
             continue
         cols.append(p)
     return sorted(cols)

@@ -17,7 +17,7 @@ expect_exit 0 "${mpiexec[@]}" -n 2 "$EPMOE" run --model "$ck" --input "$ck/input
     --energy-source none --out "$cli_tmp/checkpoint"
 small=(--set model.d_model=32 --set model.d_ff=48 --set model.num_layers=2 --set model.vocab_size=61
        --set text.synthetic_sequences=3 --set text.synthetic_length=9 -q)
-expect_exit 0 "${mpiexec[@]}" -n 2 "$EPMOE" eval "${small[@]}" --energy-source estimated --out "$cli_tmp/eval"
+expect_exit 0 "${mpiexec[@]}" -n 2 "$EPMOE" eval "${small[@]}" --energy-source estimated --policy ttt --out "$cli_tmp/eval"
 expect_exit 0 "${mpiexec[@]}" -n 2 "$EPMOE" generate "${small[@]}" --energy-source none --max-new-tokens 3 \
     --out "$cli_tmp/generate"
 expect_exit 0 python3 "$here/check_results_doc.py" "$EPMOE_SOURCE_DIR/results/README.md" "$cli_tmp/synthetic" \
