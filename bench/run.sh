@@ -19,6 +19,9 @@
 #             here; the peer's mean NLL and greedy ids checked against epmoe's
 #   tokenize  epmoe tokenize on one core against spm_encode (SentencePiece) and, where python3 has it, Hugging
 #             Face tokenizers (bench/peer_tokenize.py) on a byte-level BPE; vocabularies of 32000 trained here
+#   ttt       (--only ttt; not in the full run) --policy ttt against aux_free and prev_batch (epmoe compare --mode
+#             eval, 2 ranks) on a model epmoe train made, over a stream whose routing drifts (fortunes and C++
+#             sources in alternating blocks, bench/make_drift.py); and the energy term alone at weight 10 and 0
 #   train     epmoe train at 1 and 2 ranks (bench/peer_train.py's 2-layer Mixtral checkpoint, vocab 8192) against
 #             the same model trained by Debian's torch (autograd, AdamW) at its best thread setting for the same
 #             cores, searched here; step-0 losses checked against each other; MFU against the measured peak
@@ -33,7 +36,7 @@ source "$EPMOE_ROOT/launchers/lib/build.sh"
 
 usage() {
     cat <<'EOF2'
-usage: bench/run.sh [--quick] [--keep DIR] [--no-build] [--only model|train|tokenize]
+usage: bench/run.sh [--quick] [--keep DIR] [--no-build] [--only model|train|tokenize|ttt]
 
   --quick      fewer repetitions and steps (a smoke run; its RESULTS.md says so)
   --keep DIR   keep the raw outputs (JSON, results directories, peer files) in DIR (default: a temp dir)
@@ -41,6 +44,7 @@ usage: bench/run.sh [--quick] [--keep DIR] [--no-build] [--only model|train|toke
   --only model the whole-model stage alone: writes DIR/MODEL.md and DIR/model.json (not bench/RESULTS.md)
   --only train the training stage alone: writes DIR/TRAIN.md and DIR/train.json (not bench/RESULTS.md)
   --only tokenize  tokenization MB/s on one core against spm_encode: DIR/TOKENIZE.md, DIR/tokenize.json
+  --only ttt   test-time routing against the rule-based policies on a drifting stream: DIR/TTT.md, DIR/ttt.json
 Writes bench/RESULTS.md and bench/results.json. Needs the packages of launchers/test.sh, python3-torch and
 sentencepiece (installed when missing). EPMOE_BENCH_BUILD=DIR with --no-build: use that build of epmoe.
 EOF2
@@ -55,8 +59,8 @@ while [ $# -gt 0 ]; do
         --no-build) build=0 ;;
         --only)
             only=$2; shift
-            case $only in model | train | tokenize) ;;
-                *) echo "bench/run.sh: error: --only takes 'model', 'train' or 'tokenize'" >&2; exit 2 ;; esac ;;
+            case $only in model | train | tokenize | ttt) ;;
+                *) echo "bench/run.sh: error: --only takes 'model', 'train', 'tokenize' or 'ttt'" >&2; exit 2 ;; esac ;;
         *) echo "bench/run.sh: error: unknown argument '$1'" >&2; exit 2 ;;
     esac
     shift
@@ -90,8 +94,10 @@ reps=5 dreps=30 steps=6 small_steps=30 seq_steps=21 search_reps=3
 eval_windows=32 eval_ctx=256 eval_batch=4 new_tokens=32 mreps=3
 # Training: train_steps optimizer steps of train_batch windows of 256 tokens (the first step not timed).
 train_steps=6 train_batch=8
+# Test-time routing: the model's training steps and the stream's blocks of each source.
+ttt_train_steps=300 ttt_blocks=24
 [ "$quick" -eq 0 ] || { reps=2 dreps=5 steps=3 small_steps=8 seq_steps=5 search_reps=1
-                        eval_windows=16 new_tokens=8 mreps=2 train_steps=3; }
+                        eval_windows=16 new_tokens=8 mreps=2 train_steps=3 ttt_train_steps=60 ttt_blocks=8; }
 start=$SECONDS
 say() { printf 'bench: [%3d s] %s\n' $((SECONDS - start)) "$*" >&2; }
 
@@ -187,6 +193,42 @@ print(b["openblas_num_threads"], b["torch_threads"], b["omp_wait_policy"] or "-"
                 "${tpeer[@]}" time "$t" --batch "$train_batch" --steps "$train_steps" --threads "$threads" \
                 >"$t/peer-$n-$r.json"
         done
+    done
+}
+
+# Test-time routing: a byte-level model trained here without a load-balancing loss (its routing is skewed), a
+# stream of fortunes and C++ sources alternating every 4096 bytes, and epmoe compare --mode eval at 2 ranks: ttt
+# with a perplexity budget of 2 % (under aux_free's own cost here) against aux_free and prev_batch; ttt at its
+# defaults (budget 1 %); then ttt's energy term alone (balance 0) at weight 10 and at 0, each against none, for the
+# direction of J/token (the energy source is the run's: `auto`).
+ttt_stage() {
+    local t=$work/ttt e f fortunes=()
+    mkdir -p "$t"
+    for f in /usr/share/games/fortunes/*; do
+        case ${f##*/} in *.*) ;; *) [ -f "$f" ] && [ ! -L "$f" ] && fortunes+=("$f") ;; esac
+    done
+    say "ttt: epmoe train, $ttt_train_steps steps (4 layers, d_model 128, 8 experts top-2, byte vocab, no aux loss)"
+    "${one_thread[@]}" "${mpirun[@]}" -n 2 "$bin/epmoe" train -q --steps "$ttt_train_steps" --ctx 128 --batch 16 \
+        --aux-loss-coef 0 --set model.d_model=128 --set model.d_ff=256 --set model.num_layers=4 \
+        --set model.num_heads=4 --set model.num_kv_heads=2 --set model.head_dim=32 --save "$t/model" \
+        --out "$t/train" >"$t/train.log" 2>&1
+    /usr/bin/python3 "$here/make_drift.py" "$t/drift.bin" --a "${fortunes[@]}" \
+        --b "$EPMOE_ROOT"/src/*/*.cpp --block 4096 --blocks "$ttt_blocks"
+    local common=(--mode eval --model "$t/model" --tokens "$t/drift.bin" --token-dtype uint16 --ctx 128 --batch 8
+        --repeats "$mreps")
+    say "ttt: compare ttt (perplexity budget 2 %), aux_free, prev_batch (none the baseline), $mreps repeats"
+    "${one_thread[@]}" "${mpirun[@]}" -n 2 "$bin/epmoe" compare "${common[@]}" --set policy.ttt.max_delta_ppl=0.02 \
+        --pairs ttt/contiguous,aux_free/contiguous,prev_batch/contiguous --out "$t/policies" >"$t/policies.log" 2>&1 ||
+        say "  failed: $(grep -m1 'epmoe: error' "$t/policies.log" || tail -n 1 "$t/policies.log")"
+    say "ttt: compare ttt at its defaults (budget 1 %) against none"
+    "${one_thread[@]}" "${mpirun[@]}" -n 2 "$bin/epmoe" compare "${common[@]}" --pairs ttt/contiguous \
+        --out "$t/defaults" >"$t/defaults.log" 2>&1 ||
+        say "  failed: $(grep -m1 'epmoe: error' "$t/defaults.log" || tail -n 1 "$t/defaults.log")"
+    for e in 10 0; do
+        say "ttt: compare the energy term alone at weight $e against none"
+        "${one_thread[@]}" "${mpirun[@]}" -n 2 "$bin/epmoe" compare "${common[@]}" --pairs ttt/contiguous \
+            --set policy.ttt.balance=0 --set policy.ttt.energy=$e --out "$t/energy$e" >"$t/energy$e.log" 2>&1 ||
+            say "  failed: $(grep -m1 'epmoe: error' "$t/energy$e.log" || tail -n 1 "$t/energy$e.log")"
     done
 }
 

@@ -25,11 +25,19 @@ namespace {
 
 // The figures of one run after its warm-up steps: [kNumColumns], NaN where not measured. The last two (the
 // perplexity of `epmoe eval` and its difference to the baseline's) only in --mode eval.
-constexpr int kNumColumns = 9, kRunColumns = 7, kPpl = 7, kDeltaPpl = 8;
-const char* const kColumns[kNumColumns] = {"tokens_per_s",       "step_p99_s",
-                                           "rank_max_over_mean", "expert_max_over_mean",
-                                           "joules_per_token",   "changed_assignment_fraction",
-                                           "output_rel_l2",      "ppl",
+// rank/expert max/mean: the last step's, then (`_steps`) their mean over the measured steps: what a policy keeps
+// up under drift, where one step is a noisy sample.
+constexpr int kNumColumns = 11, kRunColumns = 9, kPpl = 9, kDeltaPpl = 10;
+const char* const kColumns[kNumColumns] = {"tokens_per_s",
+                                           "step_p99_s",
+                                           "rank_max_over_mean",
+                                           "expert_max_over_mean",
+                                           "joules_per_token",
+                                           "changed_assignment_fraction",
+                                           "output_rel_l2",
+                                           "rank_max_over_mean_steps",
+                                           "expert_max_over_mean_steps",
+                                           "ppl",
                                            "delta_ppl"};
 using Figures = std::array<double, kNumColumns>;
 
@@ -73,6 +81,8 @@ Figures run_figures(const std::string& dir, int warmup) {
             joules / tokens,
             mean_of(lines, "fidelity", "changed_assignment_fraction"),
             mean_of(lines, "fidelity", "output_rel_l2"),
+            mean_of(lines, "load", "rank_max_over_mean"),
+            mean_of(lines, "load", "max_over_mean"),
             ppl,
             NAN};
 }
@@ -177,7 +187,8 @@ void write_tables(const std::string& dir, const std::vector<ComparePair>& pairs,
        << " repeat(s) run in an interleaved order, with min-max,"
        << " after " << options.warmup << " warm-up step(s). ratio = median / median of " << pairs[0].label()
        << " (the baseline), given only where the two min-max ranges do not overlap; rank and expert max/mean are "
-       << "the last step's, averaged over MoE layers; n/a = not measured or undefined."
+       << "the last step's, averaged over MoE layers (`_steps`: their mean over the measured steps); n/a = not "
+          "measured or undefined."
        << (options.eval ? " ppl: the perplexity of `epmoe eval` over every window (all steps); delta_ppl = ppl - the "
                           "baseline's."
                         : "")

@@ -32,7 +32,7 @@ const char* kDefaults = R"({
     "random": {"strength": 0.05},
     "balanced": {"strength": 0.1},
     "temperature": {"t": 0.05},
-    "ttt": {"rank": 4, "lr": 0.01, "iters": 2, "balance": 3.0, "energy": 0.1, "fidelity": 1.0, "power_w": 0.0,
+    "ttt": {"rank": 4, "lr": 0.01, "iters": 2, "balance": 10.0, "energy": 0.1, "fidelity": 1.0, "power_w": 0.0,
             "max_delta_ppl": 0.01, "check_every": 8, "holdout_windows": 4, "sample_every": 2}
   },
   "placement": {"name": "contiguous", "profile": "", "replicas": 2},

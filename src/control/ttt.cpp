@@ -269,6 +269,10 @@ std::vector<std::vector<double>> TestTimeRouter::energy_signal(const mpi::Comm& 
     std::vector<std::vector<double>> cost;
     if (comm.size() != num_ranks_) return cost;
     for (size_t l = 0; l < num_l; ++l) {
+        if (!moe_[l]) {  // a dense layer runs no expert rows: nothing to price
+            cost.emplace_back(static_cast<size_t>(comm.size()), 1.0);
+            continue;
+        }
         cost.push_back(energy_costs(stats, comm.size(), num_l, l));
         if (cost.back().empty()) return {};
         for (int r = 0; config_.power_w > 0 && r < comm.size(); ++r) {
@@ -317,10 +321,10 @@ Json TestTimeRouter::gradient_step(const mpi::Comm& comm, const TttUpdateStats& 
             {"total", config_.balance * parts[0] + w_energy * parts[1] + fidelity_weight_ * parts[2]}};
 }
 
-void TestTimeRouter::shrink() {
+void TestTimeRouter::shrink(double factor) {
     for (size_t l = 0; l < adapt_.layers.size(); ++l) {
-        for (float& v : adapt_.layers[l].b) v *= 0.5f;
-        for (float& v : adapt_.layers[l].bias) v *= 0.5f;
+        for (float& v : adapt_.layers[l].b) v = static_cast<float>(v * factor);
+        for (float& v : adapt_.layers[l].bias) v = static_cast<float>(v * factor);
         std::fill(m_[l].begin(), m_[l].end(), 0.0);
         std::fill(v_[l].begin(), v_[l].end(), 0.0);
     }
@@ -329,11 +333,13 @@ void TestTimeRouter::shrink() {
     ++shrinks_;
 }
 
-bool TestTimeRouter::check(int step, double ppl, double ppl0, double seconds) {
+double TestTimeRouter::check(int step, double ppl, double ppl0, double seconds) {
     const double delta = ppl / ppl0 - 1;
     const bool over = !(delta <= config_.max_delta_ppl);
+    // Over the budget by a little, the correction shrinks a little: to budget / delta of itself, in [0.25, 0.9].
+    const double factor = over ? std::clamp(config_.max_delta_ppl / delta, 0.25, 0.9) : 1.0;
     if (over)
-        shrink();
+        shrink(factor);
     else if (delta < 0.5 * config_.max_delta_ppl)  // well inside: the fidelity weight relaxes toward its setting
         fidelity_weight_ = std::max(config_.fidelity, fidelity_weight_ / 2);
     checks_.push_back({{"step", step},
@@ -341,9 +347,10 @@ bool TestTimeRouter::check(int step, double ppl, double ppl0, double seconds) {
                        {"ppl_checkpoint", ppl0},
                        {"delta", delta},
                        {"shrunk", over},
+                       {"factor", factor},
                        {"fidelity_weight", fidelity_weight_},
                        {"seconds", seconds}});
-    return over;
+    return factor;
 }
 
 Json TestTimeRouter::summary() const {

@@ -17,7 +17,7 @@
 //   policy.ttt.energy and doubles after each update whose host power exceeded policy.ttt.power_w (when > 0),
 //   halving back toward policy.ttt.energy once it does not. The fidelity weight is the perplexity budget's
 //   multiplier: it doubles at each held-out check over policy.ttt.max_delta_ppl (`epmoe eval`), when the
-//   correction also halves, and halves back toward policy.ttt.fidelity at each check well inside the budget.
+//   correction also shrinks, and halves back toward policy.ttt.fidelity at each check well inside the budget.
 // The correction starts at exactly zero (B = b = 0; A is drawn from the seed, as LoRA does: with A = B = 0
 // neither would ever get a gradient), so the first step routes as the checkpoint.
 #pragma once
@@ -67,11 +67,13 @@ public:
     void note_energy(double joules, double power_w, const StepResult& result);
     // Drops the captured rows without an update (a step that is not due).
     void skip() { adapt_.clear_captured(); }
-    // The perplexity budget was exceeded: B and b halve, Adam's moments clear, the fidelity weight doubles.
-    void shrink();
-    // The held-out check: records it and shrinks when ppl > ppl0 · (1 + max_delta_ppl) (true then); well inside
-    // the budget (under half of it) the fidelity weight halves back toward policy.ttt.fidelity.
-    bool check(int step, double ppl, double ppl0, double seconds);
+    // The perplexity budget was exceeded: B and b scale by `factor`, Adam's moments clear, the fidelity weight
+    // doubles.
+    void shrink(double factor);
+    // The held-out check: records it and, when delta = ppl / ppl0 - 1 > max_delta_ppl, shrinks the correction to
+    // max_delta_ppl / delta of itself (in [0.25, 0.9]); well inside the budget (under half of it) the fidelity
+    // weight halves back toward policy.ttt.fidelity. Returns the factor the correction was scaled by (1: none).
+    double check(int step, double ppl, double ppl0, double seconds);
 
     // The last update's figures for its metrics line: objective parts, energy weight and source, correction norm.
     Json figures() const { return last_; }

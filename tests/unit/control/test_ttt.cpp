@@ -133,7 +133,7 @@ PolicyConfig::Ttt ttt_config() {
     return t;
 }
 
-TEST(Ttt, StartsAtZeroAndABudgetBreachHalvesTheCorrection) {
+TEST(Ttt, StartsAtZeroAndABudgetBreachShrinksTheCorrection) {
     ModelShape shape;
     shape.num_layers = 2, shape.d_model = kD, shape.num_experts = kE, shape.top_k = 2;
     TestTimeRouter ttt(ttt_config(), shape, {1, 1}, Placement::make("contiguous", kE, 1), 3, "estimated");
@@ -144,14 +144,16 @@ TEST(Ttt, StartsAtZeroAndABudgetBreachHalvesTheCorrection) {
     RouterCorrection& c = ttt.adaptation().layers[0];
     c.b = grid_values(c.b.size(), 4, 1.0f);
     const std::vector<float> b = c.b;
-    EXPECT_FALSE(ttt.check(0, 10.05, 10.0, 0.1));  // +0.5 %: inside 1 %
+    EXPECT_EQ(ttt.check(0, 10.05, 10.0, 0.1), 1.0);  // +0.5 %: inside 1 %
     EXPECT_EQ(c.b, b);
-    EXPECT_TRUE(ttt.check(1, 10.2, 10.0, 0.1));  // +2 %: over
-    for (size_t i = 0; i < b.size(); ++i) EXPECT_EQ(c.b[i], 0.5f * b[i]);
+    const double factor = ttt.check(1, 10.2, 10.0, 0.1);  // +2 %: over, shrinks to 1 % / 2 % of itself
+    EXPECT_NEAR(factor, 0.5, 1e-12);
+    for (size_t i = 0; i < b.size(); ++i) EXPECT_NEAR(c.b[i], 0.5f * b[i], 1e-6);
+    EXPECT_EQ(ttt.check(2, 20.0, 10.0, 0.1), 0.25);  // +100 %: the floor
     const Json s = ttt.summary();
-    EXPECT_EQ(s["shrinks"], 1);
-    EXPECT_EQ(s["fidelity_weight_final"], 2.0);
-    EXPECT_EQ(s["checks"].size(), 2u);
+    EXPECT_EQ(s["shrinks"], 2);
+    EXPECT_EQ(s["fidelity_weight_final"], 4.0);
+    EXPECT_EQ(s["checks"].size(), 3u);
     EXPECT_EQ(s["checks"][1]["shrunk"], true);
 }
 
