@@ -99,23 +99,33 @@ int64_t open_eval_input(const mpi::Comm& world, const Config& config, const Mode
     return text.batch * std::min<int64_t>(text.ctx, input->seq_len());
 }
 
-// --policy ttt's perplexity budget: policy.ttt.holdout_windows windows spread evenly over the input are kept out of
-// the updates; every policy.ttt.check_every steps their perplexity under the adapted router is compared with the
-// checkpoint router's, and over policy.ttt.max_delta_ppl the correction resets (rank 0 says so). The held-out
-// windows are still scored in the eval like every other window.
+// --policy ttt's perplexity budget: policy.ttt.holdout_windows windows spread evenly over the input (at most half
+// of them) are kept out of the updates; at the checks their perplexity under the adapted router is compared with
+// the checkpoint router's, and over policy.ttt.max_delta_ppl the correction shrinks (rank 0 says so). The held-out
+// windows are still scored in the eval like every other window. An input of one window holds none out: the run
+// says that the budget is not checked.
 class HeldOut {
 public:
     HeldOut(const mpi::Comm& world, const Config& config, TestTimeRouter& ttt, TextInput& input,
             const std::vector<EvalItem>& items, int vocab)
         : world_(world), config_(config), ttt_(ttt), input_(input), vocab_(vocab) {
-        const int64_t n = static_cast<int64_t>(items.size()),
-                      h = std::min<int64_t>(config.policy.ttt.holdout_windows, n);
-        for (int64_t k = 0; k < h; ++k) held_.push_back(items[static_cast<size_t>((2 * k + 1) * n / (2 * h))]);
-        for (int64_t k = 0; k < h; ++k) held_index_.push_back((2 * k + 1) * n / (2 * h));
+        const int64_t n = static_cast<int64_t>(items.size());
+        const int64_t h = std::min<int64_t>(config.policy.ttt.holdout_windows, n / 2);
+        for (int64_t k = 0; k < h; ++k) {
+            held_index_.push_back((2 * k + 1) * n / (2 * h));
+            held_.push_back(items[static_cast<size_t>(held_index_.back())]);
+        }
+        if (held_.empty() && world.rank() == 0)
+            std::fprintf(stderr,
+                         "epmoe: note: policy ttt: %lld window(s), too few to hold one out: the perplexity budget "
+                         "(policy.ttt.max_delta_ppl) is not checked in this run\n",
+                         static_cast<long long>(n));
     }
 
     // The checkpoint router's perplexity on the held-out windows (the reference of every check). Collective.
-    void measure_checkpoint(WholeModel& model) { ppl0_ = perplexity(model, false); }
+    void measure_checkpoint(WholeModel& model) {
+        if (!held_.empty()) ppl0_ = perplexity(model, false);
+    }
 
     // The rows of this rank's step (items first.. in order, their ids) the update may learn from.
     void set_learn_mask(int64_t first, const std::vector<std::vector<int32_t>>& ids) {
@@ -132,7 +142,7 @@ public:
     // it, where a fresh correction moves fastest). Collective.
     void after_step(WholeModel& model, int step, int steps) {
         const int n = step + 1, every = config_.policy.ttt.check_every;
-        if (n == steps || (n % every != 0 && (n >= every || (n & (n - 1)) != 0))) return;
+        if (held_.empty() || n == steps || (n % every != 0 && (n >= every || (n & (n - 1)) != 0))) return;
         const double t0 = mpi::wtime();
         const double ppl = perplexity(model, true);
         const double factor = ttt_.check(step, ppl, ppl0_, mpi::wtime() - t0);
@@ -145,7 +155,10 @@ public:
                 step + 1, ppl, 100 * (ppl / ppl0_ - 1), ppl0_, 100 * config_.policy.ttt.max_delta_ppl, factor);
     }
 
-    Json summary() const { return {{"holdout_windows", held_.size()}, {"holdout_ppl_checkpoint", ppl0_}}; }
+    Json summary() const {
+        return {{"holdout_windows", held_.size()},
+                {"holdout_ppl_checkpoint", held_.empty() ? Json(nullptr) : Json(ppl0_)}};
+    }
 
 private:
     // Perplexity of the held-out windows, with the correction (adapted) or the checkpoint's router. Collective.

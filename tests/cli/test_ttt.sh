@@ -47,6 +47,11 @@ print(f"{t['shrinks']} shrink(s) over 3 checks, deltas {[round(c['delta'], 4) fo
 PY
 then pass "  budget enforced: $(cat "$cli_tmp/check")"; else fail_check "budget: $(tail -n 3 "$cli_tmp/check")"; fi
 
+# One window: none can be held out, and the run says the budget is not checked.
+expect_exit 0 "$EPMOE" eval -q --energy-source none --policy ttt "${small[@]}" --set text.synthetic_sequences=1 \
+    --out "$cli_tmp/one"
+expect_stderr_has "too few to hold one out: the perplexity budget (policy.ttt.max_delta_ppl) is not checked"
+
 # 3. Bad values and what ttt does not support.
 expect_exit 2 "$EPMOE" eval --policy ttt "${small[@]}" --set policy.ttt.rank=0 --out "$cli_tmp/bad1"
 expect_stderr_has "policy.ttt.rank = 0"
