@@ -138,11 +138,11 @@ public:
         }
     }
 
-    // After step `step` of `steps`: the check when due (every check_every steps, and after steps 1, 2, 4, ... below
-    // it, where a fresh correction moves fastest). Collective.
+    // After step `step` of `steps`: the check when due (after each of the first check_every steps, where a fresh
+    // correction moves fastest, then every check_every steps). Collective.
     void after_step(WholeModel& model, int step, int steps) {
         const int n = step + 1, every = config_.policy.ttt.check_every;
-        if (held_.empty() || n == steps || (n % every != 0 && (n >= every || (n & (n - 1)) != 0))) return;
+        if (held_.empty() || n == steps || (n > every && n % every != 0)) return;
         const double t0 = mpi::wtime();
         const double ppl = perplexity(model, true);
         const double factor = ttt_.check(step, ppl, ppl0_, mpi::wtime() - t0);
