@@ -31,8 +31,8 @@ public:
     // tokens_per_rank(shape): the most tokens a rank runs at once, for the host memory check; called after the
     // checkpoint is opened and before anything is loaded (it may read the inputs). whole_model: as ModelSource.
     // Collective.
-    Job(const mpi::Comm& world, const Config& config,
-        const std::function<int64_t(const ModelShape&)>& tokens_per_rank, bool whole_model = false);
+    Job(const mpi::Comm& world, const Config& config, const std::function<int64_t(const ModelShape&)>& tokens_per_rank,
+        bool whole_model = false);
     ~Job();
 
     const ModelShape& shape() const { return shape_; }

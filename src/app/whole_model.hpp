@@ -21,14 +21,13 @@ public:
     // exchanges). Collective.
     StepResult step(int step, std::span<const SequenceChunk> chunks, LogitRows rows, std::vector<float>& logits);
     // One step of fresh sequences, one per ids vector (their caches dropped after the step). Collective.
-    StepResult step(int step, const std::vector<std::vector<int32_t>>& ids, LogitRows rows,
-                    std::vector<float>& logits);
+    StepResult step(int step, const std::vector<std::vector<int32_t>>& ids, LogitRows rows, std::vector<float>& logits);
 
     // One step of fresh sequences outside the run's bookkeeping (tokens, times, loads): --policy ttt's held-out
     // checks. Collective.
     void step_aside(const std::vector<std::vector<int32_t>>& ids, std::vector<float>& logits);
 
-    int64_t last_tokens() const { return last_tokens_; }      // this rank's tokens of the last step
+    int64_t last_tokens() const { return last_tokens_; }         // this rank's tokens of the last step
     double last_flops() const { return forward_.last_flops(); }  // its attention and LM-head FLOPs
     const DecoderWeights& decoder() const { return decoder_; }
     // This rank's seconds so far in each part of times_json's breakdown, in its order.

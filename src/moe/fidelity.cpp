@@ -25,11 +25,10 @@ void count_changed(const Routing& biased, const Routing& unbiased, std::span<con
 
 void Fidelity::measure(const mpi::Comm& comm, const ExpertMap& experts, const MlpKernel& kernel,
                        const ModelShape& shape, const Placement& placement, std::span<const float> x_norm,
-                       std::span<const float> logits, std::span<const float> bias, bool adapted, bool capacity, const Routing& biased,
-                       std::span<const uint8_t> kept, std::span<const float> biased_out, int64_t first_token,
-                       FidelityCounts& counts) {
-    const bool biased_at_all =
-        adapted || std::any_of(bias.begin(), bias.end(), [](float b) { return b != 0.0f; });
+                       std::span<const float> logits, std::span<const float> bias, bool adapted, bool capacity,
+                       const Routing& biased, std::span<const uint8_t> kept, std::span<const float> biased_out,
+                       int64_t first_token, FidelityCounts& counts) {
+    const bool biased_at_all = adapted || std::any_of(bias.begin(), bias.end(), [](float b) { return b != 0.0f; });
     if (!biased_at_all && !capacity) {  // the routing is the unbiased dropless one: nothing changed
         counts.slots += static_cast<double>(biased.num_tokens()) * biased.top_k;
         counts.tokens += static_cast<double>(biased.num_tokens());

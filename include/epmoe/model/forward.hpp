@@ -53,7 +53,7 @@ private:
     const Placement& placement_;
     DispatchOptions options_;
     std::vector<float> norm_, logits_, moe_out_;  // [num_tokens, d_model], [num_tokens, E], [num_tokens, d_model]
-    std::vector<float> adapted_;                   // [num_tokens, E] the corrected logits (--policy ttt)
+    std::vector<float> adapted_;                  // [num_tokens, E] the corrected logits (--policy ttt)
     RouterAdaptation* adapt_ = nullptr;
     DispatchBuffers buffers_;
     Fidelity fidelity_{16};

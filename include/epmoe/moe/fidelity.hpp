@@ -1,8 +1,8 @@
 // Routing fidelity: what a policy's biases (or ttt's router correction) cost. For every MoE layer whose biases
-// are not all zero, or whose logits the correction changed, it recomputes the unbiased top-k from the same logits and counts changed assignments (exact, every token),
-// and on a deterministic sample of tokens (global index % sample_every == 0) it runs a second dispatch
-// with the unbiased routing and compares the layer outputs. The extra work is timed apart (`seconds`)
-// and is not part of step time or of the time breakdown.
+// are not all zero, or whose logits the correction changed, it recomputes the unbiased top-k from the checkpoint's
+// logits and counts changed assignments (exact, every token), and on a deterministic sample of tokens (global
+// index % sample_every == 0) it runs a second dispatch with the unbiased routing and compares the layer outputs. The
+// extra work is timed apart (`seconds`) and is not part of step time or of the time breakdown.
 #pragma once
 
 #include <cstdint>
@@ -46,12 +46,13 @@ public:
     // same on every rank; drops differ between ranks).
     // x_norm: [num_tokens, d_model] the layer's input; logits: [num_tokens, num_experts] the checkpoint router's;
     // bias: [num_experts]
-    // (empty = none); adapted: the routing came from corrected logits (--policy ttt), not from `logits`; kept: [num_tokens, top_k] what capacity kept; biased_out: [num_tokens, d_model] the
-    // layer's routed output.
+    // (empty = none); adapted: the routing came from corrected logits (--policy ttt), not from `logits`; kept:
+    // [num_tokens, top_k] what capacity kept; biased_out: [num_tokens, d_model] the layer's routed output.
     void measure(const mpi::Comm& comm, const ExpertMap& experts, const MlpKernel& kernel, const ModelShape& shape,
                  const Placement& placement, std::span<const float> x_norm, std::span<const float> logits,
-                 std::span<const float> bias, bool adapted, bool capacity, const Routing& biased, std::span<const uint8_t> kept,
-                 std::span<const float> biased_out, int64_t first_token, FidelityCounts& counts);
+                 std::span<const float> bias, bool adapted, bool capacity, const Routing& biased,
+                 std::span<const uint8_t> kept, std::span<const float> biased_out, int64_t first_token,
+                 FidelityCounts& counts);
 
 private:
     int sample_every_;

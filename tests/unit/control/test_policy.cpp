@@ -47,8 +47,8 @@ std::unique_ptr<Policy> make(const std::string& name, const std::vector<std::str
 }
 
 TEST(Policy, RegistryKnowsEveryPolicyOfTheContract) {
-    std::vector<std::string> want = {"none",        "aux_free", "prev_batch", "energy",
-                                     "round_robin", "random",   "balanced",   "temperature", "ttt"};
+    std::vector<std::string> want = {"none",   "aux_free", "prev_batch",  "energy", "round_robin",
+                                     "random", "balanced", "temperature", "ttt"};
     EXPECT_EQ(policy_names(), want);
     for (const auto& name : want) EXPECT_STREQ(make(name)->name(), name.c_str());
 }
