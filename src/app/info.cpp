@@ -8,6 +8,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "app/openblas_core.hpp"
 #include "epmoe/base/error.hpp"
 #include "epmoe/comm/topology.hpp"
 #include "epmoe/energy/energy.hpp"
@@ -52,9 +53,12 @@ Json topology_json(const std::string& host) {
 Json blas_json() {
     const char* config = openblas_get_config();
     const char* core = openblas_get_corename();
+    const std::string detected = openblas_core_detected(), warning = openblas_core_warning();
     return {{"library", "OpenBLAS"},
             {"config", config ? config : ""},
             {"core", core ? core : ""},
+            {"core_detected", detected.empty() ? Json(nullptr) : Json(detected)},
+            {"warning", warning.empty() ? Json(nullptr) : Json(warning)},
             {"threads", openblas_get_num_threads()}};
 }
 
@@ -162,7 +166,11 @@ void print_text(std::ostream& os, const Json& j) {
     os << "mpi: " << j["mpi"]["library"].get<std::string>() << ": " << j["mpi"]["version_string"].get<std::string>()
        << "\n";
     os << "blas: " << j["blas"]["library"].get<std::string>() << ", core " << j["blas"]["core"].get<std::string>()
+       << (j["blas"]["core_detected"].is_string() ? " (OPENBLAS_CORETYPE set by epmoe: OpenBLAS had detected " +
+                                                        j["blas"]["core_detected"].get<std::string>() + ")"
+                                                  : "")
        << ", " << j["blas"]["threads"] << " thread(s): " << j["blas"]["config"].get<std::string>() << "\n";
+    if (j["blas"]["warning"].is_string()) os << "  warning: " << j["blas"]["warning"].get<std::string>() << "\n";
     const Json& k = j["compute"];
     os << "compute: " << k["kernel"].get<std::string>() << " (compute.backend = " << k["backend"].get<std::string>()
        << ", compute.dtype = " << k["dtype"].get<std::string>() << "): " << k["implementation"].get<std::string>()

@@ -3,10 +3,12 @@
 #include <exception>
 
 #include "app/cli.hpp"
+#include "app/openblas_core.hpp"
 #include "epmoe/base/error.hpp"
 #include "epmoe/comm/mpi.hpp"
 
 int main(int argc, char** argv) {
+    epmoe::correct_openblas_core(argv);  // may run the program again, before MPI starts
     epmoe::mpi::Session session(&argc, &argv);
     int code = 0;
     {

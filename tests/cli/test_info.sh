@@ -76,6 +76,19 @@ expect_stdout_has "auto would pick: hwmon"
 expect_exit 0 "$EPMOE" info --set "energy.sysfs_root=$fixtures/sysfs/nothing"
 expect_stdout_has "auto would pick: estimated (no readable RAPL under $fixtures/sysfs/nothing/class/powercap (no intel-rapl:* zones)"
 
+# OpenBLAS on a pre-AVX core where the CPU has AVX2 (Debian's 0.3.21 takes newer Xeons for Prescott): info warns.
+# Forced here with OPENBLAS_CORETYPE, which epmoe leaves alone; without it epmoe re-runs itself with the right core
+# (checked on the device, where OpenBLAS detects Prescott: bench/device/ttt.md's machine).
+if grep -qw avx2 /proc/cpuinfo && grep -qw fma /proc/cpuinfo; then
+    OPENBLAS_CORETYPE=Prescott expect_exit 0 "$EPMOE" info
+    expect_stdout_has "core Prescott"
+    expect_stdout_has "warning: OpenBLAS runs its Prescott kernels on a CPU with AVX2"
+fi
+expect_exit 0 "$EPMOE" info --json
+if python3 -c 'import json, sys; b = json.load(open(sys.argv[1]))["blas"]; assert b["core_detected"] is None, b' \
+    "$out_file" 2>/dev/null; then pass "  info --json: blas.core_detected null (no re-exec)"
+else fail_check "info --json: blas.core_detected"; fi
+
 # Bad keys and values: one line naming the key, exit 2, on every rank count.
 expect_exit 2 "${mpiexec[@]}" -np 2 "$EPMOE" info --set energy.bogus=1
 expect_stderr_has "epmoe: error:"
