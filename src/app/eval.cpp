@@ -43,6 +43,29 @@ void score(std::span<const EvalItem> items, std::span<const std::vector<int32_t>
     }
 }
 
+// EvalSums of nothing yet, for the input's sequences.
+EvalSums empty_sums(const TextInput& input) {
+    const size_t n = static_cast<size_t>(input.num_sequences());
+    return {std::vector<double>(n), std::vector<double>(n), {}};
+}
+
+// This rank's share of `count` items, `batch` a step, over as many steps as the busiest rank needs (every rank
+// takes part in every step's exchanges). Collective.
+struct RankRounds {
+    RankRounds(const mpi::Comm& world, int64_t count, int64_t per_step)
+        : mine(split_over_ranks(count, world.rank(), world.size())),
+          batch(per_step),
+          rounds(mpi::allreduce_one<int64_t>(world, (mine.size() + per_step - 1) / per_step, mpi::Op::kMax)) {}
+    // The index of round r's first item, and its items from `all`.
+    int64_t first(int64_t r) const { return std::min(mine.end, mine.begin + r * batch); }
+    std::span<const EvalItem> items(const std::vector<EvalItem>& all, int64_t r) const {
+        return {all.data() + first(r), static_cast<size_t>(std::min(mine.end, first(r) + batch) - first(r))};
+    }
+
+    IndexRange mine;
+    int64_t batch, rounds;
+};
+
 // The tokens of each item's window.
 std::vector<std::vector<int32_t>> read_items(TextInput& input, std::span<const EvalItem> items) {
     std::vector<std::vector<int32_t>> ids;
@@ -165,17 +188,11 @@ private:
     double perplexity(WholeModel& model, bool adapted) {
         RouterAdaptation& adapt = ttt_.adaptation();
         adapt.apply = adapted, adapt.capture = false, adapt.learn.clear();
-        const IndexRange mine = split_over_ranks(static_cast<int64_t>(held_.size()), world_.rank(), world_.size());
-        const int64_t batch = config_.text.batch;
-        const int64_t rounds = mpi::allreduce_one<int64_t>(world_, (mine.size() + batch - 1) / batch, mpi::Op::kMax);
-        EvalSums sums{std::vector<double>(static_cast<size_t>(input_.num_sequences())),
-                      std::vector<double>(static_cast<size_t>(input_.num_sequences())),
-                      {}};
+        const RankRounds rounds(world_, static_cast<int64_t>(held_.size()), config_.text.batch);
+        EvalSums sums = empty_sums(input_);
         std::vector<float> logits;
-        for (int64_t r = 0; r < rounds; ++r) {
-            const int64_t first = std::min(mine.end, mine.begin + r * batch);
-            const std::span<const EvalItem> part(held_.data() + first,
-                                                 static_cast<size_t>(std::min(mine.end, first + batch) - first));
+        for (int64_t r = 0; r < rounds.rounds; ++r) {
+            const std::span<const EvalItem> part = rounds.items(held_, r);
             std::vector<std::vector<int32_t>> ids;
             mpi::all_or_none(world_, [&] { ids = read_items(input_, part); });
             model.step_aside(ids, logits);
@@ -207,12 +224,9 @@ Json eval_job(const mpi::Comm& world, const Config& config, bool print_summary) 
         true);
     WholeModel model(world, job);
     const int vocab = job.shape().decoder.vocab_size;
-    const IndexRange mine = split_over_ranks(static_cast<int64_t>(items.size()), world.rank(), world.size());
-    const int64_t rounds =
-        mpi::allreduce_one<int64_t>(world, (mine.size() + text.batch - 1) / text.batch, mpi::Op::kMax);
-    EvalSums sums{std::vector<double>(static_cast<size_t>(input->num_sequences())),
-                  std::vector<double>(static_cast<size_t>(input->num_sequences())),
-                  {}};
+    const RankRounds plan(world, static_cast<int64_t>(items.size()), text.batch);
+    const int64_t rounds = plan.rounds;
+    EvalSums sums = empty_sums(*input);
     std::vector<float> logits;
     std::unique_ptr<HeldOut> held;
     if (job.ttt()) {
@@ -220,12 +234,10 @@ Json eval_job(const mpi::Comm& world, const Config& config, bool print_summary) 
         held->measure_checkpoint(model);
     }
     for (int64_t r = 0; r < rounds; ++r) {
-        const int64_t first = std::min(mine.end, mine.begin + r * text.batch);
-        const std::span<const EvalItem> batch(items.data() + first,
-                                              static_cast<size_t>(std::min(mine.end, first + text.batch) - first));
+        const std::span<const EvalItem> batch = plan.items(items, r);
         std::vector<std::vector<int32_t>> ids;
         mpi::all_or_none(world, [&] { ids = read_items(*input, batch); });
-        if (held) held->set_learn_mask(first, ids);
+        if (held) held->set_learn_mask(plan.first(r), ids);
         const double t0 = mpi::wtime();
         const StepResult result = model.step(static_cast<int>(r), ids, LogitRows::kAll, logits);
         score(batch, ids, logits, vocab, !text.dump_logits.empty(), sums);

@@ -32,13 +32,16 @@ const char* capable_core() {
     return avx512 ? "SkylakeX" : "Haswell";
 }
 
+// The core OpenBLAS should run instead of the one it chose (a pre-AVX one on a CPU with AVX2), or null.
+const char* better_core() { return pre_avx(openblas_get_corename()) ? capable_core() : nullptr; }
+
 }  // namespace
 
 void correct_openblas_core(char** argv) {
     if (sim::simulated() || std::getenv("OPENBLAS_CORETYPE") || std::getenv("EPMOE_KEEP_OPENBLAS_CORE")) return;
     const char* core = openblas_get_corename();
-    const char* want = capable_core();
-    if (!pre_avx(core) || !want) return;
+    const char* want = better_core();
+    if (!want) return;
     setenv("EPMOE_OPENBLAS_DETECTED", core, 1);
     setenv("OPENBLAS_CORETYPE", want, 1);
     execv("/proc/self/exe", argv);  // returns only on failure: run on with the core OpenBLAS chose
@@ -52,8 +55,8 @@ std::string openblas_core_detected() {
 
 std::string openblas_core_warning() {
     const char* core = openblas_get_corename();
-    const char* want = capable_core();
-    if (!pre_avx(core) || !want) return "";
+    const char* want = better_core();
+    if (!want) return "";
     return cat("OpenBLAS runs its ", core, " kernels on a CPU with AVX2",
                std::strcmp(want, "SkylakeX") ? "" : " and AVX-512", ": set OPENBLAS_CORETYPE=", want,
                " (epmoe does so itself unless OPENBLAS_CORETYPE or "

@@ -12,14 +12,33 @@ WholeModel::WholeModel(const mpi::Comm& world, Job& job)
       aside_(job.model(), decoder_, job.forward()),
       load_(static_cast<size_t>(job.shape().num_layers)) {}
 
+namespace {
+
+// One chunk of a fresh cache for each ids vector (caches: filled here, one a chunk).
+std::vector<SequenceChunk> fresh_chunks(const std::vector<std::vector<int32_t>>& ids, int num_layers,
+                                        std::vector<SequenceCache>& caches) {
+    caches.assign(ids.size(), make_sequence_cache(num_layers));
+    std::vector<SequenceChunk> chunks;
+    for (size_t i = 0; i < ids.size(); ++i) chunks.push_back({ids[i], &caches[i]});
+    return chunks;
+}
+
+}  // namespace
+
+StepResult WholeModel::run(DecoderForward& forward, std::span<const SequenceChunk> chunks, LogitRows rows,
+                           std::vector<float>& logits, int64_t& tokens) {
+    tokens = 0;
+    for (const SequenceChunk& c : chunks) tokens += static_cast<int64_t>(c.ids.size());
+    const int64_t first = mpi::exscan_sum<int64_t>(world_, std::span<const int64_t>(&tokens, 1))[0];
+    const int64_t all = mpi::allreduce_one<int64_t>(world_, tokens, mpi::Op::kSum);
+    return forward.step(world_, chunks, rows, first, all, job_.biases(), logits);
+}
+
 StepResult WholeModel::step(int step, std::span<const SequenceChunk> chunks, LogitRows rows,
                             std::vector<float>& logits) {
     (void)step;
     int64_t tokens = 0;
-    for (const SequenceChunk& c : chunks) tokens += static_cast<int64_t>(c.ids.size());
-    const int64_t first = mpi::exscan_sum<int64_t>(world_, std::span<const int64_t>(&tokens, 1))[0];
-    const int64_t all = mpi::allreduce_one<int64_t>(world_, tokens, mpi::Op::kSum);
-    StepResult result = forward_.step(world_, chunks, rows, first, all, job_.biases(), logits);
+    StepResult result = run(forward_, chunks, rows, logits, tokens);
     last_tokens_ = tokens;
     tokens_run_ += tokens;
     moe_times_.gate += result.times.gate;
@@ -36,20 +55,14 @@ StepResult WholeModel::step(int step, std::span<const SequenceChunk> chunks, Log
 
 StepResult WholeModel::step(int step, const std::vector<std::vector<int32_t>>& ids, LogitRows rows,
                             std::vector<float>& logits) {
-    std::vector<SequenceCache> caches(ids.size(), make_sequence_cache(job_.shape().num_layers));
-    std::vector<SequenceChunk> chunks;
-    for (size_t i = 0; i < ids.size(); ++i) chunks.push_back({ids[i], &caches[i]});
-    return this->step(step, chunks, rows, logits);
+    std::vector<SequenceCache> caches;
+    return this->step(step, fresh_chunks(ids, job_.shape().num_layers, caches), rows, logits);
 }
 
 void WholeModel::step_aside(const std::vector<std::vector<int32_t>>& ids, std::vector<float>& logits) {
-    std::vector<SequenceCache> caches(ids.size(), make_sequence_cache(job_.shape().num_layers));
-    std::vector<SequenceChunk> chunks;
+    std::vector<SequenceCache> caches;
     int64_t tokens = 0;
-    for (size_t i = 0; i < ids.size(); ++i) chunks.push_back({ids[i], &caches[i]}), tokens += ids[i].size();
-    const int64_t first = mpi::exscan_sum<int64_t>(world_, std::span<const int64_t>(&tokens, 1))[0];
-    const int64_t all = mpi::allreduce_one<int64_t>(world_, tokens, mpi::Op::kSum);
-    aside_.step(world_, chunks, LogitRows::kAll, first, all, job_.biases(), logits);
+    run(aside_, fresh_chunks(ids, job_.shape().num_layers, caches), LogitRows::kAll, logits, tokens);
 }
 
 std::vector<double> WholeModel::local_parts() const {

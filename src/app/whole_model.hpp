@@ -41,6 +41,10 @@ public:
     Json times_json(const mpi::Comm& world, double seconds);
 
 private:
+    // forward's step over the chunks, with the step's global token offsets; tokens: this rank's. Collective.
+    StepResult run(DecoderForward& forward, std::span<const SequenceChunk> chunks, LogitRows rows,
+                   std::vector<float>& logits, int64_t& tokens);
+
     const mpi::Comm& world_;
     Job& job_;
     const DecoderWeights decoder_;
