@@ -74,8 +74,8 @@ void run_experts_train(const ExpertMap& experts, const ModelShape& shape, int se
     const DispatchPlan& plan = saved.plan;
     const int d = shape.d_model;
     const std::vector<int64_t> start = block_starts(plan, self);
-    saved.experts.assign(plan.local.size(), {});
-    std::vector<float> y;  // [rows of one expert, d_model]
+    saved.experts.resize(plan.local.size());  // each keeps its buffers from the last step: no fresh pages
+    std::vector<float> y;                     // [rows of one expert, d_model]
     for (size_t j = 0; j < plan.local.size(); ++j) {
         ExpertSaved& s = saved.experts[j];
         const int64_t n_e = move_expert_rows(plan, start, self, static_cast<int>(j), d, buf, s.x, true);

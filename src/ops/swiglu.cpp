@@ -66,18 +66,7 @@ void expert_backward(const ExpertWeights& w, int d_model, int d_ff, std::span<co
     // dact [n, d_ff] = dy [n, d_model] W2 [d_model, d_ff]
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d_ff, d_model, 1.0f, dy.data(), d_model, w.w2.data(),
                 d_ff, 0.0f, dh13, 2 * d_ff);
-    for (size_t t = 0; t < rows; ++t) {
-        const float* a = &h13[t * 2 * f];
-        const float* b = a + f;
-        float* da = dh13 + t * 2 * f;  // holds dact until overwritten
-        float* db = da + f;
-        for (size_t j = 0; j < f; ++j) {
-            const float sig = 1.0f / (1.0f + std::exp(-a[j])), silu = a[j] * sig, dact = da[j];
-            act[t * f + j] = silu * b[j];
-            db[j] = dact * silu;
-            da[j] = dact * b[j] * sig * (1.0f + a[j] * (1.0f - sig));  // silu'(a) = sig (1 + a (1 - sig))
-        }
-    }
+    silu_mul_backward_rows(h13.data(), dh13, act, n, d_ff);
     // grad.w2 [d_model, d_ff] += dy^T act; grad.w13 [2 d_ff, d_model] += dh13^T x; dx [n, d_model] += dh13 W13
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d_model, d_ff, n, 1.0f, dy.data(), d_model, act, d_ff, 1.0f,
                 grad.w2.data(), d_ff);

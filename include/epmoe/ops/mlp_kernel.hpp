@@ -68,4 +68,9 @@ std::string onednn_description();
 // h: [num_tokens, 2 * d_ff] (W1·x | W3·x); the left half becomes W2's input, leading dimension 2 * d_ff.
 void silu_mul_rows(float* h, int64_t num_tokens, int d_ff);
 
+// The SwiGLU's backward through silu(a) * b, a row at a time: h13 [num_tokens, 2 d_ff] holds a | b (W1·x | W3·x),
+// dh13 [num_tokens, 2 d_ff] holds dact (the gradient of silu(a) * b) in its left half and receives da | db;
+// act [num_tokens, d_ff] receives silu(a) * b (W2's input, for W2's gradient).
+void silu_mul_backward_rows(const float* h13, float* dh13, float* act, int64_t num_tokens, int d_ff);
+
 }  // namespace epmoe

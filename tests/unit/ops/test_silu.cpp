@@ -2,10 +2,12 @@
 // loop.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
 
+#include "../../../src/ops/fast_exp.hpp"
 #include "epmoe/ops/bf16.hpp"
 #include "epmoe/ops/mlp_kernel.hpp"
 
@@ -81,6 +83,43 @@ TEST(Silu, Bf16BlockMatchesDoubleWithinOneBf16Rounding) {
                 continue;
             }
             EXPECT_NEAR(from_bf16(got), want, std::fabs(want) / 128 + 1e-30) << "a = " << a;
+        }
+}
+
+// The loss's double exp (src/ops/fast_exp.hpp) against libm over its whole range, and its clamp below -708.
+TEST(FastExp, DoubleNonPositiveWithinAFewUlpOfLibm) {
+    double worst = 0;
+    for (int i = 0; i <= 200000; ++i) {
+        const double x = -708.0 * i / 200000.0 - 1e-3 * (i % 7);  // irregular points, -708 .. 0
+        if (x < -708.0) continue;
+        const double want = std::exp(x);
+        worst = std::max(worst, std::fabs(fast::exp_nonpositive(x) - want) / want);
+    }
+    EXPECT_LT(worst, 5e-16);
+    EXPECT_EQ(fast::exp_nonpositive(0.0), 1.0);
+    EXPECT_EQ(fast::exp_nonpositive(-1e4), fast::exp_nonpositive(-708.0));
+    EXPECT_GT(fast::exp_nonpositive(-1e4), 0.0);
+}
+
+// The SwiGLU backward's elementwise pass against a double loop: act = silu(a) b, db = dact silu(a),
+// da = dact b silu'(a).
+TEST(Silu, BackwardRowsMatchDoubleLoop) {
+    const int rows = 3, d_ff = 37;
+    std::vector<float> h13(2 * rows * d_ff), dh13(2 * rows * d_ff), act(rows * d_ff);
+    for (size_t i = 0; i < h13.size(); ++i) {
+        h13[i] = -30.0f + 60.0f * static_cast<float>((i * 7919) % h13.size()) / static_cast<float>(h13.size());
+        dh13[i] = 0.5f - 0.01f * static_cast<float>(i % 100);
+    }
+    const std::vector<float> dact = dh13;
+    silu_mul_backward_rows(h13.data(), dh13.data(), act.data(), rows, d_ff);
+    for (int t = 0; t < rows; ++t)
+        for (int j = 0; j < d_ff; ++j) {
+            const double a = h13[t * 2 * d_ff + j], b = h13[t * 2 * d_ff + d_ff + j], g = dact[t * 2 * d_ff + j];
+            const double sig = 1.0 / (1.0 + std::exp(-a)), silu = a * sig;
+            const double want[3] = {silu * b, g * silu, g * b * sig * (1.0 + a * (1.0 - sig))};
+            const float got[3] = {act[t * d_ff + j], dh13[t * 2 * d_ff + d_ff + j], dh13[t * 2 * d_ff + j]};
+            for (int q = 0; q < 3; ++q)
+                EXPECT_NEAR(got[q], want[q], 1e-6 * std::fabs(want[q]) + 1e-30) << q << " a " << a;
         }
 }
 
