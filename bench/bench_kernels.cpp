@@ -1,5 +1,7 @@
 // Single-process kernels of one MoE layer, each beside the limit it is measured against in the same run:
 //   Peak            the measured FP32 FMA peak of one core (peak_flops.cpp)
+//   AmxPeak/A/B     the AMX BF16 peak of one core: epmoe's 2x2-tile micro-kernel with its operands in tiles
+//                   (0/0) or its A and B tiles streamed from buffers of A and B KiB (16: L1, 1024: L2)
 //   SgemmBare/M     the two bare cblas_sgemm calls of one expert (W1|W3 fused, then W2), no SiLU
 //   SgemmUnfused/M  three bare cblas_sgemm (W1, W3, W2 apart): what fusing W1|W3 saves
 //   Kernel/<name>/M epmoe's MlpKernel (GEMMs + fused SiLU-multiply), per backend/dtype this build has
@@ -68,6 +70,21 @@ void Peak(benchmark::State& state) {
     for (auto _ : state) flops = epmoe::bench::fma_loop(2'000'000, isa);
     set_flops(state, flops);
     state.SetLabel(isa);
+}
+
+// Args: KiB of the A and of the B tiles the loop streams (0, 0: tiles only).
+void AmxPeak(benchmark::State& state) {
+    std::string detail;
+    if (epmoe::bench::amx_loop(1, 0, 0, detail) == 0) {
+        state.SkipWithError(("no AMX: " + detail).c_str());
+        return;
+    }
+    const size_t a_bytes = static_cast<size_t>(state.range(0)) << 10, b_bytes = static_cast<size_t>(state.range(1))
+                                                                                << 10;
+    double flops = 0;
+    for (auto _ : state) flops = epmoe::bench::amx_loop(200'000, a_bytes, b_bytes, detail);
+    set_flops(state, flops);
+    state.SetLabel(detail);
 }
 
 void SgemmBare(benchmark::State& state) {
@@ -257,6 +274,13 @@ int main(int argc, char** argv) {
     const char* threads = std::getenv("EPMOE_BENCH_THREADS");
     openblas_set_num_threads(threads ? std::atoi(threads) : 1);
     benchmark::RegisterBenchmark("Peak", Peak)->Unit(benchmark::kMillisecond)->UseRealTime();
+    benchmark::RegisterBenchmark("AmxPeak", AmxPeak)
+        ->Args({0, 0})
+        ->Args({16, 16})
+        ->Args({1024, 16})
+        ->Args({1024, 1024})
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime();
     const std::vector<int64_t> rows = {32, 64, 256, 1024};  // 1024 = 2048 tokens a rank on 2 ranks, top-2 of 8
     for (auto* b : {benchmark::RegisterBenchmark("SgemmBare", SgemmBare),
                     benchmark::RegisterBenchmark("SgemmUnfused", SgemmUnfused)})

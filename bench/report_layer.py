@@ -11,7 +11,7 @@ import statistics
 from report_util import fmt, fmt_stats, med, ratio, stats, verdict
 
 WORKLOADS = ("fixed", "uniform", "skewed", "drift")
-KERNELS = ("openblas-fp32", "onednn-fp32", "onednn-bf16")
+KERNELS = ("openblas-fp32", "onednn-fp32", "onednn-bf16", "amx-bf16")
 
 
 def percentile(values, q):
@@ -219,8 +219,8 @@ def decode_section(L, folder, runs, d_model, d_ff, num_experts, num_ranks=2):
              "the L3 from step to step are read faster than the copy's arrays (256 MiB each, two a thread), so a "
              "ratio above 1 says the step ran from cache, not that the bound was beaten.\n")
     L.append("| tokens/rank | dtype | active experts (mean) | busiest rank MB a step | layer step (ms) | bound (ms) | "
-             "bound / measured |")
-    L.append("|---|---|---|---|---|---|---|")
+             "bound / measured | experts (ms, busiest rank) | bound / experts |")
+    L.append("|---|---|---|---|---|---|---|---|---|")
     share = med(points.get(num_ranks)) / num_ranks if points.get(num_ranks) else None
     out = {}
     for dtype, width in (("fp32", 4), ("bf16", 2)):
@@ -231,7 +231,7 @@ def decode_section(L, folder, runs, d_model, d_ff, num_experts, num_ranks=2):
                 L.append(f"| {tokens} | {dtype} | n/a ({name} did not run) ||||")
                 continue
             lines = [json.loads(l) for l in open(path)][1:]
-            active, busiest, layer_ms = [], [], []
+            active, busiest, layer_ms, expert_ms = [], [], [], []
             for l in lines:
                 load = l["layers"][0]["expert_load"]
                 on_rank = [0] * num_ranks
@@ -241,11 +241,15 @@ def decode_section(L, folder, runs, d_model, d_ff, num_experts, num_ranks=2):
                 active.append(sum(on_rank))
                 busiest.append(max(on_rank) * 3.0 * d_model * d_ff * width)
                 layer_ms.append(1e3 * (l["step_time_s"] - l["time_breakdown_s"]["coordinator"]))
+                expert_ms.append(1e3 * max(l["per_rank"]["expert_s"]) if l.get("per_rank") else None)
             mb = statistics.median(busiest) / 1e6
             bound_ms = None if share is None else mb / 1e3 / share * 1e3
             measured = statistics.median(layer_ms)
-            out[(dtype, tokens)] = ratio(bound_ms, measured)
+            experts = statistics.median(expert_ms) if None not in expert_ms else None
+            out[(dtype, tokens)] = {"ratio": ratio(bound_ms, measured), "experts_ratio": ratio(bound_ms, experts),
+                                    "step_ms": measured, "experts_ms": experts}
             L.append(f"| {tokens} | {dtype} | {fmt(statistics.mean(active))} | {fmt(mb)} | {fmt(measured)} | "
-                     f"{fmt(bound_ms)} | **{fmt(ratio(bound_ms, measured))}** |")
+                     f"{fmt(bound_ms)} | **{fmt(ratio(bound_ms, measured))}** | {fmt(experts)} | "
+                     f"{fmt(ratio(bound_ms, experts))} |")
     L.append("")
     return out

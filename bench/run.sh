@@ -342,7 +342,9 @@ layer_run() {
     fi
 }
 mkdir -p "$work/runs"
-for kernel in openblas/fp32 onednn/fp32 onednn/bf16; do
+fixed_kernels=(openblas/fp32 onednn/fp32 onednn/bf16)
+grep -qw amx_bf16 /proc/cpuinfo && fixed_kernels+=(amx/bf16)  # what compute.backend=auto runs for bf16 here
+for kernel in "${fixed_kernels[@]}"; do
     set -- --set "compute.backend=${kernel%/*}" --set "compute.dtype=${kernel#*/}"
     layer_run "t2048-${kernel/\//-}" 2 input_4096 "$steps" "$@"
     layer_run "t64-${kernel/\//-}" 2 input_128 "$small_steps" "$@"
