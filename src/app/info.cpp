@@ -65,9 +65,13 @@ Json blas_json() {
 // The GEMM kernel `epmoe run` would use with this config (compute.backend auto resolved) and the libraries.
 Json compute_json(const Config& config) {
     std::shared_ptr<const MlpKernel> kernel = make_mlp_kernel(config.compute.backend, config.compute.dtype);
-    return {{"backend", config.compute.backend}, {"dtype", config.compute.dtype},
-            {"kernel", kernel->name()},          {"implementation", kernel->implementation()},
-            {"onednn", onednn_description()},    {"threads_per_rank", config.threads_per_rank}};
+    return {{"backend", config.compute.backend},
+            {"dtype", config.compute.dtype},
+            {"kernel", kernel->name()},
+            {"implementation", kernel->implementation()},
+            {"onednn", onednn_description()},
+            {"threads_per_rank", config.threads_per_rank},
+            {"expert_threads", config.expert_threads}};
 }
 
 Json energy_json(const Config& config, const std::string& host) {
@@ -174,7 +178,9 @@ void print_text(std::ostream& os, const Json& j) {
     const Json& k = j["compute"];
     os << "compute: " << k["kernel"].get<std::string>() << " (compute.backend = " << k["backend"].get<std::string>()
        << ", compute.dtype = " << k["dtype"].get<std::string>() << "): " << k["implementation"].get<std::string>()
-       << "; " << k["onednn"].get<std::string>() << "; " << k["threads_per_rank"] << " thread(s) per rank\n";
+       << "; " << k["onednn"].get<std::string>() << "; " << k["threads_per_rank"] << " thread(s) per rank"
+       << (k["threads_per_rank"].get<int>() > 1 ? ", experts split by " + k["expert_threads"].get<std::string>() : "")
+       << "\n";
     print_energy_text(os, j["energy"]);
 }
 

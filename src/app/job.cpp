@@ -85,6 +85,7 @@ Json compute_json(const Config& config, const Model& model, const std::string& b
             {"kernel", model.kernel->name()},
             {"implementation", model.kernel->implementation()},
             {"threads_per_rank", config.threads_per_rank},
+            {"expert_threads", config.expert_threads},
             {"bind", config.bind},
             {"rank0_binding", binding},
             {"mpi_wait", mpi::wait_mode() == mpi::WaitMode::kBlock ? "block" : "yield"},
@@ -142,6 +143,7 @@ Job::Job(const mpi::Comm& world, const Config& config, const std::function<int64
       progress_last_(mpi::wtime()) {
     forward_.set_fidelity_sample(config.routing.fidelity_sample_every);
     forward_.set_overlap_chunks(config.compute.overlap_chunks);
+    forward_.set_expert_threads(config.expert_threads == "tasks" ? config.threads_per_rank : 1);
     step_biases_.assign(coordinator_.biases().begin(), coordinator_.biases().end());
     if (config.policy.name == "ttt") start_ttt();
     hosts_ = host_names(world);

@@ -211,7 +211,7 @@ EnergyConfig energy_config(const Json& j) {
 
 ComputeConfig compute_config(const Json& j) {
     ComputeConfig c;
-    c.backend = one_of(j, "compute", "backend", {"auto", "openblas", "onednn"});
+    c.backend = one_of(j, "compute", "backend", {"auto", "openblas", "onednn", "amx"});
     c.dtype = one_of(j, "compute", "dtype", {"fp32", "bf16"});
     c.overlap_chunks = static_cast<int>(int_in(j, "compute", "overlap_chunks", 1, 64));
     if (c.backend == "openblas" && c.dtype != "fp32")
@@ -315,6 +315,7 @@ Config Config::from_json(const Json& j) {
     c.energy = energy_config(j);
     c.coordinator_every_n_steps = static_cast<int>(int_in(j, "coordinator", "every_n_steps", 1, 1 << 30));
     c.threads_per_rank = static_cast<int>(int_in(j, "resources", "threads_per_rank", 1, 1024));
+    c.expert_threads = one_of(j, "resources", "expert_threads", {"tasks", "gemm"});
     c.bind = one_of(j, "resources", "bind", {"none", "core"});
     c.mpi_wait = one_of(j, "resources", "mpi_wait", {"auto", "block", "yield"});
     c.compute = compute_config(j);

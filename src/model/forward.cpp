@@ -12,9 +12,9 @@ namespace {
 LayerResult dense_layer(const MlpKernel& kernel, const DenseMlp& mlp, const ModelShape& s, std::span<const float> x,
                         std::span<float> h, DispatchBuffers& buf, StepResult& result) {
     const double t0 = mpi::wtime();
-    buf.expert_out.resize(x.size());
-    dense_forward(kernel, mlp, s.d_model, x, buf.expert_out, buf.scratch);
-    for (size_t i = 0; i < h.size(); ++i) h[i] += buf.expert_out[i];
+    buf.expert.out.resize(x.size());
+    dense_forward(kernel, mlp, s.d_model, x, buf.expert.out, buf.expert.scratch);
+    for (size_t i = 0; i < h.size(); ++i) h[i] += buf.expert.out[i];
     result.times.expert += mpi::wtime() - t0;
     result.expert_flops +=
         ModelShape::mlp_flops_per_token(s.d_model, mlp.d_ff) * static_cast<double>(x.size() / s.d_model);
@@ -28,7 +28,7 @@ void shared_expert(const MlpKernel& kernel, const MoeLayer& layer, const ModelSh
                    std::span<float> out, DispatchBuffers& buf, StepResult& result) {
     const double t0 = mpi::wtime();
     add_shared_expert(kernel, *layer.shared_expert, layer.shared_expert_gate, s.d_model, x, out, buf.mlp_out,
-                      buf.scratch);
+                      buf.expert.scratch);
     result.times.expert += mpi::wtime() - t0;
     result.expert_flops += ModelShape::mlp_flops_per_token(s.d_model, layer.shared_expert->d_ff) *
                            static_cast<double>(x.size() / s.d_model);

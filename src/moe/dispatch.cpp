@@ -27,64 +27,96 @@ void pack_rows(std::span<const float> x, int d, int top_k, DispatchBuffers& buf)
 
 namespace {
 
-// Runs every local expert over one chunk's rows from all ranks (an expert's rows are gathered before its
-// results are scattered back). local: this rank's experts, ascending; recv_counts: [P, local] rows from each
-// source rank, by expert; recv: the chunk's rows from other ranks, in (source, expert) blocks, each
-// overwritten by its result; own: receives the results for the chunk's rows of this rank (source self), by
-// expert, whose inputs are the rows own_token of x. progress() runs after each expert (to let pending
-// collectives move). Returns the experts run.
-int run_experts(const ExpertMap& experts, const MlpKernel& kernel, const ModelShape& shape,
-                const std::vector<int>& local, std::span<const int> recv_counts, int self, std::span<float> recv,
-                std::span<const float> x, std::span<const int64_t> own_token, std::span<float> own,
-                DispatchBuffers& buf, const std::function<void()>& progress) {
-    const int num_local = static_cast<int>(local.size()), d = shape.d_model;
-    const size_t num_ranks = num_local > 0 ? recv_counts.size() / num_local : 0;
-    // Row offset of the (source, expert) block inside recv, or inside own for source self.
-    std::vector<int64_t> start(recv_counts.size());
-    int64_t rows = 0, own_rows = 0;
-    for (size_t b = 0; b < recv_counts.size(); ++b) {
-        int64_t& total = static_cast<int>(b / num_local) == self ? own_rows : rows;
-        start[b] = total;
-        total += recv_counts[b];
+// One chunk's rows of this rank's experts, as the exchange laid them out. local: this rank's experts,
+// ascending; recv_counts: [P, local] rows from each source rank, by expert; recv: the chunk's rows from other
+// ranks, in (source, expert) blocks, each overwritten by its result; own: receives the results for the chunk's
+// rows of this rank (source self), by expert, whose inputs are the rows own_token of x.
+struct ChunkRowsOfExperts {
+    const std::vector<int>& local;
+    std::span<const int> recv_counts;
+    int self;
+    std::span<float> recv;
+    std::span<const float> x;
+    std::span<const int64_t> own_token;
+    std::span<float> own;
+    std::vector<int64_t> start;  // the row of each (source, expert) block inside recv, or inside own for self
+
+    size_t num_local() const { return local.size(); }
+    size_t num_ranks() const { return local.empty() ? 0 : recv_counts.size() / local.size(); }
+    int64_t rows_of(size_t j) const {
+        int64_t n = 0;
+        for (size_t s = 0; s < num_ranks(); ++s) n += recv_counts[s * num_local() + j];
+        return n;
     }
-    auto block = [&](size_t s, size_t b) {
-        return (static_cast<int>(s) == self ? own.data() : recv.data()) + start[b] * d;
-    };
-    int ran = 0;
-    for (int j = 0; j < num_local; ++j) {
-        int64_t n_e = 0;
-        for (size_t s = 0; s < num_ranks; ++s) n_e += recv_counts[s * num_local + j];
-        if (n_e == 0) continue;
-        ++ran;
-        if (sim::simulated()) {  // modelled compute; gathering and scattering shared rows would only map pages
-            sim::execute_mlp(d, shape.d_ff, n_e);
-            continue;
+    void lay_out() {
+        start.assign(recv_counts.size(), 0);
+        int64_t rows = 0, own_rows = 0;
+        for (size_t b = 0; b < recv_counts.size(); ++b) {
+            int64_t& total = static_cast<int>(b / num_local()) == self ? own_rows : rows;
+            start[b] = total;
+            total += recv_counts[b];
         }
+    }
+    // Expert j's n_e rows gathered into es.in (sources ascending), run, and scattered back from es.out.
+    void run(const ExpertMap& experts, const MlpKernel& kernel, const ModelShape& shape, size_t j, int64_t n_e,
+             ExpertScratch& es) const {
+        const int d = shape.d_model;
         auto it = experts.find(local[j]);
         EPMOE_ASSERT(it != experts.end());
-        resize_discarding(buf.expert_in, n_e * d);
-        resize_discarding(buf.expert_out, n_e * d);
+        resize_discarding(es.in, n_e * d);
+        resize_discarding(es.out, n_e * d);
         int64_t row = 0;
-        for (size_t s = 0; s < num_ranks; ++s) {
-            size_t b = s * num_local + j, bytes = sizeof(float) * recv_counts[b] * d;
+        for (size_t s = 0; s < num_ranks(); ++s) {
+            const size_t b = s * num_local() + j;
             if (static_cast<int>(s) == self) {
                 for (int64_t r = start[b]; r < start[b] + recv_counts[b]; ++r)
-                    std::memcpy(&buf.expert_in[row++ * d], &x[own_token[r] * d], sizeof(float) * d);
+                    std::memcpy(&es.in[row++ * d], &x[own_token[r] * d], sizeof(float) * d);
                 continue;
             }
-            if (bytes > 0) std::memcpy(&buf.expert_in[row * d], block(s, b), bytes);
+            if (recv_counts[b] > 0)
+                std::memcpy(&es.in[row * d], recv.data() + start[b] * d, sizeof(float) * recv_counts[b] * d);
             row += recv_counts[b];
         }
-        expert_forward(kernel, it->second, d, shape.d_ff, buf.expert_in, buf.expert_out, buf.scratch);
+        expert_forward(kernel, it->second, d, shape.d_ff, es.in, es.out, es.scratch);
         row = 0;
-        for (size_t s = 0; s < num_ranks; ++s) {
-            size_t b = s * num_local + j, bytes = sizeof(float) * recv_counts[b] * d;
-            if (bytes > 0) std::memcpy(block(s, b), &buf.expert_out[row * d], bytes);
+        for (size_t s = 0; s < num_ranks(); ++s) {
+            const size_t b = s * num_local() + j;
+            float* block = (static_cast<int>(s) == self ? own.data() : recv.data()) + start[b] * d;
+            if (recv_counts[b] > 0) std::memcpy(block, &es.out[row * d], sizeof(float) * recv_counts[b] * d);
             row += recv_counts[b];
         }
+    }
+};
+
+// Runs every local expert with rows over one chunk (an expert's rows are gathered before its results are
+// scattered back). threads > 1: a task per expert (run_tasks), the largest first, each on one thread with its
+// own buffers, and progress() once at the end; else in turn, progress() after each expert (to let pending
+// collectives move). Returns the experts run.
+int run_experts(const ExpertMap& experts, const MlpKernel& kernel, const ModelShape& shape, ChunkRowsOfExperts& c,
+                int threads, DispatchBuffers& buf, const std::function<void()>& progress) {
+    c.lay_out();
+    std::vector<std::pair<int64_t, size_t>> jobs;  // (rows, local expert j) of the experts with rows
+    for (size_t j = 0; j < c.num_local(); ++j)
+        if (const int64_t n_e = c.rows_of(j); n_e > 0) jobs.emplace_back(n_e, j);
+    if (sim::simulated()) {  // modelled compute; gathering and scattering shared rows would only map pages
+        for (const auto& job : jobs) sim::execute_mlp(shape.d_model, shape.d_ff, job.first);
+    } else if (threads <= 1 || jobs.size() <= 1) {
+        for (const auto& [n_e, j] : jobs) {
+            c.run(experts, kernel, shape, j, n_e, buf.expert);
+            progress();
+        }
+    } else {
+        // Largest first, so the last tasks to start are the short ones; ties by expert: the same order every run.
+        std::sort(jobs.begin(), jobs.end(), [](const auto& a, const auto& b) {
+            return a.first != b.first ? a.first > b.first : a.second < b.second;
+        });
+        if (buf.task.size() < static_cast<size_t>(threads)) buf.task.resize(threads);
+        run_tasks(threads, jobs.size(), [&](size_t i, int slot) {
+            c.run(experts, kernel, shape, jobs[i].second, jobs[i].first, buf.task[slot]);
+        });
         progress();
     }
-    return ran;
+    return static_cast<int>(jobs.size());
 }
 
 }  // namespace
@@ -132,7 +164,7 @@ struct PipelineTimes {
 // dispatch, experts, return, in turn. The results come back into send, in the layout the rows left in.
 PipelineTimes exchange_and_run(const mpi::Comm& comm, const DispatchPlan& plan, const ExpertMap& experts,
                                const MlpKernel& kernel, const ModelShape& shape, std::span<const float> x_norm,
-                               DispatchBuffers& buf) {
+                               int expert_threads, DispatchBuffers& buf) {
     const int chunks = plan.chunks, num_ranks = comm.size(), self = comm.rank(), d = shape.d_model;
     const int num_local = static_cast<int>(plan.local.size());
     const ChunkRows& rows = plan.rows;
@@ -175,8 +207,8 @@ PipelineTimes exchange_and_run(const mpi::Comm& comm, const DispatchPlan& plan, 
         const size_t own_rows = static_cast<size_t>(rows.own_row[c + 1] - rows.own_row[c]);
         std::span<float> own(buf.own.data() + rows.own_row[c] * d, own_rows * d);
         std::span<const int64_t> own_token(buf.own_token.data() + rows.own_row[c], own_rows);
-        t.experts_run += run_experts(experts, kernel, shape, plan.local, counts, self, received, x_norm, own_token, own,
-                                     buf, progress);
+        ChunkRowsOfExperts rows_here{plan.local, counts, self, received, x_norm, own_token, own, {}};
+        t.experts_run += run_experts(experts, kernel, shape, rows_here, expert_threads, buf, progress);
         const double w2 = mpi::wtime();
         t.expert += w2 - w1;
         back_trip[c] = std::make_unique<mpi::PendingAlltoallv>(comm, recv_part(c), rows.recv_elems[c], send_part(c),
@@ -203,7 +235,7 @@ LayerResult moe_layer_forward(const mpi::Comm& comm, const ExpertMap& experts, c
     if (!plan.mpi_gathers) pack_rows(x_norm, d, routing.top_k, buf);
     const double t1 = mpi::wtime();
     times.layout += plan.layout_s + t1 - p0;
-    PipelineTimes pipeline = exchange_and_run(comm, plan, experts, kernel, shape, x_norm, buf);
+    PipelineTimes pipeline = exchange_and_run(comm, plan, experts, kernel, shape, x_norm, options.expert_threads, buf);
     const double t2 = mpi::wtime();
     LayerResult result;
     result.expert_load.assign(shape.num_experts, 0);

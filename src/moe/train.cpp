@@ -83,7 +83,7 @@ void run_experts_train(const ExpertMap& experts, const ModelShape& shape, int se
         auto it = experts.find(plan.local[j]);
         EPMOE_ASSERT(it != experts.end());
         y.resize(s.x.size());
-        expert_forward_train(it->second, d, shape.d_ff, s.x, y, s.h13, buf.scratch);
+        expert_forward_train(it->second, d, shape.d_ff, s.x, y, s.h13, buf.expert.scratch);
         move_expert_rows(plan, start, self, static_cast<int>(j), d, buf, y, false);
     }
 }
@@ -108,7 +108,7 @@ void run_experts_backward(const ExpertMap& experts, const ModelShape& shape, int
         if (n_e == 0) continue;
         const ExpertSaved& s = saved.experts[j];
         dx.assign(dy.size(), 0.0f);
-        expert_backward(it->second, d, shape.d_ff, s.x, s.h13, dy, dx, grad, buf.scratch);
+        expert_backward(it->second, d, shape.d_ff, s.x, s.h13, dy, dx, grad, buf.expert.scratch);
         move_expert_rows(plan, start, self, static_cast<int>(j), d, buf, dx, false);
     }
 }

@@ -3,6 +3,9 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include <atomic>
+#include <exception>
+
 #include "epmoe/base/error.hpp"
 
 namespace epmoe {
@@ -46,6 +49,29 @@ std::shared_ptr<const MlpKernel> make_mlp_kernel(const std::string& backend, con
 const std::shared_ptr<const MlpKernel>& default_mlp_kernel() {
     static const std::shared_ptr<const MlpKernel> kernel = make_mlp_kernel("auto", "fp32");
     return kernel;
+}
+
+void run_tasks(int threads, size_t count, const std::function<void(size_t, int)>& task) {
+    if (threads <= 1 || count <= 1) {
+        for (size_t i = 0; i < count; ++i) task(i, 0);
+        return;
+    }
+    const int blas_threads = openblas_get_num_threads();
+    openblas_set_num_threads(1);
+    std::exception_ptr failure;
+    std::atomic<bool> failed{false};
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (size_t i = 0; i < count; ++i) {
+        if (failed.load()) continue;
+        try {
+            task(i, omp_get_thread_num());
+        } catch (...) {
+#pragma omp critical(epmoe_run_tasks)
+            if (!failed.exchange(true)) failure = std::current_exception();
+        }
+    }
+    openblas_set_num_threads(blas_threads);
+    if (failure) std::rethrow_exception(failure);
 }
 
 void set_compute_threads(int threads) {

@@ -17,14 +17,16 @@ namespace {
 using Dt = dnnl::memory::data_type;
 
 // The CPU engine and an in-order stream, one per process.
+// One engine; a stream per thread (a stream is not for concurrent use: run_tasks runs experts on several).
 struct Runtime {
-    dnnl::engine engine{dnnl::engine::kind::cpu, 0};
-    dnnl::stream stream{engine};
+    dnnl::engine& engine;
+    dnnl::stream& stream;
 };
 
-Runtime& runtime() {
-    static Runtime r;
-    return r;
+Runtime runtime() {
+    static dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+    thread_local dnnl::stream stream{engine};
+    return {engine, stream};
 }
 
 // dst[M, N] (leading dimension ldc) = src[M, K] (leading dimension lda) · W^T, W: [N, K] row-major.
@@ -40,7 +42,7 @@ public:
     }
 
     void run(const void* src, const void* w, float* dst, int64_t m) const {
-        Runtime& rt = runtime();
+        const Runtime rt = runtime();
         dnnl::memory a(src_desc(m), rt.engine, const_cast<void*>(src));
         dnnl::memory b(weights_desc(), rt.engine, const_cast<void*>(w));
         dnnl::memory c(dst_desc(m), rt.engine, dst);
@@ -171,13 +173,14 @@ private:
                         std::vector<float>& scratch) const {
         const int64_t h_cols = 2 * d_ff;
         scratch.resize(static_cast<size_t>(n * h_cols));
-        float* h = scratch.data();                                      // [n, 2 d_ff] FP32
-        act_.resize(static_cast<size_t>(n * std::max(d_model, d_ff)));  // BF16 matmul input
-        rows_to_bf16(x, n, d_model, d_model, act_.data());              // [n, d_model]
-        cache_.get(Dt::bf16, d_model, h_cols, d_model, h_cols).run(act_.data(), b.w13.data(), h, n);
+        float* h = scratch.data();               // [n, 2 d_ff] FP32
+        thread_local std::vector<uint16_t> act;  // BF16 matmul input, reused across calls
+        act.resize(static_cast<size_t>(n * std::max(d_model, d_ff)));
+        rows_to_bf16(x, n, d_model, d_model, act.data());  // [n, d_model]
+        cache_.get(Dt::bf16, d_model, h_cols, d_model, h_cols).run(act.data(), b.w13.data(), h, n);
         silu_mul_rows(h, n, static_cast<int>(d_ff));
-        rows_to_bf16(h, n, d_ff, h_cols, act_.data());  // [n, d_ff]
-        cache_.get(Dt::bf16, d_ff, d_model, d_ff, d_model).run(act_.data(), b.w2.data(), y, n);
+        rows_to_bf16(h, n, d_ff, h_cols, act.data());  // [n, d_ff]
+        cache_.get(Dt::bf16, d_ff, d_model, d_ff, d_model).run(act.data(), b.w2.data(), y, n);
     }
 
     // dst[:, 0:N] (ldc) = src · W^T with W [N, K] in BF16, src [n, K] (lda) FP32: widens W whole, then one
@@ -185,9 +188,10 @@ private:
     // matmul packs src again).
     void widened_matmul(const uint16_t* w, int64_t k, int64_t n_out, const float* src, int64_t lda, float* dst,
                         int64_t ldc, int64_t n) const {
-        wide_.resize(static_cast<size_t>(n_out * k));
-        std::transform(w, w + n_out * k, wide_.begin(), from_bf16);
-        cache_.get(Dt::f32, k, n_out, lda, ldc).run(src, wide_.data(), dst, n);
+        thread_local std::vector<float> wide;  // a weight matrix in FP32, reused across calls
+        wide.resize(static_cast<size_t>(n_out * k));
+        std::transform(w, w + n_out * k, wide.begin(), from_bf16);
+        cache_.get(Dt::f32, k, n_out, lda, ldc).run(src, wide.data(), dst, n);
     }
 
     void forward_widened(const Bf16Weights& b, int64_t d_model, int64_t d_ff, int64_t n, const float* x, float* y,
@@ -207,9 +211,6 @@ private:
     bool native_ = false;
     std::string native_impl_;
     mutable MatmulCache cache_;
-    // Buffers reused across calls; a rank runs its MLPs on one thread, so one caller at a time.
-    mutable std::vector<uint16_t> act_;  // BF16 activations (native path)
-    mutable std::vector<float> wide_;    // one weight matrix widened to FP32 (widened path): transient
 };
 
 }  // namespace

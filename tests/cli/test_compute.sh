@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # compute.backend / compute.dtype end to end under this build's MPI: a bad pair exits 2 naming the key,
 # the resolved kernel shows in `epmoe info` and summary.json, BF16 holds half the expert bytes, BF16 output
-# does not depend on the rank count (1-4 ranks, 1e-5), BF16 stays within 1e-2 of FP32, and --bind binds.
+# does not depend on the rank count (1-4 ranks, 1e-5), BF16 stays within 1e-2 of FP32, --bind binds, and
+# experts run as tasks on 2 threads give the bits of 1 thread.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
@@ -35,6 +36,17 @@ assert c['backend'] == 'auto' and c['dtype'] == 'fp32' and c['kernel'] in ('open
 assert c['implementation'] and c['onednn'].startswith('oneDNN '), c" "$out_file"; then
     pass "  info --json: compute {backend, dtype, kernel, implementation, onednn}"
 else fail_check "info --json compute"; fi
+
+# compute.backend=amx by name: bf16 only; where the CPU has no AMX, an error naming the key.
+expect_exit 2 "$EPMOE" info --set compute.backend=amx --set compute.dtype=fp32
+expect_stderr_has "compute.dtype = \"fp32\": compute.backend amx runs bf16 only"
+if [ "$bf16_kernel" = amx/bf16 ]; then
+    expect_exit 0 "$EPMOE" info --set compute.backend=amx --set compute.dtype=bf16
+    expect_stdout_has "compute: amx/bf16 (compute.backend = amx, compute.dtype = bf16)"
+else
+    expect_exit 2 "$EPMOE" info --set compute.backend=amx --set compute.dtype=bf16
+    expect_stderr_has "compute.backend = \"amx\": AMX cannot run here"
+fi
 
 # 3. BF16 at 1-4 ranks: the same 12 global tokens give the 1-rank result (1e-5), with capacity drops.
 for np in 1 2 3 4; do
@@ -93,5 +105,27 @@ assert c['bind'] == 'core' and c['rank0_binding'].startswith('core(s) 0 '), c" "
 else fail_check "run --bind summary: $(cat "$cli_tmp/bind/summary.json" 2>&1 | head -c 300)"; fi
 expect_exit 2 "$EPMOE" run "${small[@]}" --steps 1 --set resources.bind=socket --out "$cli_tmp/bad"
 expect_stderr_has "resources.bind = \"socket\""
+
+# 6. resources.expert_threads=tasks (the default): 2 threads run the experts as tasks and give the bits of 1
+#    thread, for every kernel this CPU runs; summary.json says which split ran; a bad value exits 2.
+expert_runs=(--steps 2 --tokens-per-rank 64 --set model.num_experts=8)
+for kernel in openblas/fp32 onednn/fp32 onednn/bf16 auto/bf16; do
+    set -- --set "compute.backend=${kernel%/*}" --set "compute.dtype=${kernel#*/}"
+    name=${kernel/\//-}
+    expect_exit 0 "$EPMOE" run "${small[@]}" "${expert_runs[@]}" "$@" --out "$cli_tmp/t1-$name" \
+        --dump-output "$cli_tmp/t1-$name.st"
+    expect_exit 0 "$EPMOE" run "${small[@]}" "${expert_runs[@]}" "$@" --set resources.threads_per_rank=2 \
+        --out "$cli_tmp/t2-$name" --dump-output "$cli_tmp/t2-$name.st"
+    if cmp -s "$cli_tmp/t1-$name.st" "$cli_tmp/t2-$name.st"; then
+        pass "  $kernel: 2 threads as expert tasks give 1 thread's bits"
+    else fail_check "$kernel: 2 threads (tasks) differ from 1 thread"; fi
+done
+if python3 -c "import json, sys
+c = json.load(open(sys.argv[1]))['compute']
+assert c['threads_per_rank'] == 2 and c['expert_threads'] == 'tasks', c" "$cli_tmp/t2-auto-bf16/summary.json"; then
+    pass "  summary.json compute.expert_threads = tasks"
+else fail_check "summary.json compute.expert_threads"; fi
+expect_exit 2 "$EPMOE" run "${small[@]}" --steps 1 --set resources.expert_threads=rows --out "$cli_tmp/bad"
+expect_stderr_has "resources.expert_threads = \"rows\""
 
 finish

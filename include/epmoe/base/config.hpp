@@ -102,7 +102,7 @@ struct TrainConfig {
 
 // compute.*: the GEMM backend and precision of the experts (ops/mlp_kernel.hpp).
 struct ComputeConfig {
-    std::string backend;     // auto | openblas | onednn (auto: resolve_backend in ops/mlp_kernel.hpp)
+    std::string backend;     // auto | openblas | onednn | amx (auto: resolve_backend in ops/mlp_kernel.hpp)
     std::string dtype;       // fp32 | bf16 (weights; activations and accumulation stay FP32)
     int overlap_chunks = 1;  // 1..64: tokens dispatched in chunks, one's Ialltoallv behind another's experts
 };
@@ -174,6 +174,9 @@ struct Config {
     EnergyConfig energy;
     int coordinator_every_n_steps = 1;
     int threads_per_rank = 1;
+    // resources.expert_threads: how a rank's threads share its experts: tasks (each expert on one thread,
+    // several at once) | gemm (the experts in turn, the threads inside each GEMM)
+    std::string expert_threads;
     std::string bind;  // resources.bind: none (leave it to the launcher) | core (hwloc, topology.hpp)
     // resources.mpi_wait: how ranks wait in collectives (mpi::WaitMode): block | yield | auto (block when
     // every host has a PU for each rank's threads, else yield)

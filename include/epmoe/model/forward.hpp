@@ -44,6 +44,8 @@ public:
     void set_fidelity_sample(int every) { fidelity_.set_sample_every(every); }
     // compute.overlap_chunks (DispatchOptions); 1 = no overlap.
     void set_overlap_chunks(int chunks) { options_.overlap_chunks = chunks; }
+    // Threads the experts run on as tasks (DispatchOptions::expert_threads); 1 = in turn.
+    void set_expert_threads(int threads) { options_.expert_threads = threads; }
     // --policy ttt: every MoE layer routes with its corrected logits and keeps the rows the update learns from
     // (null = the checkpoint's router). The adaptation must outlive the Forward.
     void set_adaptation(RouterAdaptation* adapt) { adapt_ = adapt; }

@@ -45,6 +45,12 @@ struct LayerResult {
 
 // Buffers reused across layers and steps, so steady-state steps do not allocate.
 // The token buffers are sim::TokenBuffer: shared among simulated ranks in the SMPI build (sim.hpp).
+// One expert's rows gathered ([rows, d_model] in and out) and its kernel's scratch.
+struct ExpertScratch {
+    sim::TokenBuffer in, out;
+    std::vector<float> scratch;
+};
+
 struct DispatchBuffers {
     // [rows, d_model] each. send: this rank's rows for other ranks where it packs them, then their results
     // back; recv: the rows other ranks sent this rank's experts, then (in place) their results; own: this
@@ -54,9 +60,9 @@ struct DispatchBuffers {
     // Own rows never go through MPI.
     sim::TokenBuffer send, recv, own;
     std::vector<int64_t> send_token, own_token;
-    sim::TokenBuffer expert_in, expert_out;  // [rows of one expert, d_model]
-    std::vector<float> scratch;
-    std::vector<float> mlp_out;  // [num_tokens, d_model] a shared expert's output (private)
+    ExpertScratch expert;             // the experts' buffers where they run in turn
+    std::vector<ExpertScratch> task;  // a thread's, where they run as tasks (resources.expert_threads)
+    std::vector<float> mlp_out;       // [num_tokens, d_model] a shared expert's output (private)
     // [num_tokens, top_k] where each kept slot's result is: r >= 0 row r of send; r <= -2 row -2 - r of own;
     // -1 dropped.
     std::vector<int64_t> slot_row;

@@ -22,6 +22,7 @@ struct DispatchBuffers;
 struct DispatchOptions {
     double capacity_factor = 0;
     int overlap_chunks = 1;
+    int expert_threads = 1;  // > 1: the experts run as tasks on this many threads (resources.expert_threads)
 };
 
 // What each chunk's exchange moves: elements to and from each peer (none to or from self: own rows stay in

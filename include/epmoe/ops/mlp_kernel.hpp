@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -60,6 +61,13 @@ const std::shared_ptr<const MlpKernel>& default_mlp_kernel();
 // Threads of each GEMM library in this process (OpenBLAS's pool and oneDNN's OpenMP), from
 // resources.threads_per_rank; call before the first GEMM.
 void set_compute_threads(int threads);
+
+// Runs task(i, slot) for every i in [0, count) on up to `threads` threads (OpenMP), a task at a time per
+// thread, in order of i as threads come free; slot in [0, threads) names the thread running it (its scratch).
+// Each task's GEMMs run on its own thread alone: OpenBLAS is held to one thread meanwhile and oneDNN's OpenMP
+// does not nest, so a task computes the same bits as with one thread in all. Rethrows the first exception a
+// task threw, after every thread has stopped. threads <= 1: a plain loop on the caller's thread.
+void run_tasks(int threads, size_t count, const std::function<void(size_t task, int slot)>& task);
 
 // oneDNN's version, the instruction set it uses on this CPU and its threading runtime, for `epmoe info`.
 std::string onednn_description();

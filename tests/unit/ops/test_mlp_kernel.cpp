@@ -164,5 +164,27 @@ TEST(Compute, BadPairsNameTheKey) {
     EXPECT_EQ(default_config()["compute"]["backend"], "auto");
 }
 
+// run_tasks: every task once, slots within the thread count, OpenBLAS's threads restored, and a task's
+// exception rethrown after the others stop.
+TEST(RunTasks, EveryTaskOnceAndTheFirstFailureRethrown) {
+    for (int threads : {1, 2, 3}) {
+        std::vector<int> ran(50, 0);
+        std::vector<int> slots(50, -1);
+        run_tasks(threads, ran.size(), [&](size_t i, int slot) {
+            ++ran[i];
+            slots[i] = slot;
+        });
+        for (size_t i = 0; i < ran.size(); ++i) {
+            EXPECT_EQ(ran[i], 1) << "task " << i << " at " << threads << " threads";
+            EXPECT_TRUE(slots[i] >= 0 && slots[i] < std::max(threads, 1)) << slots[i];
+        }
+    }
+    EXPECT_THROW(run_tasks(2, 8,
+                           [](size_t i, int) {
+                               if (i == 5) fail("task ", i, " failed");
+                           }),
+                 Error);
+}
+
 }  // namespace
 }  // namespace epmoe
