@@ -341,9 +341,12 @@ def main():
     for (dtype, tokens), d in sorted(decode.items()):
         r, why = d["ratio"], ""
         if r is not None and r < 0.6 and d["experts_ms"] is not None:
+            rest = d["step_ms"] - d["experts_ms"]
             why = (f"the busiest rank's experts alone reached {fmt(d['experts_ratio'])} of the bound "
-                   f"({fmt(d['experts_ms'])} of the step's {fmt(d['step_ms'])} ms); the rest is the gate, the "
-                   "exchange and the wait between the ranks")
+                   f"({fmt(d['experts_ms'])} of the step's {fmt(d['step_ms'])} ms; the gate, the exchange and the "
+                   f"waits {fmt(rest)} ms): " +
+                   ("the expert GEMMs at a few rows read their weights slower than the copy streams memory"
+                    if rest < 0.2 * d["step_ms"] else "the rest of the step, beside the experts"))
         L.append(f"| decode step >= 0.6 of the memory-bandwidth bound ({tokens} tokens/rank, {dtype}) | {fmt(r)} | "
                  f"{verdict(r, 0.6)} | {why} |")
     bf = runs.get("t2048-amx-bf16") or runs.get("t2048-onednn-bf16")  # the kernel auto runs for bf16 first
