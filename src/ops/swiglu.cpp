@@ -42,12 +42,12 @@ void expert_forward_train(const ExpertWeights& w, int d_model, int d_ff, std::sp
     const int n = static_cast<int>(rows);
     h13.resize(rows * h_cols);
     if (n == 0) return;
-    // h13 [n, 2 d_ff] = x W13^T; then the openblas kernel's steps on a copy: SiLU-multiply, W2.
+    // h13 [n, 2 d_ff] = x W13^T; then the openblas kernel's steps with the SiLU-multiply into scratch: W2.
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, 2 * d_ff, d_model, 1.0f, x.data(), d_model, w.w13.data(),
                 d_model, 0.0f, h13.data(), 2 * d_ff);
-    scratch.assign(h13.begin(), h13.end());
-    silu_mul_rows(scratch.data(), n, d_ff);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, d_model, d_ff, 1.0f, scratch.data(), 2 * d_ff, w.w2.data(),
+    scratch.resize(rows * static_cast<size_t>(d_ff));
+    silu_mul_rows_to(h13.data(), scratch.data(), n, d_ff);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, d_model, d_ff, 1.0f, scratch.data(), d_ff, w.w2.data(),
                 d_ff, 0.0f, y.data(), d_model);
 }
 

@@ -75,6 +75,8 @@ std::string onednn_description();
 // h[t, j] = silu(h[t, j]) * h[t, d_ff + j] for j < d_ff, in place over the left half of each row.
 // h: [num_tokens, 2 * d_ff] (W1·x | W3·x); the left half becomes W2's input, leading dimension 2 * d_ff.
 void silu_mul_rows(float* h, int64_t num_tokens, int d_ff);
+// The same into act [num_tokens, d_ff], h left as it was (training keeps W1·x | W3·x for the backward).
+void silu_mul_rows_to(const float* h, float* act, int64_t num_tokens, int d_ff);
 
 // The SwiGLU's backward through silu(a) * b, a row at a time: h13 [num_tokens, 2 d_ff] holds a | b (W1·x | W3·x),
 // dh13 [num_tokens, 2 d_ff] holds dact (the gradient of silu(a) * b) in its left half and receives da | db;

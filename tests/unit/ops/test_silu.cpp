@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
+#include <cstdint>
 #include <limits>
 #include <vector>
 
@@ -32,6 +34,14 @@ TEST(Silu, MatchesDoubleLoopOverTheWholeRange) {
     }
     std::vector<float> got = h;
     silu_mul_rows(got.data(), rows, d_ff);
+    std::vector<float> act(static_cast<size_t>(rows) * d_ff);  // silu_mul_rows_to: the same bits, h untouched
+    const std::vector<float> h_before = h;
+    silu_mul_rows_to(h.data(), act.data(), rows, d_ff);
+    EXPECT_EQ(h, h_before);
+    for (int t = 0; t < rows; ++t)
+        for (int j = 0; j < d_ff; ++j)
+            EXPECT_EQ(std::bit_cast<uint32_t>(act[static_cast<size_t>(t) * d_ff + j]),
+                      std::bit_cast<uint32_t>(got[2ull * t * d_ff + j]));
     int checked = 0;
     for (size_t i = 0; i < h.size(); ++i) {
         const size_t col = i % (2ull * d_ff);
