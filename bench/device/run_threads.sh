@@ -5,31 +5,29 @@
 # each rank bound by epmoe (resources.bind=core) to threads_per_rank cores. 2048 tokens a core. build-dev/
 # (gitignored, carried): bin/epmoe (this Debian build), libs.tar.xz (its libraries, dpkg -x'd). Run from the repo
 # root with OUT set (the device tool's $OUT); prints a table of layer tokens/s, the mean step's expert and
-# combine seconds, and the 1 x 1 run's tokens/s times 16 for scale.
-set -u
-d=build-dev
-mkdir -p /tmp/dl && tar xJf $d/libs.tar.xz -C /tmp/dl
-export LD_LIBRARY_PATH=/tmp/dl/libs OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
-lscpu | grep 'Model name' >$OUT/cpu.txt
+# combine seconds, and the 1 x 1 run's tokens/s times 16 for scale. SKEW: workload.skew (default 1.2, the synthetic
+# workload's Zipf popularity of its 32 clusters; 0: every cluster alike); SPLITS: the ranks x threads to run.
+source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 mpirun --version | head -1 >>$OUT/cpu.txt
 layer=(--set model.d_model=1024 --set model.d_ff=3584 --set model.num_experts=32 --set model.top_k=2
-       --set model.num_layers=1 --energy-source none -q --steps 8 --set resources.bind=core)
+       --set model.num_layers=1 --energy-source none -q --steps 8 --set resources.bind=core
+       --set workload.skew="${SKEW:-1.2}")
 run() {  # NAME RANKS THREADS SPLIT DTYPE
     local name=$1 np=$2 t=$3 split=$4 dtype=$5
     mpirun --allow-run-as-root -np "$np" --bind-to none "$d/bin/epmoe" run "${layer[@]}" \
         --tokens-per-rank $((2048 * t)) --set resources.threads_per_rank="$t" --set resources.expert_threads="$split" \
         --set compute.dtype="$dtype" --out "/tmp/th/$name" >"$OUT/$name.log" 2>&1 || echo "$name failed" >&2
+    [ -f "/tmp/th/$name/summary.json" ] || return 0
     cp "/tmp/th/$name/summary.json" "$OUT/$name.summary.json" 2>/dev/null
     cp "/tmp/th/$name/metrics.jsonl" "$OUT/$name.metrics.jsonl" 2>/dev/null
 }
-mkdir -p /tmp/th
+rm -rf /tmp/th && mkdir -p /tmp/th  # a warm machine keeps the last call's runs
 for dtype in fp32 bf16; do
     run "$dtype-1x1" 1 1 tasks "$dtype"
     run "$dtype-16x1" 16 1 tasks "$dtype"
-    for split in tasks gemm; do
-        run "$dtype-4x4-$split" 4 4 "$split" "$dtype"
-        run "$dtype-2x8-$split" 2 8 "$split" "$dtype"
-        run "$dtype-1x16-$split" 1 16 "$split" "$dtype"
+    for split in ${SPLITS:-4x4-tasks 2x8-tasks 1x16-tasks 4x4-gemm 2x8-gemm 1x16-gemm}; do
+        np=${split%%x*} rest=${split#*x}
+        run "$dtype-$split" "$np" "${rest%-*}" "${rest#*-}" "$dtype"
     done
 done
 python3 - "$OUT" <<'PY' | tee "$OUT/threads.md"

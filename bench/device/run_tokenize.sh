@@ -5,11 +5,7 @@
 # build-dev/libs.tar.xz (its libraries but libc/libstdc++/MPI: ldd), build-dev/tok/{bpe/,text.txt,bpe.bin} from
 # `bench/run.sh --only tokenize --keep DIR`, build-dev/fresh/ (fortunes' computers as the corpus; science, wisdom
 # and a crafted text as the texts). Its outputs, digested, are bench/device/tokenize.json.
-set -u
-d=build-dev
-mkdir -p /tmp/dl && tar xJf $d/libs.tar.xz -C /tmp/dl
-export LD_LIBRARY_PATH=/tmp/dl/libs OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
-lscpu | grep 'Model name' > $OUT/cpu.txt
+source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 python3 -c 'import tokenizers, sentencepiece, transformers; print(tokenizers.__version__, sentencepiece.__version__, transformers.__version__)' >> $OUT/cpu.txt
 $d/bin/epmoe tokenize --help > $OUT/help.txt 2>&1 || echo "epmoe does not start" >> $OUT/cpu.txt
 for r in 1 2 3 4 5; do taskset -c 0 $d/bin/epmoe tokenize --tokenizer $d/tok/bpe/tokenizer.json --text $d/tok/text.txt --out /tmp/e$r.bin --no-special -q --overwrite >> $OUT/epmoe_tok.txt 2>&1; done

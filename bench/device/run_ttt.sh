@@ -4,11 +4,7 @@
 # stream. build-dev/ (gitignored, carried): bin/epmoe (this Debian build), libs.tar.xz (its libraries, dpkg -x'd),
 # ttt/model and ttt/drift.bin (copied from `bench/run.sh --only ttt --keep DIR`'s DIR/ttt). Run from the repo root
 # with OUT set (the device tool's $OUT).
-set -u
-d=build-dev
-mkdir -p /tmp/dl && tar xJf $d/libs.tar.xz -C /tmp/dl
-export LD_LIBRARY_PATH=/tmp/dl/libs OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
-lscpu | grep 'Model name' > $OUT/cpu.txt
+source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 mpirun --version | head -1 >> $OUT/cpu.txt
 common=(--mode eval --model $d/ttt/model --tokens $d/ttt/drift.bin --token-dtype uint16 --ctx 128 --batch 4 --repeats 3)
 for np in 8 4; do
