@@ -77,6 +77,12 @@ if [ "$(dpkg-query -W -f='${Status}' sentencepiece 2>/dev/null)" != "install ok 
 fi
 
 work=${keep:-$(mktemp -d /tmp/epmoe-bench.XXXXXX)}
+# A kept folder from an earlier run: its results directories would make every epmoe run of this one refuse to
+# overwrite them (each failing alone). A whole run needs a fresh folder; --only stages may add to one.
+if [ -z "$only" ] && [ -e "$work/runs" ]; then
+    echo "bench/run.sh: error: --keep $keep already holds runs/ from an earlier run: give a new folder" >&2
+    exit 2
+fi
 mkdir -p "$work"
 [ -n "$keep" ] || trap 'rm -rf "$work"' EXIT
 bin=${EPMOE_BENCH_BUILD:-$EPMOE_ROOT/build-bench}  # --no-build with EPMOE_BENCH_BUILD=DIR: an existing build
