@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "attention_internal.hpp"
 #include "epmoe/base/error.hpp"
 #include "epmoe/ops/norm.hpp"
 #include "fast_exp.hpp"
@@ -52,32 +53,6 @@ void attn_qk_norm(QkNorm kind, std::span<const float> weight, double eps, int he
 // clamp). With std::exp, a scalar libm call, a prefill of 2048 tokens (d_model 1024, 16 heads) took 337 ms
 // instead of 228.
 inline float attn_exp(float x) { return fast::exp_clamped(x < -87.0f ? -87.0f : x); }
-
-// Softmax of row[first, end) in place, FP32 as HF's eager attention (max subtracted; sums of 16 lanes added in
-// double); the rest of row [cols] becomes 0, as HF's mask (the dtype's minimum added) gives after exp.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void attn_masked_softmax(float* row, int64_t cols,
-                                                                                      int64_t first, int64_t end) {
-    constexpr int kLanes = 16;  // fixed lanes: the same sums whatever vector width the clone runs
-    float* __restrict x = row + first;
-    const int64_t len = end - first, body = len / kLanes * kLanes;
-    float lane[kLanes];
-    std::fill(lane, lane + kLanes, x[0]);
-    for (int64_t j = 0; j < body; j += kLanes)
-        for (int l = 0; l < kLanes; ++l) lane[l] = x[j + l] > lane[l] ? x[j + l] : lane[l];
-    float max = x[0];
-    for (int64_t j = body; j < len; ++j) max = x[j] > max ? x[j] : max;
-    for (int l = 0; l < kLanes; ++l) max = lane[l] > max ? lane[l] : max;
-    std::fill(lane, lane + kLanes, 0.0f);
-    for (int64_t j = 0; j < body; j += kLanes)
-        for (int l = 0; l < kLanes; ++l) lane[l] += x[j + l] = attn_exp(x[j + l] - max);
-    double sum = 0;
-    for (int64_t j = body; j < len; ++j) sum += x[j] = attn_exp(x[j] - max);
-    for (int l = 0; l < kLanes; ++l) sum += lane[l];
-    const float inv = static_cast<float>(1.0 / sum);
-    for (int64_t j = 0; j < len; ++j) x[j] *= inv;
-    std::fill(row, row + first, 0.0f);
-    std::fill(row + end, row + cols, 0.0f);
-}
 
 // out [rows, cols] = alpha a [rows, inner] b^T (b_t) or a b (!b_t), leading dimensions given; a sgemv when
 // rows == 1 (decode, where OpenBLAS's sgemm is ~3x slower).
@@ -163,6 +138,32 @@ void attn_core(const AttentionWeights& w, const DecoderShape& shape, double eps,
 }
 
 }  // namespace
+
+// Softmax of row[first, end) in place, FP32 as HF's eager attention (max subtracted; sums of 16 lanes added in
+// double); the rest of row [cols] becomes 0, as HF's mask (the dtype's minimum added) gives after exp.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void attn_masked_softmax(float* row, int64_t cols,
+                                                                                      int64_t first, int64_t end) {
+    constexpr int kLanes = 16;  // fixed lanes: the same sums whatever vector width the clone runs
+    float* __restrict x = row + first;
+    const int64_t len = end - first, body = len / kLanes * kLanes;
+    float lane[kLanes];
+    std::fill(lane, lane + kLanes, x[0]);
+    for (int64_t j = 0; j < body; j += kLanes)
+        for (int l = 0; l < kLanes; ++l) lane[l] = x[j + l] > lane[l] ? x[j + l] : lane[l];
+    float max = x[0];
+    for (int64_t j = body; j < len; ++j) max = x[j] > max ? x[j] : max;
+    for (int l = 0; l < kLanes; ++l) max = lane[l] > max ? lane[l] : max;
+    std::fill(lane, lane + kLanes, 0.0f);
+    for (int64_t j = 0; j < body; j += kLanes)
+        for (int l = 0; l < kLanes; ++l) lane[l] += x[j + l] = attn_exp(x[j + l] - max);
+    double sum = 0;
+    for (int64_t j = body; j < len; ++j) sum += x[j] = attn_exp(x[j] - max);
+    for (int l = 0; l < kLanes; ++l) sum += lane[l];
+    const float inv = static_cast<float>(1.0 / sum);
+    for (int64_t j = 0; j < len; ++j) x[j] *= inv;
+    std::fill(row, row + first, 0.0f);
+    std::fill(row + end, row + cols, 0.0f);
+}
 
 void linear(std::span<const float> x, int64_t n, int in, std::span<const float> w, std::span<const float> b, int out,
             std::span<float> y) {

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "attention_internal.hpp"
 #include "epmoe/base/error.hpp"
 #include "epmoe/ops/norm.hpp"
 #include "rope.hpp"
@@ -43,22 +44,15 @@ struct AttnBackBlock {
 int attnb_first_key(int i, int window) { return window > 0 ? std::max(0, i - window + 1) : 0; }
 
 // p [rows, cols] = the masked softmax of the block's q_h k_g^T * scale: row i over keys first(i) .. i; masked
-// entries 0. Sums in double. q_b: the block's first query row of head h; k_b: key k_first of its kv head.
+// entries 0 (attn_masked_softmax, the forward's). q_b: the block's first query row of head h; k_b: key k_first of its
+// kv head.
 void attnb_probs(const AttnBackDims& d, const AttnBackBlock& b, const float* q_b, const float* k_b, float* p) {
     const int cols = b.cols();
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, b.rows(), cols, d.head_dim, d.scale, q_b, d.q_dim, k_b,
                 d.kv_dim, 0.0f, p, cols);
-    for (int r = 0; r < b.rows(); ++r) {
-        float* row = p + static_cast<size_t>(r) * cols;
-        const int first = attnb_first_key(b.r0 + r, d.window) - b.k_first, end = b.r0 + r + 1 - b.k_first;
-        const float max = *std::max_element(row + first, row + end);
-        double sum = 0;
-        for (int j = first; j < end; ++j) sum += row[j] = std::exp(row[j] - max);
-        const float inv = static_cast<float>(1.0 / sum);
-        for (int j = first; j < end; ++j) row[j] *= inv;
-        std::fill(row, row + first, 0.0f);
-        std::fill(row + end, row + cols, 0.0f);
-    }
+    for (int r = 0; r < b.rows(); ++r)
+        attn_masked_softmax(p + static_cast<size_t>(r) * cols, cols, attnb_first_key(b.r0 + r, d.window) - b.k_first,
+                            b.r0 + r + 1 - b.k_first);
 }
 
 // Query head h (reading kv head h / group), rows of block b: adds their part of dq [n, q_dim], dk and dv
