@@ -315,9 +315,9 @@ def main():
                f"{fmt(weights * h64['peer'] / 128 / 1e9)} GB/s; memcpy traffic on one core {fmt(mc and mc / 1e9)} GB/s")
     L.append(f"| FP32 layer at 64 tokens >= 2x the FP32 PyTorch peer (fixed tokens) | {fmt(r64)} | {verdict(r64, 2.0)} "
              f"| {why} |")
+    blocked = ratio(med(amx_peak["1024/16"]), med(amx_peak["0/0"]))  # the L2-fed micro-kernel's share of the peak
     for m in (256, 1024):
         r, why = amx_rows.get(m), ""
-        blocked = ratio(med(amx_peak["1024/16"]), med(amx_peak["0/0"]))
         if r is not None and r < 0.6 and blocked is not None:
             why = (f"A streams from L2: the micro-kernel alone, loading A from 1 MiB and B from 16 KiB as the kernel's "
                    f"blocking does, reached {fmt(blocked)} of the peak in this run (both from L1: "

@@ -39,7 +39,8 @@ struct ChunkRowsOfExperts {
     std::span<const float> x;
     std::span<const int64_t> own_token;
     std::span<float> own;
-    std::vector<int64_t> start;  // the row of each (source, expert) block inside recv, or inside own for self
+    // The row of each (source, expert) block inside recv, or inside own for self.
+    std::vector<int64_t> start = expert_block_starts(recv_counts, local.size(), self);
 
     size_t num_local() const { return local.size(); }
     size_t num_ranks() const { return local.empty() ? 0 : recv_counts.size() / local.size(); }
@@ -47,15 +48,6 @@ struct ChunkRowsOfExperts {
         int64_t n = 0;
         for (size_t s = 0; s < num_ranks(); ++s) n += recv_counts[s * num_local() + j];
         return n;
-    }
-    void lay_out() {
-        start.assign(recv_counts.size(), 0);
-        int64_t rows = 0, own_rows = 0;
-        for (size_t b = 0; b < recv_counts.size(); ++b) {
-            int64_t& total = static_cast<int>(b / num_local()) == self ? own_rows : rows;
-            start[b] = total;
-            total += recv_counts[b];
-        }
     }
     // Expert j's n_e rows gathered into es.in (sources ascending), run, and scattered back from es.out.
     void run(const ExpertMap& experts, const MlpKernel& kernel, const ModelShape& shape, size_t j, int64_t n_e,
@@ -92,9 +84,8 @@ struct ChunkRowsOfExperts {
 // scattered back). threads > 1: a task per expert (run_tasks), the largest first, each on one thread with its
 // own buffers, and progress() once at the end; else in turn, progress() after each expert (to let pending
 // collectives move). Returns the experts run.
-int run_experts(const ExpertMap& experts, const MlpKernel& kernel, const ModelShape& shape, ChunkRowsOfExperts& c,
+int run_experts(const ExpertMap& experts, const MlpKernel& kernel, const ModelShape& shape, const ChunkRowsOfExperts& c,
                 int threads, DispatchBuffers& buf, const std::function<void()>& progress) {
-    c.lay_out();
     std::vector<std::pair<int64_t, size_t>> jobs;  // (rows, local expert j) of the experts with rows
     for (size_t j = 0; j < c.num_local(); ++j)
         if (const int64_t n_e = c.rows_of(j); n_e > 0) jobs.emplace_back(n_e, j);
@@ -207,7 +198,7 @@ PipelineTimes exchange_and_run(const mpi::Comm& comm, const DispatchPlan& plan, 
         const size_t own_rows = static_cast<size_t>(rows.own_row[c + 1] - rows.own_row[c]);
         std::span<float> own(buf.own.data() + rows.own_row[c] * d, own_rows * d);
         std::span<const int64_t> own_token(buf.own_token.data() + rows.own_row[c], own_rows);
-        ChunkRowsOfExperts rows_here{plan.local, counts, self, received, x_norm, own_token, own, {}};
+        const ChunkRowsOfExperts rows_here{plan.local, counts, self, received, x_norm, own_token, own};
         t.experts_run += run_experts(experts, kernel, shape, rows_here, expert_threads, buf, progress);
         const double w2 = mpi::wtime();
         t.expert += w2 - w1;

@@ -130,6 +130,17 @@ ChunkRows plan_chunks(const Placement& placement, const std::vector<int>& send_c
 
 }  // namespace
 
+std::vector<int64_t> expert_block_starts(std::span<const int> recv_counts, size_t num_local, int self) {
+    std::vector<int64_t> start(recv_counts.size());
+    int64_t rows = 0, own_rows = 0;
+    for (size_t b = 0; b < recv_counts.size(); ++b) {
+        int64_t& total = static_cast<int>(b / num_local) == self ? own_rows : rows;
+        start[b] = total;
+        total += recv_counts[b];
+    }
+    return start;
+}
+
 DispatchPlan plan_dispatch(const mpi::Comm& comm, const Placement& placement, const Routing& routing, int num_experts,
                            int d, int64_t first_token, int64_t step_tokens, const DispatchOptions& options,
                            DispatchBuffers& buf) {

@@ -17,20 +17,6 @@ float* slot_row_ptr(DispatchBuffers& buf, int64_t row, int d) {
     return row >= 0 ? &buf.send[row * d] : &buf.own[(-2 - row) * d];
 }
 
-// The first row of each (source rank, local expert) block, [num_ranks, num_local]: in recv for the other
-// ranks' rows, in own for this rank's (as the count exchange laid them out; one chunk).
-std::vector<int64_t> block_starts(const DispatchPlan& plan, int self) {
-    const size_t num_local = plan.local.size();
-    std::vector<int64_t> start(plan.recv_counts.size());
-    int64_t rows = 0, own_rows = 0;
-    for (size_t b = 0; b < plan.recv_counts.size(); ++b) {
-        int64_t& total = static_cast<int>(b / num_local) == self ? own_rows : rows;
-        start[b] = total;
-        total += plan.recv_counts[b];
-    }
-    return start;
-}
-
 // Copies local expert j's rows between recv/own (where the exchange puts them) and rows [n_e, d], the
 // order the expert runs them in: source ranks ascending, each source's rows in token order. to_rows: gather
 // into rows, else scatter rows back. Returns n_e.
@@ -73,7 +59,7 @@ void run_experts_train(const ExpertMap& experts, const ModelShape& shape, int se
                        DispatchBuffers& buf) {
     const DispatchPlan& plan = saved.plan;
     const int d = shape.d_model;
-    const std::vector<int64_t> start = block_starts(plan, self);
+    const std::vector<int64_t> start = expert_block_starts(plan.recv_counts, plan.local.size(), self);
     saved.experts.resize(plan.local.size());  // each keeps its buffers from the last step: no fresh pages
     std::vector<float> y;                     // [rows of one expert, d_model]
     for (size_t j = 0; j < plan.local.size(); ++j) {
@@ -94,7 +80,7 @@ void run_experts_backward(const ExpertMap& experts, const ModelShape& shape, int
                           std::map<int, ExpertWeights>& dexperts, DispatchBuffers& buf) {
     const DispatchPlan& plan = saved.plan;
     const int d = shape.d_model;
-    const std::vector<int64_t> start = block_starts(plan, self);
+    const std::vector<int64_t> start = expert_block_starts(plan.recv_counts, plan.local.size(), self);
     std::vector<float> dy, dx;  // [rows of one expert, d_model]
     for (size_t j = 0; j < plan.local.size(); ++j) {
         auto it = experts.find(plan.local[j]);

@@ -45,6 +45,10 @@ struct DispatchPlan {
     double layout_s = 0;  // seconds assign_rows took (the rank's own work on rows: LayerTimes::layout)
 };
 
+// Where the exchange puts a chunk's received rows: the first row of each (source rank, local expert) block of
+// recv_counts ([num_ranks, num_local]), counted in recv for the other ranks' rows and in own for rank self's.
+std::vector<int64_t> expert_block_starts(std::span<const int> recv_counts, size_t num_local, int self);
+
 // Builds the plan of one layer: capacity (an exclusive prefix sum over ranks), the row layout in buf
 // (assign_rows) and the count exchange (one MPI_Alltoall). Collective over comm. routing: this rank's tokens,
 // first_token: the global index of its row 0; step_tokens: tokens of the step over all ranks (for capacity);
