@@ -10,6 +10,7 @@
 #include "app/platform.hpp"
 #include "app/version.hpp"
 #include "epmoe/comm/topology.hpp"
+#include "epmoe/sim/sim.hpp"
 
 namespace epmoe {
 namespace {
@@ -78,6 +79,15 @@ std::vector<uint8_t> moe_layers(const Model& model) {
     return out;
 }
 
+// resources.exchange resolved: auto is shm with one chunk outside the simulation (SMPI's ranks share no
+// window), else mpi.
+std::string exchange_of(const Config& config) {
+    if (config.exchange == "shm" && sim::simulated())
+        fail("config key resources.exchange = \"shm\": simulated ranks share no memory window (use mpi or auto)");
+    if (config.exchange != "auto") return config.exchange;
+    return config.compute.overlap_chunks == 1 && !sim::simulated() ? "shm" : "mpi";
+}
+
 // summary.json's "compute": the kernel that ran and how the rank was set up.
 Json compute_json(const Config& config, const Model& model, const std::string& binding) {
     return {{"backend", config.compute.backend},
@@ -89,7 +99,8 @@ Json compute_json(const Config& config, const Model& model, const std::string& b
             {"bind", config.bind},
             {"rank0_binding", binding},
             {"mpi_wait", mpi::wait_mode() == mpi::WaitMode::kBlock ? "block" : "yield"},
-            {"overlap_chunks", config.compute.overlap_chunks}};
+            {"overlap_chunks", config.compute.overlap_chunks},
+            {"exchange", exchange_of(config)}};
 }
 
 // The hosts of the job in order of their first rank, each with its ranks: [{"name", "ranks"}]. Collective.
@@ -144,6 +155,7 @@ Job::Job(const mpi::Comm& world, const Config& config, const std::function<int64
     forward_.set_fidelity_sample(config.routing.fidelity_sample_every);
     forward_.set_overlap_chunks(config.compute.overlap_chunks);
     forward_.set_expert_threads(config.expert_threads == "tasks" ? config.threads_per_rank : 1);
+    forward_.set_shared_exchange(exchange_of(config) == "shm");
     step_biases_.assign(coordinator_.biases().begin(), coordinator_.biases().end());
     if (config.policy.name == "ttt") start_ttt();
     hosts_ = host_names(world);

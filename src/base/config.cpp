@@ -318,7 +318,12 @@ Config Config::from_json(const Json& j) {
     c.expert_threads = one_of(j, "resources", "expert_threads", {"tasks", "gemm"});
     c.bind = one_of(j, "resources", "bind", {"none", "core"});
     c.mpi_wait = one_of(j, "resources", "mpi_wait", {"auto", "block", "yield"});
+    c.exchange = one_of(j, "resources", "exchange", {"auto", "shm", "mpi"});
     c.compute = compute_config(j);
+    if (c.exchange == "shm" && c.compute.overlap_chunks > 1)
+        bad_value("resources.exchange", at(j, "resources", "exchange"),
+                  cat("moves one chunk; compute.overlap_chunks = ", c.compute.overlap_chunks,
+                      " needs resources.exchange = mpi"));
     c.output = output_config(j);
     c.simulate = simulate_config(j);
     c.text = text_config(j);

@@ -41,7 +41,8 @@ const char* kDefaults = R"({
     "estimate": {"pj_per_flop": 30.0, "pj_per_byte": 150.0, "idle_w_per_core": 3.0}
   },
   "coordinator": {"every_n_steps": 1},
-  "resources": {"threads_per_rank": 1, "expert_threads": "tasks", "bind": "none", "mpi_wait": "auto"},
+  "resources": {"threads_per_rank": 1, "expert_threads": "tasks", "bind": "none", "mpi_wait": "auto",
+                "exchange": "auto"},
   "compute": {"backend": "auto", "dtype": "fp32", "overlap_chunks": 1},
   "output": {"dir": "", "dump": "", "quiet": false, "overwrite": false, "progress_interval_s": 5.0},
   "text": {

@@ -8,10 +8,10 @@
 #include <cstdlib>
 #include <utility>
 
+#include "check.hpp"
 #include "epmoe/sim/sim.hpp"
 
 namespace epmoe::mpi {
-namespace {
 
 // Any MPI failure is a runtime failure of the job: say so once and end every rank within seconds.
 void check(int rc, const char* what) {
@@ -24,6 +24,8 @@ void check(int rc, const char* what) {
     MPI_Abort(MPI_COMM_WORLD, 3);
     std::_Exit(3);
 }
+
+namespace {
 
 // Completes a request. Spins briefly for latency, then yields the core, then sleeps a little, so that
 // oversubscribed ranks leave the CPU to the ranks that have work.
@@ -173,8 +175,13 @@ void alltoallv_raw(const Comm& comm, const void* send, const std::vector<int>& s
                    const std::vector<int>& recv_counts, MPI_Datatype type) {
     EPMOE_ASSERT(static_cast<int>(send_counts.size()) == comm.size());
     EPMOE_ASSERT(static_cast<int>(recv_counts.size()) == comm.size());
-    std::vector<int> send_offsets = prefix_offsets(send_counts);
-    std::vector<int> recv_offsets = prefix_offsets(recv_counts);
+    alltoallv_at(comm, send, send_counts, prefix_offsets(send_counts), recv, recv_counts, prefix_offsets(recv_counts),
+                 type);
+}
+
+void alltoallv_at(const Comm& comm, const void* send, const std::vector<int>& send_counts,
+                  const std::vector<int>& send_offsets, void* recv, const std::vector<int>& recv_counts,
+                  const std::vector<int>& recv_offsets, MPI_Datatype type) {
     if (sim::simulated())
         return sparse_alltoallv(comm, send, send_counts, send_offsets, recv, recv_counts, recv_offsets, type);
     const int *sc = send_counts.data(), *so = send_offsets.data(), *rc = recv_counts.data(), *ro = recv_offsets.data();

@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 
+#include "dispatch_internal.hpp"
 #include "epmoe/ops/swiglu.hpp"
 
 namespace epmoe {
@@ -25,65 +26,41 @@ void pack_rows(std::span<const float> x, int d, int top_k, DispatchBuffers& buf)
         if (buf.slot_row[a] >= 0) std::memcpy(&buf.send[buf.slot_row[a] * d], &x[a / top_k * d], sizeof(float) * d);
 }
 
-namespace {
+int64_t ChunkRowsOfExperts::rows_of(size_t j) const {
+    int64_t n = 0;
+    for (size_t s = 0; s < num_ranks(); ++s) n += recv_counts[s * num_local() + j];
+    return n;
+}
 
-// One chunk's rows of this rank's experts, as the exchange laid them out. local: this rank's experts,
-// ascending; recv_counts: [P, local] rows from each source rank, by expert; recv: the chunk's rows from other
-// ranks, in (source, expert) blocks, each overwritten by its result; own: receives the results for the chunk's
-// rows of this rank (source self), by expert, whose inputs are the rows own_token of x.
-struct ChunkRowsOfExperts {
-    const std::vector<int>& local;
-    std::span<const int> recv_counts;
-    int self;
-    std::span<float> recv;
-    std::span<const float> x;
-    std::span<const int64_t> own_token;
-    std::span<float> own;
-    // The row of each (source, expert) block inside recv, or inside own for self.
-    std::vector<int64_t> start = expert_block_starts(recv_counts, local.size(), self);
-
-    size_t num_local() const { return local.size(); }
-    size_t num_ranks() const { return local.empty() ? 0 : recv_counts.size() / local.size(); }
-    int64_t rows_of(size_t j) const {
-        int64_t n = 0;
-        for (size_t s = 0; s < num_ranks(); ++s) n += recv_counts[s * num_local() + j];
-        return n;
-    }
-    // Expert j's n_e rows gathered into es.in (sources ascending), run, and scattered back from es.out.
-    void run(const ExpertMap& experts, const MlpKernel& kernel, const ModelShape& shape, size_t j, int64_t n_e,
-             ExpertScratch& es) const {
-        const int d = shape.d_model;
-        auto it = experts.find(local[j]);
-        EPMOE_ASSERT(it != experts.end());
-        resize_discarding(es.in, n_e * d);
-        resize_discarding(es.out, n_e * d);
-        int64_t row = 0;
-        for (size_t s = 0; s < num_ranks(); ++s) {
-            const size_t b = s * num_local() + j;
-            if (static_cast<int>(s) == self) {
-                for (int64_t r = start[b]; r < start[b] + recv_counts[b]; ++r)
-                    std::memcpy(&es.in[row++ * d], &x[own_token[r] * d], sizeof(float) * d);
-                continue;
-            }
-            if (recv_counts[b] > 0)
-                std::memcpy(&es.in[row * d], recv.data() + start[b] * d, sizeof(float) * recv_counts[b] * d);
-            row += recv_counts[b];
+void ChunkRowsOfExperts::run(const ExpertMap& experts, const MlpKernel& kernel, const ModelShape& shape, size_t j,
+                             int64_t n_e, ExpertScratch& es) const {
+    const int d = shape.d_model;
+    auto it = experts.find(local[j]);
+    EPMOE_ASSERT(it != experts.end());
+    resize_discarding(es.in, n_e * d);
+    resize_discarding(es.out, n_e * d);
+    int64_t row = 0;
+    for (size_t s = 0; s < num_ranks(); ++s) {
+        const size_t b = s * num_local() + j;
+        const SourceRows& src = source[s];
+        if (src.token) {
+            for (int64_t r = start[b]; r < start[b] + recv_counts[b]; ++r)
+                std::memcpy(&es.in[row++ * d], src.in + src.token[r] * d, sizeof(float) * d);
+            continue;
         }
-        expert_forward(kernel, it->second, d, shape.d_ff, es.in, es.out, es.scratch);
-        row = 0;
-        for (size_t s = 0; s < num_ranks(); ++s) {
-            const size_t b = s * num_local() + j;
-            float* block = (static_cast<int>(s) == self ? own.data() : recv.data()) + start[b] * d;
-            if (recv_counts[b] > 0) std::memcpy(block, &es.out[row * d], sizeof(float) * recv_counts[b] * d);
-            row += recv_counts[b];
-        }
+        if (recv_counts[b] > 0) std::memcpy(&es.in[row * d], src.in + start[b] * d, sizeof(float) * recv_counts[b] * d);
+        row += recv_counts[b];
     }
-};
+    expert_forward(kernel, it->second, d, shape.d_ff, es.in, es.out, es.scratch);
+    row = 0;
+    for (size_t s = 0; s < num_ranks(); ++s) {
+        const size_t b = s * num_local() + j;
+        if (recv_counts[b] > 0)
+            std::memcpy(source[s].out + start[b] * d, &es.out[row * d], sizeof(float) * recv_counts[b] * d);
+        row += recv_counts[b];
+    }
+}
 
-// Runs every local expert with rows over one chunk (an expert's rows are gathered before its results are
-// scattered back). threads > 1: a task per expert (run_tasks), the largest first, each on one thread with its
-// own buffers, and progress() once at the end; else in turn, progress() after each expert (to let pending
-// collectives move). Returns the experts run.
 int run_experts(const ExpertMap& experts, const MlpKernel& kernel, const ModelShape& shape, const ChunkRowsOfExperts& c,
                 int threads, DispatchBuffers& buf, const std::function<void()>& progress) {
     std::vector<std::pair<int64_t, size_t>> jobs;  // (rows, local expert j) of the experts with rows
@@ -109,8 +86,6 @@ int run_experts(const ExpertMap& experts, const MlpKernel& kernel, const ModelSh
     }
     return static_cast<int>(jobs.size());
 }
-
-}  // namespace
 
 void combine_tokens(const Routing& routing, std::span<const float> back, std::span<const float> own,
                     std::span<const int64_t> slot_row, int d, std::span<float> out, LayerResult& result) {
@@ -141,14 +116,6 @@ void combine_tokens(const Routing& routing, std::span<const float> back, std::sp
 }
 
 namespace {
-
-// Phase seconds of the pipeline, and the experts it ran (a chunk's run of an expert counts once).
-// dispatch_wait: starting the token exchange and waiting for its rows; expert: the experts' compute;
-// return_start: starting the return trips.
-struct PipelineTimes {
-    double dispatch_wait = 0, expert = 0, return_start = 0;
-    int experts_run = 0;
-};
 
 // Executes the plan: the token exchange, the experts, the return trip into buf.send. Chunk c + 1's tokens travel
 // while chunk c's experts run, and chunk c's results travel back while chunk c + 1's run; with one chunk it is
@@ -198,7 +165,10 @@ PipelineTimes exchange_and_run(const mpi::Comm& comm, const DispatchPlan& plan, 
         const size_t own_rows = static_cast<size_t>(rows.own_row[c + 1] - rows.own_row[c]);
         std::span<float> own(buf.own.data() + rows.own_row[c] * d, own_rows * d);
         std::span<const int64_t> own_token(buf.own_token.data() + rows.own_row[c], own_rows);
-        const ChunkRowsOfExperts rows_here{plan.local, counts, self, received, x_norm, own_token, own};
+        std::vector<SourceRows> source(num_ranks, SourceRows{received.data(), nullptr, received.data()});
+        source[self] = SourceRows{x_norm.data(), own_token.data(), own.data()};
+        const ChunkRowsOfExperts rows_here{plan.local, counts, std::move(source),
+                                           expert_block_starts(counts, plan.local.size(), self)};
         t.experts_run += run_experts(experts, kernel, shape, rows_here, expert_threads, buf, progress);
         const double w2 = mpi::wtime();
         t.expert += w2 - w1;
@@ -207,6 +177,7 @@ PipelineTimes exchange_and_run(const mpi::Comm& comm, const DispatchPlan& plan, 
         t.return_start += mpi::wtime() - w2;
     }
     for (auto& trip : back_trip) trip->wait();
+    t.back = {buf.send.data(), buf.send.size()};
     return t;
 }
 
@@ -220,24 +191,29 @@ LayerResult moe_layer_forward(const mpi::Comm& comm, const ExpertMap& experts, c
     const int d = shape.d_model;
     EPMOE_ASSERT(x_norm.size() == static_cast<size_t>(routing.num_tokens()) * d && out.size() == x_norm.size());
     const double t0 = mpi::wtime();
+    if (options.shared_exchange && !buf.window) buf.window = std::make_unique<mpi::SharedWindow>(comm);
     DispatchPlan plan =
         plan_dispatch(comm, placement, routing, shape.num_experts, d, first_token, step_tokens, options, buf);
     const double p0 = mpi::wtime();
-    if (!plan.mpi_gathers) pack_rows(x_norm, d, routing.top_k, buf);
+    if (!plan.mpi_gathers && !options.shared_exchange) pack_rows(x_norm, d, routing.top_k, buf);
     const double t1 = mpi::wtime();
     times.layout += plan.layout_s + t1 - p0;
-    PipelineTimes pipeline = exchange_and_run(comm, plan, experts, kernel, shape, x_norm, options.expert_threads, buf);
+    PipelineTimes pipeline =
+        options.shared_exchange
+            ? shared_exchange_and_run(comm, plan, experts, kernel, shape, x_norm, options.expert_threads, buf)
+            : exchange_and_run(comm, plan, experts, kernel, shape, x_norm, options.expert_threads, buf);
     const double t2 = mpi::wtime();
     LayerResult result;
     result.expert_load.assign(shape.num_experts, 0);
     result.assigned = routing.num_tokens() * routing.top_k;
-    combine_tokens(routing, buf.send, buf.own, buf.slot_row, d, out, result);
+    combine_tokens(routing, pipeline.back, buf.own, buf.slot_row, d, out, result);
     const double t3 = mpi::wtime();
     times.weighted_sum += t3 - t2;
     result.kept = std::move(plan.kept);
     result.rows_processed = plan.rows.recv_row[plan.chunks] + plan.rows.own_row[plan.chunks];
     result.bytes_moved = pipeline.experts_run * 3.0 * d * shape.d_ff * sizeof(float) +  // weights once per chunk run
-                         2.0 * sizeof(float) * static_cast<double>(buf.send.size() + buf.recv.size());
+                         2.0 * sizeof(float) * d *
+                             static_cast<double>(plan.rows.send_row[plan.chunks] + plan.rows.recv_row[plan.chunks]);
     // Phases: dispatch = capacity, row layout, count exchange and every wait for tokens to arrive; expert = the
     // experts' compute; combine = starting the return trips, waiting for the results and the weighted sum.
     times.dispatch += t1 - t0 + pipeline.dispatch_wait;

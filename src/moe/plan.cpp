@@ -92,21 +92,27 @@ std::vector<int> exchange_counts(const mpi::Comm& comm, const Placement& placeme
     return recv_counts;
 }
 
+// What each chunk moves. shared (the shared-memory exchange): the rows of ranks on this host stay in send for their
+// owners to read, and none of theirs comes into recv: MPI moves rows only between hosts.
 ChunkRows plan_chunks(const Placement& placement, const std::vector<int>& send_counts,
-                      const std::vector<int>& recv_counts, int chunks, int num_local, int d, int self) {
+                      const std::vector<int>& recv_counts, int chunks, int num_local, int d, int self,
+                      const mpi::SharedWindow* shared) {
     const int num_ranks = placement.num_ranks(), num_slots = placement.num_slots();
     ChunkRows plan{std::vector<std::vector<int>>(chunks, std::vector<int>(num_ranks)),
                    {},
                    std::vector<int64_t>(chunks + 1, 0),
                    {},
+                   {},
                    {}};
     plan.recv_elems = plan.send_elems;
+    plan.send_first.assign(chunks, std::vector<int64_t>(num_ranks, 0));
     plan.recv_row = plan.send_row;
     plan.own_row = plan.send_row;
     for (int c = 0; c < chunks; ++c) {
         int64_t sent = 0, received = 0, own = 0;
         for (int r = 0; r < num_ranks; ++r) {
             int64_t to = 0, from = 0;
+            plan.send_first[c][r] = sent;
             for (int b = placement.first_slot(r); b < placement.first_slot(r + 1); ++b)
                 to += send_counts[static_cast<size_t>(c) * num_slots + b];
             for (int j = 0; j < num_local; ++j)
@@ -116,9 +122,10 @@ ChunkRows plan_chunks(const Placement& placement, const std::vector<int>& send_c
                 own += to;
                 continue;
             }
+            sent += to;
+            if (shared && shared->host_rank_of(r) >= 0) continue;
             plan.send_elems[c][r] = mpi::to_int_count(static_cast<size_t>(to) * d, "alltoallv");
             plan.recv_elems[c][r] = mpi::to_int_count(static_cast<size_t>(from) * d, "alltoallv");
-            sent += to;
             received += from;
         }
         plan.send_row[c + 1] = plan.send_row[c] + sent;
@@ -161,14 +168,17 @@ DispatchPlan plan_dispatch(const mpi::Comm& comm, const Placement& placement, co
     // exchange (overlap chunks, or the yielding wait mode) would move a gathered datatype in pieces, each
     // waiting for the rank's next MPI_Test, so there epmoe packs the rows into send first; so do simulated
     // ranks, whose sends are only modelled.
-    plan.mpi_gathers = plan.chunks == 1 && mpi::wait_mode() == mpi::WaitMode::kBlock && !sim::simulated();
+    // The shared-memory exchange packs the rows for other hosts into its window (dispatch_shared.cpp).
+    const mpi::SharedWindow* shared = options.shared_exchange ? buf.window.get() : nullptr;
+    EPMOE_ASSERT(!options.shared_exchange || (shared && plan.chunks == 1));
+    plan.mpi_gathers = !shared && plan.chunks == 1 && mpi::wait_mode() == mpi::WaitMode::kBlock && !sim::simulated();
     const double layout_start = mpi::wtime();
     plan.send_counts = assign_rows(placement, routing, plan.kept, d, first_token, buf, plan.chunks, self);
     plan.layout_s = mpi::wtime() - layout_start;
     plan.local = placement.experts_of(self);
     const int num_local = static_cast<int>(plan.local.size());
     plan.recv_counts = exchange_counts(comm, placement, plan.send_counts, plan.chunks, num_local);
-    plan.rows = plan_chunks(placement, plan.send_counts, plan.recv_counts, plan.chunks, num_local, d, self);
+    plan.rows = plan_chunks(placement, plan.send_counts, plan.recv_counts, plan.chunks, num_local, d, self, shared);
     return plan;
 }
 

@@ -53,12 +53,13 @@ std::pair<int64_t, int64_t> my_rows(const mpi::Comm& comm, int64_t total) {
 // Runs the distributed stack on this rank's rows; returns the hidden states and routing.
 StepResult run_distributed(const mpi::Comm& comm, const Model& model, const Placement& placement, double cf,
                            const std::vector<float>& all_tokens, std::vector<float>& h,
-                           const std::vector<float>& biases = {}, int overlap_chunks = 1) {
+                           const std::vector<float>& biases = {}, int overlap_chunks = 1, bool shared = false) {
     const int d = model.shape.d_model;
     auto [begin, end] = my_rows(comm, kTokens);
     h.assign(all_tokens.begin() + begin * d, all_tokens.begin() + end * d);
     Forward forward(model, placement, cf);
     forward.set_overlap_chunks(overlap_chunks);
+    forward.set_shared_exchange(shared);
     return forward.step(comm, h, begin, kTokens, biases);
 }
 
@@ -85,6 +86,14 @@ void check_against_reference(const Case& c, const std::function<void(Model&)>& e
         if (mode == mpi::WaitMode::kBlock) h_block = h;
     }
     EXPECT_EQ(h, h_block) << c.name << ": the gathered and the packed token exchange differ";
+    if (c.overlap_chunks == 1) {  // the shared-memory exchange (resources.exchange = shm), in both wait modes
+        std::vector<float> h_shared;
+        for (mpi::WaitMode mode : {mpi::WaitMode::kBlock, mpi::WaitMode::kYield}) {
+            mpi::set_wait_mode(mode);
+            run_distributed(comm, mine, placement, c.capacity_factor, tokens, h_shared, biases, 1, true);
+            EXPECT_EQ(h_shared, h_block) << c.name << ": the shared-memory exchange differs from MPI's";
+        }
+    }
 
     auto [begin, end] = my_rows(comm, kTokens);
     const int d = shape.d_model, k = shape.top_k;

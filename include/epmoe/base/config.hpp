@@ -181,6 +181,9 @@ struct Config {
     // resources.mpi_wait: how ranks wait in collectives (mpi::WaitMode): block | yield | auto (block when
     // every host has a PU for each rank's threads, else yield)
     std::string mpi_wait;
+    // resources.exchange: how the ranks of one host exchange token rows: shm (an MPI-3 shared-memory window,
+    // MPI between hosts) | mpi (MPI_Alltoallv) | auto (shm with one chunk, outside the simulation; else mpi)
+    std::string exchange;
     ComputeConfig compute;
     OutputConfig output;
     SimulateConfig simulate;

@@ -1,4 +1,4 @@
-// Thin typed wrappers over MPI. Raw MPI_* calls live only in src/comm/mpi.cpp.
+// Thin typed wrappers over MPI. Raw MPI_* calls live only in src/comm/ (mpi.cpp, shared_window.cpp).
 // Every collective is issued non-blocking and completed by a waiter that yields the core when idle,
 // so oversubscribed ranks (4 ranks on 2 cores) do not starve each other under Open MPI or MPICH.
 #pragma once
@@ -79,6 +79,10 @@ enum class Op { kSum, kMax, kMin };
 // Untyped cores (src/comm/mpi.cpp); use the typed templates below.
 void alltoallv_raw(const Comm& comm, const void* send, const std::vector<int>& send_counts, void* recv,
                    const std::vector<int>& recv_counts, MPI_Datatype type);
+// The same with each peer's block at the given element offsets (a blocking call under the wait mode).
+void alltoallv_at(const Comm& comm, const void* send, const std::vector<int>& send_counts,
+                  const std::vector<int>& send_offsets, void* recv, const std::vector<int>& recv_counts,
+                  const std::vector<int>& recv_offsets, MPI_Datatype type);
 void allreduce_raw(const Comm& comm, void* data, int count, MPI_Datatype type, Op op);
 void exscan_raw(const Comm& comm, const void* send, void* recv, int count, MPI_Datatype type);
 void bcast_raw(const Comm& comm, void* data, int count, MPI_Datatype type, int root);

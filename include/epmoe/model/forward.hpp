@@ -46,6 +46,8 @@ public:
     void set_overlap_chunks(int chunks) { options_.overlap_chunks = chunks; }
     // Threads the experts run on as tasks (DispatchOptions::expert_threads); 1 = in turn.
     void set_expert_threads(int threads) { options_.expert_threads = threads; }
+    // resources.exchange resolved: true = the shared-memory exchange (DispatchOptions::shared_exchange).
+    void set_shared_exchange(bool shared) { options_.shared_exchange = shared; }
     // --policy ttt: every MoE layer routes with its corrected logits and keeps the rows the update learns from
     // (null = the checkpoint's router). The adaptation must outlive the Forward.
     void set_adaptation(RouterAdaptation* adapt) { adapt_ = adapt; }

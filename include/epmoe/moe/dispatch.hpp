@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -66,6 +67,9 @@ struct DispatchBuffers {
     // [num_tokens, top_k] where each kept slot's result is: r >= 0 row r of send; r <= -2 row -2 - r of own;
     // -1 dropped.
     std::vector<int64_t> slot_row;
+    // The shared-memory exchange's window (DispatchOptions::shared_exchange), over the comm of the first layer
+    // that used it; send lives in this rank's segment instead of in send above.
+    std::unique_ptr<mpi::SharedWindow> window;
 };
 
 // Runs the expert part of one layer, the experts through kernel. Collective over comm.

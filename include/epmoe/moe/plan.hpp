@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "epmoe/comm/mpi.hpp"
+#include "epmoe/comm/shared_window.hpp"
 #include "epmoe/moe/placement.hpp"
 #include "epmoe/moe/router.hpp"
 
@@ -23,13 +24,18 @@ struct DispatchOptions {
     double capacity_factor = 0;
     int overlap_chunks = 1;
     int expert_threads = 1;  // > 1: the experts run as tasks on this many threads (resources.expert_threads)
+    // resources.exchange = shm: ranks of one host exchange rows through a shared-memory window (DispatchBuffers::
+    // window), MPI only between hosts. One chunk only.
+    bool shared_exchange = false;
 };
 
 // What each chunk's exchange moves: elements to and from each peer (none to or from self: own rows stay in
-// own), and the chunk's first row in send, in recv and in own ([chunks + 1] each; the last entry is the total).
+// own; none to or from this host's ranks in the shared-memory exchange: their rows stay in send for their owners
+// to read), and the chunk's first row in send, in recv and in own ([chunks + 1] each; the last entry is the total).
 struct ChunkRows {
     std::vector<std::vector<int>> send_elems, recv_elems;  // [chunks][num_ranks]
     std::vector<int64_t> send_row, recv_row, own_row;      // [chunks + 1]
+    std::vector<std::vector<int64_t>> send_first;          // [chunks][num_ranks] each peer's first row in the chunk
 };
 
 // The plan. The row of each kept slot, and the token each row stands for, are in the DispatchBuffers the plan
