@@ -1,61 +1,115 @@
 #!/usr/bin/env bash
 # The 16-rank measurements of bench/SCALE-REAL.md, on a machine of 16 cores with Open MPI and PyTorch, from an
 # epmoe built elsewhere (Debian 12) and carried with the shared libraries it needs:
-#   bench/real16.sh BIN LIBS OUT
+#   bench/real16.sh BIN LIBS OUT [PART...]
 #     BIN   a folder holding epmoe and bench_dispatch (Open MPI 4.1 build; the machine's libmpi.so.40 is used)
 #     LIBS  a folder of the other libraries (libdnnl, libopenblas, libhwloc, libboost_program_options, ...)
-#     OUT   where every raw output goes (JSON lines, results directories' summaries, logs)
-# Runs, one rank a core (--bind-to core): weak scaling of one layer (d_model 1024, d_ff 3584, 32 experts,
-# top-2, 2048 tokens a rank) at 1, 2, 4, 8, 16 ranks in FP32 and BF16; bench_dispatch (dispatch + combine
-# against bare MPI_Alltoallv) at 4, 8, 16 ranks; and Hugging Face's MixtralSparseMoeBlock in the machine's
-# PyTorch (bench/peer_torch.py, its thread count searched) against epmoe at 16 ranks on the same checkpoint and
-# tokens (32768 a step, a new batch every step), FP32 and BF16. bench/real16_report.py writes SCALE-REAL.md.
+#     OUT   where every raw output goes (JSON lines, results directories' metrics and summaries, logs)
+#     PART  what to run (default all, in this order; a part needs the checkpoint `make` wrote into OUT):
+#       make     Hugging Face's MixtralSparseMoeBlock checkpoint (d_model 1024, d_ff 3584, 32 experts, top-2;
+#                bench/peer_torch.py) and its uniform token files: 2048 x 1, 2, 4, 8, 16 tokens a step, 7 steps
+#       weak     weak scaling on those tokens, 2048 a rank: 1, 2, 4, 8, 16 ranks of one thread, the token exchange
+#                through MPI (resources.exchange=mpi) and through shared memory (shm); 8 ranks of 2 threads
+#                (expert tasks), 4096 tokens a rank; FP32 and BF16
+#       peer     the block in the machine's PyTorch at its best thread count (8 or 16, searched) on the 32768 tokens
+#                of the 16-rank runs, FP32 and BF16
+#       skewed   weak scaling on the synthetic workload (Zipf-popular clusters: hot experts make a hot rank) at 1
+#                and 16 ranks
+#       dispatch bench_dispatch (dispatch + combine against bare MPI_Alltoallv) at 4, 8, 16 ranks
+# One rank a core: mpirun --bind-to core (ranks of 2 threads: epmoe binds them, resources.bind=core). 7 steps,
+# step 0 left out. bench/real16_report.py writes SCALE-REAL.md from OUT.
 set -euo pipefail
 bin=$1 libs=$2 out=$3
+shift 3
+parts=${*:-make weak peer skewed dispatch}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 mkdir -p "$out"
 export LD_LIBRARY_PATH=$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1
 start=$SECONDS
 say() { printf 'real16: [%3d s] %s\n' $((SECONDS - start)) "$*" | tee -a "$out/log.txt" >&2; }
-mpirun=(mpirun --bind-to core --map-by core -x LD_LIBRARY_PATH -x OPENBLAS_NUM_THREADS -x OMP_NUM_THREADS)
-layer=(--set model.d_model=1024 --set model.d_ff=3584 --set model.num_experts=32 --set model.top_k=2
-       --set model.num_layers=1 --energy-source none -q)
+mpirun=(mpirun -x LD_LIBRARY_PATH -x OPENBLAS_NUM_THREADS -x OMP_NUM_THREADS)
+one_a_core=(--bind-to core --map-by core)
+quiet=(--energy-source none -q --steps 7)
+peer=(python3 "$here/peer_torch.py")
+
+# epmoe run NAME RANKS THREADS [ARGS...]: results in OUT/NAME/ (metrics and summary only), log in OUT/NAME.log.
+run() {
+    local name=$1 np=$2 threads=$3
+    shift 3
+    local bind=("${one_a_core[@]}")
+    [ "$threads" -gt 1 ] && bind=(--bind-to none) && set -- "$@" --set resources.bind=core
+    "${mpirun[@]}" "${bind[@]}" -n "$np" "$bin/epmoe" run "${quiet[@]}" --set resources.threads_per_rank="$threads" \
+        "$@" --out "/tmp/real16/$name" >"$out/$name.log" 2>&1 || say "  $name failed"
+    mkdir -p "$out/$name"
+    cp /tmp/real16/"$name"/{metrics.jsonl,summary.json} "$out/$name/" 2>/dev/null || true
+    rm -rf "/tmp/real16/$name"
+}
+
+part_make() {
+    say "make: checkpoint (32 experts) and uniform tokens, 2048-32768 a step, 7 steps"
+    "${peer[@]}" make "$out/peer" --experts 32 --tokens 2048,4096,8192,16384,32768 --expected "" --steps 7 \
+        --workload-tokens 2048,4096,8192,16384,32768 --workloads uniform
+}
+
+part_weak() {
+    for dtype in fp32 bf16; do
+        local model=(--model "$out/peer/model" --set compute.dtype=$dtype)
+        for p in 1 2 4 8 16; do
+            for exchange in mpi shm; do
+                [ "$p" -eq 1 ] && [ "$exchange" = mpi ] && continue
+                say "weak: $dtype, $p ranks, exchange $exchange"
+                run "weak-$dtype-${p}x1-$exchange" "$p" 1 "${model[@]}" --set resources.exchange=$exchange \
+                    --input "$out/peer/uniform_$((2048 * p)).safetensors"
+            done
+        done
+        for exchange in mpi shm; do
+            say "weak: $dtype, 8 ranks x 2 threads, exchange $exchange"
+            run "weak-$dtype-8x2-$exchange" 8 2 "${model[@]}" --set resources.exchange=$exchange \
+                --input "$out/peer/uniform_32768.safetensors"
+        done
+    done
+}
+
+part_peer() {
+    for dtype in fp32 bf16; do
+        say "peer: $dtype, torch threads 8 and 16"
+        "${peer[@]}" search "$out/peer" --tokens 32768 --dtype $dtype --workload fixed --reps 2 --blas-threads 1 \
+            --torch-threads 8,16 >"$out/peer_search_$dtype.json"
+        threads=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["best"]["32768"]["torch_threads"])' \
+            "$out/peer_search_$dtype.json")
+        say "peer: $dtype at $threads torch threads, 6 steps"
+        OMP_NUM_THREADS=$threads "${peer[@]}" time "$out/peer" --tokens 32768 --dtype $dtype --workload uniform \
+            --threads "$threads" --reps 6 >"$out/peer_${dtype}_32768.json"
+    done
+}
+
+part_skewed() {
+    local layer=(--set model.d_model=1024 --set model.d_ff=3584 --set model.num_experts=32 --set model.top_k=2
+                 --set model.num_layers=1 --tokens-per-rank 2048)
+    for dtype in fp32 bf16; do
+        for p in 1 16; do
+            say "skewed: $dtype, $p ranks"
+            run "skewed-$dtype-${p}x1" "$p" 1 "${layer[@]}" --set compute.dtype=$dtype
+        done
+    done
+}
+
+part_dispatch() {
+    for p in 4 8 16; do
+        say "dispatch: bench_dispatch at $p ranks"
+        "${mpirun[@]}" "${one_a_core[@]}" -n "$p" "$bin/bench_dispatch" --reps 20 --tokens 64,2048 \
+            >"$out/dispatch-$p.jsonl" 2>"$out/dispatch-$p.err" || say "  failed"
+    done
+}
 
 { lscpu; nproc; mpirun --version; python3 -c 'import torch; print("torch", torch.__version__, torch.__config__.show())'; } \
     >"$out/machine.txt" 2>&1 || true
-"${mpirun[@]}" -n 16 "$bin/epmoe" info --json >"$out/info16.json" 2>"$out/info16.err" || true
-
-for dtype in fp32 bf16; do
-    for p in 1 2 4 8 16; do
-        say "weak scaling: $dtype, $p ranks"
-        "${mpirun[@]}" -n "$p" "$bin/epmoe" run "${layer[@]}" --tokens-per-rank 2048 --steps 8 \
-            --set compute.dtype=$dtype --out "$out/weak-$dtype-$p" >"$out/weak-$dtype-$p.log" 2>&1 || say "  failed"
-    done
+"${mpirun[@]}" "${one_a_core[@]}" -n 16 "$bin/epmoe" info --json >"$out/info16.json" 2>"$out/info16.err" || true
+for part in $parts; do
+    case $part in
+        make | weak | peer | skewed | dispatch) "part_$part" ;;
+        *) say "unknown part $part (make, weak, peer, skewed, dispatch)"; exit 2 ;;
+    esac
 done
-
-for p in 4 8 16; do
-    say "dispatch: bench_dispatch at $p ranks"
-    "${mpirun[@]}" -n "$p" "$bin/bench_dispatch" --reps 20 --tokens 64,2048 >"$out/dispatch-$p.jsonl" 2>"$out/dispatch-$p.err" \
-        || say "  failed"
-done
-
-say "peer: checkpoint (32 experts) and a 6-step uniform workload of 32768 tokens"
-peer=(python3 "$here/peer_torch.py")
-"${peer[@]}" make "$out/peer" --experts 32 --tokens 32768 --expected "" --steps 7 --workloads uniform
-for dtype in fp32 bf16; do
-    say "peer: $dtype, torch threads 8 and 16"
-    "${peer[@]}" search "$out/peer" --tokens 32768 --dtype $dtype --workload fixed --reps 2 --blas-threads 1 \
-        --torch-threads 8,16 >"$out/peer_search_$dtype.json"
-    threads=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["best"]["32768"]["torch_threads"])' \
-        "$out/peer_search_$dtype.json")
-    say "peer: $dtype at $threads torch threads, 6 steps"
-    OMP_NUM_THREADS=$threads "${peer[@]}" time "$out/peer" --tokens 32768 --dtype $dtype --workload uniform \
-        --threads "$threads" --reps 6 >"$out/peer_${dtype}_32768.json"
-    say "epmoe: 16 ranks, $dtype, the peer's tokens"
-    "${mpirun[@]}" -n 16 "$bin/epmoe" run --model "$out/peer/model" --input "$out/peer/uniform_32768.safetensors" \
-        --steps 7 --energy-source none -q --set compute.dtype=$dtype --out "$out/peer16-$dtype" \
-        >"$out/peer16-$dtype.log" 2>&1 || say "  failed"
-done
-rm -rf "$out/peer"  # 1.4 GB of checkpoint and tokens: not for the way back
-say "done"
+say "done: $parts"

@@ -6,29 +6,63 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "epmoe/base/error.hpp"
 
 namespace epmoe {
 
+namespace {
+
+constexpr int kGateLanes = 8;    // partial sums a logit: element j goes to lane j mod 8
+constexpr int kGateExperts = 4;  // experts sharing each load of the row
+
+// Eight doubles (eight floats): GCC's vector types keep the partial sums in registers in every clone (an
+// array of them went through the stack on each step).
+typedef double Lanes __attribute__((vector_size(8 * sizeof(double))));
+typedef float Floats __attribute__((vector_size(8 * sizeof(float))));
+
+// logits[e] for experts e0 .. e0 + count of one row (count <= kGateExperts; spare sums repeat the last
+// expert). A product of two floats is exact in double, so a fused multiply-add and a multiply then add give the
+// same bits: every clone agrees.
+__attribute__((target_clones("avx512f", "avx2", "default"))) void gate_row_experts(const float* __restrict row,
+                                                                                   const float* __restrict w_gate,
+                                                                                   size_t d, int e0, int count,
+                                                                                   float* __restrict logits) {
+    const float* w[kGateExperts];
+    for (int q = 0; q < kGateExperts; ++q) w[q] = w_gate + (e0 + std::min(q, count - 1)) * d;
+    Lanes a0 = {}, a1 = {}, a2 = {}, a3 = {};
+    const size_t body = d / kGateLanes * kGateLanes;
+    Floats f[1 + kGateExperts];  // no helper returns a vector: its ABI would differ between the clones (-Wpsabi)
+    for (size_t j = 0; j < body; j += kGateLanes) {
+        std::memcpy(&f[0], row + j, sizeof(Floats));
+        for (int q = 0; q < kGateExperts; ++q) std::memcpy(&f[1 + q], w[q] + j, sizeof(Floats));
+        const Lanes x = __builtin_convertvector(f[0], Lanes);
+        a0 += x * __builtin_convertvector(f[1], Lanes);
+        a1 += x * __builtin_convertvector(f[2], Lanes);
+        a2 += x * __builtin_convertvector(f[3], Lanes);
+        a3 += x * __builtin_convertvector(f[4], Lanes);
+    }
+    const Lanes acc[kGateExperts] = {a0, a1, a2, a3};
+    for (int q = 0; q < count; ++q) {
+        const Lanes& a = acc[q];  // the lanes summed in a fixed tree: the same order in every clone
+        double sum = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+        for (size_t j = body; j < d; ++j) sum += static_cast<double>(row[j]) * w[q][j];
+        logits[e0 + q] = static_cast<float>(sum);
+    }
+}
+
+}  // namespace
+
 void gate_logits(std::span<const float> x, std::span<const float> w_gate, int d_model, int num_experts,
                  std::span<float> logits) {
     const size_t d = d_model, n = x.size() / d;
     EPMOE_ASSERT(w_gate.size() == d * num_experts && logits.size() == n * num_experts);
-    for (size_t t = 0; t < n; ++t) {
-        const float* row = &x[t * d];
-        for (int e = 0; e < num_experts; ++e) {
-            const float* w = &w_gate[e * d];
-            // Four partial sums keep the loop pipelined; the order is fixed, so results are reproducible.
-            double acc[4] = {0, 0, 0, 0};
-            size_t j = 0;
-            for (; j + 4 <= d; j += 4)
-                for (int u = 0; u < 4; ++u) acc[u] += static_cast<double>(row[j + u]) * w[j + u];
-            for (; j < d; ++j) acc[0] += static_cast<double>(row[j]) * w[j];
-            logits[t * num_experts + e] = static_cast<float>((acc[0] + acc[1]) + (acc[2] + acc[3]));
-        }
-    }
+    for (size_t t = 0; t < n; ++t)
+        for (int e = 0; e < num_experts; e += kGateExperts)
+            gate_row_experts(&x[t * d], w_gate.data(), d, e, std::min(kGateExperts, num_experts - e),
+                             &logits[t * num_experts]);
 }
 
 void gate_logits_backward(std::span<const float> x, std::span<const float> w_gate, int d_model, int num_experts,

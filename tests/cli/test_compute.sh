@@ -2,7 +2,8 @@
 # compute.backend / compute.dtype end to end under this build's MPI: a bad pair exits 2 naming the key,
 # the resolved kernel shows in `epmoe info` and summary.json, BF16 holds half the expert bytes, BF16 output
 # does not depend on the rank count (1-4 ranks, 1e-5), BF16 stays within 1e-2 of FP32, --bind binds, and
-# experts run as tasks on 2 threads give the bits of 1 thread.
+# experts run as tasks on 2 threads give the bits of 1 thread, and the shared-memory token exchange gives the
+# bits of MPI's.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
@@ -127,5 +128,32 @@ assert c['threads_per_rank'] == 2 and c['expert_threads'] == 'tasks', c" "$cli_t
 else fail_check "summary.json compute.expert_threads"; fi
 expect_exit 2 "$EPMOE" run "${small[@]}" --steps 1 --set resources.expert_threads=rows --out "$cli_tmp/bad"
 expect_stderr_has "resources.expert_threads = \"rows\""
+
+# 7. resources.exchange: the shared-memory window and MPI_Alltoallv give the same bits at 3 ranks (with capacity
+#    drops); under MPICH also with the ranks on two "hosts" (hydra's fork launcher takes localhost and 127.0.0.1
+#    for two nodes, so MPI_COMM_TYPE_SHARED splits them: rows between them go through MPI, the rest through the
+#    window); summary.json says which ran; shm with more than one chunk exits 2.
+exchange_runs=(run "${small[@]}" --steps 2 --tokens-per-rank 48 --set model.num_experts=8
+               --set routing.capacity_factor=1.0)
+launches=("${mpiexec[*]} -np 3")
+[ "${EPMOE_MPI_FLAVOR:-}" = mpich ] && launches+=("mpiexec.mpich -launcher fork -hosts localhost:2,127.0.0.1:1 -n 3")
+for i in "${!launches[@]}"; do
+    read -r -a launch <<<"${launches[$i]}"
+    for exchange in mpi shm; do
+        expect_exit 0 "${launch[@]}" "$EPMOE" "${exchange_runs[@]}" --set resources.exchange=$exchange \
+            --out "$cli_tmp/x$i-$exchange" --dump-output "$cli_tmp/x$i-$exchange.st"
+    done
+    if cmp -s "$cli_tmp/x$i-mpi.st" "$cli_tmp/x$i-shm.st"; then
+        pass "  ${launches[$i]}: resources.exchange shm gives mpi's bits"
+    else fail_check "${launches[$i]}: resources.exchange shm and mpi differ"; fi
+done
+if python3 -c "import json, sys
+assert json.load(open(sys.argv[1]))['compute']['exchange'] == 'shm'" "$cli_tmp/x0-shm/summary.json"; then
+    pass "  summary.json compute.exchange = shm"
+else fail_check "summary.json compute.exchange"; fi
+expect_exit 2 "$EPMOE" run "${small[@]}" --steps 1 --set resources.exchange=shm --set compute.overlap_chunks=2 \
+    --out "$cli_tmp/bad"
+expect_stderr_has "config key resources.exchange = \"shm\": moves one chunk; compute.overlap_chunks = 2 needs"
+expect_one_error_line
 
 finish
