@@ -16,7 +16,8 @@
 #       skewed   weak scaling on the synthetic workload (Zipf-popular clusters: hot experts make a hot rank) at 1
 #                and 16 ranks
 #       dispatch bench_dispatch (dispatch + combine against bare MPI_Alltoallv) at 4, 8, 16 ranks
-# One rank a core: mpirun --bind-to core (ranks of 2 threads: epmoe binds them, resources.bind=core). 7 steps,
+# One rank a core: mpirun --bind-to core (ranks of 2 threads: epmoe binds them, resources.bind=core). 16 steps
+# (the token files' 7 batches in turn),
 # step 0 left out. bench/real16_report.py writes SCALE-REAL.md from OUT.
 set -euo pipefail
 bin=$1 libs=$2 out=$3
@@ -30,7 +31,7 @@ start=$SECONDS
 say() { printf 'real16: [%3d s] %s\n' $((SECONDS - start)) "$*" | tee -a "$out/log.txt" >&2; }
 mpirun=(mpirun -x LD_LIBRARY_PATH -x OPENBLAS_NUM_THREADS -x OMP_NUM_THREADS)
 one_a_core=(--bind-to core --map-by core)
-quiet=(--energy-source none -q --steps 7)
+quiet=(--energy-source none -q --steps 16)
 peer=(python3 "$here/peer_torch.py")
 
 # epmoe run NAME RANKS THREADS [ARGS...]: results in OUT/NAME/ (metrics and summary only), log in OUT/NAME.log.

@@ -210,7 +210,8 @@ LayerResult moe_layer_forward(const mpi::Comm& comm, const ExpertMap& experts, c
     const double t3 = mpi::wtime();
     times.weighted_sum += t3 - t2;
     result.kept = std::move(plan.kept);
-    result.rows_processed = plan.rows.recv_row[plan.chunks] + plan.rows.own_row[plan.chunks];
+    // Every row the experts ran, from every source (the shared-memory exchange receives none of this host's).
+    for (int count : plan.recv_counts) result.rows_processed += count;
     result.bytes_moved = pipeline.experts_run * 3.0 * d * shape.d_ff * sizeof(float) +  // weights once per chunk run
                          2.0 * sizeof(float) * d *
                              static_cast<double>(plan.rows.send_row[plan.chunks] + plan.rows.recv_row[plan.chunks]);

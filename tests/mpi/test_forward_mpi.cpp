@@ -90,8 +90,11 @@ void check_against_reference(const Case& c, const std::function<void(Model&)>& e
         std::vector<float> h_shared;
         for (mpi::WaitMode mode : {mpi::WaitMode::kBlock, mpi::WaitMode::kYield}) {
             mpi::set_wait_mode(mode);
-            run_distributed(comm, mine, placement, c.capacity_factor, tokens, h_shared, biases, 1, true);
+            const StepResult shared =
+                run_distributed(comm, mine, placement, c.capacity_factor, tokens, h_shared, biases, 1, true);
             EXPECT_EQ(h_shared, h_block) << c.name << ": the shared-memory exchange differs from MPI's";
+            for (int l = 0; l < shape.num_layers; ++l)  // the rows this rank's experts ran, whichever way they came
+                EXPECT_EQ(shared.layers[l].rows_processed, got.layers[l].rows_processed) << c.name << " layer " << l;
         }
     }
 
