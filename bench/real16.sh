@@ -13,6 +13,8 @@
 #                (expert tasks), 4096 tokens a rank; FP32 and BF16
 #       peer     the block in the machine's PyTorch at its best thread count (8 or 16, searched) on the 32768 tokens
 #                of the 16-rank runs, FP32 and BF16
+#       ceiling  the machine's own limit on weak scaling: 16 independent one-rank runs at once (no exchange at all,
+#                each its own MPI singleton pinned to one core by taskset) on the 2048-token file, FP32 and BF16
 #       skewed   weak scaling on the synthetic workload (Zipf-popular clusters: hot experts make a hot rank) at 1
 #                and 16 ranks
 #       dispatch bench_dispatch (dispatch + combine against bare MPI_Alltoallv) at 4, 8, 16 ranks
@@ -22,7 +24,7 @@
 set -euo pipefail
 bin=$1 libs=$2 out=$3
 shift 3
-parts=${*:-make weak peer skewed dispatch}
+parts=${*:-make weak ceiling peer skewed dispatch}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 mkdir -p "$out"
 export LD_LIBRARY_PATH=$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
@@ -72,6 +74,23 @@ part_weak() {
     done
 }
 
+part_ceiling() {
+    for dtype in fp32 bf16; do
+        say "ceiling: $dtype, 16 one-rank runs at once"
+        for core in $(seq 0 15); do
+            taskset -c "$core" "$bin/epmoe" run "${quiet[@]}" --model "$out/peer/model" --set compute.dtype=$dtype \
+                --input "$out/peer/uniform_2048.safetensors" --out "/tmp/real16/ceiling-$dtype-$core" \
+                >"$out/ceiling-$dtype-$core.log" 2>&1 &
+        done
+        wait || say "  a ceiling run failed"
+        for core in $(seq 0 15); do
+            mkdir -p "$out/ceiling-$dtype-$core"
+            cp "/tmp/real16/ceiling-$dtype-$core/metrics.jsonl" "$out/ceiling-$dtype-$core/" 2>/dev/null || true
+        done
+        rm -rf /tmp/real16/ceiling-*
+    done
+}
+
 part_peer() {
     for dtype in fp32 bf16; do
         say "peer: $dtype, torch threads 8 and 16"
@@ -109,8 +128,8 @@ part_dispatch() {
 "${mpirun[@]}" "${one_a_core[@]}" -n 16 "$bin/epmoe" info --json >"$out/info16.json" 2>"$out/info16.err" || true
 for part in $parts; do
     case $part in
-        make | weak | peer | skewed | dispatch) "part_$part" ;;
-        *) say "unknown part $part (make, weak, peer, skewed, dispatch)"; exit 2 ;;
+        make | weak | ceiling | peer | skewed | dispatch) "part_$part" ;;
+        *) say "unknown part $part (make, weak, ceiling, peer, skewed, dispatch)"; exit 2 ;;
     esac
 done
 say "done: $parts"
