@@ -80,12 +80,12 @@ std::vector<uint8_t> moe_layers(const Model& model) {
 }
 
 // resources.exchange resolved: auto is shm with one chunk outside the simulation (SMPI's ranks share no
-// window), else mpi.
+// window) and a flat exchange between hosts, else mpi.
 std::string exchange_of(const Config& config) {
     if (config.exchange == "shm" && sim::simulated())
         fail("config key resources.exchange = \"shm\": simulated ranks share no memory window (use mpi or auto)");
     if (config.exchange != "auto") return config.exchange;
-    return config.compute.overlap_chunks == 1 && !sim::simulated() ? "shm" : "mpi";
+    return config.compute.overlap_chunks == 1 && !sim::simulated() && config.inter_host == "flat" ? "shm" : "mpi";
 }
 
 // summary.json's "compute": the kernel that ran and how the rank was set up.
@@ -100,7 +100,8 @@ Json compute_json(const Config& config, const Model& model, const std::string& b
             {"rank0_binding", binding},
             {"mpi_wait", mpi::wait_mode() == mpi::WaitMode::kBlock ? "block" : "yield"},
             {"overlap_chunks", config.compute.overlap_chunks},
-            {"exchange", exchange_of(config)}};
+            {"exchange", exchange_of(config)},
+            {"inter_host", config.inter_host}};
 }
 
 // The hosts of the job in order of their first rank, each with its ranks: [{"name", "ranks"}]. Collective.
@@ -156,6 +157,7 @@ Job::Job(const mpi::Comm& world, const Config& config, const std::function<int64
     forward_.set_overlap_chunks(config.compute.overlap_chunks);
     forward_.set_expert_threads(config.expert_threads == "tasks" ? config.threads_per_rank : 1);
     forward_.set_shared_exchange(exchange_of(config) == "shm");
+    forward_.set_two_level(config.inter_host == "two_level");
     step_biases_.assign(coordinator_.biases().begin(), coordinator_.biases().end());
     if (config.policy.name == "ttt") start_ttt();
     hosts_ = host_names(world);

@@ -320,6 +320,10 @@ Config Config::from_json(const Json& j) {
     c.mpi_wait = one_of(j, "resources", "mpi_wait", {"auto", "block", "yield"});
     c.exchange = one_of(j, "resources", "exchange", {"auto", "shm", "mpi"});
     c.compute = compute_config(j);
+    c.inter_host = one_of(j, "resources", "inter_host", {"flat", "two_level"});
+    if (c.inter_host == "two_level" && (c.exchange == "shm" || c.compute.overlap_chunks > 1))
+        bad_value("resources.inter_host", at(j, "resources", "inter_host"),
+                  "moves one chunk through MPI: needs resources.exchange = mpi or auto and compute.overlap_chunks = 1");
     if (c.exchange == "shm" && c.compute.overlap_chunks > 1)
         bad_value("resources.exchange", at(j, "resources", "exchange"),
                   cat("moves one chunk; compute.overlap_chunks = ", c.compute.overlap_chunks,

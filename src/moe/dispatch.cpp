@@ -120,9 +120,19 @@ namespace {
 // Executes the plan: the token exchange, the experts, the return trip into buf.send. Chunk c + 1's tokens travel
 // while chunk c's experts run, and chunk c's results travel back while chunk c + 1's run; with one chunk it is
 // dispatch, experts, return, in turn. The results come back into send, in the layout the rows left in.
+// One trip of a chunk's rows: an MPI_(I)alltoallv, or the two-level exchange, whole (one chunk).
+std::unique_ptr<mpi::PendingAlltoallv> start_trip(const mpi::Comm& comm, mpi::TwoLevelExchange* two_level, float* from,
+                                                  const std::vector<int>& from_elems, float* to,
+                                                  const std::vector<int>& to_elems, bool overlap) {
+    if (!two_level)
+        return std::make_unique<mpi::PendingAlltoallv>(comm, from, from_elems, to, to_elems, MPI_FLOAT, overlap);
+    two_level->alltoallv(from, from_elems, to, to_elems);
+    return std::make_unique<mpi::PendingAlltoallv>();
+}
+
 PipelineTimes exchange_and_run(const mpi::Comm& comm, const DispatchPlan& plan, const ExpertMap& experts,
                                const MlpKernel& kernel, const ModelShape& shape, std::span<const float> x_norm,
-                               int expert_threads, DispatchBuffers& buf) {
+                               int expert_threads, bool two_level_on, DispatchBuffers& buf) {
     const int chunks = plan.chunks, num_ranks = comm.size(), self = comm.rank(), d = shape.d_model;
     const int num_local = static_cast<int>(plan.local.size());
     const ChunkRows& rows = plan.rows;
@@ -131,9 +141,9 @@ PipelineTimes exchange_and_run(const mpi::Comm& comm, const DispatchPlan& plan, 
     auto recv_part = [&](int c) { return buf.recv.data() + rows.recv_row[c] * d; };
     std::vector<std::unique_ptr<mpi::PendingAlltoallv>> out_trip(chunks), back_trip(chunks);
     const bool overlap = chunks > 1;
+    mpi::TwoLevelExchange* two_level = two_level_on ? buf.two_level.get() : nullptr;
     auto start_out_trip = [&](int c) {
-        return std::make_unique<mpi::PendingAlltoallv>(comm, send_part(c), rows.send_elems[c], recv_part(c),
-                                                       rows.recv_elems[c], MPI_FLOAT, overlap);
+        return start_trip(comm, two_level, send_part(c), rows.send_elems[c], recv_part(c), rows.recv_elems[c], overlap);
     };
     PipelineTimes t;
     const double start = mpi::wtime();
@@ -172,8 +182,8 @@ PipelineTimes exchange_and_run(const mpi::Comm& comm, const DispatchPlan& plan, 
         t.experts_run += run_experts(experts, kernel, shape, rows_here, expert_threads, buf, progress);
         const double w2 = mpi::wtime();
         t.expert += w2 - w1;
-        back_trip[c] = std::make_unique<mpi::PendingAlltoallv>(comm, recv_part(c), rows.recv_elems[c], send_part(c),
-                                                               rows.send_elems[c], MPI_FLOAT, overlap);
+        back_trip[c] =
+            start_trip(comm, two_level, recv_part(c), rows.recv_elems[c], send_part(c), rows.send_elems[c], overlap);
         t.return_start += mpi::wtime() - w2;
     }
     for (auto& trip : back_trip) trip->wait();
@@ -192,16 +202,18 @@ LayerResult moe_layer_forward(const mpi::Comm& comm, const ExpertMap& experts, c
     EPMOE_ASSERT(x_norm.size() == static_cast<size_t>(routing.num_tokens()) * d && out.size() == x_norm.size());
     const double t0 = mpi::wtime();
     if (options.shared_exchange && !buf.window) buf.window = std::make_unique<mpi::SharedWindow>(comm);
+    if (options.two_level && !buf.two_level) buf.two_level = std::make_unique<mpi::TwoLevelExchange>(comm);
+    EPMOE_ASSERT(!options.two_level || (options.overlap_chunks <= 1 && !options.shared_exchange));
     DispatchPlan plan =
         plan_dispatch(comm, placement, routing, shape.num_experts, d, first_token, step_tokens, options, buf);
     const double p0 = mpi::wtime();
     if (!plan.mpi_gathers && !options.shared_exchange) pack_rows(x_norm, d, routing.top_k, buf);
     const double t1 = mpi::wtime();
     times.layout += plan.layout_s + t1 - p0;
-    PipelineTimes pipeline =
-        options.shared_exchange
-            ? shared_exchange_and_run(comm, plan, experts, kernel, shape, x_norm, options.expert_threads, buf)
-            : exchange_and_run(comm, plan, experts, kernel, shape, x_norm, options.expert_threads, buf);
+    PipelineTimes pipeline = options.shared_exchange ? shared_exchange_and_run(comm, plan, experts, kernel, shape,
+                                                                               x_norm, options.expert_threads, buf)
+                                                     : exchange_and_run(comm, plan, experts, kernel, shape, x_norm,
+                                                                        options.expert_threads, options.two_level, buf);
     const double t2 = mpi::wtime();
     LayerResult result;
     result.expert_load.assign(shape.num_experts, 0);

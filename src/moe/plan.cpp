@@ -171,7 +171,8 @@ DispatchPlan plan_dispatch(const mpi::Comm& comm, const Placement& placement, co
     // The shared-memory exchange packs the rows for other hosts into its window (dispatch_shared.cpp).
     const mpi::SharedWindow* shared = options.shared_exchange ? buf.window.get() : nullptr;
     EPMOE_ASSERT(!options.shared_exchange || (shared && plan.chunks == 1));
-    plan.mpi_gathers = !shared && plan.chunks == 1 && mpi::wait_mode() == mpi::WaitMode::kBlock && !sim::simulated();
+    plan.mpi_gathers = !shared && !options.two_level && plan.chunks == 1 && mpi::wait_mode() == mpi::WaitMode::kBlock &&
+                       !sim::simulated();
     const double layout_start = mpi::wtime();
     plan.send_counts = assign_rows(placement, routing, plan.kept, d, first_token, buf, plan.chunks, self);
     plan.layout_s = mpi::wtime() - layout_start;

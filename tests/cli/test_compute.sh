@@ -147,6 +147,27 @@ for i in "${!launches[@]}"; do
         pass "  ${launches[$i]}: resources.exchange shm gives mpi's bits"
     else fail_check "${launches[$i]}: resources.exchange shm and mpi differ"; fi
 done
+# resources.inter_host = two_level (the exchange inside each host, then one message a rank to its counterpart on
+# each other host) gives flat's bits: at 4 ranks on this host, and under MPICH on two hosts of 2; hosts of unequal
+# size are refused (exit 2, one line); two_level with shm is a config error.
+[ "${EPMOE_MPI_FLAVOR:-}" = mpich ] && launch=(mpiexec.mpich -launcher fork -hosts localhost:2,127.0.0.1:2 -n 4)
+[ "${EPMOE_MPI_FLAVOR:-}" = mpich ] || launch=("${mpiexec[@]}" -np 4)
+for level in flat two_level; do
+    expect_exit 0 "${launch[@]}" "$EPMOE" "${exchange_runs[@]}" --set resources.exchange=mpi \
+        --set resources.inter_host=$level --out "$cli_tmp/l-$level" --dump-output "$cli_tmp/l-$level.st"
+done
+if cmp -s "$cli_tmp/l-flat.st" "$cli_tmp/l-two_level.st"; then
+    pass "  ${launch[*]}: resources.inter_host two_level gives flat's bits"
+else fail_check "${launch[*]}: two_level and flat differ"; fi
+if [ "${EPMOE_MPI_FLAVOR:-}" = mpich ]; then
+    expect_exit 2 mpiexec.mpich -launcher fork -hosts localhost:2,127.0.0.1:1 -n 3 "$EPMOE" "${exchange_runs[@]}" \
+        --set resources.inter_host=two_level --out "$cli_tmp/bad"
+    expect_stderr_has "resources.inter_host = two_level: every host must hold the same number of ranks"
+fi
+expect_exit 2 "$EPMOE" run "${small[@]}" --steps 1 --set resources.exchange=shm --set resources.inter_host=two_level \
+    --out "$cli_tmp/bad"
+expect_stderr_has "config key resources.inter_host = \"two_level\": moves one chunk through MPI"
+expect_one_error_line
 if python3 -c "import json, sys
 assert json.load(open(sys.argv[1]))['compute']['exchange'] == 'shm'" "$cli_tmp/x0-shm/summary.json"; then
     pass "  summary.json compute.exchange = shm"

@@ -33,6 +33,21 @@ check "hostfile lines" 16 "$(wc -l <"$d/hostfile")"
 check "tokens_total" 32768 "$(json "$d/summary.json" "int(d['tokens_total'])")"  # 16 ranks x 1024 x 2 steps
 grep -q 'topology="FAT_TREE"' "$d/platform.xml" && pass "  platform.xml is a fat-tree" || fail_check "platform.xml"
 
+# 1b. resources.inter_host = two_level on the same 16 ranks (4 hosts of 4): the same routing and loads as flat
+#     (the exchange moves the same rows in two levels), summary.json says which ran, and the 16 ranks' token
+#     exchange sends fewer messages, so its simulated time differs from flat's.
+d2=$cli_tmp/sim16-two
+expect_exit 0 "${sim[@]}" --ranks 16 "${small[@]}" --set resources.inter_host=two_level --out "$d2"
+check "summary compute.inter_host" two_level "$(json "$d2/summary.json" "d['compute']['inter_host']")"
+loads() { python3 -c "import json,sys; print([l['layers'][0]['expert_load'] for l in map(json.loads, open(sys.argv[1]))])" "$1"; }
+if [ "$(loads "$d/metrics.jsonl")" = "$(loads "$d2/metrics.jsonl")" ]; then
+    pass "  two_level: every step's expert load equals flat's"
+else fail_check "two_level expert loads differ from flat's"; fi
+flat_x=$(python3 -c "import json,sys; l=[json.loads(x) for x in open(sys.argv[1])][-1]; print(l['time_breakdown_s']['dispatch'])" "$d/metrics.jsonl")
+two_x=$(python3 -c "import json,sys; l=[json.loads(x) for x in open(sys.argv[1])][-1]; print(l['time_breakdown_s']['dispatch'])" "$d2/metrics.jsonl")
+if [ "$flat_x" != "$two_x" ]; then pass "  two_level: dispatch time $two_x s against flat's $flat_x s"
+else fail_check "two_level dispatch time equals flat's ($flat_x s): did it run?"; fi
+
 # 2. torus, dragonfly and a platform file (2 hosts of 2 cores) run too.
 for p in torus dragonfly; do
     expect_exit 0 "${sim[@]}" --ranks 16 --platform $p --set model.num_layers=1 --steps 1 --out "$cli_tmp/$p"

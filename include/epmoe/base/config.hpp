@@ -184,6 +184,9 @@ struct Config {
     // resources.exchange: how the ranks of one host exchange token rows: shm (an MPI-3 shared-memory window,
     // MPI between hosts) | mpi (MPI_Alltoallv) | auto (shm with one chunk, outside the simulation; else mpi)
     std::string exchange;
+    // resources.inter_host: how rows cross hosts in the MPI exchange: flat (one MPI_Alltoallv over every rank) |
+    // two_level (inside each host, then one message a rank to its counterpart on each other host)
+    std::string inter_host;
     ComputeConfig compute;
     OutputConfig output;
     SimulateConfig simulate;

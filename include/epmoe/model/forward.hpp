@@ -48,6 +48,8 @@ public:
     void set_expert_threads(int threads) { options_.expert_threads = threads; }
     // resources.exchange resolved: true = the shared-memory exchange (DispatchOptions::shared_exchange).
     void set_shared_exchange(bool shared) { options_.shared_exchange = shared; }
+    // resources.inter_host = two_level (DispatchOptions::two_level).
+    void set_two_level(bool two_level) { options_.two_level = two_level; }
     // --policy ttt: every MoE layer routes with its corrected logits and keeps the rows the update learns from
     // (null = the checkpoint's router). The adaptation must outlive the Forward.
     void set_adaptation(RouterAdaptation* adapt) { adapt_ = adapt; }

@@ -70,6 +70,9 @@ struct DispatchBuffers {
     // The shared-memory exchange's window (DispatchOptions::shared_exchange), over the comm of the first layer
     // that used it; send lives in this rank's segment instead of in send above.
     std::unique_ptr<mpi::SharedWindow> window;
+    // The two-level exchange's communicators and staging rows (DispatchOptions::two_level), over the comm of the
+    // first layer that used it.
+    std::unique_ptr<mpi::TwoLevelExchange> two_level;
 };
 
 // Runs the expert part of one layer, the experts through kernel. Collective over comm.

@@ -10,6 +10,7 @@
 
 #include "epmoe/comm/mpi.hpp"
 #include "epmoe/comm/shared_window.hpp"
+#include "epmoe/comm/two_level.hpp"
 #include "epmoe/moe/placement.hpp"
 #include "epmoe/moe/router.hpp"
 
@@ -27,6 +28,9 @@ struct DispatchOptions {
     // resources.exchange = shm: ranks of one host exchange rows through a shared-memory window (DispatchBuffers::
     // window), MPI only between hosts. One chunk only.
     bool shared_exchange = false;
+    // resources.inter_host = two_level: the MPI exchange in two levels (DispatchBuffers::two_level): inside each
+    // host, then one message a rank to its counterpart on each other host. One chunk only.
+    bool two_level = false;
 };
 
 // What each chunk's exchange moves: elements to and from each peer (none to or from self: own rows stay in
