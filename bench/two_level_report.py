@@ -48,7 +48,7 @@ def main():
             for lv, r in runs.items():
                 msgs = ranks - 1 if lv == "flat" else 3 + nodes - 1
                 if r is None:
-                    L.append(f"| {platform} | {ranks} | {nodes} | {lv} | {msgs} | n/a (the run failed: "
+                    L.append(f"| {platform} | {ranks} | {nodes} | {lv} | {msgs} | n/a (not run, or it failed: "
                              f"{platform}-{ranks}-{lv}.log) |||||")
                     continue
                 ratio = ""
