@@ -17,7 +17,8 @@ int ceil_div(int a, int b) { return (a + b - 1) / b; }
 
 // SimGrid's topo_parameters for at least `nodes` nodes, and the node count it makes.
 // fat-tree: two levels of k-port switches, full bisection (k leaves of L nodes... see docs/simulate.md);
-// torus: three dimensions as near a cube as fits; dragonfly: groups of 2 chassis x 4 routers x 4 nodes.
+// torus: three dimensions as near a cube as fits; dragonfly: groups of 2 chassis x R routers x 4
+// nodes, R = 4 up to 128 nodes, then ceil(sqrt(nodes / 8)), never fewer routers a chassis than groups.
 std::pair<std::string, int> topology(const std::string& kind, int nodes) {
     if (kind == "fat-tree") {
         int k = std::max(1, static_cast<int>(std::ceil(std::sqrt(static_cast<double>(nodes)))));
@@ -30,9 +31,12 @@ std::pair<std::string, int> topology(const std::string& kind, int nodes) {
         int z = ceil_div(nodes, x * y);
         return {cat(x, ",", y, ",", z), x * y * z};
     }
-    const int per_group = 2 * 4 * 4;
-    int groups = std::max(1, ceil_div(nodes, per_group));
-    return {cat(groups, ",1;2,1;4,1;4"), groups * per_group};
+    // SimGrid routes to group g through router g of a group's first chassis (DragonflyZone::get_local_route),
+    // so there are never more groups than routers a chassis: 4 routers up to 128 nodes, then sqrt(nodes / 8).
+    const int routers = std::max(4, static_cast<int>(std::ceil(std::sqrt(nodes / 8.0) - 1e-9)));
+    const int per_group = 2 * routers * 4;
+    const int groups = std::max(1, ceil_div(nodes, per_group));
+    return {cat(groups, ",1;2,1;", routers, ",1;4"), groups * per_group};
 }
 
 std::string topology_name(const std::string& kind) {

@@ -186,6 +186,11 @@ int simulate(const mpi::Comm& world, const Config& config) {
         // SMPI's default sends small messages detached, and each detached send scans a list as long as the
         // ranks: at 512 ranks that was half the simulator's time. Simulated step times moved under 1 %.
         "--cfg=smpi/send-is-detached-thresh:0",
+        // Gathers in log(P) rounds of blocking messages. SMPI's default ones start a non-blocking collective
+        // and wait for its 2P requests one by one (O(P^2) a rank, O(P^3) in all): the allgather of host
+        // names alone kept a 1,024-rank run in its set-up for over 20 minutes. (The whole `ompi` selector
+        // is no way out: its allgatherv broadcasts with bcast__NTSB, which aborts at 136 ranks.)
+        "--cfg=smpi/allgather:bruck", "--cfg=smpi/allgatherv:ompi_bruck", "--cfg=smpi/gather:ompi_binomial",
         "--cfg=smpi/alltoall:bruck",  // the count exchange: log(P) rounds, as MPIs do at small sizes
         "--log=xbt_cfg.thres:warning", "--log=smpi_coll.thres:warning",
         "--log=smpi_kernel.thres:error",  // not a warning per rank when the ranks exit 2 on bad input

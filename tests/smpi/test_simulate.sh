@@ -52,6 +52,12 @@ else fail_check "two_level dispatch time equals flat's ($flat_x s): did it run?"
 for p in torus dragonfly; do
     expect_exit 0 "${sim[@]}" --ranks 16 --platform $p --set model.num_layers=1 --steps 1 --out "$cli_tmp/$p"
 done
+# A dragonfly of 136 nodes: with 4 routers a chassis it had 5 groups, and SimGrid routes to group g through
+# router g of a chassis, so it crashed (as at 1,024 ranks, 4 a node); now 5 routers a chassis, 4 groups.
+expect_exit 0 "${sim[@]}" --ranks 136 --ranks-per-node 1 --platform dragonfly --set model.num_layers=1 --steps 1 \
+    --tokens-per-rank 16 --set model.num_experts=136 --out "$cli_tmp/dragonfly136"
+check "dragonfly of 136 nodes: groups, chassis, routers, nodes" 'topo_parameters="4,1;2,1;5,1;4"' \
+    "$(grep -o 'topo_parameters="[^"]*"' "$cli_tmp/dragonfly136/platform.xml")"
 cat >"$cli_tmp/two.xml" <<'XML'
 <?xml version='1.0'?>
 <!DOCTYPE platform SYSTEM "https://simgrid.org/simgrid.dtd">
