@@ -72,6 +72,17 @@ def plot(rows, ranks, path):
                       "weak scaling under SimGrid SMPI (bench/scale.sh): every time simulated", path, log_y=True)
 
 
+def cpu_name():
+    """The CPU the study ran on, as /proc/cpuinfo names it."""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
 def main(out_dir, md_path, png_path, wall, ranks):
     rows = {}
     for p in ranks:
@@ -84,7 +95,8 @@ def main(out_dir, md_path, png_path, wall, ranks):
     md = ["# Weak scaling under SimGrid SMPI (`bench/scale.sh`)", "",
           "Every figure is **simulated** (SimGrid SMPI virtual time), from `epmoe simulate` runs of epmoe's own MPI code:",
           "routing, dispatch, the coordinator and the policies ran for real on every simulated rank; expert GEMMs were",
-          f"modelled at {any_row['gflops']:.2f} GFLOP/s per rank (measured on this machine by the first run), the network",
+          f"modelled at {any_row['gflops']:.2f} GFLOP/s per rank (measured by the first run on this machine: {cpu_name()}, "
+          f"{os.cpu_count()} CPUs), the network",
           "by SimGrid. Platform: fat-tree (two levels, full bisection), 100 Gb/s and 1 us per link, 4 ranks per node.",
           "Workload per rank: 64 synthetic tokens a step (skew 1.2, 64 clusters), d_model 128, d_ff 512, top-2, one MoE",
           "layer, E = 2 x ranks experts. `aux_free` uses u = 0.05 / E; `replicated` gives the ranks/4 hottest experts",
