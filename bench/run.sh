@@ -71,7 +71,8 @@ if [ "$only" != tokenize ] && [ "$(dpkg-query -W -f='${Status}' python3-torch 2>
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-torch python3-numpy
 fi
 
-if [ "$(dpkg-query -W -f='${Status}' sentencepiece 2>/dev/null)" != "install ok installed" ]; then
+if { [ -z "$only" ] || [ "$only" = tokenize ]; } &&
+    [ "$(dpkg-query -W -f='${Status}' sentencepiece 2>/dev/null)" != "install ok installed" ]; then
     echo "bench/run.sh: installing sentencepiece (spm_train, spm_encode) for the tokenize stage"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends sentencepiece
 fi

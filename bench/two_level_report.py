@@ -24,7 +24,9 @@ def figures(folder):
             "dispatch": statistics.median(l["time_breakdown_s"]["dispatch"] for l in lines),
             "combine": statistics.median(l["time_breakdown_s"]["combine"] for l in lines),
             "p99": statistics.median(exchange), "steps": len(lines),
-            "rank_imbalance": statistics.median(l["load"]["rank_max_over_mean"] for l in lines)}
+            "rank_imbalance": statistics.median(l["load"]["rank_max_over_mean"] for l in lines),
+            "off_host": statistics.median(sum(l["per_rank"]["sent_bytes_off_host"]) for l in lines),
+            "on_host": statistics.median(sum(l["per_rank"]["sent_bytes_on_host"]) for l in lines)}
 
 
 def main():
@@ -38,10 +40,12 @@ def main():
          "`two_level` (`resources.inter_host`): inside each node, then one message a rank to its counterpart on "
          "each other node (3 + nodes - 1 messages a rank). The rows crossing nodes are the same bytes either "
          "way: two-level adds one hop inside the node and merges a node's rows for a counterpart into one "
-         "message. All times simulated seconds, in ms.\n",
+         "message. All times simulated seconds, in ms. MB through MPI: the token rows all ranks sent in a step "
+         "(both trips; `per_rank.sent_bytes_off_host` and `_on_host` of metrics.jsonl, median over steps).\n",
          "| platform | ranks | nodes | exchange | messages a rank a trip (at most) | step | dispatch | combine | "
-         "dispatch + combine, p99 over ranks | rank max/mean rows | step: two_level / flat | dispatch: two_level / flat |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+         "dispatch + combine, p99 over ranks | rank max/mean rows | MB a step through MPI: between nodes / inside nodes | "
+         "step: two_level / flat | dispatch: two_level / flat |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     ratios = []
     for ranks in (256, 1024):
         for platform in ("fat-tree", "dragonfly"):
@@ -51,7 +55,7 @@ def main():
                 msgs = ranks - 1 if lv == "flat" else 3 + nodes - 1
                 if r is None:
                     L.append(f"| {platform} | {ranks} | {nodes} | {lv} | {msgs} | n/a (not run, or it failed: "
-                             f"{platform}-{ranks}-{lv}.log) |||||||")
+                             f"{platform}-{ranks}-{lv}.log) ||||||||")
                     continue
                 ratio = dispatch = ""
                 if lv == "two_level" and runs["flat"]:
@@ -61,7 +65,8 @@ def main():
                     ratio, dispatch = f"**{step_ratio:.2f}**", f"{dispatch_ratio:.2f}"
                 L.append(f"| {platform} | {ranks} | {nodes} | {lv} | {msgs} | {1e3 * r['step']:.2f} | "
                          f"{1e3 * r['dispatch']:.2f} | {1e3 * r['combine']:.2f} | {1e3 * r['p99']:.2f} | "
-                         f"{r['rank_imbalance']:.1f} | {ratio} | {dispatch} |")
+                         f"{r['rank_imbalance']:.1f} | {r['off_host'] / 1e6:.2f} / {r['on_host'] / 1e6:.2f} | {ratio} | "
+                         f"{dispatch} |")
     L.append("")
     if ratios:
         L.append("Reading it: two-level cuts the dispatch (the trip out, mostly messages) to " +

@@ -51,7 +51,11 @@ RankRecord make_record(const StepResult& result, int num_layers, int64_t tokens,
     if (energy.host_power_w) record[RankRecord::kPowerW] = *energy.host_power_w;
     if (energy.host_temp_c) record[RankRecord::kTempC] = *energy.host_temp_c;
     record.set_fidelity(result.fidelity);
-    for (int l = 0; l < num_layers; ++l) record.rows(l) = static_cast<double>(result.layers[l].rows_processed);
+    for (int l = 0; l < num_layers; ++l) {
+        record.rows(l) = static_cast<double>(result.layers[l].rows_processed);
+        record[RankRecord::kSentBytesOnHost] += result.layers[l].sent_bytes_on_host;
+        record[RankRecord::kSentBytesOffHost] += result.layers[l].sent_bytes_off_host;
+    }
     return record;
 }
 

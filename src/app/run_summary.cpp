@@ -34,6 +34,17 @@ Json per_rank_count(const CoordinatorReport& report, RankRecord::Field f) {
     return out;
 }
 
+// A metrics line's per_rank: each rank's tokens, seconds and bytes sent through MPI.
+Json per_rank_json(const CoordinatorReport& report) {
+    return {{"tokens", per_rank_count(report, RankRecord::kTokens)},
+            {"compute_s", per_rank(report, RankRecord::kCompute)},
+            {"expert_s", per_rank(report, RankRecord::kExpert)},
+            {"dispatch_s", per_rank(report, RankRecord::kDispatch)},
+            {"combine_s", per_rank(report, RankRecord::kCombine)},
+            {"sent_bytes_on_host", per_rank_count(report, RankRecord::kSentBytesOnHost)},
+            {"sent_bytes_off_host", per_rank_count(report, RankRecord::kSentBytesOffHost)}};
+}
+
 // Fidelity of the sums f = RankRecord kChangedSlots..kFidelityS over ranks (and rounds). output_rel_l2 is
 // 0 when no assignment changed (identical routing), null when assignments changed but nothing was sampled.
 Json fidelity_json(const double* f, int num_ranks) {
@@ -169,11 +180,7 @@ Json RunSummary::add_round(const CoordinatorReport& report, int first_step, std:
     line["step_time_s"] = seconds;
     line["tokens_per_s"] = seconds > 0 ? Json(static_cast<double>(tokens) / seconds) : Json(nullptr);
     line["time_breakdown_s"] = breakdown;
-    line["per_rank"] = {{"tokens", per_rank_count(report, RankRecord::kTokens)},
-                        {"compute_s", per_rank(report, RankRecord::kCompute)},
-                        {"expert_s", per_rank(report, RankRecord::kExpert)},
-                        {"dispatch_s", per_rank(report, RankRecord::kDispatch)},
-                        {"combine_s", per_rank(report, RankRecord::kCombine)}};
+    line["per_rank"] = per_rank_json(report);
     line["load"] = load_json(stats);
     double fidelity[7];
     for (int f = 0; f < 7; ++f) {

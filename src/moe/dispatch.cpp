@@ -191,6 +191,35 @@ PipelineTimes exchange_and_run(const mpi::Comm& comm, const DispatchPlan& plan, 
     return t;
 }
 
+// The lowest rank of each rank's host, [comm size]. Collective over comm.
+std::vector<int> hosts_of_ranks(const mpi::Comm& comm) {
+    const mpi::Comm host = comm.split_shared();
+    std::vector<int> host_of(comm.size(), 0);
+    host_of[comm.rank()] = mpi::allreduce_one(host, comm.rank(), mpi::Op::kMin);
+    mpi::allreduce(comm, std::span<int>(host_of), mpi::Op::kSum);
+    return host_of;
+}
+
+// LayerResult::sent_bytes_*: the elements each trip sent to every other rank (out: send_elems, back: recv_elems),
+// split by host. Two-level sends a row for another host first to the rank of this host with the destination's
+// local index (unless that is this rank), then across (mpi::TwoLevelExchange).
+void count_sent_bytes(const mpi::Comm& comm, const DispatchPlan& plan, bool two_level, const DispatchBuffers& buf,
+                      LayerResult& result) {
+    const int self = comm.rank(), per_host = two_level ? buf.two_level->ranks_per_host() : 1;
+    for (int c = 0; c < plan.chunks; ++c)
+        for (int r = 0; r < comm.size(); ++r) {
+            if (r == self) continue;
+            const double bytes =
+                sizeof(float) * static_cast<double>(plan.rows.send_elems[c][r] + plan.rows.recv_elems[c][r]);
+            if (buf.host_of[r] == buf.host_of[self]) {
+                result.sent_bytes_on_host += bytes;
+                continue;
+            }
+            result.sent_bytes_off_host += bytes;
+            if (two_level && r % per_host != self % per_host) result.sent_bytes_on_host += bytes;
+        }
+}
+
 }  // namespace
 
 LayerResult moe_layer_forward(const mpi::Comm& comm, const ExpertMap& experts, const MlpKernel& kernel,
@@ -203,6 +232,7 @@ LayerResult moe_layer_forward(const mpi::Comm& comm, const ExpertMap& experts, c
     const double t0 = mpi::wtime();
     if (options.shared_exchange && !buf.window) buf.window = std::make_unique<mpi::SharedWindow>(comm);
     if (options.two_level && !buf.two_level) buf.two_level = std::make_unique<mpi::TwoLevelExchange>(comm);
+    if (buf.host_of.size() != static_cast<size_t>(comm.size())) buf.host_of = hosts_of_ranks(comm);
     EPMOE_ASSERT(!options.two_level || (options.overlap_chunks <= 1 && !options.shared_exchange));
     DispatchPlan plan =
         plan_dispatch(comm, placement, routing, shape.num_experts, d, first_token, step_tokens, options, buf);
@@ -227,6 +257,7 @@ LayerResult moe_layer_forward(const mpi::Comm& comm, const ExpertMap& experts, c
     result.bytes_moved = pipeline.experts_run * 3.0 * d * shape.d_ff * sizeof(float) +  // weights once per chunk run
                          2.0 * sizeof(float) * d *
                              static_cast<double>(plan.rows.send_row[plan.chunks] + plan.rows.recv_row[plan.chunks]);
+    count_sent_bytes(comm, plan, options.two_level, buf, result);
     // Phases: dispatch = capacity, row layout, count exchange and every wait for tokens to arrive; expert = the
     // experts' compute; combine = starting the return trips, waiting for the results and the weighted sum.
     times.dispatch += t1 - t0 + pipeline.dispatch_wait;

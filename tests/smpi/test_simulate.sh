@@ -43,6 +43,15 @@ loads() { python3 -c "import json,sys; print([l['layers'][0]['expert_load'] for 
 if [ "$(loads "$d/metrics.jsonl")" = "$(loads "$d2/metrics.jsonl")" ]; then
     pass "  two_level: every step's expert load equals flat's"
 else fail_check "two_level expert loads differ from flat's"; fi
+# Bytes through MPI, summed over ranks and steps: the same rows cross hosts either way; two-level adds the hop
+# inside the host for rows whose destination has another local index.
+sent() { python3 -c "import json,sys; print(sum(sum(l['per_rank']['sent_bytes_'+sys.argv[2]]) for l in map(json.loads, open(sys.argv[1]))))" "$1" "$2"; }
+flat_off=$(sent "$d/metrics.jsonl" off_host) two_off=$(sent "$d2/metrics.jsonl" off_host)
+flat_on=$(sent "$d/metrics.jsonl" on_host) two_on=$(sent "$d2/metrics.jsonl" on_host)
+check "bytes between hosts: two_level = flat" "$flat_off" "$two_off"
+if [ "$flat_off" -gt 0 ] && [ "$two_on" -gt "$flat_on" ]; then
+    pass "  bytes inside hosts: two_level $two_on > flat $flat_on (between hosts $flat_off)"
+else fail_check "bytes: between hosts $flat_off, inside hosts two_level $two_on against flat $flat_on"; fi
 flat_x=$(python3 -c "import json,sys; l=[json.loads(x) for x in open(sys.argv[1])][-1]; print(l['time_breakdown_s']['dispatch'])" "$d/metrics.jsonl")
 two_x=$(python3 -c "import json,sys; l=[json.loads(x) for x in open(sys.argv[1])][-1]; print(l['time_breakdown_s']['dispatch'])" "$d2/metrics.jsonl")
 if [ "$flat_x" != "$two_x" ]; then pass "  two_level: dispatch time $two_x s against flat's $flat_x s"

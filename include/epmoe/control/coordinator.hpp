@@ -36,6 +36,8 @@ struct RankRecord {
         kDiffSq,
         kRefSq,
         kFidelityS,
+        kSentBytesOnHost,   // LayerResult::sent_bytes_on_host, summed over layers
+        kSentBytesOffHost,  // LayerResult::sent_bytes_off_host, summed over layers
         kFixed
     };
     std::vector<double> values;  // [kFixed + num_layers]; energy fields are NaN when not measured;

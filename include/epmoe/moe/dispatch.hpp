@@ -41,7 +41,10 @@ struct LayerResult {
     int64_t dropped = 0;               // of those, dropped by capacity
     int64_t rows_processed = 0;        // token rows this rank ran through its experts
     double bytes_moved = 0;            // bytes through both alltoallv (sent + received) and expert weights read
-    std::vector<uint8_t> kept;         // [num_tokens, top_k] 1 = kept, 0 = dropped
+    // Token-row bytes this rank sent through MPI on both trips, to ranks of its own host and of other hosts
+    // (two_level: each hop; the shared-memory exchange sends its host's rows through no MPI call).
+    double sent_bytes_on_host = 0, sent_bytes_off_host = 0;
+    std::vector<uint8_t> kept;  // [num_tokens, top_k] 1 = kept, 0 = dropped
 };
 
 // Buffers reused across layers and steps, so steady-state steps do not allocate.
@@ -73,6 +76,8 @@ struct DispatchBuffers {
     // The two-level exchange's communicators and staging rows (DispatchOptions::two_level), over the comm of the
     // first layer that used it.
     std::unique_ptr<mpi::TwoLevelExchange> two_level;
+    // [comm size] the lowest rank of each rank's host, in the comm of the first layer (LayerResult::sent_bytes_*).
+    std::vector<int> host_of;
 };
 
 // Runs the expert part of one layer, the experts through kernel. Collective over comm.
