@@ -116,6 +116,16 @@ say "machine: epmoe info"
     grep -o -w -E 'avx512f|avx512_bf16' /proc/cpuinfo | sort -u | sed 's/^/isa: /'
 } >"$work/lscpu.txt" || true
 "${one_thread[@]}" "$mpirun" -n 2 "$bin/epmoe" info --json >"$work/info2.json" 2>/dev/null || true
+# Where Debian's OpenBLAS takes this CPU for an older core (Prescott on the 16-core Xeon: sgemm 5x slower), epmoe
+# sets OPENBLAS_CORETYPE itself (`epmoe info`: blas.core_detected). Debian's torch links the same OpenBLAS, so
+# the peers get the same core: a peer at its best settings.
+core_fix=$(/usr/bin/python3 -c 'import json, sys
+b = json.load(open(sys.argv[1]))["blas"]
+print(b["core"] if b.get("core_detected") else "")' "$work/info.json")
+if [ -n "$core_fix" ]; then
+    export OPENBLAS_CORETYPE=$core_fix
+    say "machine: OpenBLAS detected an older core; OPENBLAS_CORETYPE=$core_fix for epmoe and every peer"
+fi
 
 # The whole model: epmoe eval and generate on 2 ranks against bench/peer_model.py on the same files. The peer's
 # thread settings are searched first; then each repetition runs epmoe and the peer (a fresh process at its best
