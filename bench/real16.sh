@@ -15,6 +15,9 @@
 #                of the 16-rank runs, FP32 and BF16
 #       ceiling  the machine's own limit on weak scaling: 16 independent one-rank runs at once (no exchange at all,
 #                each its own MPI singleton pinned to one core by taskset) on the 2048-token file, FP32 and BF16
+#       rankwork a 16 x 1 rank's own work (the layer's 2 experts of 2048 rows each: a synthetic layer of 2 experts,
+#                top-2, 2048 tokens) alone on one core, then 16 such runs at once: the ceiling for 16 ranks with
+#                their larger GEMMs (the 1-rank layer runs 32 experts of 128 rows), FP32 and BF16
 #       skewed   weak scaling on the synthetic workload (Zipf-popular clusters: hot experts make a hot rank) at 1
 #                and 16 ranks
 #       dispatch bench_dispatch (dispatch + combine against bare MPI_Alltoallv) at 4, 8, 16 ranks
@@ -24,7 +27,7 @@
 set -euo pipefail
 bin=$1 libs=$2 out=$3
 shift 3
-parts=${*:-make weak ceiling peer skewed dispatch}
+parts=${*:-make weak ceiling rankwork peer skewed dispatch}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 mkdir -p "$out"
 export LD_LIBRARY_PATH=$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
@@ -91,6 +94,26 @@ part_ceiling() {
     done
 }
 
+part_rankwork() {
+    local layer=(--set model.d_model=1024 --set model.d_ff=3584 --set model.num_experts=2 --set model.top_k=2
+                 --set model.num_layers=1 --tokens-per-rank 2048)
+    for dtype in fp32 bf16; do
+        say "rankwork: $dtype, a 16 x 1 rank's experts alone, then 16 at once"
+        taskset -c 0 "$bin/epmoe" run "${quiet[@]}" "${layer[@]}" --set compute.dtype=$dtype \
+            --out "/tmp/real16/rankwork-$dtype-alone" >"$out/rankwork-$dtype-alone.log" 2>&1 || say "  alone failed"
+        for core in $(seq 0 15); do
+            taskset -c "$core" "$bin/epmoe" run "${quiet[@]}" "${layer[@]}" --set compute.dtype=$dtype \
+                --out "/tmp/real16/rankwork-$dtype-$core" >"$out/rankwork-$dtype-$core.log" 2>&1 &
+        done
+        wait || say "  a rankwork run failed"
+        for run in alone $(seq 0 15); do
+            mkdir -p "$out/rankwork-$dtype-$run"
+            cp "/tmp/real16/rankwork-$dtype-$run/metrics.jsonl" "$out/rankwork-$dtype-$run/" 2>/dev/null || true
+        done
+        rm -rf /tmp/real16/rankwork-*
+    done
+}
+
 part_peer() {
     for dtype in fp32 bf16; do
         say "peer: $dtype, torch threads 8 and 16"
@@ -128,8 +151,8 @@ part_dispatch() {
 "${mpirun[@]}" "${one_a_core[@]}" -n 16 "$bin/epmoe" info --json >"$out/info16.json" 2>"$out/info16.err" || true
 for part in $parts; do
     case $part in
-        make | weak | ceiling | peer | skewed | dispatch) "part_$part" ;;
-        *) say "unknown part $part (make, weak, ceiling, peer, skewed, dispatch)"; exit 2 ;;
+        make | weak | ceiling | rankwork | peer | skewed | dispatch) "part_$part" ;;
+        *) say "unknown part $part (make, weak, ceiling, rankwork, peer, skewed, dispatch)"; exit 2 ;;
     esac
 done
 say "done: $parts"

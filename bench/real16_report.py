@@ -87,6 +87,33 @@ def ceiling_section(L, folder):
         L.append(f"| {dtype} | {fmt(a)} | {fmt_stats(stats(rates))} | {fmt(ratio(med(stats(rates)), a))} | "
                  f"{fmt(sum(rates))} | **{fmt(ratio(med(ep['layer']) if ep else None, sum(rates)))}** |")
     L.append("")
+    rankwork_table(L, folder)
+
+
+def rankwork_table(L, folder):
+    """The ceiling for a 16 x 1 rank's own work (part rankwork), where it was run."""
+    if not os.path.isdir(os.path.join(folder, "rankwork-fp32-alone")):
+        return
+    L.append("A 16 x 1 rank runs 2 experts of 2048 rows, larger GEMMs than the 1-rank layer's 32 experts of 128 rows. "
+             "The same work as one run (a synthetic layer of 2 experts, top-2, 2048 tokens), alone and 16 at once, "
+             "against 16 x the 1-rank layer (the efficiency's denominator):\n")
+    L.append("| dtype | rank's work alone | each of 16 at once: median (min-max) | 16 at once, sum | "
+             "sum / (16 x 1x1 layer) | epmoe 16 x 1 (shm) / sum |")
+    L.append("|---|---|---|---|---|---|")
+    for dtype in ("fp32", "bf16"):
+        runs = [run_figures(os.path.join(folder, f"rankwork-{dtype}-{c}")) for c in range(16)]
+        rates = [med(r["layer"]) for r in runs if r]
+        alone = run_figures(os.path.join(folder, f"rankwork-{dtype}-alone"))
+        one = run_figures(os.path.join(folder, f"weak-{dtype}-1x1-shm"))
+        ep = run_figures(os.path.join(folder, f"weak-{dtype}-16x1-shm"))
+        if len(rates) < 16 or not alone:
+            L.append(f"| {dtype} | n/a (a run failed: rankwork-{dtype}-*.log) |||||")
+            continue
+        one_rate = med(one["layer"]) if one else None
+        L.append(f"| {dtype} | {fmt(med(alone['layer']))} | {fmt_stats(stats(rates))} | {fmt(sum(rates))} | "
+                 f"{fmt(ratio(sum(rates), 16 * one_rate if one_rate else None))} | "
+                 f"**{fmt(ratio(med(ep['layer']) if ep else None, sum(rates)))}** |")
+    L.append("")
 
 
 def skewed_section(L, folder):
