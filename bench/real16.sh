@@ -77,20 +77,31 @@ part_weak() {
     done
 }
 
+# singleton NAME CORE ARGS...: one epmoe run of one rank (an MPI singleton) pinned to CORE; results in OUT/NAME/
+# (metrics only), log in OUT/NAME.log.
+singleton() {
+    local name=$1 core=$2
+    shift 2
+    taskset -c "$core" "$bin/epmoe" run "${quiet[@]}" "$@" --out "/tmp/real16/$name" >"$out/$name.log" 2>&1 ||
+        say "  $name failed"
+    mkdir -p "$out/$name"
+    cp "/tmp/real16/$name/metrics.jsonl" "$out/$name/" 2>/dev/null || true
+    rm -rf "/tmp/real16/$name"
+}
+
+# sixteen_at_once PREFIX ARGS...: 16 singletons started together, one a core: OUT/PREFIX-0 .. PREFIX-15.
+sixteen_at_once() {
+    local prefix=$1 core
+    shift
+    for core in $(seq 0 15); do singleton "$prefix-$core" "$core" "$@" & done
+    wait
+}
+
 part_ceiling() {
     for dtype in fp32 bf16; do
         say "ceiling: $dtype, 16 one-rank runs at once"
-        for core in $(seq 0 15); do
-            taskset -c "$core" "$bin/epmoe" run "${quiet[@]}" --model "$out/peer/model" --set compute.dtype=$dtype \
-                --input "$out/peer/uniform_2048.safetensors" --out "/tmp/real16/ceiling-$dtype-$core" \
-                >"$out/ceiling-$dtype-$core.log" 2>&1 &
-        done
-        wait || say "  a ceiling run failed"
-        for core in $(seq 0 15); do
-            mkdir -p "$out/ceiling-$dtype-$core"
-            cp "/tmp/real16/ceiling-$dtype-$core/metrics.jsonl" "$out/ceiling-$dtype-$core/" 2>/dev/null || true
-        done
-        rm -rf /tmp/real16/ceiling-*
+        sixteen_at_once "ceiling-$dtype" --model "$out/peer/model" --set compute.dtype=$dtype \
+            --input "$out/peer/uniform_2048.safetensors"
     done
 }
 
@@ -99,18 +110,8 @@ part_rankwork() {
                  --set model.num_layers=1 --tokens-per-rank 2048)
     for dtype in fp32 bf16; do
         say "rankwork: $dtype, a 16 x 1 rank's experts alone, then 16 at once"
-        taskset -c 0 "$bin/epmoe" run "${quiet[@]}" "${layer[@]}" --set compute.dtype=$dtype \
-            --out "/tmp/real16/rankwork-$dtype-alone" >"$out/rankwork-$dtype-alone.log" 2>&1 || say "  alone failed"
-        for core in $(seq 0 15); do
-            taskset -c "$core" "$bin/epmoe" run "${quiet[@]}" "${layer[@]}" --set compute.dtype=$dtype \
-                --out "/tmp/real16/rankwork-$dtype-$core" >"$out/rankwork-$dtype-$core.log" 2>&1 &
-        done
-        wait || say "  a rankwork run failed"
-        for run in alone $(seq 0 15); do
-            mkdir -p "$out/rankwork-$dtype-$run"
-            cp "/tmp/real16/rankwork-$dtype-$run/metrics.jsonl" "$out/rankwork-$dtype-$run/" 2>/dev/null || true
-        done
-        rm -rf /tmp/real16/rankwork-*
+        singleton "rankwork-$dtype-alone" 0 "${layer[@]}" --set compute.dtype=$dtype
+        sixteen_at_once "rankwork-$dtype" "${layer[@]}" --set compute.dtype=$dtype
     done
 }
 

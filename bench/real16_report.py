@@ -67,54 +67,47 @@ def weak_section(L, folder):
     L.append("")
 
 
+def at_once(folder, prefix, dtype):
+    """Tokens/s of the 16 runs PREFIX-0 .. PREFIX-15 (None unless all 16 ran), and epmoe 16 x 1's (shm)."""
+    runs = [run_figures(os.path.join(folder, f"{prefix}-{c}")) for c in range(16)]
+    rates = [med(r["layer"]) for r in runs if r]
+    ep = run_figures(os.path.join(folder, f"weak-{dtype}-16x1-shm"))
+    return (rates if len(rates) == 16 else None), (med(ep["layer"]) if ep else None)
+
+
+def at_once_table(L, folder, prefix, alone_name):
+    """16 runs PREFIX-<dtype>-0..15 at once against one alone (run alone_name, {dtype} filled in), against 16 x the
+    1-rank layer and against epmoe 16 x 1 (shm)."""
+    L.append("| dtype | one run alone | each of 16 at once: median (min-max over runs) | at once / alone | sum of the 16 "
+             "| sum / (16 x the 1 x 1 layer) | epmoe 16 x 1 (shm) / sum |")
+    L.append("|---|---|---|---|---|---|---|")
+    for dtype in ("fp32", "bf16"):
+        rates, ep = at_once(folder, f"{prefix}-{dtype}", dtype)
+        alone = run_figures(os.path.join(folder, alone_name.format(dtype=dtype)))
+        one = run_figures(os.path.join(folder, f"weak-{dtype}-1x1-shm"))
+        if not rates:
+            L.append(f"| {dtype} | n/a (a run failed: {prefix}-{dtype}-*.log) ||||||")
+            continue
+        a = med(alone["layer"]) if alone else None
+        one_rate = med(one["layer"]) if one else None
+        L.append(f"| {dtype} | {fmt(a)} | {fmt_stats(stats(rates))} | {fmt(ratio(med(stats(rates)), a))} | "
+                 f"{fmt(sum(rates))} | {fmt(ratio(sum(rates), 16 * one_rate if one_rate else None))} | "
+                 f"**{fmt(ratio(ep, sum(rates)))}** |")
+    L.append("")
+
+
 def ceiling_section(L, folder):
     L.append("## The machine's own limit: 16 one-rank runs at once\n")
     L.append("16 independent epmoe runs of one rank (each an MPI singleton pinned to its core with taskset, no "
              "exchange at all) on the 2048-token file, started together: what 16 busy cores give each other when each "
-             "runs the 1-rank layer. Not a bound on the weak scaling above: a 16 x 1 rank runs other work (the next "
-             "table), and may pass it.\n")
-    L.append("| dtype | one run alone (1 x 1 above) | each of 16 at once: median (min-max over runs) | at once / alone "
-             "| sum of the 16 | epmoe 16 x 1 (shm) / sum |")
-    L.append("|---|---|---|---|---|---|")
-    for dtype in ("fp32", "bf16"):
-        runs = [run_figures(os.path.join(folder, f"ceiling-{dtype}-{c}")) for c in range(16)]
-        rates = [med(r["layer"]) for r in runs if r]
-        alone = run_figures(os.path.join(folder, f"weak-{dtype}-1x1-shm"))
-        ep = run_figures(os.path.join(folder, f"weak-{dtype}-16x1-shm"))
-        if len(rates) < 16:
-            L.append(f"| {dtype} | n/a ({16 - len(rates)} of the 16 runs failed: ceiling-{dtype}-*.log) |||||")
-            continue
-        a = med(alone["layer"]) if alone else None
-        L.append(f"| {dtype} | {fmt(a)} | {fmt_stats(stats(rates))} | {fmt(ratio(med(stats(rates)), a))} | "
-                 f"{fmt(sum(rates))} | **{fmt(ratio(med(ep['layer']) if ep else None, sum(rates)))}** |")
-    L.append("")
-    rankwork_table(L, folder)
-
-
-def rankwork_table(L, folder):
-    """The ceiling for a 16 x 1 rank's own work (part rankwork), where it was run."""
-    if not os.path.isdir(os.path.join(folder, "rankwork-fp32-alone")):
-        return
-    L.append("A 16 x 1 rank runs 2 experts of 2048 rows, larger GEMMs than the 1-rank layer's 32 experts of 128 rows. "
-             "The same work as one run (a synthetic layer of 2 experts, top-2, 2048 tokens), alone and 16 at once, "
-             "against 16 x the 1-rank layer (the efficiency's denominator):\n")
-    L.append("| dtype | rank's work alone | each of 16 at once: median (min-max) | 16 at once, sum | "
-             "sum / (16 x 1x1 layer) | epmoe 16 x 1 (shm) / sum |")
-    L.append("|---|---|---|---|---|---|")
-    for dtype in ("fp32", "bf16"):
-        runs = [run_figures(os.path.join(folder, f"rankwork-{dtype}-{c}")) for c in range(16)]
-        rates = [med(r["layer"]) for r in runs if r]
-        alone = run_figures(os.path.join(folder, f"rankwork-{dtype}-alone"))
-        one = run_figures(os.path.join(folder, f"weak-{dtype}-1x1-shm"))
-        ep = run_figures(os.path.join(folder, f"weak-{dtype}-16x1-shm"))
-        if len(rates) < 16 or not alone:
-            L.append(f"| {dtype} | n/a (a run failed: rankwork-{dtype}-*.log) |||||")
-            continue
-        one_rate = med(one["layer"]) if one else None
-        L.append(f"| {dtype} | {fmt(med(alone['layer']))} | {fmt_stats(stats(rates))} | {fmt(sum(rates))} | "
-                 f"{fmt(ratio(sum(rates), 16 * one_rate if one_rate else None))} | "
-                 f"**{fmt(ratio(med(ep['layer']) if ep else None, sum(rates)))}** |")
-    L.append("")
+             "runs the 1-rank layer (its alone figure is the 1 x 1 row above). Not a bound on the weak scaling above: "
+             "a 16 x 1 rank runs other work (the next table), and may pass it.\n")
+    at_once_table(L, folder, "ceiling", "weak-{dtype}-1x1-shm")
+    if os.path.isdir(os.path.join(folder, "rankwork-fp32-alone")):
+        L.append("A 16 x 1 rank runs 2 experts of 2048 rows, larger GEMMs than the 1-rank layer's 32 experts of 128 "
+                 "rows. The same work as one run (a synthetic layer of 2 experts, top-2, 2048 tokens; part rankwork), "
+                 "alone and 16 at once: the limit of the weak scaling above is its sum over 16 x the 1 x 1 layer.\n")
+        at_once_table(L, folder, "rankwork", "rankwork-{dtype}-alone")
 
 
 def skewed_section(L, folder):
