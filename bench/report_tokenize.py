@@ -16,20 +16,11 @@ import re
 import statistics
 import struct
 
-from report_util import fmt, fmt_stats, ratio, stats
+from report_util import cpu_name, fmt, fmt_stats, ratio, stats
 
 TOOLS = (("spm", "spm_encode (line by line)", "SentencePiece BPE, tokenizer.model"),
          ("epmoe_sp", "epmoe tokenize", "SentencePiece BPE, tokenizer.model"),
          ("epmoe_bpe", "epmoe tokenize", "byte-level BPE, tokenizer.json"))
-
-
-def cpu_name(folder):
-    for path in (os.path.join(folder, "lscpu.txt"), "/proc/cpuinfo"):
-        if os.path.exists(path):
-            m = re.search(r"^(?:Model name|model name)\s*:\s*(.+)$", open(path).read(), re.M)
-            if m:
-                return m.group(1).strip()
-    return "unknown CPU"
 
 
 def read_ids(path):

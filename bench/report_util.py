@@ -2,7 +2,19 @@
 import argparse
 import json
 import os
+import re
 import statistics
+
+
+def cpu_name(folder=None):
+    """The CPU a run came from: FOLDER/lscpu.txt's model name where the run saved one, else this machine's."""
+    paths = ([os.path.join(folder, "lscpu.txt")] if folder else []) + ["/proc/cpuinfo"]
+    for path in paths:
+        if os.path.exists(path):
+            m = re.search(r"^(?:Model name|model name)\s*:\s*(.+)$", open(path).read(), re.M)
+            if m:
+                return m.group(1).strip()
+    return "unknown CPU"
 
 
 def stats(values):

@@ -10,6 +10,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src", "app"))
 import report_figures as figs  # noqa: E402 (from src/app, found above)
+from report_util import cpu_name  # noqa: E402 (bench/, this script's folder)
 
 RUNS = ["none", "aux_free", "replicated"]
 
@@ -70,17 +71,6 @@ def plot(rows, ranks, path):
                                         for run in RUNS}) for title, ylabel, get in panels],
                       ranks, "simulated ranks (E = 2 x ranks experts)",
                       "weak scaling under SimGrid SMPI (bench/scale.sh): every time simulated", path, log_y=True)
-
-
-def cpu_name():
-    """The CPU the study ran on, as /proc/cpuinfo names it."""
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def main(out_dir, md_path, png_path, wall, ranks):

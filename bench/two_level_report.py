@@ -8,6 +8,8 @@ import os
 import statistics
 import sys
 
+from report_util import cpu_name
+
 
 def figures(folder):
     """Step time (median over the steps after step 0), dispatch and combine (mean over ranks, median over steps),
@@ -35,8 +37,9 @@ def main():
          "Written by bench/two_level_report.py from bench/two_level.sh (" + wall + " s of wall time). `epmoe "
          "simulate` (SimGrid SMPI): 4 ranks a node, 100 Gb/s and 1 us links, bench/scale.sh's layer (E = 2 x "
          "ranks experts, d_model 128, d_ff 512, top-2, 64 tokens a rank, the skewed synthetic workload), 3 steps, "
-         "step 0 left out; the expert GEMMs at a fixed 100 GFLOP/s a rank. `flat`: one MPI_Alltoallv over every "
-         "rank each way (SMPI's pairwise exchange, skipping empty peers: up to ranks - 1 messages a rank); "
+         "step 0 left out; the expert GEMMs at a fixed 100 GFLOP/s a rank, the ranks' host work (gate, top-k, "
+         "packing) timed for real on this machine (" + cpu_name() + f", {os.cpu_count()} CPUs). `flat`: one "
+         "MPI_Alltoallv over every rank each way (SMPI's pairwise exchange, skipping empty peers: up to ranks - 1 messages a rank); "
          "`two_level` (`resources.inter_host`): inside each node, then one message a rank to its counterpart on "
          "each other node (3 + nodes - 1 messages a rank). The rows crossing nodes are the same bytes either "
          "way: two-level adds one hop inside the node and merges a node's rows for a counterpart into one "
