@@ -8,6 +8,7 @@
 #include <memory>
 
 #include "dispatch_internal.hpp"
+#include "epmoe/comm/hosts.hpp"
 #include "epmoe/ops/swiglu.hpp"
 
 namespace epmoe {
@@ -191,15 +192,6 @@ PipelineTimes exchange_and_run(const mpi::Comm& comm, const DispatchPlan& plan, 
     return t;
 }
 
-// The lowest rank of each rank's host, [comm size]. Collective over comm.
-std::vector<int> hosts_of_ranks(const mpi::Comm& comm) {
-    const mpi::Comm host = comm.split_shared();
-    std::vector<int> host_of(comm.size(), 0);
-    host_of[comm.rank()] = mpi::allreduce_one(host, comm.rank(), mpi::Op::kMin);
-    mpi::allreduce(comm, std::span<int>(host_of), mpi::Op::kSum);
-    return host_of;
-}
-
 // LayerResult::sent_bytes_*: the elements each trip sent to every other rank (out: send_elems, back: recv_elems),
 // split by host. Two-level sends a row for another host first to the rank of this host with the destination's
 // local index (unless that is this rank), then across (mpi::TwoLevelExchange).
@@ -232,7 +224,7 @@ LayerResult moe_layer_forward(const mpi::Comm& comm, const ExpertMap& experts, c
     const double t0 = mpi::wtime();
     if (options.shared_exchange && !buf.window) buf.window = std::make_unique<mpi::SharedWindow>(comm);
     if (options.two_level && !buf.two_level) buf.two_level = std::make_unique<mpi::TwoLevelExchange>(comm);
-    if (buf.host_of.size() != static_cast<size_t>(comm.size())) buf.host_of = hosts_of_ranks(comm);
+    if (buf.host_of.size() != static_cast<size_t>(comm.size())) buf.host_of = mpi::host_leaders(comm);
     EPMOE_ASSERT(!options.two_level || (options.overlap_chunks <= 1 && !options.shared_exchange));
     DispatchPlan plan =
         plan_dispatch(comm, placement, routing, shape.num_experts, d, first_token, step_tokens, options, buf);

@@ -48,6 +48,11 @@ expect_stderr_has() { if grep -qF -- "$1" "$err_file"; then pass "  stderr has '
 expect_stdout_lacks() { if grep -qF -- "$1" "$out_file"; then fail_check "stdout has '$1'"; else pass "  stdout lacks '$1'"; fi; }
 
 # expect_one_error_line: the last command's stderr has exactly one "epmoe: error:" line (rank 0's only).
+# sent_bytes METRICS on_host|off_host: per_rank.sent_bytes_<which> of a metrics.jsonl, summed over ranks and lines.
+sent_bytes() {
+    python3 -c "import json,sys; print(sum(sum(l['per_rank']['sent_bytes_'+sys.argv[2]]) for l in map(json.loads, open(sys.argv[1]))))" "$1" "$2"
+}
+
 expect_one_error_line() {
     local n
     n=$(grep -c "^epmoe: error:" "$err_file")

@@ -160,16 +160,15 @@ if cmp -s "$cli_tmp/l-flat.st" "$cli_tmp/l-two_level.st"; then
     pass "  ${launch[*]}: resources.inter_host two_level gives flat's bits"
 else fail_check "${launch[*]}: two_level and flat differ"; fi
 # per_rank.sent_bytes_off_host, summed over ranks and steps: the same rows cross hosts either way (none on one host).
-sent() { python3 -c "import json,sys; print(sum(sum(l['per_rank']['sent_bytes_'+sys.argv[2]]) for l in map(json.loads, open(sys.argv[1]))))" "$1" "$2"; }
-off_flat=$(sent "$cli_tmp/l-flat/metrics.jsonl" off_host)
-off_two=$(sent "$cli_tmp/l-two_level/metrics.jsonl" off_host)
+off_flat=$(sent_bytes "$cli_tmp/l-flat/metrics.jsonl" off_host)
+off_two=$(sent_bytes "$cli_tmp/l-two_level/metrics.jsonl" off_host)
 [ "$off_flat" = "$off_two" ] && pass "  bytes between hosts: two_level = flat ($off_flat)" ||
     fail_check "bytes between hosts: two_level $off_two, flat $off_flat"
 if [ "${EPMOE_MPI_FLAVOR:-}" = mpich ]; then
     [ "$off_flat" -gt 0 ] && pass "  two hosts: $off_flat bytes between them" || fail_check "two hosts: no bytes between them"
 else
     [ "$off_flat" = 0 ] && pass "  one host: no bytes between hosts" || fail_check "one host: $off_flat bytes between hosts"
-    [ "$(sent "$cli_tmp/l-flat/metrics.jsonl" on_host)" -gt 0 ] && pass "  one host: bytes inside it" ||
+    [ "$(sent_bytes "$cli_tmp/l-flat/metrics.jsonl" on_host)" -gt 0 ] && pass "  one host: bytes inside it" ||
         fail_check "one host: no bytes inside it"
 fi
 if [ "${EPMOE_MPI_FLAVOR:-}" = mpich ]; then

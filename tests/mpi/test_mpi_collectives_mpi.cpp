@@ -1,6 +1,6 @@
 // The MPI wrappers' other collectives (include/epmoe/comm/mpi.hpp) at 1-4 ranks, in both wait modes: alltoall,
 // allreduce (sum, max, min) and allreduce_one, exscan_sum, bcast, gather_to_root, gatherv_to_root,
-// allgather_strings and barrier, each against a plain loop over the ranks; to_int_count's limit; the wait
+// allgather_strings, host_leaders and barrier, each against a plain loop over the ranks; to_int_count's limit; the wait
 // mode and the process queries.
 #include <gtest/gtest.h>
 #include <mpi.h>
@@ -17,6 +17,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "epmoe/comm/hosts.hpp"
 #include "epmoe/comm/mpi.hpp"
 #include "mpi_test_util.hpp"
 
@@ -169,6 +170,16 @@ TEST_P(Collective, AllgatherStringsOfDifferentLengths) {
     for (int r = 0; r < comm.size(); ++r) expected.push_back(string_of(r));
     EXPECT_EQ(mpi::allgather_strings(comm, string_of(comm.rank())), expected);
     EXPECT_EQ(mpi::allgather_strings(comm, ""), empty);
+}
+
+// host_leaders against the processor names: ranks with the same name share a leader, the lowest such rank.
+TEST_P(Collective, HostLeadersAreTheLowestRankOfEachHost) {
+    mpi::Comm comm(MPI_COMM_WORLD);
+    const std::vector<std::string> names = mpi::allgather_strings(comm, mpi::processor_name());
+    std::vector<int> expected(comm.size());
+    for (int r = 0; r < comm.size(); ++r)
+        expected[r] = static_cast<int>(std::find(names.begin(), names.end(), names[r]) - names.begin());
+    EXPECT_EQ(mpi::host_leaders(comm), expected);
 }
 
 // No rank leaves the barrier before the last one entered it: the last rank writes a file first.

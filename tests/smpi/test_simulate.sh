@@ -45,9 +45,8 @@ if [ "$(loads "$d/metrics.jsonl")" = "$(loads "$d2/metrics.jsonl")" ]; then
 else fail_check "two_level expert loads differ from flat's"; fi
 # Bytes through MPI, summed over ranks and steps: the same rows cross hosts either way; two-level adds the hop
 # inside the host for rows whose destination has another local index.
-sent() { python3 -c "import json,sys; print(sum(sum(l['per_rank']['sent_bytes_'+sys.argv[2]]) for l in map(json.loads, open(sys.argv[1]))))" "$1" "$2"; }
-flat_off=$(sent "$d/metrics.jsonl" off_host) two_off=$(sent "$d2/metrics.jsonl" off_host)
-flat_on=$(sent "$d/metrics.jsonl" on_host) two_on=$(sent "$d2/metrics.jsonl" on_host)
+flat_off=$(sent_bytes "$d/metrics.jsonl" off_host) two_off=$(sent_bytes "$d2/metrics.jsonl" off_host)
+flat_on=$(sent_bytes "$d/metrics.jsonl" on_host) two_on=$(sent_bytes "$d2/metrics.jsonl" on_host)
 check "bytes between hosts: two_level = flat" "$flat_off" "$two_off"
 if [ "$flat_off" -gt 0 ] && [ "$two_on" -gt "$flat_on" ]; then
     pass "  bytes inside hosts: two_level $two_on > flat $flat_on (between hosts $flat_off)"
