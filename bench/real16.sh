@@ -9,8 +9,9 @@
 #       make     Hugging Face's MixtralSparseMoeBlock checkpoint (d_model 1024, d_ff 3584, 32 experts, top-2;
 #                bench/peer_torch.py) and its uniform token files: 2048 x 1, 2, 4, 8, 16 tokens a step, 7 steps
 #       weak     weak scaling on those tokens, 2048 a rank: 1, 2, 4, 8, 16 ranks of one thread, the token exchange
-#                through MPI (resources.exchange=mpi) and through shared memory (shm); 8 ranks of 2 threads
-#                (expert tasks), 4096 tokens a rank; FP32 and BF16
+#                through MPI (resources.exchange=mpi) and through shared memory (shm: with the ranks of the host
+#                sharing each other's row blocks, and without, shm-owner); 8 ranks of 2 threads (expert tasks),
+#                4096 tokens a rank; FP32 and BF16
 #       peer     the block in the machine's PyTorch at its best thread count (8 or 16, searched) on the 32768 tokens
 #                of the 16-rank runs, FP32 and BF16
 #       ceiling  the machine's own limit on weak scaling: 16 independent one-rank runs at once (no exchange at all,
@@ -58,20 +59,29 @@ part_make() {
         --workload-tokens 2048,4096,8192,16384,32768 --workloads uniform
 }
 
+# The settings of an exchange name: mpi, shm (its default work sharing: ranks of the host take each other's row
+# blocks), shm-owner (shm, each expert on its owner only: resources.work_sharing=none).
+exchange_args() {
+    case $1 in
+        shm-owner) echo --set resources.exchange=shm --set resources.work_sharing=none ;;
+        *) echo --set resources.exchange="$1" ;;
+    esac
+}
+
 part_weak() {
     for dtype in fp32 bf16; do
         local model=(--model "$out/peer/model" --set compute.dtype=$dtype)
         for p in 1 2 4 8 16; do
-            for exchange in mpi shm; do
-                [ "$p" -eq 1 ] && [ "$exchange" = mpi ] && continue
+            for exchange in mpi shm shm-owner; do
+                [ "$p" -eq 1 ] && [ "$exchange" != shm ] && continue
                 say "weak: $dtype, $p ranks, exchange $exchange"
-                run "weak-$dtype-${p}x1-$exchange" "$p" 1 "${model[@]}" --set resources.exchange=$exchange \
+                run "weak-$dtype-${p}x1-$exchange" "$p" 1 "${model[@]}" $(exchange_args $exchange) \
                     --input "$out/peer/uniform_$((2048 * p)).safetensors"
             done
         done
         for exchange in mpi shm; do
             say "weak: $dtype, 8 ranks x 2 threads, exchange $exchange"
-            run "weak-$dtype-8x2-$exchange" 8 2 "${model[@]}" --set resources.exchange=$exchange \
+            run "weak-$dtype-8x2-$exchange" 8 2 "${model[@]}" $(exchange_args $exchange) \
                 --input "$out/peer/uniform_32768.safetensors"
         done
     done

@@ -33,6 +33,9 @@ def run_figures(folder):
             "gflops": summary.get("expert_gflops")}
 
 
+EXCHANGES = {"mpi": "mpi", "shm": "shm, shared work", "shm-owner": "shm, owner only"}
+
+
 def weak_row(L, folder, name, dtype, split, exchange, base):
     """One weak-scaling row; returns the run's tokens/s a core (None where it failed)."""
     r = run_figures(os.path.join(folder, name))
@@ -55,15 +58,18 @@ def weak_section(L, folder):
              "uniform tokens (`peer_torch.py make`: Gaussian hidden states, a new batch every step, 7 batches in "
              "turn), 2048 tokens a rank (4096 for 8 ranks x 2 threads); 16 steps, step 0 left out. ranks x threads: "
              "one rank a core (`mpirun --bind-to core`); 2 threads a rank run the experts as tasks. exchange: "
-             "`resources.exchange`. Efficiency = tokens/s a core over the 1 x 1 run's.\n")
+             "`resources.exchange`; with shm, shared work = the ranks of the host take row blocks of each other's "
+             "experts once their own are taken (`resources.work_sharing` = host, the default), owner only = each "
+             "expert runs on its owner (none). Efficiency = tokens/s a core over the 1 x 1 run's.\n")
     L.append("| dtype | ranks x threads | exchange | layer tokens/s | per core | efficiency | step: gate / dispatch / "
              "expert / combine (ms) | rank max/mean | expert GFLOP/s a rank |")
     L.append("|---|---|---|---|---|---|---|---|---|")
     for dtype in ("fp32", "bf16"):
         base = weak_row(L, folder, f"weak-{dtype}-1x1-shm", dtype, "1x1", "shm", None)
         for split in ("2x1", "4x1", "8x1", "16x1", "8x2"):
-            for exchange in ("mpi", "shm"):
-                weak_row(L, folder, f"weak-{dtype}-{split}-{exchange}", dtype, split, exchange, base)
+            for exchange in ("mpi", "shm-owner", "shm"):
+                if os.path.exists(os.path.join(folder, f"weak-{dtype}-{split}-{exchange}.log")):
+                    weak_row(L, folder, f"weak-{dtype}-{split}-{exchange}", dtype, split, EXCHANGES[exchange], base)
     L.append("")
 
 

@@ -10,6 +10,7 @@
 #include "app/platform.hpp"
 #include "app/version.hpp"
 #include "epmoe/comm/topology.hpp"
+#include "epmoe/model/host_experts.hpp"
 #include "epmoe/sim/sim.hpp"
 
 namespace epmoe {
@@ -55,6 +56,7 @@ RankRecord make_record(const StepResult& result, int num_layers, int64_t tokens,
         record.rows(l) = static_cast<double>(result.layers[l].rows_processed);
         record[RankRecord::kSentBytesOnHost] += result.layers[l].sent_bytes_on_host;
         record[RankRecord::kSentBytesOffHost] += result.layers[l].sent_bytes_off_host;
+        record[RankRecord::kRowsRun] += static_cast<double>(result.layers[l].rows_run);
     }
     return record;
 }
@@ -92,6 +94,22 @@ std::string exchange_of(const Config& config) {
     return config.compute.overlap_chunks == 1 && !sim::simulated() && config.inter_host == "flat" ? "shm" : "mpi";
 }
 
+// resources.work_sharing resolved: host or none.
+std::string work_sharing_of(const Config& config) {
+    const bool shm = exchange_of(config) == "shm";
+    if (config.work_sharing == "host" && !shm)
+        fail(
+            "config key resources.work_sharing = \"host\": needs the shared-memory exchange, and resources.exchange "
+            "resolves to mpi here (compute.overlap_chunks > 1, resources.inter_host = two_level or a simulation)");
+    return config.work_sharing == "none" || !shm ? "none" : "host";
+}
+
+// The loaded model, its experts moved into a window over each host's ranks where they share work.
+Model shared_if_asked(const mpi::Comm& world, const Config& config, Model model) {
+    if (work_sharing_of(config) == "host") share_experts_on_host(world, model);
+    return model;
+}
+
 // summary.json's "compute": the kernel that ran and how the rank was set up.
 Json compute_json(const Config& config, const Model& model, const std::string& binding) {
     return {{"backend", config.compute.backend},
@@ -105,7 +123,8 @@ Json compute_json(const Config& config, const Model& model, const std::string& b
             {"mpi_wait", mpi::wait_mode() == mpi::WaitMode::kBlock ? "block" : "yield"},
             {"overlap_chunks", config.compute.overlap_chunks},
             {"exchange", exchange_of(config)},
-            {"inter_host", config.inter_host}};
+            {"inter_host", config.inter_host},
+            {"work_sharing", work_sharing_of(config)}};
 }
 
 // The hosts of the job in order of their first rank, each with its ranks: [{"name", "ranks"}]. Collective.
@@ -148,8 +167,10 @@ Job::Job(const mpi::Comm& world, const Config& config, const std::function<int64
       source_(world, config, whole_model),
       shape_(source_.shape()),
       placement_(run_placement(world, config, shape_.num_experts)),
-      model_(source_.load(
-          world, [&](int e) { return placement_.owns(world.rank(), e); }, tokens_per_rank(shape_))),
+      model_(shared_if_asked(
+          world, config,
+          source_.load(
+              world, [&](int e) { return placement_.owns(world.rank(), e); }, tokens_per_rank(shape_)))),
       energy_(world, config.energy),
       forward_(model_, placement_, config.routing.capacity_factor),
       coordinator_(world, shape_.num_layers, shape_.num_experts,
@@ -161,6 +182,7 @@ Job::Job(const mpi::Comm& world, const Config& config, const std::function<int64
     forward_.set_overlap_chunks(config.compute.overlap_chunks);
     forward_.set_expert_threads(config.expert_threads == "tasks" ? config.threads_per_rank : 1);
     forward_.set_shared_exchange(exchange_of(config) == "shm");
+    forward_.set_work_sharing(work_sharing_of(config) == "host");
     forward_.set_two_level(config.inter_host == "two_level");
     step_biases_.assign(coordinator_.biases().begin(), coordinator_.biases().end());
     if (config.policy.name == "ttt") start_ttt();

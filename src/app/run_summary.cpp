@@ -34,7 +34,7 @@ Json per_rank_count(const CoordinatorReport& report, RankRecord::Field f) {
     return out;
 }
 
-// A metrics line's per_rank: each rank's tokens, seconds and bytes sent through MPI.
+// A metrics line's per_rank: each rank's tokens, seconds, bytes sent through MPI and expert rows run.
 Json per_rank_json(const CoordinatorReport& report) {
     return {{"tokens", per_rank_count(report, RankRecord::kTokens)},
             {"compute_s", per_rank(report, RankRecord::kCompute)},
@@ -42,7 +42,8 @@ Json per_rank_json(const CoordinatorReport& report) {
             {"dispatch_s", per_rank(report, RankRecord::kDispatch)},
             {"combine_s", per_rank(report, RankRecord::kCombine)},
             {"sent_bytes_on_host", per_rank_count(report, RankRecord::kSentBytesOnHost)},
-            {"sent_bytes_off_host", per_rank_count(report, RankRecord::kSentBytesOffHost)}};
+            {"sent_bytes_off_host", per_rank_count(report, RankRecord::kSentBytesOffHost)},
+            {"rows_run", per_rank_count(report, RankRecord::kRowsRun)}};
 }
 
 // Fidelity of the sums f = RankRecord kChangedSlots..kFidelityS over ranks (and rounds). output_rel_l2 is

@@ -328,6 +328,10 @@ Config Config::from_json(const Json& j) {
         bad_value("resources.exchange", at(j, "resources", "exchange"),
                   cat("moves one chunk; compute.overlap_chunks = ", c.compute.overlap_chunks,
                       " needs resources.exchange = mpi"));
+    c.work_sharing = one_of(j, "resources", "work_sharing", {"auto", "host", "none"});
+    if (c.work_sharing == "host" && c.exchange == "mpi")
+        bad_value("resources.work_sharing", at(j, "resources", "work_sharing"),
+                  "runs other ranks' experts from a shared-memory window: needs resources.exchange = shm or auto");
     c.output = output_config(j);
     c.simulate = simulate_config(j);
     c.text = text_config(j);

@@ -42,7 +42,8 @@ const char* kDefaults = R"({
   },
   "coordinator": {"every_n_steps": 1},
   "resources": {"threads_per_rank": 1, "expert_threads": "tasks", "bind": "none", "mpi_wait": "auto",
-                "exchange": "auto", "inter_host": "flat"},
+                "exchange": "auto", "inter_host": "flat",
+                "work_sharing": "auto"},
   "compute": {"backend": "auto", "dtype": "fp32", "overlap_chunks": 1},
   "output": {"dir": "", "dump": "", "quiet": false, "overwrite": false, "progress_interval_s": 5.0},
   "text": {

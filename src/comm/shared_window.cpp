@@ -40,11 +40,12 @@ void SharedWindow::free_window() {
     win_ = MPI_WIN_NULL;
 }
 
-void SharedWindow::reserve(size_t bytes) {
+void SharedWindow::reserve(size_t bytes, bool spare) {
     const uint64_t most = allreduce_one<uint64_t>(host_, bytes, Op::kMax);
     if (most <= capacity_ && win_ != MPI_WIN_NULL) return;
     free_window();
-    capacity_ = std::max<size_t>(most + most / 4, 4096);  // a quarter spare: steps whose counts vary grow it rarely
+    // A quarter spare: steps whose counts vary grow it rarely.
+    capacity_ = std::max<size_t>(spare ? most + most / 4 : most, 4096);
     MPI_Info info;
     MPI_Info_create(&info);
     MPI_Info_set(info, "alloc_shared_noncontig", "true");  // each segment on its own pages, near its rank

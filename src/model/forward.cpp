@@ -79,13 +79,13 @@ void Forward::layer(const mpi::Comm& comm, int l, std::span<float> h, int64_t fi
     result.routing.push_back(route(logits_, s.num_experts, s.top_k, bias, s.gate, s.norm_topk_prob,
                                    corrected ? std::span<const float>(adapted_) : std::span<const float>()));
     result.times.gate += mpi::wtime() - t0;
-    result.layers.push_back(moe_layer_forward(comm, layer.experts, *model_.kernel, s, placement_, norm_,
-                                              result.routing.back(), first_token, step_tokens, options_, moe_out_,
-                                              result.times, buffers_));
+    result.layers.push_back(moe_layer_forward(comm, options_.share_work ? layer.host_experts : layer.experts,
+                                              *model_.kernel, s, placement_, norm_, result.routing.back(), first_token,
+                                              step_tokens, options_, moe_out_, result.times, buffers_));
     fidelity_.measure(comm, layer.experts, *model_.kernel, s, placement_, norm_, logits_, bias, corrected,
                       options_.capacity_factor > 0, result.routing.back(), result.layers.back().kept, moe_out_,
                       first_token, result.fidelity);
-    result.expert_flops += s.expert_flops_per_token() * static_cast<double>(result.layers.back().rows_processed);
+    result.expert_flops += s.expert_flops_per_token() * static_cast<double>(result.layers.back().rows_run);
     result.gate_flops += 2.0 * static_cast<double>(n) * s.d_model * s.num_experts;
     result.bytes_moved += result.layers.back().bytes_moved;
     if (layer.shared_expert) shared_expert(*model_.kernel, layer, s, norm_, moe_out_, buffers_, result);

@@ -34,58 +34,79 @@ int64_t ChunkRowsOfExperts::rows_of(size_t j) const {
 }
 
 void ChunkRowsOfExperts::run(const ExpertMap& experts, const MlpKernel& kernel, const ModelShape& shape, size_t j,
-                             int64_t n_e, ExpertScratch& es) const {
+                             int64_t first, int64_t end, ExpertScratch& es) const {
     const int d = shape.d_model;
     auto it = experts.find(local[j]);
-    EPMOE_ASSERT(it != experts.end());
-    resize_discarding(es.in, n_e * d);
-    resize_discarding(es.out, n_e * d);
-    int64_t row = 0;
-    for (size_t s = 0; s < num_ranks(); ++s) {
-        const size_t b = s * num_local() + j;
-        const SourceRows& src = source[s];
-        if (src.token) {
-            for (int64_t r = start[b]; r < start[b] + recv_counts[b]; ++r)
-                std::memcpy(&es.in[row++ * d], src.in + src.token[r] * d, sizeof(float) * d);
-            continue;
+    EPMOE_ASSERT(it != experts.end() && first < end);
+    resize_discarding(es.in, (end - first) * d);
+    resize_discarding(es.out, (end - first) * d);
+    // Each source's part of [first, end): its rows [from, to) of the block, at row `at` of es.
+    auto for_each_part = [&](auto&& part) {
+        int64_t row = 0;  // expert j's rows before source s
+        for (size_t s = 0; s < num_ranks() && row < end; ++s) {
+            const size_t b = s * num_local() + j;
+            const int64_t from = std::max(first, row), to = std::min(end, row + recv_counts[b]);
+            if (from < to) part(source[s], start[b] + from - row, to - from, from - first);
+            row += recv_counts[b];
         }
-        if (recv_counts[b] > 0) std::memcpy(&es.in[row * d], src.in + start[b] * d, sizeof(float) * recv_counts[b] * d);
-        row += recv_counts[b];
-    }
+    };
+    for_each_part([&](const SourceRows& src, int64_t r0, int64_t n, int64_t at) {
+        if (!src.token) {
+            std::memcpy(&es.in[at * d], src.in + r0 * d, sizeof(float) * n * d);
+            return;
+        }
+        for (int64_t r = r0; r < r0 + n; ++r)
+            std::memcpy(&es.in[at++ * d], src.in + src.token[r] * d, sizeof(float) * d);
+    });
     expert_forward(kernel, it->second, d, shape.d_ff, es.in, es.out, es.scratch);
-    row = 0;
-    for (size_t s = 0; s < num_ranks(); ++s) {
-        const size_t b = s * num_local() + j;
-        if (recv_counts[b] > 0)
-            std::memcpy(source[s].out + start[b] * d, &es.out[row * d], sizeof(float) * recv_counts[b] * d);
-        row += recv_counts[b];
+    for_each_part([&](const SourceRows& src, int64_t r0, int64_t n, int64_t at) {
+        std::memcpy(src.out + r0 * d, &es.out[at * d], sizeof(float) * n * d);
+    });
+}
+
+namespace {
+
+int64_t next_block_rows(int64_t remaining) {
+    if (remaining <= 192) return remaining;
+    return std::min<int64_t>(1024, std::max<int64_t>(128, (remaining / 2 + 31) / 32 * 32));
+}
+
+}  // namespace
+
+std::vector<RowBlock> row_blocks(const ChunkRowsOfExperts& c, bool largest_first) {
+    std::vector<RowBlock> blocks;
+    for (size_t j = 0; j < c.num_local(); ++j) {
+        const int64_t n = c.rows_of(j);
+        for (int64_t first = 0; first < n;) {
+            const int64_t end = first + next_block_rows(n - first);
+            blocks.push_back({j, first, end});
+            first = end;
+        }
     }
+    if (largest_first)  // ties in block order: the same order every run
+        std::stable_sort(blocks.begin(), blocks.end(),
+                         [](const RowBlock& a, const RowBlock& b) { return a.end - a.first > b.end - b.first; });
+    return blocks;
 }
 
 int run_experts(const ExpertMap& experts, const MlpKernel& kernel, const ModelShape& shape, const ChunkRowsOfExperts& c,
                 int threads, DispatchBuffers& buf, const std::function<void()>& progress) {
-    std::vector<std::pair<int64_t, size_t>> jobs;  // (rows, local expert j) of the experts with rows
-    for (size_t j = 0; j < c.num_local(); ++j)
-        if (const int64_t n_e = c.rows_of(j); n_e > 0) jobs.emplace_back(n_e, j);
+    std::vector<RowBlock> blocks = row_blocks(c, /*largest_first=*/threads > 1);
     if (sim::simulated()) {  // modelled compute; gathering and scattering shared rows would only map pages
-        for (const auto& job : jobs) sim::execute_mlp(shape.d_model, shape.d_ff, job.first);
-    } else if (threads <= 1 || jobs.size() <= 1) {
-        for (const auto& [n_e, j] : jobs) {
-            c.run(experts, kernel, shape, j, n_e, buf.expert);
+        for (const RowBlock& b : blocks) sim::execute_mlp(shape.d_model, shape.d_ff, b.end - b.first);
+    } else if (threads <= 1 || blocks.size() <= 1) {
+        for (const RowBlock& b : blocks) {
+            c.run(experts, kernel, shape, b.j, b.first, b.end, buf.expert);
             progress();
         }
     } else {
-        // Largest first, so the last tasks to start are the short ones; ties by expert: the same order every run.
-        std::sort(jobs.begin(), jobs.end(), [](const auto& a, const auto& b) {
-            return a.first != b.first ? a.first > b.first : a.second < b.second;
-        });
         if (buf.task.size() < static_cast<size_t>(threads)) buf.task.resize(threads);
-        run_tasks(threads, jobs.size(), [&](size_t i, int slot) {
-            c.run(experts, kernel, shape, jobs[i].second, jobs[i].first, buf.task[slot]);
+        run_tasks(threads, blocks.size(), [&](size_t i, int slot) {
+            c.run(experts, kernel, shape, blocks[i].j, blocks[i].first, blocks[i].end, buf.task[slot]);
         });
         progress();
     }
-    return static_cast<int>(jobs.size());
+    return static_cast<int>(blocks.size());
 }
 
 void combine_tokens(const Routing& routing, std::span<const float> back, std::span<const float> own,
@@ -180,7 +201,7 @@ PipelineTimes exchange_and_run(const mpi::Comm& comm, const DispatchPlan& plan, 
         source[self] = SourceRows{x_norm.data(), own_token.data(), own.data()};
         const ChunkRowsOfExperts rows_here{plan.local, counts, std::move(source),
                                            expert_block_starts(counts, plan.local.size(), self)};
-        t.experts_run += run_experts(experts, kernel, shape, rows_here, expert_threads, buf, progress);
+        t.blocks_run += run_experts(experts, kernel, shape, rows_here, expert_threads, buf, progress);
         const double w2 = mpi::wtime();
         t.expert += w2 - w1;
         back_trip[c] =
@@ -188,7 +209,7 @@ PipelineTimes exchange_and_run(const mpi::Comm& comm, const DispatchPlan& plan, 
         t.return_start += mpi::wtime() - w2;
     }
     for (auto& trip : back_trip) trip->wait();
-    t.back = {buf.send.data(), buf.send.size()};
+    t.back = {buf.send.data(), buf.send.size()}, t.own = {buf.own.data(), buf.own.size()};
     return t;
 }
 
@@ -226,27 +247,30 @@ LayerResult moe_layer_forward(const mpi::Comm& comm, const ExpertMap& experts, c
     if (options.two_level && !buf.two_level) buf.two_level = std::make_unique<mpi::TwoLevelExchange>(comm);
     if (buf.host_of.size() != static_cast<size_t>(comm.size())) buf.host_of = mpi::host_leaders(comm);
     EPMOE_ASSERT(!options.two_level || (options.overlap_chunks <= 1 && !options.shared_exchange));
+    EPMOE_ASSERT(!options.share_work || options.shared_exchange);
     DispatchPlan plan =
         plan_dispatch(comm, placement, routing, shape.num_experts, d, first_token, step_tokens, options, buf);
     const double p0 = mpi::wtime();
     if (!plan.mpi_gathers && !options.shared_exchange) pack_rows(x_norm, d, routing.top_k, buf);
     const double t1 = mpi::wtime();
     times.layout += plan.layout_s + t1 - p0;
-    PipelineTimes pipeline = options.shared_exchange ? shared_exchange_and_run(comm, plan, experts, kernel, shape,
-                                                                               x_norm, options.expert_threads, buf)
-                                                     : exchange_and_run(comm, plan, experts, kernel, shape, x_norm,
-                                                                        options.expert_threads, options.two_level, buf);
+    PipelineTimes pipeline = options.shared_exchange
+                                 ? shared_exchange_and_run(comm, plan, experts, kernel, shape, x_norm,
+                                                           options.expert_threads, options.share_work, buf)
+                                 : exchange_and_run(comm, plan, experts, kernel, shape, x_norm, options.expert_threads,
+                                                    options.two_level, buf);
     const double t2 = mpi::wtime();
     LayerResult result;
     result.expert_load.assign(shape.num_experts, 0);
     result.assigned = routing.num_tokens() * routing.top_k;
-    combine_tokens(routing, pipeline.back, buf.own, buf.slot_row, d, out, result);
+    combine_tokens(routing, pipeline.back, pipeline.own, buf.slot_row, d, out, result);
     const double t3 = mpi::wtime();
     times.weighted_sum += t3 - t2;
     result.kept = std::move(plan.kept);
     // Every row the experts ran, from every source (the shared-memory exchange receives none of this host's).
     for (int count : plan.recv_counts) result.rows_processed += count;
-    result.bytes_moved = pipeline.experts_run * 3.0 * d * shape.d_ff * sizeof(float) +  // weights once per chunk run
+    result.rows_run = options.shared_exchange ? pipeline.rows_run : result.rows_processed;
+    result.bytes_moved = pipeline.blocks_run * 3.0 * d * shape.d_ff * sizeof(float) +  // weights once per block run
                          2.0 * sizeof(float) * d *
                              static_cast<double>(plan.rows.send_row[plan.chunks] + plan.rows.recv_row[plan.chunks]);
     count_sent_bytes(comm, plan, options.two_level, buf, result);

@@ -1,6 +1,7 @@
 // The amx/bf16 kernel's packing (amx_tiles.hpp): weights once at load, into B tiles; activations each call,
 // into A tiles. Both round FP32 to BF16 with to_bf16 (round to nearest even, NaN kept).
 #include <algorithm>
+#include <utility>
 
 #include "amx_tiles.hpp"
 #include "epmoe/ops/bf16.hpp"
@@ -49,12 +50,30 @@ void pack_w2(const float* w2, const PackedMlp& p, uint16_t* out) {
 
 }  // namespace
 
-PackedMlp pack_mlp(const float* w13, const float* w2, int d_model, int d_ff) {
+namespace {
+
+PackedMlp packed_shape(int d_model, int d_ff) {
     PackedMlp p;
     p.d_model = d_model, p.d_ff = d_ff;
     p.kb13 = static_cast<int>(round_up(d_model, kTileK) / kTileK);
     p.kb2 = static_cast<int>(round_up(d_ff, kTileK) / kTileK);
     p.panels2 = static_cast<int>(round_up(d_model, kBlock) / kBlock);
+    return p;
+}
+
+}  // namespace
+
+PackedMlp packed_view(const uint16_t* w13, const uint16_t* w2, int d_model, int d_ff,
+                      std::shared_ptr<const void> owner) {
+    PackedMlp p = packed_shape(d_model, d_ff);
+    p.w13 = AlignedArray<uint16_t>(const_cast<uint16_t*>(w13), FreeDeleter{false});
+    p.w2 = AlignedArray<uint16_t>(const_cast<uint16_t*>(w2), FreeDeleter{false});
+    p.owner = std::move(owner);
+    return p;
+}
+
+PackedMlp pack_mlp(const float* w13, const float* w2, int d_model, int d_ff) {
+    PackedMlp p = packed_shape(d_model, d_ff);
     p.w13 = aligned_array<uint16_t>(2ull * p.kb2 * p.kb13 * kStepElems);
     p.w2 = aligned_array<uint16_t>(1ull * p.panels2 * p.kb2 * kStepElems);
     pack_w13(w13, p, p.w13.get());

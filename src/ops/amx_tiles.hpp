@@ -59,7 +59,10 @@ inline void tile_release() { asm volatile("tilerelease" ::); }
 
 // 64-byte aligned arrays (tile rows must not straddle cache lines).
 struct FreeDeleter {
-    void operator()(void* p) const { std::free(p); }
+    bool owned = true;  // false: the memory is someone else's (PackedMlp of a view)
+    void operator()(void* p) const {
+        if (owned) std::free(p);
+    }
 };
 template <class T>
 using AlignedArray = std::unique_ptr<T[], FreeDeleter>;
@@ -76,16 +79,23 @@ AlignedArray<T> aligned_array(size_t n) {
 // accumulators hold gate and up values of the same 16 columns; d_ff is padded to 32 (an even panel count).
 struct PackedMlp {
     int d_model = 0, d_ff = 0;
-    int kb13 = 0;                // steps of W1|W3: ceil(d_model / 32)
-    int kb2 = 0;                 // steps of W2: ceil(d_ff / 32); W1|W3 has 2 kb2 panels
-    int panels2 = 0;             // panels of W2: ceil(d_model / 32)
-    AlignedArray<uint16_t> w13;  // [2 kb2][kb13][2][16][32]
-    AlignedArray<uint16_t> w2;   // [panels2][kb2][2][16][32]
-    uint64_t bytes() const { return (2ull * kb2 * kb13 + 1ull * panels2 * kb2) * kStepElems * sizeof(uint16_t); }
+    int kb13 = 0;                       // steps of W1|W3: ceil(d_model / 32)
+    int kb2 = 0;                        // steps of W2: ceil(d_ff / 32); W1|W3 has 2 kb2 panels
+    int panels2 = 0;                    // panels of W2: ceil(d_model / 32)
+    AlignedArray<uint16_t> w13;         // [2 kb2][kb13][2][16][32]
+    AlignedArray<uint16_t> w2;          // [panels2][kb2][2][16][32]
+    std::shared_ptr<const void> owner;  // what keeps a view's w13 and w2 alive (packed_view)
+    uint64_t w13_bytes() const { return 2ull * kb2 * kb13 * kStepElems * sizeof(uint16_t); }
+    uint64_t w2_bytes() const { return 1ull * panels2 * kb2 * kStepElems * sizeof(uint16_t); }
+    uint64_t bytes() const { return w13_bytes() + w2_bytes(); }
 };
 
 // Packs FP32 w13 [2 d_ff, d_model] and w2 [d_model, d_ff] (row-major) into BF16 tiles (to_bf16).
 PackedMlp pack_mlp(const float* w13, const float* w2, int d_model, int d_ff);
+// The packed weights of a d_model x d_ff MLP that are already at w13 and w2 (laid out as pack_mlp lays them),
+// kept alive by owner: no copy.
+PackedMlp packed_view(const uint16_t* w13, const uint16_t* w2, int d_model, int d_ff,
+                      std::shared_ptr<const void> owner);
 
 // x [num_tokens, k] FP32 row-major -> a [ceil(num_tokens / 32)][kb][2][16][32] BF16 (to_bf16): the A
 // operand, row r of block b in tile r / 16 at row r % 16; rows past num_tokens and K past k are zeros.

@@ -37,6 +37,23 @@ public:
         w.prepared = std::move(packed);
     }
 
+    MlpArrays arrays(const ExpertWeights& w, int, int) const override {
+        const auto* p = static_cast<const amx::PackedMlp*>(w.prepared.get());
+        EPMOE_ASSERT(p != nullptr);
+        return {{reinterpret_cast<const std::byte*>(p->w13.get()), p->w13_bytes()},
+                {reinterpret_cast<const std::byte*>(p->w2.get()), p->w2_bytes()}};
+    }
+    ExpertWeights view(const std::byte* w13, const std::byte* w2, int d_model, int d_ff,
+                       std::shared_ptr<const void> owner) const override {
+        auto packed = std::make_shared<amx::PackedMlp>(amx::packed_view(reinterpret_cast<const uint16_t*>(w13),
+                                                                        reinterpret_cast<const uint16_t*>(w2), d_model,
+                                                                        d_ff, std::move(owner)));
+        ExpertWeights w;
+        w.prepared_bytes = packed->bytes();
+        w.prepared = std::move(packed);
+        return w;
+    }
+
     void forward(const ExpertWeights& w, int d_model, int d_ff, std::span<const float> x, std::span<float> y,
                  std::vector<float>& scratch) const override {
         const auto* p = static_cast<const amx::PackedMlp*>(w.prepared.get());

@@ -22,6 +22,14 @@ std::shared_ptr<const MlpKernel> openblas_kernel();                        // sr
 std::shared_ptr<const MlpKernel> onednn_kernel(const std::string& dtype);  // src/ops/mlp_onednn.cpp
 std::shared_ptr<const MlpKernel> amx_kernel(const std::string& dtype);     // src/ops/mlp_amx.cpp
 
+MlpArrays MlpKernel::arrays(const ExpertWeights&, int, int) const {
+    fail("compute kernel ", name(), " cannot share its weights with other ranks (resources.work_sharing = host)");
+}
+
+ExpertWeights MlpKernel::view(const std::byte*, const std::byte*, int, int, std::shared_ptr<const void>) const {
+    fail("compute kernel ", name(), " cannot share its weights with other ranks (resources.work_sharing = host)");
+}
+
 std::string resolve_backend(const std::string& backend, const std::string& dtype) {
     if (backend != "auto") return backend;
     // bf16: amx where the CPU has AMX-BF16 and Linux granted the tile state (a property of the machine, not a

@@ -10,6 +10,7 @@
 #include "epmoe/base/error.hpp"
 #include "epmoe/ops/bf16.hpp"
 #include "epmoe/ops/mlp_kernel.hpp"
+#include "fp32_view.hpp"
 
 namespace epmoe {
 namespace {
@@ -87,8 +88,10 @@ void rows_to_bf16(const float* src, int64_t rows, int64_t cols, int64_t ld_src, 
 
 // An MLP's weights in BF16, the form the bf16 kernel reads: same layouts as ExpertWeights' w13 and w2.
 struct Bf16Weights {
-    std::vector<uint16_t> w13;  // [2 d_ff, d_model]
-    std::vector<uint16_t> w2;   // [d_model, d_ff]
+    const uint16_t* w13 = nullptr;          // [2 d_ff, d_model]
+    const uint16_t* w2 = nullptr;           // [d_model, d_ff]
+    std::vector<uint16_t> w13_own, w2_own;  // what w13 and w2 point to; empty in a view (MlpKernel::view)
+    std::shared_ptr<const void> owner;      // a view's memory
 };
 
 class OneDnnFp32Kernel final : public MlpKernel {
@@ -101,14 +104,22 @@ public:
     void forward(const ExpertWeights& w, int d_model, int d_ff, std::span<const float> x, std::span<float> y,
                  std::vector<float>& scratch) const override {
         const int64_t n = static_cast<int64_t>(x.size() / d_model), h_cols = 2 * int64_t{d_ff};
-        EPMOE_ASSERT(y.size() == x.size() && w.w13.size() == 2ull * d_ff * d_model &&
-                     w.w2.size() == 1ull * d_model * d_ff);
+        EPMOE_ASSERT(y.size() == x.size());
+        const auto [w13, w2] = fp32_weights(w, d_model, d_ff);
         if (n == 0) return;
         scratch.resize(static_cast<size_t>(n * h_cols));
         float* h = scratch.data();  // [n, 2 d_ff]: W1·x | W3·x
-        cache_.get(Dt::f32, d_model, h_cols, d_model, h_cols).run(x.data(), w.w13.data(), h, n);
+        cache_.get(Dt::f32, d_model, h_cols, d_model, h_cols).run(x.data(), w13, h, n);
         silu_mul_rows(h, n, d_ff);
-        cache_.get(Dt::f32, d_ff, d_model, h_cols, d_model).run(h, w.w2.data(), y.data(), n);
+        cache_.get(Dt::f32, d_ff, d_model, h_cols, d_model).run(h, w2, y.data(), n);
+    }
+
+    MlpArrays arrays(const ExpertWeights& w, int d_model, int d_ff) const override {
+        return fp32_arrays(w, d_model, d_ff);
+    }
+    ExpertWeights view(const std::byte* w13, const std::byte* w2, int d_model, int d_ff,
+                       std::shared_ptr<const void> owner) const override {
+        return fp32_view(w13, w2, d_model, d_ff, std::move(owner));
     }
 
     // The implementation oneDNN picked for an FP32 or BF16 matmul of a small probe shape.
@@ -145,21 +156,38 @@ public:
     void prepare(ExpertWeights& w, int d_model, int d_ff) const override {
         EPMOE_ASSERT(w.w13.size() == 2ull * d_ff * d_model && w.w2.size() == 1ull * d_model * d_ff);
         auto b = std::make_shared<Bf16Weights>();
-        b->w13.resize(w.w13.size());
-        b->w2.resize(w.w2.size());
-        std::transform(w.w13.begin(), w.w13.end(), b->w13.begin(), to_bf16);
-        std::transform(w.w2.begin(), w.w2.end(), b->w2.begin(), to_bf16);
+        b->w13_own.resize(w.w13.size());
+        b->w2_own.resize(w.w2.size());
+        std::transform(w.w13.begin(), w.w13.end(), b->w13_own.begin(), to_bf16);
+        std::transform(w.w2.begin(), w.w2.end(), b->w2_own.begin(), to_bf16);
+        b->w13 = b->w13_own.data(), b->w2 = b->w2_own.data();
         std::vector<float>().swap(w.w13);  // the FP32 copies go: BF16 is all this kernel reads
         std::vector<float>().swap(w.w2);
-        w.prepared_bytes = (b->w13.size() + b->w2.size()) * sizeof(uint16_t);
+        w.prepared_bytes = (b->w13_own.size() + b->w2_own.size()) * sizeof(uint16_t);
         w.prepared = std::move(b);
+    }
+
+    MlpArrays arrays(const ExpertWeights& w, int d_model, int d_ff) const override {
+        const auto* b = static_cast<const Bf16Weights*>(w.prepared.get());
+        EPMOE_ASSERT(b != nullptr);
+        const size_t n = sizeof(uint16_t) * d_model * d_ff;
+        return {{reinterpret_cast<const std::byte*>(b->w13), 2 * n}, {reinterpret_cast<const std::byte*>(b->w2), n}};
+    }
+    ExpertWeights view(const std::byte* w13, const std::byte* w2, int d_model, int d_ff,
+                       std::shared_ptr<const void> owner) const override {
+        auto b = std::make_shared<Bf16Weights>();
+        b->w13 = reinterpret_cast<const uint16_t*>(w13), b->w2 = reinterpret_cast<const uint16_t*>(w2);
+        b->owner = std::move(owner);
+        ExpertWeights w;
+        w.prepared_bytes = 3ull * sizeof(uint16_t) * d_model * d_ff;
+        w.prepared = std::move(b);
+        return w;
     }
 
     void forward(const ExpertWeights& w, int d_model, int d_ff, std::span<const float> x, std::span<float> y,
                  std::vector<float>& scratch) const override {
         const auto* b = static_cast<const Bf16Weights*>(w.prepared.get());
-        EPMOE_ASSERT(b != nullptr && y.size() == x.size() && b->w13.size() == 2ull * d_ff * d_model &&
-                     b->w2.size() == 1ull * d_model * d_ff);
+        EPMOE_ASSERT(b != nullptr && y.size() == x.size());
         const int64_t n = static_cast<int64_t>(x.size() / d_model);
         if (n == 0) return;
         if (native_)
@@ -177,10 +205,10 @@ private:
         thread_local std::vector<uint16_t> act;  // BF16 matmul input, reused across calls
         act.resize(static_cast<size_t>(n * std::max(d_model, d_ff)));
         rows_to_bf16(x, n, d_model, d_model, act.data());  // [n, d_model]
-        cache_.get(Dt::bf16, d_model, h_cols, d_model, h_cols).run(act.data(), b.w13.data(), h, n);
+        cache_.get(Dt::bf16, d_model, h_cols, d_model, h_cols).run(act.data(), b.w13, h, n);
         silu_mul_rows(h, n, static_cast<int>(d_ff));
         rows_to_bf16(h, n, d_ff, h_cols, act.data());  // [n, d_ff]
-        cache_.get(Dt::bf16, d_ff, d_model, d_ff, d_model).run(act.data(), b.w2.data(), y, n);
+        cache_.get(Dt::bf16, d_ff, d_model, d_ff, d_model).run(act.data(), b.w2, y, n);
     }
 
     // dst[:, 0:N] (ldc) = src · W^T with W [N, K] in BF16, src [n, K] (lda) FP32: widens W whole, then one
@@ -201,11 +229,11 @@ private:
         float* h = scratch.data();   // [n, 2 d_ff]
         float* xr = h + n * h_cols;  // [n, d_model]: x rounded to BF16
         for (int64_t i = 0; i < n * d_model; ++i) xr[i] = from_bf16(to_bf16(x[i]));
-        widened_matmul(b.w13.data(), d_model, h_cols, xr, d_model, h, h_cols, n);
+        widened_matmul(b.w13, d_model, h_cols, xr, d_model, h, h_cols, n);
         silu_mul_rows(h, n, static_cast<int>(d_ff));
         for (int64_t r = 0; r < n; ++r)
             for (int64_t j = 0; j < d_ff; ++j) h[r * h_cols + j] = from_bf16(to_bf16(h[r * h_cols + j]));
-        widened_matmul(b.w2.data(), d_ff, d_model, h, h_cols, y, d_model, n);
+        widened_matmul(b.w2, d_ff, d_model, h, h_cols, y, d_model, n);
     }
 
     bool native_ = false;

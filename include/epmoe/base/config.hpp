@@ -187,6 +187,9 @@ struct Config {
     // resources.inter_host: how rows cross hosts in the MPI exchange: flat (one MPI_Alltoallv over every rank) |
     // two_level (inside each host, then one message a rank to its counterpart on each other host)
     std::string inter_host;
+    // resources.work_sharing: host (the ranks of a host run row blocks of each other's experts once their own are
+    // taken; needs the shm exchange) | none (each expert runs on its owner) | auto (host where the exchange is shm)
+    std::string work_sharing;
     ComputeConfig compute;
     OutputConfig output;
     SimulateConfig simulate;

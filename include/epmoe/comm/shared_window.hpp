@@ -24,11 +24,13 @@ public:
     // This rank's host rank of comm's rank r, -1 when r runs on another host.
     int host_rank_of(int r) const { return host_rank_of_[r]; }
     int host_rank() const { return host_.rank(); }
+    int host_size() const { return host_.size(); }
     // Every rank of comm is on this host (then the same on every rank).
     bool whole_comm() const { return whole_comm_; }
     // Makes every segment hold at least the most bytes any rank of the host asks for; a window that grows is
-    // freed and allocated anew (contents lost, segment pointers change). Collective over the host.
-    void reserve(size_t bytes);
+    // freed and allocated anew (contents lost, segment pointers change), with a quarter spare unless told not
+    // to. Collective over the host.
+    void reserve(size_t bytes, bool spare = true);
     // The segment of host rank h, valid until reserve() grows the window.
     char* segment(int h) const { return segments_[h]; }
     // Stores before it are visible to every rank of the host after it (MPI_Win_sync, barrier, MPI_Win_sync).

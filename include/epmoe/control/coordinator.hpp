@@ -38,6 +38,7 @@ struct RankRecord {
         kFidelityS,
         kSentBytesOnHost,   // LayerResult::sent_bytes_on_host, summed over layers
         kSentBytesOffHost,  // LayerResult::sent_bytes_off_host, summed over layers
+        kRowsRun,           // LayerResult::rows_run, summed over layers
         kFixed
     };
     std::vector<double> values;  // [kFixed + num_layers]; energy fields are NaN when not measured;

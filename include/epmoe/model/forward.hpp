@@ -48,6 +48,9 @@ public:
     void set_expert_threads(int threads) { options_.expert_threads = threads; }
     // resources.exchange resolved: true = the shared-memory exchange (DispatchOptions::shared_exchange).
     void set_shared_exchange(bool shared) { options_.shared_exchange = shared; }
+    // resources.work_sharing = host (DispatchOptions::share_work): the model's layers hold host_experts
+    // (share_experts_on_host).
+    void set_work_sharing(bool share) { options_.share_work = share; }
     // resources.inter_host = two_level (DispatchOptions::two_level).
     void set_two_level(bool two_level) { options_.two_level = two_level; }
     // --policy ttt: every MoE layer routes with its corrected logits and keeps the rows the update learns from

@@ -15,9 +15,11 @@
 namespace epmoe {
 
 struct MoeLayer {
-    std::vector<float> gate;                // [num_experts, d_model]; empty for a dense layer
-    std::vector<float> norm;                // [d_model] RMSNorm weight g
-    std::map<int, ExpertWeights> experts;   // owned experts only, by global expert id
+    std::vector<float> gate;               // [num_experts, d_model]; empty for a dense layer
+    std::vector<float> norm;               // [d_model] RMSNorm weight g
+    std::map<int, ExpertWeights> experts;  // owned experts only, by global expert id
+    // Every expert of this rank's host, views into a shared window (model/host_experts.hpp); empty where not shared.
+    std::map<int, ExpertWeights> host_experts;
     std::optional<DenseMlp> dense;          // set: a dense layer (no gate, no dispatch) running this MLP
     std::optional<DenseMlp> shared_expert;  // Qwen2-MoE: added as sigmoid(shared_expert_gate · x) * mlp(x)
     std::vector<float> shared_expert_gate;  // [d_model] when shared_expert is set

@@ -39,7 +39,8 @@ struct LayerResult {
     std::vector<int64_t> expert_load;  // [num_experts] assignments of this rank's tokens kept, by expert
     int64_t assigned = 0;              // assignments of this rank's tokens (num_tokens * top_k)
     int64_t dropped = 0;               // of those, dropped by capacity
-    int64_t rows_processed = 0;        // token rows this rank ran through its experts
+    int64_t rows_processed = 0;        // token rows routed to this rank's experts (its load)
+    int64_t rows_run = 0;              // token rows this rank ran through experts (work sharing: any of its host's)
     double bytes_moved = 0;            // bytes through both alltoallv (sent + received) and expert weights read
     // Token-row bytes this rank sent through MPI on both trips, to ranks of its own host and of other hosts
     // (two_level: each hop; the shared-memory exchange sends its host's rows through no MPI call).

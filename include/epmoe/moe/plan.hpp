@@ -28,6 +28,9 @@ struct DispatchOptions {
     // resources.exchange = shm: ranks of one host exchange rows through a shared-memory window (DispatchBuffers::
     // window), MPI only between hosts. One chunk only.
     bool shared_exchange = false;
+    // resources.work_sharing = host (with shared_exchange): the ranks of a host take row blocks of each other's
+    // experts once their own are taken; the experts map given to moe_layer_forward holds every expert of the host.
+    bool share_work = false;
     // resources.inter_host = two_level: the MPI exchange in two levels (DispatchBuffers::two_level): inside each
     // host, then one message a rank to its counterpart on each other host. One chunk only.
     bool two_level = false;

@@ -2,6 +2,7 @@
 // interface, picked by compute.backend and compute.dtype. Pure compute; no MPI.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -21,6 +22,11 @@ struct ExpertWeights {
     uint64_t prepared_bytes = 0;  // bytes held by `prepared`
 };
 
+// The bytes of one MLP's weights in a kernel's form (MlpKernel::arrays).
+struct MlpArrays {
+    std::span<const std::byte> w13, w2;
+};
+
 // Runs y = W2 · (silu(W1 · x) ⊙ (W3 · x)) on one backend in one precision.
 class MlpKernel {
 public:
@@ -35,6 +41,14 @@ public:
     // x, y: [num_tokens, d_model]; scratch is reused across calls and may be resized.
     virtual void forward(const ExpertWeights& w, int d_model, int d_ff, std::span<const float> x, std::span<float> y,
                          std::vector<float>& scratch) const = 0;
+    // The two arrays forward() reads of prepared weights (W1|W3, then W2), in the kernel's own form: what a host's
+    // shared window holds so that every rank of the host can run the MLP (model/host_experts.hpp). The default
+    // (and view's) fails: a kernel whose weights cannot be shared.
+    virtual MlpArrays arrays(const ExpertWeights& w, int d_model, int d_ff) const;
+    // Weights whose forward() reads w13 and w2 where they are (laid out as arrays() gave them, each 64-byte
+    // aligned), no copy; `owner` keeps that memory alive as long as the weights are. prepared_bytes = their bytes.
+    virtual ExpertWeights view(const std::byte* w13, const std::byte* w2, int d_model, int d_ff,
+                               std::shared_ptr<const void> owner) const;
 };
 
 // What this CPU and process offer for BF16, probed once (the first call asks Linux for the AMX tile state).

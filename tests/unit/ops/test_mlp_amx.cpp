@@ -189,6 +189,24 @@ TEST(AmxBf16, PreparedBytesAreThePaddedTiles) {
     }
 }
 
+// A view of the packed tiles copied elsewhere (a host's shared window) runs the same bits and counts the same bytes.
+TEST(AmxBf16, ViewOfCopiedTilesGivesTheSameBits) {
+    AMX_OR_SKIP(kernel);
+    const int d = 40, f = 72;
+    ExpertWeights w = random_mlp(d, f, 61);
+    kernel->prepare(w, d, f);
+    const MlpArrays a = kernel->arrays(w, d, f);
+    EXPECT_EQ(a.w13.size() + a.w2.size(), w.prepared_bytes);
+    auto copy = std::make_shared<std::vector<std::byte>>(a.w13.size() + a.w2.size());
+    std::copy(a.w13.begin(), a.w13.end(), copy->data());
+    std::copy(a.w2.begin(), a.w2.end(), copy->data() + a.w13.size());
+    const ExpertWeights view = kernel->view(copy->data(), copy->data() + a.w13.size(), d, f, copy);
+    EXPECT_EQ(view.prepared_bytes, w.prepared_bytes);
+    const std::vector<float> x = uniform(9ull * d, 1.0f, 62);
+    const std::vector<float> y = run(*kernel, w, d, f, x), y_view = run(*kernel, view, d, f, x);
+    EXPECT_EQ(std::memcmp(y.data(), y_view.data(), y.size() * sizeof(float)), 0);
+}
+
 // auto + bf16 is amx exactly where the probe says AMX can run: a property of the machine, not a timing.
 TEST(AmxBf16, AutoPicksAmxWhereItRuns) {
     const Bf16Support& s = bf16_support();

@@ -4,6 +4,7 @@
 
 #include <bit>
 #include <cmath>
+#include <cstring>
 
 #include "../../reference/moe_reference.hpp"
 #include "epmoe/base/config.hpp"
@@ -97,6 +98,40 @@ TEST_P(KernelTest, MatchesPlainLoop) {
             RecordProperty(cat("bf16_rel_l2_d", d, "_n", n), std::to_string(all));
         }
     }
+}
+
+// A view of a kernel's arrays copied elsewhere (a host's shared window) runs the same bits as the weights it was
+// copied from, keeps that memory alive, and counts its bytes.
+TEST_P(KernelTest, ViewOfCopiedArraysGivesTheSameBits) {
+    const Case c = GetParam();
+    const auto kernel = make_mlp_kernel(c.backend, c.dtype);
+    const int d = 64, f = 176, n = 37;
+    ModelShape shape;
+    shape.num_layers = 1, shape.d_model = d, shape.d_ff = f, shape.num_experts = 1, shape.top_k = 1;
+    Model m = make_synthetic_model(
+        shape, 4, [](int, int) { return true; }, kernel);
+    const ExpertWeights& w = m.layers[0].experts.at(0);
+    const MlpArrays a = kernel->arrays(w, d, f);
+    ASSERT_EQ(a.w13.size() + a.w2.size(), w.prepared_bytes + (w.w13.size() + w.w2.size()) * sizeof(float));
+    auto copy = std::make_shared<std::vector<std::byte>>(a.w13.size() + a.w2.size() + 128);
+    std::byte* w13 = copy->data() + 64;  // 64-byte aligned in the window; any address must do for the kernel
+    std::byte* w2 = w13 + a.w13.size();
+    std::copy(a.w13.begin(), a.w13.end(), w13);
+    std::copy(a.w2.begin(), a.w2.end(), w2);
+    const ExpertWeights view = kernel->view(w13, w2, d, f, copy);
+    EXPECT_EQ(view.prepared_bytes, a.w13.size() + a.w2.size());
+    EXPECT_TRUE(view.w13.empty() && view.w2.empty());
+    std::weak_ptr<std::vector<std::byte>> kept = copy;
+    copy.reset();
+    EXPECT_FALSE(kept.expired()) << "the view must keep its memory alive";
+    std::vector<float> x(n * d), y(n * d), y_view(n * d, -1.0f), scratch;
+    for (int i = 0; i < n * d; ++i) x[i] = std::cos(0.11f * i);
+    expert_forward(*kernel, w, d, f, x, y, scratch);
+    expert_forward(*kernel, view, d, f, x, y_view, scratch);
+    EXPECT_EQ(std::memcmp(y.data(), y_view.data(), y.size() * sizeof(float)), 0);
+    const MlpArrays again = kernel->arrays(view, d, f);
+    EXPECT_EQ(again.w13.data(), w13);
+    EXPECT_EQ(again.w2.data(), w2);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, KernelTest,
