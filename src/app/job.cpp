@@ -1,6 +1,8 @@
 // The rank's set-up and the per-step bookkeeping every command shares (job.hpp).
 #include "app/job.hpp"
 
+#include <sys/statvfs.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -104,14 +106,40 @@ std::string work_sharing_of(const Config& config) {
     return config.work_sharing == "none" || !shm ? "none" : "host";
 }
 
-// The loaded model, its experts moved into a window over each host's ranks where they share work.
-Model shared_if_asked(const mpi::Comm& world, const Config& config, Model model) {
-    if (work_sharing_of(config) == "host") share_experts_on_host(world, model);
+// Free bytes of /dev/shm, where Open MPI and MPICH put shared windows on Linux; unbounded where it is absent.
+uint64_t shared_memory_room() {
+    struct statvfs fs;
+    if (statvfs("/dev/shm", &fs) != 0) return std::numeric_limits<uint64_t>::max();
+    return static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+}
+
+// The loaded model, its experts moved into a window over each host's ranks where they share work; work_sharing
+// receives host or none. Where /dev/shm cannot hold a host's experts (a container's 64 MiB, say), auto runs
+// without sharing and says so, and host is an error: a window past the room left faults when first touched.
+Model shared_if_asked(const mpi::Comm& world, const Config& config, Model model, std::string& work_sharing) {
+    work_sharing = work_sharing_of(config);
+    if (work_sharing != "host") return model;
+    const uint64_t need = host_expert_bytes(world, model), room = shared_memory_room();
+    if (mpi::allreduce_one<int>(world, need <= room ? 1 : 0, mpi::Op::kMin) == 1) {
+        share_experts_on_host(world, model);
+        return model;
+    }
+    const std::string why = need <= room ? "another host's /dev/shm cannot hold its experts"
+                                         : cat("the experts of this host take ", need >> 20,
+                                               " MiB of shared memory and "
+                                               "/dev/shm has ",
+                                               room >> 20, " MiB free");
+    if (config.work_sharing == "host")
+        fail("config key resources.work_sharing = \"host\": ", why, "; use resources.work_sharing=none");
+    if (world.rank() == 0 && !config.output.quiet)
+        std::fprintf(stderr, "epmoe: note: resources.work_sharing = auto runs as none: %s\n", why.c_str());
+    work_sharing = "none";
     return model;
 }
 
 // summary.json's "compute": the kernel that ran and how the rank was set up.
-Json compute_json(const Config& config, const Model& model, const std::string& binding) {
+Json compute_json(const Config& config, const Model& model, const std::string& binding,
+                  const std::string& work_sharing) {
     return {{"backend", config.compute.backend},
             {"dtype", config.compute.dtype},
             {"kernel", model.kernel->name()},
@@ -124,7 +152,7 @@ Json compute_json(const Config& config, const Model& model, const std::string& b
             {"overlap_chunks", config.compute.overlap_chunks},
             {"exchange", exchange_of(config)},
             {"inter_host", config.inter_host},
-            {"work_sharing", work_sharing_of(config)}};
+            {"work_sharing", work_sharing}};
 }
 
 // The hosts of the job in order of their first rank, each with its ranks: [{"name", "ranks"}]. Collective.
@@ -167,10 +195,11 @@ Job::Job(const mpi::Comm& world, const Config& config, const std::function<int64
       source_(world, config, whole_model),
       shape_(source_.shape()),
       placement_(run_placement(world, config, shape_.num_experts)),
-      model_(shared_if_asked(
-          world, config,
-          source_.load(
-              world, [&](int e) { return placement_.owns(world.rank(), e); }, tokens_per_rank(shape_)))),
+      model_(
+          shared_if_asked(world, config,
+                          source_.load(
+                              world, [&](int e) { return placement_.owns(world.rank(), e); }, tokens_per_rank(shape_)),
+                          work_sharing_)),
       energy_(world, config.energy),
       forward_(model_, placement_, config.routing.capacity_factor),
       coordinator_(world, shape_.num_layers, shape_.num_experts,
@@ -182,7 +211,7 @@ Job::Job(const mpi::Comm& world, const Config& config, const std::function<int64
     forward_.set_overlap_chunks(config.compute.overlap_chunks);
     forward_.set_expert_threads(config.expert_threads == "tasks" ? config.threads_per_rank : 1);
     forward_.set_shared_exchange(exchange_of(config) == "shm");
-    forward_.set_work_sharing(work_sharing_of(config) == "host");
+    forward_.set_work_sharing(work_sharing_ == "host");
     forward_.set_two_level(config.inter_host == "two_level");
     step_biases_.assign(coordinator_.biases().begin(), coordinator_.biases().end());
     if (config.policy.name == "ttt") start_ttt();
@@ -256,7 +285,7 @@ Json Job::finish(bool print_summary, const std::function<void(Json&, ResultsWrit
         Json s = summary_.summary(config_.policy.name, energy_.source(), energy_details(config_, energy_));
         s["model"] = source_.describe();
         s["memory"] = memory;
-        s["compute"] = compute_json(config_, model_, binding_);
+        s["compute"] = compute_json(config_, model_, binding_, work_sharing_);
         s["placement"] = placement_.name();
         s["capacity_factor"] = config_.routing.capacity_factor;
         s["run"] = {

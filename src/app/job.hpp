@@ -67,6 +67,7 @@ private:
     ModelSource source_;         // synthetic, or a checkpoint's selected layers
     const ModelShape shape_;
     const Placement placement_;
+    std::string work_sharing_;  // resources.work_sharing resolved (host or none), set as model_ is made
     const Model model_;
     HostEnergy energy_;
     Forward forward_;

@@ -52,6 +52,12 @@ void write_segment(const Model& model, const std::vector<Entry>& entries, char* 
 
 }  // namespace
 
+uint64_t host_expert_bytes(const mpi::Comm& comm, const Model& model) {
+    size_t bytes = 0;
+    lay_out(model, bytes);
+    return mpi::allreduce_one<uint64_t>(comm.split_shared(), bytes, mpi::Op::kSum);
+}
+
 void share_experts_on_host(const mpi::Comm& comm, Model& model) {
     static_assert(sizeof(Entry) == 4 * sizeof(int64_t));
     auto window = std::make_shared<mpi::SharedWindow>(comm);

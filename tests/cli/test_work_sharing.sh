@@ -64,4 +64,23 @@ expect_one_error_line
 expect_exit 2 "$EPMOE" "${runs[@]}" --steps 1 --set resources.work_sharing=steal --out "$cli_tmp/bad"
 expect_stderr_has "resources.work_sharing"
 if [ ! -e "$cli_tmp/bad/summary.json" ]; then pass "  no summary.json after a bad value"; else fail_check "summary.json left"; fi
+
+# A /dev/shm too small for the host's experts (a container's, say; here a 16 MiB tmpfs in a private mount namespace,
+# where unshare may run): auto runs without sharing and says so, host exits 2 naming the key; neither faults.
+big=(run --set model.d_model=256 --set model.d_ff=1024 --set model.num_experts=8 --set model.num_layers=2 --steps 1
+     --tokens-per-rank 64)
+if unshare -m sh -c 'mount -t tmpfs -o size=16M tmpfs /dev/shm' 2>/dev/null; then
+    in_small_shm=(unshare -m sh -c 'mount -t tmpfs -o size=16M tmpfs /dev/shm && exec "$@"' sh)
+    expect_exit 0 "${in_small_shm[@]}" "${mpiexec[@]}" -np 2 "$EPMOE" "${big[@]}" --out "$cli_tmp/small-auto"
+    expect_stderr_has "epmoe: note: resources.work_sharing = auto runs as none: the experts of this host take 48 MiB"
+    if python3 -c "import json, sys
+assert json.load(open(sys.argv[1]))['compute']['work_sharing'] == 'none'" "$cli_tmp/small-auto/summary.json"; then
+        pass "  summary.json compute.work_sharing = none"
+    else fail_check "summary.json compute.work_sharing after the fallback"; fi
+    expect_exit 2 "${in_small_shm[@]}" "${mpiexec[@]}" -np 2 "$EPMOE" "${big[@]}" --set resources.work_sharing=host \
+        --out "$cli_tmp/small-host"
+    expect_stderr_has "config key resources.work_sharing = \"host\": the experts of this host take 48 MiB"
+else
+    pass "  (skipped: no private mount namespace here for a small /dev/shm)"
+fi
 finish

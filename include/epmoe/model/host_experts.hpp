@@ -3,6 +3,8 @@
 // done, moe/dispatch_shared.cpp).
 #pragma once
 
+#include <cstdint>
+
 #include "epmoe/comm/mpi.hpp"
 #include "epmoe/model/model.hpp"
 
@@ -13,5 +15,9 @@ namespace epmoe {
 // the window (the same bytes, read in place), and model.layers[l].host_experts views of every expert of the host.
 // Dense MLPs and shared experts stay private. Collective over comm; the window lives as long as a view of it.
 void share_experts_on_host(const mpi::Comm& comm, Model& model);
+
+// The bytes share_experts_on_host puts in this rank's host's window (every rank of the host's experts, every
+// layer). Collective over comm.
+uint64_t host_expert_bytes(const mpi::Comm& comm, const Model& model);
 
 }  // namespace epmoe
