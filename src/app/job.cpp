@@ -126,9 +126,7 @@ Model shared_if_asked(const mpi::Comm& world, const Config& config, Model model,
     }
     const std::string why = need <= room ? "another host's /dev/shm cannot hold its experts"
                                          : cat("the experts of this host take ", need >> 20,
-                                               " MiB of shared memory and "
-                                               "/dev/shm has ",
-                                               room >> 20, " MiB free");
+                                               " MiB of shared memory and /dev/shm has ", room >> 20, " MiB free");
     if (config.work_sharing == "host")
         fail("config key resources.work_sharing = \"host\": ", why, "; use resources.work_sharing=none");
     if (world.rank() == 0 && !config.output.quiet)

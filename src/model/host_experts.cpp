@@ -10,9 +10,6 @@
 namespace epmoe {
 namespace {
 
-constexpr size_t kAlign = 64;
-size_t aligned(size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
-
 // A segment: int64 [1 + 4 n] (n, then layer, expert and the byte offsets of W1|W3 and W2 for each of the rank's
 // n experts), then the arrays, each 64-byte aligned.
 struct Entry {
@@ -24,14 +21,14 @@ std::vector<Entry> lay_out(const Model& model, size_t& bytes) {
     std::vector<Entry> entries;
     size_t count = 0;
     for (const MoeLayer& layer : model.layers) count += layer.experts.size();
-    bytes = aligned(sizeof(int64_t) * (1 + 4 * count));
+    bytes = mpi::segment_part_bytes(sizeof(int64_t) * (1 + 4 * count));
     for (size_t l = 0; l < model.layers.size(); ++l)
         for (const auto& [e, w] : model.layers[l].experts) {
             const MlpArrays a = model.kernel->arrays(w, model.shape.d_model, model.shape.d_ff);
             Entry entry{static_cast<int64_t>(l), e, static_cast<int64_t>(bytes), 0};
-            bytes += aligned(a.w13.size());
+            bytes += mpi::segment_part_bytes(a.w13.size());
             entry.w2 = static_cast<int64_t>(bytes);
-            bytes += aligned(a.w2.size());
+            bytes += mpi::segment_part_bytes(a.w2.size());
             entries.push_back(entry);
         }
     return entries;

@@ -14,9 +14,6 @@
 namespace epmoe {
 namespace {
 
-constexpr size_t kAlign = 64;
-size_t aligned(size_t bytes) { return (bytes + kAlign - 1) / kAlign * kAlign; }
-
 // A rank's segment of the window, each part 64-byte aligned:
 //   header  int64 [kHeader + P]: its input rows T, send rows S, own rows O, received rows R, local experts L, the
 //           counter of its row blocks taken, then the first send row for each destination rank;
@@ -47,7 +44,7 @@ struct Segment {
         size_t at = 0;
         auto part = [&](size_t part_bytes) {
             const uintptr_t p = base + at;
-            at += aligned(part_bytes);
+            at += mpi::segment_part_bytes(part_bytes);
             return p;
         };
         Segment seg;

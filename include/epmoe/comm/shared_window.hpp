@@ -13,6 +13,9 @@
 
 namespace epmoe::mpi {
 
+// bytes rounded up to 64: each part of a segment starts a cache line of its own.
+inline size_t segment_part_bytes(size_t bytes) { return (bytes + 63) / 64 * 64; }
+
 class SharedWindow {
 public:
     // The window over the ranks of comm that share this rank's host; no segment yet. Collective over comm.
