@@ -5,14 +5,15 @@
 namespace epmoe::cli {
 namespace {
 
-// train's defaults: a small byte-level model (vocabulary 256) on the corpus, FP32 on OpenBLAS.
+// train's defaults: a small byte-level model (vocabulary 256) on the corpus, FP32 on oneDNN: the validation's
+// forward on the kernel whose GEMMs the training forward runs (ops/sgemm.hpp), so the two give the same bits.
 Json train_defaults() {
     Json d = default_config();
-    const Json shape = {{"vocab_size", 256}, {"d_model", 128}, {"d_ff", 256}, {"num_layers", 2},
+    const Json shape = {{"vocab_size", 256}, {"d_model", 128},    {"d_ff", 256},   {"num_layers", 2},
                         {"num_heads", 4},    {"num_kv_heads", 2}, {"head_dim", 32}};
     for (const auto& [k, v] : shape.items()) d["model"][k] = v;
     d["text"]["ctx"] = 128;
-    d["compute"]["backend"] = "openblas";
+    d["compute"]["backend"] = "onednn";
     return d;
 }
 
@@ -32,7 +33,8 @@ int train_command(const mpi::Comm& world, const std::vector<std::string>& args, 
         {"ep-size", "train.ep_size", "ranks of an expert-parallel group (divides the ranks); 0 = all (pure EP)"},
         {"steps", "train.steps", "optimizer steps"},
         {"lr", "train.lr", "peak learning rate (warmup then cosine to train.min_lr)"},
-        {"aux-loss-coef", "train.aux_loss_coef", "load-balancing loss weight; < 0 = the checkpoint's (else the family's HF default)"},
+        {"aux-loss-coef", "train.aux_loss_coef",
+         "load-balancing loss weight; < 0 = the checkpoint's (else the family's HF default)"},
         {"z-loss-coef", "train.z_loss_coef", "router z-loss weight (ST-MoE); 0 = off"},
         {"policy", "policy.name", "none | aux_free: DeepSeek-V3's bias balancing after each step"},
         {"save", "train.save_dir", "write the trained model here as a Hugging Face checkpoint"},

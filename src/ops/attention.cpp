@@ -1,9 +1,9 @@
 // Linear layers, token embeddings and one sequence's self-attention with a KV cache, as Hugging Face's
 // Mixtral/OLMoE/Qwen2-MoE/Qwen3-MoE eager attention computes them (include/epmoe/ops/attention.hpp).
-// Projections are cblas_sgemm (sgemv for one row). Attention runs over blocks of query rows and, for each kv
-// head, the query heads that read it stacked into one matrix: scores are one sgemm against the keys the block
-// may read, then a masked softmax in the vector units, then one sgemm with the values. RoPE is in rope.cpp,
-// the logits' ops in logits.cpp.
+// Projections are sgemm (sgemm.hpp: oneDNN; OpenBLAS sgemv for one row). Attention runs over blocks of query rows and,
+// for each kv head, the query heads that read it stacked into one matrix: scores are one sgemm against the keys the
+// block may read, then a masked softmax in the vector units, then one sgemm with the values. RoPE is in rope.cpp, the
+// logits' ops in logits.cpp.
 #include "epmoe/ops/attention.hpp"
 
 #include <cblas.h>
@@ -19,6 +19,7 @@
 #include "epmoe/ops/norm.hpp"
 #include "fast_exp.hpp"
 #include "rope.hpp"
+#include "sgemm.hpp"
 
 namespace epmoe {
 namespace {
@@ -62,8 +63,7 @@ void attn_gemm(bool b_t, int rows, int cols, int inner, float alpha, const float
         cblas_sgemv(CblasRowMajor, b_t ? CblasNoTrans : CblasTrans, b_t ? cols : inner, b_t ? inner : cols, alpha, b,
                     ldb, a, 1, beta, out, 1);
     } else {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, b_t ? CblasTrans : CblasNoTrans, rows, cols, inner, alpha, a, lda, b,
-                    ldb, beta, out, ldo);
+        sgemm(false, b_t, rows, cols, inner, alpha, a, lda, b, ldb, beta, out, ldo);
     }
 }
 

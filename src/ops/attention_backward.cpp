@@ -6,8 +6,6 @@
 // backward and the three projections'.
 #include "epmoe/ops/attention_backward.hpp"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <climits>
 #include <cmath>
@@ -18,6 +16,7 @@
 #include "epmoe/base/error.hpp"
 #include "epmoe/ops/norm.hpp"
 #include "rope.hpp"
+#include "sgemm.hpp"
 
 namespace epmoe {
 namespace {
@@ -48,8 +47,7 @@ int attnb_first_key(int i, int window) { return window > 0 ? std::max(0, i - win
 // kv head.
 void attnb_probs(const AttnBackDims& d, const AttnBackBlock& b, const float* q_b, const float* k_b, float* p) {
     const int cols = b.cols();
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, b.rows(), cols, d.head_dim, d.scale, q_b, d.q_dim, k_b,
-                d.kv_dim, 0.0f, p, cols);
+    sgemm(false, true, b.rows(), cols, d.head_dim, d.scale, q_b, d.q_dim, k_b, d.kv_dim, 0.0f, p, cols);
     for (int r = 0; r < b.rows(); ++r)
         attn_masked_softmax(p + static_cast<size_t>(r) * cols, cols, attnb_first_key(b.r0 + r, d.window) - b.k_first,
                             b.r0 + r + 1 - b.k_first);
@@ -68,8 +66,7 @@ void attnb_block(const AttnBackDims& d, const AttnBackBlock& b, int h, const Att
     const int m = b.rows(), cols = b.cols(), hd = d.head_dim;
     attnb_probs(d, b, q_b, k_b, p);
     // dP = dcontext v^T; then dS * scale in its place: P (dP - sum_j P dP) * scale, 0 where masked (P = 0).
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, cols, hd, 1.0f, dc_b, d.q_dim, v_b, d.kv_dim, 0.0f, dp,
-                cols);
+    sgemm(false, true, m, cols, hd, 1.0f, dc_b, d.q_dim, v_b, d.kv_dim, 0.0f, dp, cols);
     for (size_t i = 0; i < static_cast<size_t>(m) * cols; i += cols) {
         double dot = 0;
         for (int j = 0; j < cols; ++j) dot += static_cast<double>(p[i + j]) * dp[i + j];
@@ -77,12 +74,9 @@ void attnb_block(const AttnBackDims& d, const AttnBackBlock& b, int h, const Att
         for (int j = 0; j < cols; ++j) dp[i + j] = p[i + j] * (dp[i + j] - delta) * d.scale;
     }
     // dq += dS k; dk += dS^T q; dv += P^T dcontext.
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hd, cols, 1.0f, dp, cols, k_b, d.kv_dim, 1.0f, dq + q_off,
-                d.q_dim);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cols, hd, m, 1.0f, dp, cols, q_b, d.q_dim, 1.0f, dk + kv_off,
-                d.kv_dim);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, cols, hd, m, 1.0f, p, cols, dc_b, d.q_dim, 1.0f, dv + kv_off,
-                d.kv_dim);
+    sgemm(false, false, m, hd, cols, 1.0f, dp, cols, k_b, d.kv_dim, 1.0f, dq + q_off, d.q_dim);
+    sgemm(true, false, cols, hd, m, 1.0f, dp, cols, q_b, d.q_dim, 1.0f, dk + kv_off, d.kv_dim);
+    sgemm(true, false, cols, hd, m, 1.0f, p, cols, dc_b, d.q_dim, 1.0f, dv + kv_off, d.kv_dim);
 }
 
 // The gradient of q(x) (or k(x)) from that of its normed and rotated form, in place over `grad` [n, heads *
@@ -119,11 +113,9 @@ void linear_backward(std::span<const float> x, int64_t n, int in, std::span<cons
     if (n == 0) return;
     const int m = static_cast<int>(n);
     if (!dx.empty())  // dx [n, in] += dy [n, out] W [out, in]
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, in, out, 1.0f, dy.data(), out, w.data(), in, 1.0f,
-                    dx.data(), in);
+        sgemm(false, false, m, in, out, 1.0f, dy.data(), out, w.data(), in, 1.0f, dx.data(), in);
     if (!dw.empty())  // dW [out, in] += dy^T [out, n] x [n, in]
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out, in, m, 1.0f, dy.data(), out, x.data(), in, 1.0f,
-                    dw.data(), in);
+        sgemm(true, false, out, in, m, 1.0f, dy.data(), out, x.data(), in, 1.0f, dw.data(), in);
     if (!db.empty()) {
         std::vector<double> sum(cols, 0.0);  // [out]
         for (size_t r = 0; r < rows; ++r)

@@ -1,8 +1,6 @@
 // The gate projection (gate.hpp) forward and backward, and the backward of the router's weights.
 #include "epmoe/ops/gate.hpp"
 
-#include <cblas.h>
-
 #include <algorithm>
 #include <climits>
 #include <cmath>
@@ -10,6 +8,7 @@
 #include <vector>
 
 #include "epmoe/base/error.hpp"
+#include "sgemm.hpp"
 
 namespace epmoe {
 
@@ -74,11 +73,11 @@ void gate_logits_backward(std::span<const float> x, std::span<const float> w_gat
     if (n == 0) return;
     const int rows = static_cast<int>(n);
     if (!dx.empty())  // dx [n, d] += dlogits [n, E] w_gate [E, d]
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, rows, d_model, num_experts, 1.0f, dlogits.data(),
-                    num_experts, w_gate.data(), d_model, 1.0f, dx.data(), d_model);
+        sgemm(false, false, rows, d_model, num_experts, 1.0f, dlogits.data(), num_experts, w_gate.data(), d_model, 1.0f,
+              dx.data(), d_model);
     if (!dw_gate.empty())  // dw_gate [E, d] += dlogits^T [E, n] x [n, d]
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, num_experts, d_model, rows, 1.0f, dlogits.data(),
-                    num_experts, x.data(), d_model, 1.0f, dw_gate.data(), d_model);
+        sgemm(true, false, num_experts, d_model, rows, 1.0f, dlogits.data(), num_experts, x.data(), d_model, 1.0f,
+              dw_gate.data(), d_model);
 }
 
 void route_weights_backward(std::span<const float> logits, int num_experts, std::span<const int32_t> expert_ids,

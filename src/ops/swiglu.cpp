@@ -1,12 +1,11 @@
 // SwiGLU MLPs (swiglu.hpp): the forward through a model's kernel, and the FP32 training forward and backward.
 #include "epmoe/ops/swiglu.hpp"
 
-#include <cblas.h>
-
 #include <climits>
 #include <cmath>
 
 #include "epmoe/base/error.hpp"
+#include "sgemm.hpp"
 
 namespace epmoe {
 
@@ -42,13 +41,13 @@ void expert_forward_train(const ExpertWeights& w, int d_model, int d_ff, std::sp
     const int n = static_cast<int>(rows);
     h13.resize(rows * h_cols);
     if (n == 0) return;
-    // h13 [n, 2 d_ff] = x W13^T; then the openblas kernel's steps with the SiLU-multiply into scratch: W2.
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, 2 * d_ff, d_model, 1.0f, x.data(), d_model, w.w13.data(),
-                d_model, 0.0f, h13.data(), 2 * d_ff);
+    // h13 [n, 2 d_ff] = x W13^T; then the onednn/fp32 kernel's steps with the SiLU-multiply into scratch: W2 (the
+    // same bits as that kernel: both run oneDNN's gemm:jit, tests/mpi/test_moe_train_mpi.cpp).
+    sgemm(false, true, n, 2 * d_ff, d_model, 1.0f, x.data(), d_model, w.w13.data(), d_model, 0.0f, h13.data(),
+          2 * d_ff);
     scratch.resize(rows * static_cast<size_t>(d_ff));
     silu_mul_rows_to(h13.data(), scratch.data(), n, d_ff);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, d_model, d_ff, 1.0f, scratch.data(), d_ff, w.w2.data(),
-                d_ff, 0.0f, y.data(), d_model);
+    sgemm(false, true, n, d_model, d_ff, 1.0f, scratch.data(), d_ff, w.w2.data(), d_ff, 0.0f, y.data(), d_model);
 }
 
 void expert_backward(const ExpertWeights& w, int d_model, int d_ff, std::span<const float> x,
@@ -64,17 +63,14 @@ void expert_backward(const ExpertWeights& w, int d_model, int d_ff, std::span<co
     float* act = scratch.data();              // [n, d_ff]: silu(a) * b, a = W1·x, b = W3·x
     float* dh13 = scratch.data() + rows * f;  // [n, 2 d_ff]: da | db; dact first, in the left half
     // dact [n, d_ff] = dy [n, d_model] W2 [d_model, d_ff]
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d_ff, d_model, 1.0f, dy.data(), d_model, w.w2.data(),
-                d_ff, 0.0f, dh13, 2 * d_ff);
+    sgemm(false, false, n, d_ff, d_model, 1.0f, dy.data(), d_model, w.w2.data(), d_ff, 0.0f, dh13, 2 * d_ff);
     silu_mul_backward_rows(h13.data(), dh13, act, n, d_ff);
     // grad.w2 [d_model, d_ff] += dy^T act; grad.w13 [2 d_ff, d_model] += dh13^T x; dx [n, d_model] += dh13 W13
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, d_model, d_ff, n, 1.0f, dy.data(), d_model, act, d_ff, 1.0f,
-                grad.w2.data(), d_ff);
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, 2 * d_ff, d_model, n, 1.0f, dh13, 2 * d_ff, x.data(), d_model,
-                1.0f, grad.w13.data(), d_model);
+    sgemm(true, false, d_model, d_ff, n, 1.0f, dy.data(), d_model, act, d_ff, 1.0f, grad.w2.data(), d_ff);
+    sgemm(true, false, 2 * d_ff, d_model, n, 1.0f, dh13, 2 * d_ff, x.data(), d_model, 1.0f, grad.w13.data(), d_model);
     if (!dx.empty())
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, d_model, 2 * d_ff, 1.0f, dh13, 2 * d_ff, w.w13.data(),
-                    d_model, 1.0f, dx.data(), d_model);
+        sgemm(false, false, n, d_model, 2 * d_ff, 1.0f, dh13, 2 * d_ff, w.w13.data(), d_model, 1.0f, dx.data(),
+              d_model);
 }
 
 void add_shared_expert_train(const DenseMlp& mlp, std::span<const float> gate, int d_model, std::span<const float> x,

@@ -35,7 +35,7 @@ void add_shared_expert(const MlpKernel& kernel, const DenseMlp& mlp, std::span<c
 // functions on the FP32 w13 and w2 whatever compute.backend/dtype say. A dense layer's mlp is the same MLP:
 // call them with DenseMlp::w and DenseMlp::d_ff.
 
-// y = W2 · (silu(W1 · x) ⊙ (W3 · x)), as the openblas/fp32 kernel computes it, keeping what expert_backward
+// y = W2 · (silu(W1 · x) ⊙ (W3 · x)), as the onednn/fp32 kernel computes it (its bits), keeping what expert_backward
 // needs besides x: h13 (resized to [num_tokens, 2 * d_ff]) = x W13^T, i.e. W1·x | W3·x before the SiLU.
 // x, y: [num_tokens, d_model]; scratch is reused and may be resized.
 void expert_forward_train(const ExpertWeights& w, int d_model, int d_ff, std::span<const float> x, std::span<float> y,
