@@ -147,8 +147,9 @@ def train_targets(L, figs):
         if o["ratio"] is not None and o["ratio"] < TARGET:
             p = figs["peer"][str(n)]["breakdown_s"]
             why = (f"ms a step, epmoe {breakdown_text(o['breakdown_s'])} against the peer's {breakdown_text(p)}: "
-                   f"MFU {fmt(o['mfu'])} against {fmt(figs['peer'][str(n)]['mfu'])}; both sides' GEMMs run on the "
-                   "same core's sgemm class")
+                   f"MFU {fmt(o['mfu'])} against {fmt(figs['peer'][str(n)]['mfu'])}: with every FLOP at the measured "
+                   f"peak the ratio would be {fmt(1 / figs['peer'][str(n)]['mfu'])}x (epmoe's GEMMs on oneDNN's "
+                   "dnnl_sgemm, the peer's on OpenBLAS)")
         L.append(f"| training tokens/s >= {TARGET}x the PyTorch peer ({n} core(s)) | {fmt(o['ratio'])} | "
                  f"{verdict(o['ratio'], TARGET)} | {why} |")
         c = o["loss_check"]
