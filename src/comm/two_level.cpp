@@ -32,9 +32,10 @@ TwoLevelExchange::TwoLevelExchange(const Comm& comm)
     check(MPI_Allreduce(&consecutive, &all, 1, MPI_INT, MPI_LAND, comm.raw()), "MPI_Allreduce");
     int sizes[2] = {k, -k}, most[2];
     check(MPI_Allreduce(sizes, most, 2, MPI_INT, MPI_MAX, comm.raw()), "MPI_Allreduce");
-    if (!all || most[0] != -most[1])
-        fail("resources.inter_host = two_level: every host must hold the same number of ranks, consecutive (host ",
-             "sizes ", -most[1], " to ", most[0], "; map the ranks by core or slot)");
+    if (!all || most[0] != -most[1])  // the same on every rank (both reductions): one line, every rank exits 2
+        throw AgreedError(cat("resources.inter_host = two_level: every host must hold the same number of ranks, ",
+                              "consecutive (host sizes ", -most[1], " to ", most[0],
+                              "; map the ranks by core or slot)"));
 }
 
 void TwoLevelExchange::alltoallv(const float* send, const std::vector<int>& send_counts, float* recv,
