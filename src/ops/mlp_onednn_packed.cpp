@@ -6,13 +6,11 @@
 // 86-110, at 16 rows 84-95 against 31-50, and a row's result does not depend on the rows run with it.
 #include <omp.h>
 
+#include <cstring>
 #include <map>
-#include <memory>
 #include <mutex>
 #include <optional>
-#include <string>
 #include <tuple>
-#include <vector>
 
 #include "epmoe/base/error.hpp"
 #include "epmoe/ops/mlp_kernel.hpp"
