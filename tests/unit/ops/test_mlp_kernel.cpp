@@ -177,10 +177,9 @@ TEST(Compute, BackendsAgreeOnAModel) {
     }
 }
 
-// Where onednn/fp32 packs its weights (brgemm), a row's result does not depend on the rows run with it (one
-// thread: a rank's, or an expert task's), and the loaded FP32 copies are gone.
+// Where onednn/fp32 packs its weights (brgemm), a row's result does not depend on the rows run with it, and the
+// loaded FP32 copies are gone.
 TEST(Compute, PackedFp32RowsDoNotDependOnTheBatch) {
-    set_compute_threads(1);
     const auto kernel = make_mlp_kernel("onednn", "fp32");
     if (kernel->implementation().find("packed") == std::string::npos) GTEST_SKIP() << kernel->implementation();
     const int d = 64, f = 96, rows = 300;
