@@ -9,7 +9,6 @@
 #include <cstring>
 #include <map>
 #include <mutex>
-#include <optional>
 #include <tuple>
 
 #include "epmoe/base/error.hpp"
@@ -125,40 +124,22 @@ private:
         rt.stream.wait();
     }
 
-    // A brgemm matmul of m rows on the packed weights, made with `threads` threads (oneDNN reads the count then).
-    dnnl::matmul make_primitive(int64_t m, int64_t k, int64_t n, int64_t lda, int threads) const {
-        const int was = omp_get_max_threads();
-        omp_set_num_threads(threads);  // this thread's setting only
-        std::optional<dnnl::matmul::primitive_desc> pd;
-        dnnl::matmul prim;
-        try {
-            pd.emplace(dnnl::matmul::desc(src_desc(m, k, lda), layout(k, n), dst_desc(m, n)), onednn_runtime().engine);
-            prim = dnnl::matmul(*pd);
-        } catch (...) {
-            omp_set_num_threads(was);
-            throw;
-        }
-        omp_set_num_threads(was);
-        if (std::string(pd->impl_info_str()).rfind("brg", 0) != 0)
-            fail("oneDNN has no brgemm matmul of ", m, " x ", k, " x ", n, " on its packed weights (it chose ",
-                 pd->impl_info_str(), "); use compute.backend=openblas");
-        return prim;
-    }
-
     // The matmul of m rows for this thread count, made on first use (0.15-0.3 ms) and kept; the cache is emptied
     // when it holds kMaxPrimitives (row counts vary from call to call).
     dnnl::matmul primitive(int64_t m, int64_t k, int64_t n, int64_t lda) const {
         static constexpr size_t kMaxPrimitives = 4096;
-        // oneDNN's brgemm fixes its threads when the primitive is made: inside an expert task (an OpenMP parallel
-        // region) one, so that a task computes what one thread computes alone (run_tasks' promise).
-        const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
-        const auto key = std::make_tuple(m, k, n, lda, threads);
+        const auto key = std::make_tuple(m, k, n, lda, omp_get_max_threads());
         {
             std::lock_guard<std::mutex> lock(mutex_);
             auto it = primitives_.find(key);
             if (it != primitives_.end()) return it->second;
         }
-        const dnnl::matmul prim = make_primitive(m, k, n, lda, threads);
+        const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(src_desc(m, k, lda), layout(k, n), dst_desc(m, n)),
+                                              onednn_runtime().engine);
+        if (std::string(pd.impl_info_str()).rfind("brg", 0) != 0)
+            fail("oneDNN has no brgemm matmul of ", m, " x ", k, " x ", n, " on its packed weights (it chose ",
+                 pd.impl_info_str(), "); use compute.backend=openblas");
+        dnnl::matmul prim(pd);
         std::lock_guard<std::mutex> lock(mutex_);
         if (primitives_.size() >= kMaxPrimitives) primitives_.clear();
         primitives_.emplace(key, prim);
