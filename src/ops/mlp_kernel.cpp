@@ -18,9 +18,9 @@ const char* const kAutoFp32Backend = "onednn";
 
 }  // namespace
 
-std::shared_ptr<const MlpKernel> openblas_kernel();                                       // src/ops/mlp_openblas.cpp
-std::shared_ptr<const MlpKernel> onednn_kernel(const std::string& dtype, bool in_place);  // src/ops/mlp_onednn.cpp
-std::shared_ptr<const MlpKernel> amx_kernel(const std::string& dtype);                    // src/ops/mlp_amx.cpp
+std::shared_ptr<const MlpKernel> openblas_kernel();                        // src/ops/mlp_openblas.cpp
+std::shared_ptr<const MlpKernel> onednn_kernel(const std::string& dtype);  // src/ops/mlp_onednn.cpp
+std::shared_ptr<const MlpKernel> amx_kernel(const std::string& dtype);     // src/ops/mlp_amx.cpp
 
 MlpArrays MlpKernel::arrays(const ExpertWeights&, int, int) const {
     fail("compute kernel ", name(), " cannot share its weights with other ranks (resources.work_sharing = host)");
@@ -39,7 +39,7 @@ std::string resolve_backend(const std::string& backend, const std::string& dtype
     return kAutoFp32Backend;
 }
 
-std::shared_ptr<const MlpKernel> make_mlp_kernel(const std::string& backend, const std::string& dtype, bool in_place) {
+std::shared_ptr<const MlpKernel> make_mlp_kernel(const std::string& backend, const std::string& dtype) {
     if (dtype != "fp32" && dtype != "bf16") fail("config key compute.dtype = \"", dtype, "\": must be fp32 or bf16");
     const std::string resolved = resolve_backend(backend, dtype);
     if (resolved == "openblas") {
@@ -49,13 +49,13 @@ std::shared_ptr<const MlpKernel> make_mlp_kernel(const std::string& backend, con
         static const std::shared_ptr<const MlpKernel> kernel = openblas_kernel();
         return kernel;
     }
-    if (resolved == "onednn") return onednn_kernel(dtype, in_place);
+    if (resolved == "onednn") return onednn_kernel(dtype);
     if (resolved == "amx") return amx_kernel(dtype);
     fail("config key compute.backend = \"", backend, "\": must be auto, openblas, onednn or amx");
 }
 
 const std::shared_ptr<const MlpKernel>& default_mlp_kernel() {
-    static const std::shared_ptr<const MlpKernel> kernel = make_mlp_kernel("auto", "fp32", /*in_place=*/true);
+    static const std::shared_ptr<const MlpKernel> kernel = make_mlp_kernel("auto", "fp32");
     return kernel;
 }
 

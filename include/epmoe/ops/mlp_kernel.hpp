@@ -67,13 +67,9 @@ std::string resolve_backend(const std::string& backend, const std::string& dtype
 
 // The kernel of compute.backend (auto | openblas | onednn | amx) and compute.dtype (fp32 | bf16); fails naming
 // the key and value for a pair this build or CPU cannot run (openblas has no bf16, amx no fp32, amx needs AMX).
-// onednn/fp32 packs the weights at prepare (and drops the loaded copies) where oneDNN's fixed-shape matmul is its
-// brgemm; in_place asks for a kernel that reads w13 and w2 as loaded instead (training: its weights change).
-std::shared_ptr<const MlpKernel> make_mlp_kernel(const std::string& backend, const std::string& dtype,
-                                                 bool in_place = false);
+std::shared_ptr<const MlpKernel> make_mlp_kernel(const std::string& backend, const std::string& dtype);
 
-// The FP32 kernel of compute.backend = auto reading the weights as loaded (in_place): what a Model uses unless
-// told otherwise (the commands pass the kernel of their config).
+// The FP32 kernel of compute.backend = auto: what a Model uses unless told otherwise.
 const std::shared_ptr<const MlpKernel>& default_mlp_kernel();
 
 // Threads of each GEMM library in this process (OpenBLAS's pool and oneDNN's OpenMP), from
