@@ -12,6 +12,7 @@
 #include <fstream>
 #include <memory>
 #include <span>
+#include <utility>
 
 #include "app/job.hpp"
 #include "app/train_data.hpp"
@@ -230,6 +231,7 @@ public:
     Family family() const { return config_.model.path.empty() ? family_of(config_.train.family) : source_.family(); }
     int decay_steps() const { return config_.train.decay_steps > 0 ? config_.train.decay_steps : config_.train.steps; }
     int64_t first_step() const { return first_step_; }
+    void set_progress(DecoderTrainer::Progress progress) { trainer_->set_progress(std::move(progress)); }
 
     Json summary() const {
         return {{"ranks", world_.size()},
@@ -289,8 +291,18 @@ int train(const mpi::Comm& world, const Config& given) {
     if (talk)
         std::fprintf(stderr, "epmoe train: %d steps, ep_size %d x dp_size %d; bigram model's validation loss %.4f\n",
                      config.train.steps, trainer.groups().ep_size(), trainer.groups().dp_size(), trainer.bigram());
-    double last_print = mpi::wtime();
+    double last_print = mpi::wtime(), step_start = last_print;
+    int step = 0;
+    if (talk)  // a line inside a long step too (a large model, batch or context): which layer it has reached
+        trainer.set_progress([&](const char* phase, int layer, int layers) {
+            const double now = mpi::wtime();
+            if (now - last_print <= config.output.progress_interval_s) return;
+            last_print = now;
+            std::fprintf(stderr, "epmoe train: step %d/%d: %s, layer %d of %d, %.0f s into the step\n", step + 1,
+                         config.train.steps, phase, layer + 1, layers, now - step_start);
+        });
     for (int s = static_cast<int>(trainer.first_step()); s < config.train.steps; ++s) {
+        step = s, step_start = mpi::wtime();
         Json line = trainer.step(s);
         if (due(s, config.train.steps, config.train.eval_every)) {
             line["val_loss"] = trainer.validate();

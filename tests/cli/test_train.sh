@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # epmoe train: the default byte-level run (the fortunes corpus) at 1 and 2 ranks gives the same losses (the
 # layout does not change the global batch's loss), the loss falls, train_log.jsonl has a line per step and
-# the validation lines, the saved checkpoint loads in epmoe eval; --text (bytes, or a tokenizer's ids); bad input
-# is one error line, exit 2.
+# the validation lines, a progress line names the layer a step has reached, the saved checkpoint loads in epmoe
+# eval; --text (bytes, or a tokenizer's ids); bad input is one error line, exit 2.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
@@ -59,6 +59,11 @@ python3 -c "import json;print(''.join(c.get('text','') for c in json.load(open('
 few=(--steps 4 --batch 4 --ctx 32 --eval-every 2 --set train.warmup_steps=1 --set train.val_windows=4 -q)
 expect_exit 0 "$EPMOE" train "${few[@]}" --text "$cli_tmp/corpus.txt" --out "$cli_tmp/tx"
 expect_exit 0 "$EPMOE" train "${few[@]}" --set train.corpus="$cli_tmp/corpus.txt" --out "$cli_tmp/tc"
+# A long step shows which layer it has reached (here every layer: a progress interval of a microsecond).
+expect_exit 0 "$EPMOE" train --steps 1 --batch 2 --ctx 16 --set train.val_windows=1 \
+    --set output.progress_interval_s=0.000001 --out "$cli_tmp/tp"
+expect_stderr_has "epmoe train: step 1/1: forward, layer 1 of 2, "
+expect_stderr_has "epmoe train: step 1/1: backward, layer 1 of 2, "
 if cmp -s <(grep -o '"lm_loss":[^,]*' "$cli_tmp/tx/train_log.jsonl") <(grep -o '"lm_loss":[^,]*' "$cli_tmp/tc/train_log.jsonl") &&
     [ "$(grep -c lm_loss "$cli_tmp/tx/train_log.jsonl")" -eq 4 ]; then pass "  --text with no --model: the losses of train.corpus on the same bytes"
 else fail_check "--text bytes vs train.corpus losses differ"; fi

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <span>
 #include <vector>
@@ -83,6 +84,10 @@ public:
     TrainLosses step(const mpi::Comm& ep, const mpi::Comm& world, std::span<const TrainSequence> batch,
                      ModelGrads& grads);
     const TrainTimes& times() const { return times_; }
+    // Called before each layer of the forward and of the backward (phase "forward" or "backward", layer counted
+    // from 0, of layers), for a progress line inside a long step; this rank's alone, not collective. None: unset.
+    using Progress = std::function<void(const char* phase, int layer, int layers)>;
+    void set_progress(Progress progress);
     // Selection biases [num_layers, num_experts] (the aux-free policy's) for the steps that follow; empty = none.
     // They pick the top-k only; the weights and the losses use the unbiased scores, as at inference.
     void set_biases(std::span<const float> biases);
@@ -91,6 +96,7 @@ private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
     TrainTimes times_;
+    Progress progress_;
 };
 
 }  // namespace epmoe
