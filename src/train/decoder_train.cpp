@@ -203,10 +203,8 @@ TrainLosses DecoderTrainer::step(const mpi::Comm& comm, const mpi::Comm& world, 
         &world == &comm ? m.step_tokens : mpi::allreduce_one<int64_t>(world, n, mpi::Op::kSum);
     m.h.resize(static_cast<size_t>(n) * m.d());
     embed_tokens(m.decoder.embed, s.d_model, m.ids, m.h);
-    for (int l = 0; l < s.num_layers; ++l) {
-        if (progress_) progress_("forward", l, s.num_layers);
-        m.forward_layer(comm, l, times_);
-    }
+    const auto report = [&](const char* phase, int l) { progress_ ? progress_(phase, l, s.num_layers) : void(); };
+    for (int l = 0; l < s.num_layers; ++l) report("forward", l), m.forward_layer(comm, l, times_);
     m.xf.resize(m.h.size());
     rms_norm(m.h, m.decoder.final_norm, s.rms_norm_eps, m.xf);
     m.logits.resize(static_cast<size_t>(n) * vocab);
@@ -227,10 +225,7 @@ TrainLosses DecoderTrainer::step(const mpi::Comm& comm, const mpi::Comm& world, 
     linear_backward(m.xf, n, s.d_model, m.decoder.head(), vocab, m.logits, m.dx, dhead, {});
     m.dh.assign(m.h.size(), 0.0f);
     rms_norm_backward(m.h, m.decoder.final_norm, s.rms_norm_eps, m.dx, m.dh, grads.decoder.final_norm);
-    for (int l = s.num_layers - 1; l >= 0; --l) {
-        if (progress_) progress_("backward", l, s.num_layers);
-        m.backward_layer(comm, l, aux, grads, times_);
-    }
+    for (int l = s.num_layers - 1; l >= 0; --l) report("backward", l), m.backward_layer(comm, l, aux, grads, times_);
     embed_tokens_backward(m.ids, s.d_model, m.dh, grads.decoder.embed);
     times_.backward += mpi::wtime() - t1;
     TrainLosses out;
