@@ -75,13 +75,14 @@ void ModelSource::check_memory(const mpi::Comm& comm, int owned_experts, int64_t
     });
 }
 
-Model ModelSource::load(const mpi::Comm& comm, const std::function<bool(int)>& owns, int64_t tokens) {
+Model ModelSource::load(const mpi::Comm& comm, const std::function<bool(int)>& owns, int64_t tokens, bool in_place) {
     int owned = 0;
     for (int e = 0; e < shape_.num_experts; ++e) owned += owns(e) ? 1 : 0;
     if (!sim::simulated()) check_memory(comm, owned, tokens);
     std::shared_ptr<const MlpKernel> kernel;
     mpi::all_or_none(comm, [&] {
-        kernel = make_mlp_kernel(config_.compute.backend, config_.compute.dtype);  // checks the keys either way
+        kernel =
+            make_mlp_kernel(config_.compute.backend, config_.compute.dtype, in_place);  // checks the keys either way
         if (sim::simulated()) kernel = sim::simulated_kernel();
     });
     if (!checkpoint_)

@@ -32,8 +32,9 @@ public:
     // The shape of the layers run (num_layers = layers selected by model.layers).
     const ModelShape& shape() const { return shape_; }
     // Builds every layer's shared parts and the experts e with owns(e), after checking that the ranks of each
-    // host fit its memory (check_memory) with `tokens` tokens a rank. Collective (all_or_none).
-    Model load(const mpi::Comm& comm, const std::function<bool(int)>& owns, int64_t tokens);
+    // host fit its memory (check_memory) with `tokens` tokens a rank. in_place: a kernel that reads the FP32
+    // weights as loaded (training updates them; make_mlp_kernel). Collective (all_or_none).
+    Model load(const mpi::Comm& comm, const std::function<bool(int)>& owns, int64_t tokens, bool in_place = false);
     // Bytes a rank holding owned_experts experts needs for the weights (FP32 as loaded) and its token
     // buffers at `tokens` tokens a step: an estimate from the shape, what check_memory compares.
     uint64_t bytes_needed(int owned_experts, int64_t tokens) const;
@@ -44,7 +45,9 @@ public:
     // from the seed. Collective (all_or_none).
     DecoderWeights load_decoder(const mpi::Comm& comm) const;
     // The checkpoint's eos_token_ids and pad_token_id (whole_model; none for a synthetic model).
-    std::vector<int32_t> eos_token_ids() const { return checkpoint_ ? checkpoint_->info().eos_token_ids : std::vector<int32_t>(); }
+    std::vector<int32_t> eos_token_ids() const {
+        return checkpoint_ ? checkpoint_->info().eos_token_ids : std::vector<int32_t>();
+    }
     int32_t pad_token_id() const { return checkpoint_ ? checkpoint_->info().pad_token_id : -1; }
     // The checkpoint's family (Mixtral for a synthetic model).
     Family family() const { return checkpoint_ ? checkpoint_->info().family : Family::kMixtral; }

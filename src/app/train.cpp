@@ -53,7 +53,7 @@ public:
         });
         const int64_t rows = (config.train.batch + world.size() - 1) / world.size() * config.text.ctx;
         model_ = source_.load(
-            world, [&](int e) { return placement_.owns(groups_.ep().rank(), e); }, rows);
+            world, [&](int e) { return placement_.owns(groups_.ep().rank(), e); }, rows, /*in_place=*/true);
         decoder_ = source_.load_decoder(world);
         grads_ = make_grads(model_, decoder_);
         register_params(registry_, model_, decoder_, grads_, world, config.train.decay_router,

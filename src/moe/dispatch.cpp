@@ -94,7 +94,7 @@ int run_experts(const ExpertMap& experts, const MlpKernel& kernel, const ModelSh
     std::vector<RowBlock> blocks = row_blocks(c, /*largest_first=*/threads > 1);
     if (sim::simulated()) {  // modelled compute; gathering and scattering shared rows would only map pages
         for (const RowBlock& b : blocks) sim::execute_mlp(shape.d_model, shape.d_ff, b.end - b.first);
-    } else if (threads <= 1 || blocks.size() <= 1) {
+    } else if (threads <= 1) {
         for (const RowBlock& b : blocks) {
             c.run(experts, kernel, shape, b.j, b.first, b.end, buf.expert);
             progress();

@@ -18,9 +18,9 @@ const char* const kAutoFp32Backend = "onednn";
 
 }  // namespace
 
-std::shared_ptr<const MlpKernel> openblas_kernel();                        // src/ops/mlp_openblas.cpp
-std::shared_ptr<const MlpKernel> onednn_kernel(const std::string& dtype);  // src/ops/mlp_onednn.cpp
-std::shared_ptr<const MlpKernel> amx_kernel(const std::string& dtype);     // src/ops/mlp_amx.cpp
+std::shared_ptr<const MlpKernel> openblas_kernel();                                       // src/ops/mlp_openblas.cpp
+std::shared_ptr<const MlpKernel> onednn_kernel(const std::string& dtype, bool in_place);  // src/ops/mlp_onednn.cpp
+std::shared_ptr<const MlpKernel> amx_kernel(const std::string& dtype);                    // src/ops/mlp_amx.cpp
 
 MlpArrays MlpKernel::arrays(const ExpertWeights&, int, int) const {
     fail("compute kernel ", name(), " cannot share its weights with other ranks (resources.work_sharing = host)");
@@ -39,7 +39,7 @@ std::string resolve_backend(const std::string& backend, const std::string& dtype
     return kAutoFp32Backend;
 }
 
-std::shared_ptr<const MlpKernel> make_mlp_kernel(const std::string& backend, const std::string& dtype) {
+std::shared_ptr<const MlpKernel> make_mlp_kernel(const std::string& backend, const std::string& dtype, bool in_place) {
     if (dtype != "fp32" && dtype != "bf16") fail("config key compute.dtype = \"", dtype, "\": must be fp32 or bf16");
     const std::string resolved = resolve_backend(backend, dtype);
     if (resolved == "openblas") {
@@ -49,23 +49,37 @@ std::shared_ptr<const MlpKernel> make_mlp_kernel(const std::string& backend, con
         static const std::shared_ptr<const MlpKernel> kernel = openblas_kernel();
         return kernel;
     }
-    if (resolved == "onednn") return onednn_kernel(dtype);
+    if (resolved == "onednn") return onednn_kernel(dtype, in_place);
     if (resolved == "amx") return amx_kernel(dtype);
     fail("config key compute.backend = \"", backend, "\": must be auto, openblas, onednn or amx");
 }
 
 const std::shared_ptr<const MlpKernel>& default_mlp_kernel() {
-    static const std::shared_ptr<const MlpKernel> kernel = make_mlp_kernel("auto", "fp32");
+    static const std::shared_ptr<const MlpKernel> kernel = make_mlp_kernel("auto", "fp32", /*in_place=*/true);
     return kernel;
 }
 
 void run_tasks(int threads, size_t count, const std::function<void(size_t, int)>& task) {
-    if (threads <= 1 || count <= 1) {
+    if (threads <= 1) {
         for (size_t i = 0; i < count; ++i) task(i, 0);
         return;
     }
     const int blas_threads = openblas_get_num_threads();
     openblas_set_num_threads(1);
+    if (count == 1) {  // on the caller's thread, held to one thread as a task is
+        const int omp_threads = omp_get_max_threads();
+        omp_set_num_threads(1);
+        std::exception_ptr failure;
+        try {
+            task(0, 0);
+        } catch (...) {
+            failure = std::current_exception();
+        }
+        omp_set_num_threads(omp_threads);
+        openblas_set_num_threads(blas_threads);
+        if (failure) std::rethrow_exception(failure);
+        return;
+    }
     std::exception_ptr failure;
     std::atomic<bool> failed{false};
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)

@@ -11,24 +11,12 @@
 #include "epmoe/ops/bf16.hpp"
 #include "epmoe/ops/mlp_kernel.hpp"
 #include "fp32_view.hpp"
+#include "onednn_runtime.hpp"
 
 namespace epmoe {
 namespace {
 
 using Dt = dnnl::memory::data_type;
-
-// The CPU engine and an in-order stream, one per process.
-// One engine; a stream per thread (a stream is not for concurrent use: run_tasks runs experts on several).
-struct Runtime {
-    dnnl::engine& engine;
-    dnnl::stream& stream;
-};
-
-Runtime runtime() {
-    static dnnl::engine engine{dnnl::engine::kind::cpu, 0};
-    thread_local dnnl::stream stream{engine};
-    return {engine, stream};
-}
 
 // dst[M, N] (leading dimension ldc) = src[M, K] (leading dimension lda) · W^T, W: [N, K] row-major.
 // src and W are of type `type` (f32 or bf16), dst is f32; M is given per call.
@@ -37,13 +25,13 @@ public:
     Matmul(Dt type, int64_t k, int64_t n, int64_t lda, int64_t ldc) : type_(type), k_(k), n_(n), lda_(lda), ldc_(ldc) {
         const int64_t m = DNNL_RUNTIME_DIM_VAL;
         dnnl::matmul::desc d(src_desc(m), weights_desc(), dst_desc(m));
-        dnnl::matmul::primitive_desc pd(d, runtime().engine);  // throws dnnl::error if no implementation
+        dnnl::matmul::primitive_desc pd(d, onednn_runtime().engine);  // throws dnnl::error if no implementation
         impl_ = pd.impl_info_str();
         prim_ = dnnl::matmul(pd);
     }
 
     void run(const void* src, const void* w, float* dst, int64_t m) const {
-        const Runtime rt = runtime();
+        const OneDnnRuntime rt = onednn_runtime();
         dnnl::memory a(src_desc(m), rt.engine, const_cast<void*>(src));
         dnnl::memory b(weights_desc(), rt.engine, const_cast<void*>(w));
         dnnl::memory c(dst_desc(m), rt.engine, dst);
@@ -243,8 +231,12 @@ private:
 
 }  // namespace
 
-std::shared_ptr<const MlpKernel> onednn_kernel(const std::string& dtype) {
+std::shared_ptr<const MlpKernel> onednn_packed_fp32_kernel();  // mlp_onednn_packed.cpp
+
+std::shared_ptr<const MlpKernel> onednn_kernel(const std::string& dtype, bool in_place) {
     if (dtype == "bf16") return std::make_shared<OneDnnBf16Kernel>();
+    if (!in_place)
+        if (std::shared_ptr<const MlpKernel> packed = onednn_packed_fp32_kernel()) return packed;
     return std::make_shared<OneDnnFp32Kernel>();
 }
 

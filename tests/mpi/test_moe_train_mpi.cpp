@@ -240,7 +240,7 @@ void check_case(const Case& c) {
     mpi::Comm comm(MPI_COMM_WORLD);
     const ModelShape s = shape_of(c);
     const Placement placement = Placement::make("contiguous", s.num_experts, comm.size());
-    const auto kernel = make_mlp_kernel("onednn", "fp32");
+    const auto kernel = make_mlp_kernel("onednn", "fp32", /*in_place=*/true);
     const Model mine = make_synthetic_model(
         s, kSeed, [&](int, int e) { return placement.owns(comm.rank(), e); }, kernel);
     Model full = make_synthetic_model(

@@ -67,9 +67,13 @@ std::string resolve_backend(const std::string& backend, const std::string& dtype
 
 // The kernel of compute.backend (auto | openblas | onednn | amx) and compute.dtype (fp32 | bf16); fails naming
 // the key and value for a pair this build or CPU cannot run (openblas has no bf16, amx no fp32, amx needs AMX).
-std::shared_ptr<const MlpKernel> make_mlp_kernel(const std::string& backend, const std::string& dtype);
+// onednn/fp32 packs the weights at prepare (and drops the loaded copies) where oneDNN's fixed-shape matmul is its
+// brgemm; in_place asks for a kernel that reads w13 and w2 as loaded instead (training: its weights change).
+std::shared_ptr<const MlpKernel> make_mlp_kernel(const std::string& backend, const std::string& dtype,
+                                                 bool in_place = false);
 
-// The FP32 kernel of compute.backend = auto: what a Model uses unless told otherwise.
+// The FP32 kernel of compute.backend = auto reading the weights as loaded (in_place): what a Model uses unless
+// told otherwise (the commands pass the kernel of their config).
 const std::shared_ptr<const MlpKernel>& default_mlp_kernel();
 
 // Threads of each GEMM library in this process (OpenBLAS's pool and oneDNN's OpenMP), from
@@ -80,7 +84,8 @@ void set_compute_threads(int threads);
 // thread, in order of i as threads come free; slot in [0, threads) names the thread running it (its scratch).
 // Each task's GEMMs run on its own thread alone: OpenBLAS is held to one thread meanwhile and oneDNN's OpenMP
 // does not nest, so a task computes the same bits as with one thread in all. Rethrows the first exception a
-// task threw, after every thread has stopped. threads <= 1: a plain loop on the caller's thread.
+// task threw, after every thread has stopped. threads <= 1: a plain loop on the caller's thread; one task: on the
+// caller's thread, held to one thread.
 void run_tasks(int threads, size_t count, const std::function<void(size_t task, int slot)>& task);
 
 // oneDNN's version, the instruction set it uses on this CPU and its threading runtime, for `epmoe info`.
