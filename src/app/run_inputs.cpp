@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <fstream>
 
 #include "epmoe/sim/sim.hpp"
@@ -89,8 +90,26 @@ Model ModelSource::load(const mpi::Comm& comm, const std::function<bool(int)>& o
         return make_synthetic_model(
             shape_, config_.seed, [&](int, int e) { return owns(e); }, kernel);
     Model model;
-    mpi::all_or_none(comm, [&] { model = checkpoint_->load(first_layer_, last_layer_, owns, kernel); });
+    mpi::all_or_none(comm, [&] {
+        model = checkpoint_->load(first_layer_, last_layer_, owns, kernel,
+                                  comm.rank() == 0 && !config_.output.quiet ? load_progress(owns) : nullptr);
+    });
     return model;
+}
+
+// Rank 0's line while a checkpoint loads, every output.progress_interval_s: the layers and bytes it has read.
+Checkpoint::LoadProgress ModelSource::load_progress(const std::function<bool(int)>& owns) const {
+    const double start = mpi::wtime(), gb = 1e9;
+    const double total = static_cast<double>(checkpoint_->shard_bytes(first_layer_, last_layer_, owns));
+    const double before = static_cast<double>(checkpoint_->bytes_converted());
+    return [this, start, gb, total, before, last = start](int read, int layers) mutable {
+        const double now = mpi::wtime();
+        if (read == layers || now - last <= config_.output.progress_interval_s) return;
+        last = now;
+        std::fprintf(stderr, "epmoe: loading %s: layer %d of %d, %.2f of %.2f GB (this rank's share), %.0f s\n",
+                     checkpoint_->info().path.c_str(), read, layers,
+                     (static_cast<double>(checkpoint_->bytes_converted()) - before) / gb, total / gb, now - start);
+    };
 }
 
 DecoderWeights ModelSource::load_decoder(const mpi::Comm& comm) const {

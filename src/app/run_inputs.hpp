@@ -58,6 +58,8 @@ public:
     Json memory(const mpi::Comm& comm, const Model& model) const;
 
 private:
+    Checkpoint::LoadProgress load_progress(const std::function<bool(int)>& owns) const;
+
     const Config& config_;
     ModelShape shape_;
     std::unique_ptr<Checkpoint> checkpoint_;  // null for a synthetic model

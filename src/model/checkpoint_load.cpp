@@ -75,14 +75,16 @@ DecoderWeights Checkpoint::load_decoder(int first, int last) const {
 }
 
 Model Checkpoint::load(int first, int last, const std::function<bool(int)>& owns,
-                       std::shared_ptr<const MlpKernel> kernel) const {
+                       std::shared_ptr<const MlpKernel> kernel, const LoadProgress& progress) const {
     Model model;
     model.shape = info_.shape;
     model.shape.num_layers = last - first + 1;
     model.kernel = std::move(kernel);
-    for (int l = first; l <= last; ++l)
+    for (int l = first; l <= last; ++l) {
         read_layer(*this, checkpoint_detail::layer_tensors(info_, l, owns), *model.kernel, info_.shape.d_model,
                    model.layers.emplace_back());
+        if (progress) progress(l - first + 1, last - first + 1);
+    }
     return model;
 }
 

@@ -2,7 +2,7 @@
 # `epmoe run --model DIR --input FILE` against outputs computed by an independent torch implementation of
 # Hugging Face's MoE blocks (tests/fixtures/checkpoints/make_checkpoints.py) at 1, 2 and 3 ranks: Mixtral
 # sharded, OLMoE in BF16, Qwen2-MoE with a shared expert and a dense layer, tied gate logits; --layers;
-# each rank converting exactly its shard's bytes (summary.json memory); `epmoe inspect`.
+# each rank converting exactly its shard's bytes (summary.json memory); rank 0's load progress; `epmoe inspect`.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
@@ -74,6 +74,17 @@ then pass "  summary.json model: family, path, layers"; else fail_check "summary
 expect_exit 0 "${mpiexec[@]}" -np 2 "$EPMOE" run "${common[@]}" --model "$fixtures/mixtral_sharded" --layers 1-2 \
     --input "$fixtures/mixtral_sharded/input.safetensors" --out "$cli_tmp/sub" --dump-output "$cli_tmp/sub.safetensors"
 compare "$cli_tmp/sub.safetensors" "$fixtures/mixtral_sharded/expected_layers_1-2.safetensors" "--layers 1-2"
+
+# Rank 0 says how far a checkpoint's load has got (here after every layer: an interval of a microsecond).
+expect_exit 0 "${mpiexec[@]}" -np 2 "$EPMOE" run --steps 1 --energy-source none --model "$fixtures/mixtral_sharded" \
+    --input "$fixtures/mixtral_sharded/input.safetensors" --set output.progress_interval_s=0.000001 --out "$cli_tmp/lp"
+expect_stderr_has "epmoe: loading "
+expect_stderr_has "mixtral_sharded: layer 1 of "
+layers=$(python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['num_hidden_layers'])" \
+    "$fixtures/mixtral_sharded/config.json")
+if [ "$(grep -c '^epmoe: loading ' "$err_file")" -eq $((layers - 1)) ]; then
+    pass "  load progress: $((layers - 1)) lines for $layers layers (rank 0 alone, none after the last)"
+else fail_check "load progress lines: $(grep 'epmoe: loading' "$err_file" | head -5)"; fi
 
 # 3. One .safetensors file with no config.json beside it: sizes from the model.* keys, family from the names.
 mkdir -p "$cli_tmp/lone" && cp "$fixtures/mixtral_tied/model.safetensors" "$cli_tmp/lone/tied.safetensors"

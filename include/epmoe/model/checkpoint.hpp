@@ -69,9 +69,11 @@ public:
 
     // Builds the model of layers [first, last]: every layer's norm, gate, shared expert and dense MLP,
     // and the experts e with owns(e) true. Reads (converts) only those tensors; hands each MLP to
-    // kernel.prepare as soon as it is read, and the model keeps the kernel.
+    // kernel.prepare as soon as it is read, and the model keeps the kernel. progress, if given, is called after
+    // each layer with the layers read so far and their number.
+    using LoadProgress = std::function<void(int layers_read, int layers)>;
     Model load(int first, int last, const std::function<bool(int)>& owns,
-               std::shared_ptr<const MlpKernel> kernel = default_mlp_kernel()) const;
+               std::shared_ptr<const MlpKernel> kernel = default_mlp_kernel(), const LoadProgress& progress = {}) const;
 
     // For the whole-model commands: reads config.json's decoder keys into info().shape.decoder and checks the
     // decoder's tensors (every layer's input norm and attention, embeddings, final norm, LM head) for presence,
