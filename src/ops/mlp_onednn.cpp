@@ -7,6 +7,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 #include <tuple>
 
+#include "bf16_swiglu.hpp"
 #include "epmoe/base/error.hpp"
 #include "epmoe/ops/bf16.hpp"
 #include "epmoe/ops/mlp_kernel.hpp"
@@ -67,12 +68,6 @@ private:
     std::mutex mutex_;
     std::map<std::tuple<int, int64_t, int64_t, int64_t, int64_t>, std::unique_ptr<Matmul>> cache_;
 };
-
-// src [rows, cols] with leading dimension ld_src -> dst [rows, cols] contiguous, in BF16.
-void rows_to_bf16(const float* src, int64_t rows, int64_t cols, int64_t ld_src, uint16_t* dst) {
-    for (int64_t r = 0; r < rows; ++r)
-        for (int64_t j = 0; j < cols; ++j) dst[r * cols + j] = to_bf16(src[r * ld_src + j]);
-}
 
 // An MLP's weights in BF16, the form the bf16 kernel reads: same layouts as ExpertWeights' w13 and w2.
 struct Bf16Weights {
@@ -188,15 +183,10 @@ private:
     void forward_native(const Bf16Weights& b, int64_t d_model, int64_t d_ff, int64_t n, const float* x, float* y,
                         std::vector<float>& scratch) const {
         const int64_t h_cols = 2 * d_ff;
-        scratch.resize(static_cast<size_t>(n * h_cols));
-        float* h = scratch.data();               // [n, 2 d_ff] FP32
-        thread_local std::vector<uint16_t> act;  // BF16 matmul input, reused across calls
-        act.resize(static_cast<size_t>(n * std::max(d_model, d_ff)));
-        rows_to_bf16(x, n, d_model, d_model, act.data());  // [n, d_model]
-        cache_.get(Dt::bf16, d_model, h_cols, d_model, h_cols).run(act.data(), b.w13, h, n);
-        silu_mul_rows(h, n, static_cast<int>(d_ff));
-        rows_to_bf16(h, n, d_ff, h_cols, act.data());  // [n, d_ff]
-        cache_.get(Dt::bf16, d_ff, d_model, d_ff, d_model).run(act.data(), b.w2, y, n);
+        bf16_swiglu(d_model, d_ff, n, x, y, scratch, [&](bool w13, const uint16_t* a, float* out) {
+            w13 ? cache_.get(Dt::bf16, d_model, h_cols, d_model, h_cols).run(a, b.w13, out, n)
+                : cache_.get(Dt::bf16, d_ff, d_model, d_ff, d_model).run(a, b.w2, out, n);
+        });
     }
 
     // dst[:, 0:N] (ldc) = src · W^T with W [N, K] in BF16, src [n, K] (lda) FP32: widens W whole, then one
@@ -231,12 +221,14 @@ private:
 
 }  // namespace
 
-std::shared_ptr<const MlpKernel> onednn_packed_fp32_kernel();  // mlp_onednn_packed.cpp
+std::shared_ptr<const MlpKernel> onednn_packed_kernel(const std::string& dtype);  // mlp_onednn_packed.cpp
 
+// The packed kernel where oneDNN's fixed-shape matmul of the dtype is its brgemm; else the runtime-M kernels
+// here. in_place (FP32 only: training, the references): the FP32 weights read as loaded.
 std::shared_ptr<const MlpKernel> onednn_kernel(const std::string& dtype, bool in_place) {
+    if (dtype == "bf16" || !in_place)
+        if (std::shared_ptr<const MlpKernel> packed = onednn_packed_kernel(dtype)) return packed;
     if (dtype == "bf16") return std::make_shared<OneDnnBf16Kernel>();
-    if (!in_place)
-        if (std::shared_ptr<const MlpKernel> packed = onednn_packed_fp32_kernel()) return packed;
     return std::make_shared<OneDnnFp32Kernel>();
 }
 

@@ -1,9 +1,11 @@
-// onednn/fp32 where oneDNN has a matmul of fixed shape for this CPU (its brgemm, "brg:" implementations: avx512_core
-// and up): each MLP's weights are reordered once, at prepare, into the blocked layout that matmul reads, which is
-// the same for every row count, and each call runs a primitive made for its row count (made on first use, then
-// cached). The runtime-M matmul of mlp_onednn.cpp (gemm:jit) instead repacks the weights inside every call.
-// Measured on the expert shapes at one thread (AMD EPYC Zen 4): W1|W3 107-112 GFLOP/s at 128-2048 rows against
-// 86-110, at 16 rows 84-95 against 31-50, and a row's result does not depend on the rows run with it.
+// onednn/fp32 and onednn/bf16 where oneDNN has a matmul of fixed shape for this CPU in that type (its brgemm, "brg:"
+// implementations: avx512_core and up for FP32, avx512_core_bf16 and up for BF16): each MLP's weights are reordered
+// once, at prepare, into the blocked layout that matmul reads, which is the same for every row count, and each call
+// runs a primitive made for its row count (made on first use, then cached). The runtime-M matmuls of
+// mlp_onednn.cpp (gemm:jit) instead repack the weights inside every call. Measured on the expert shapes at one
+// thread (AMD EPYC Zen 4): FP32 W1|W3 107-112 GFLOP/s at 128-2048 rows against 86-110, at 16 rows 84-95 against
+// 31-50; BF16 (d_model 1024 x 7168) 192 / 194 / 204 / 213 / 217 at 16 / 32 / 64 / 128 / 256 rows against 97 / 134 /
+// 162 / 192 / 207. A row's result does not depend on the rows run with it.
 #include <omp.h>
 
 #include <algorithm>
@@ -15,7 +17,9 @@
 #include <tuple>
 #include <vector>
 
+#include "bf16_swiglu.hpp"
 #include "epmoe/base/error.hpp"
+#include "epmoe/ops/bf16.hpp"
 #include "epmoe/ops/mlp_kernel.hpp"
 #include "onednn_runtime.hpp"
 
@@ -26,12 +30,13 @@ using Dt = dnnl::memory::data_type;
 using Desc = dnnl::memory::desc;
 
 // src [m, k] (leading dimension lda) and dst [m, n] row-major; weights W^T [k, n] in the layout the matmul chooses.
-Desc src_desc(int64_t m, int64_t k, int64_t lda) { return {{m, k}, Dt::f32, {lda, 1}}; }
+// src and weights are of type t (f32 or bf16), dst f32.
+Desc src_desc(Dt t, int64_t m, int64_t k, int64_t lda) { return {{m, k}, t, {lda, 1}}; }
 Desc dst_desc(int64_t m, int64_t n) { return {{m, n}, Dt::f32, {n, 1}}; }
-Desc any_weights(int64_t k, int64_t n) { return {{k, n}, Dt::f32, dnnl::memory::format_tag::any}; }
+Desc any_weights(Dt t, int64_t k, int64_t n) { return {{k, n}, t, dnnl::memory::format_tag::any}; }
 
-dnnl::matmul::primitive_desc fixed_matmul(int64_t m, int64_t k, int64_t n, int64_t lda) {
-    return {dnnl::matmul::desc(src_desc(m, k, lda), any_weights(k, n), dst_desc(m, n)), onednn_runtime().engine};
+dnnl::matmul::primitive_desc fixed_matmul(Dt t, int64_t m, int64_t k, int64_t n, int64_t lda) {
+    return {dnnl::matmul::desc(src_desc(t, m, k, lda), any_weights(t, k, n), dst_desc(m, n)), onednn_runtime().engine};
 }
 
 // An MLP's weights in the matmuls' layout: W1|W3 as [d_model, 2 d_ff] and W2 as [d_ff, d_model], blocked.
@@ -43,21 +48,21 @@ struct PackedWeights {
     std::shared_ptr<const void> owner;       // a view's memory
 };
 
-class PackedFp32Kernel final : public MlpKernel {
+class PackedKernel final : public MlpKernel {
 public:
-    explicit PackedFp32Kernel(std::string impl) : impl_(std::move(impl)) {}
+    PackedKernel(Dt type, std::string impl) : type_(type), impl_(std::move(impl)) {}
 
-    std::string name() const override { return "onednn/fp32"; }
+    std::string name() const override { return type_ == Dt::bf16 ? "onednn/bf16" : "onednn/fp32"; }
     std::string implementation() const override { return impl_ + ", weights packed at load"; }
 
     void prepare(ExpertWeights& w, int d_model, int d_ff) const override {
         EPMOE_ASSERT(w.w13.size() == 2ull * d_ff * d_model && w.w2.size() == 1ull * d_model * d_ff);
         auto p = std::make_shared<PackedWeights>();
-        p->w13_own = pack(w.w13.data(), d_model, 2 * int64_t{d_ff});
-        p->w2_own = pack(w.w2.data(), d_ff, d_model);
+        p->w13_own = pack(w.w13, d_model, 2 * int64_t{d_ff});
+        p->w2_own = pack(w.w2, d_ff, d_model);
         p->w13 = p->w13_own.data(), p->w2 = p->w2_own.data();
         p->w13_bytes = p->w13_own.size(), p->w2_bytes = p->w2_own.size();
-        std::vector<float>().swap(w.w13);  // the packed copies are all this kernel reads
+        std::vector<float>().swap(w.w13);  // the packed copies (BF16: rounded, to_bf16) are all this kernel reads
         std::vector<float>().swap(w.w2);
         w.prepared_bytes = p->w13_bytes + p->w2_bytes;
         w.prepared = std::move(p);
@@ -69,6 +74,12 @@ public:
         EPMOE_ASSERT(p != nullptr && y.size() == x.size());
         const int64_t n = static_cast<int64_t>(x.size() / d_model), h_cols = 2 * int64_t{d_ff};
         if (n == 0) return;
+        if (type_ == Dt::bf16) {
+            bf16_swiglu(d_model, d_ff, n, x.data(), y.data(), scratch, [&](bool w13, const uint16_t* a, float* out) {
+                w13 ? run(n, d_model, h_cols, d_model, a, p->w13, out) : run(n, d_ff, d_model, d_ff, a, p->w2, out);
+            });
+            return;
+        }
         scratch.resize(static_cast<size_t>(n * (h_cols + d_ff)));
         float* h = scratch.data();                 // [n, 2 d_ff]: W1·x | W3·x
         float* act = scratch.data() + n * h_cols;  // [n, d_ff], contiguous: brgemm takes no strided input at every M
@@ -101,16 +112,23 @@ private:
         std::lock_guard<std::mutex> lock(mutex_);
         auto it = layouts_.find({k, n});
         if (it == layouts_.end())
-            it = layouts_.emplace(std::make_pair(k, n), fixed_matmul(64, k, n, k).weights_desc()).first;
+            it = layouts_.emplace(std::make_pair(k, n), fixed_matmul(type_, 64, k, n, k).weights_desc()).first;
         return it->second;
     }
 
-    // W [n, k] row-major (as loaded) -> W^T [k, n] in the matmul's layout.
-    std::vector<std::byte> pack(const float* w, int64_t k, int64_t n) const {
+    // W [n, k] row-major (as loaded, FP32) -> W^T [k, n] in the matmul's layout and type.
+    std::vector<std::byte> pack(const std::vector<float>& w, int64_t k, int64_t n) const {
         const Desc to = layout(k, n);
         std::vector<std::byte> out(to.get_size());
+        std::vector<uint16_t> rounded;
+        const void* from = w.data();
+        if (type_ == Dt::bf16) {
+            rounded.resize(w.size());
+            std::transform(w.begin(), w.end(), rounded.begin(), to_bf16);
+            from = rounded.data();
+        }
         const OneDnnRuntime rt = onednn_runtime();
-        dnnl::memory src({{k, n}, Dt::f32, {1, k}}, rt.engine, const_cast<float*>(w));
+        dnnl::memory src({{k, n}, type_, {1, k}}, rt.engine, const_cast<void*>(from));
         dnnl::memory dst(to, rt.engine, out.data());
         dnnl::reorder(src, dst).execute(rt.stream, src, dst);
         rt.stream.wait();
@@ -126,12 +144,12 @@ private:
     };
 
     // dst [m, n] = src [m, k] (leading dimension lda) · W.
-    void run(int64_t m, int64_t k, int64_t n, int64_t lda, const float* src, const std::byte* w, float* dst) const {
+    void run(int64_t m, int64_t k, int64_t n, int64_t lda, const void* src, const std::byte* w, float* dst) const {
         const Primitive prim = primitive(m, k, n, lda);
         const OneDnnRuntime rt = onednn_runtime();
         thread_local std::vector<std::byte> pad;  // this thread's scratchpad, grown as needed
         pad.resize(std::max(pad.size(), prim.scratchpad.get_size()));
-        dnnl::memory a(src_desc(m, k, lda), rt.engine, const_cast<float*>(src));
+        dnnl::memory a(src_desc(type_, m, k, lda), rt.engine, const_cast<void*>(src));
         dnnl::memory b(layout(k, n), rt.engine, const_cast<std::byte*>(w));
         dnnl::memory c(dst_desc(m, n), rt.engine, dst);
         dnnl::memory scratch(prim.scratchpad, rt.engine, pad.data());
@@ -149,7 +167,7 @@ private:
         std::optional<dnnl::matmul::primitive_desc> pd;
         dnnl::matmul prim;
         try {
-            pd.emplace(dnnl::matmul::desc(src_desc(m, k, lda), layout(k, n), dst_desc(m, n)), attr,
+            pd.emplace(dnnl::matmul::desc(src_desc(type_, m, k, lda), layout(k, n), dst_desc(m, n)), attr,
                        onednn_runtime().engine);
             prim = dnnl::matmul(*pd);
         } catch (...) {
@@ -159,7 +177,7 @@ private:
         omp_set_num_threads(was);
         if (std::string(pd->impl_info_str()).rfind("brg", 0) != 0)
             fail("oneDNN has no brgemm matmul of ", m, " x ", k, " x ", n, " on its packed weights (it chose ",
-                 pd->impl_info_str(), "); use compute.backend=openblas");
+                 pd->impl_info_str(), "); use ", type_ == Dt::bf16 ? "compute.dtype=fp32" : "compute.backend=openblas");
         return {prim, pd->scratchpad_desc()};
     }
 
@@ -183,6 +201,7 @@ private:
         return prim;
     }
 
+    Dt type_;
     std::string impl_;
     mutable std::mutex mutex_;
     mutable std::map<std::pair<int64_t, int64_t>, Desc> layouts_;
@@ -191,13 +210,14 @@ private:
 
 }  // namespace
 
-// The packed FP32 kernel, or null where oneDNN's fixed-shape FP32 matmul is not its brgemm on this CPU (there the
-// runtime-M kernel of mlp_onednn.cpp runs).
-std::shared_ptr<const MlpKernel> onednn_packed_fp32_kernel() {
+// The packed kernel of dtype ("fp32" or "bf16"), or null where oneDNN's fixed-shape matmul of that type is not its
+// brgemm on this CPU (there the runtime-M kernels of mlp_onednn.cpp run).
+std::shared_ptr<const MlpKernel> onednn_packed_kernel(const std::string& dtype) {
+    const Dt type = dtype == "bf16" ? Dt::bf16 : Dt::f32;
     try {
-        const std::string impl = fixed_matmul(64, 64, 64, 64).impl_info_str();
+        const std::string impl = fixed_matmul(type, 64, 64, 64, 64).impl_info_str();
         if (impl.rfind("brg", 0) != 0) return nullptr;
-        return std::make_shared<PackedFp32Kernel>(impl);
+        return std::make_shared<PackedKernel>(type, impl);
     } catch (const dnnl::error&) {
         return nullptr;
     }

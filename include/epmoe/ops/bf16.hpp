@@ -18,6 +18,12 @@ inline uint16_t to_bf16(float f) {
 // BF16 -> FP32, exact.
 inline float from_bf16(uint16_t b) { return std::bit_cast<float>(static_cast<uint32_t>(b) << 16); }
 
+// src [rows, cols] FP32 with leading dimension ld_src -> dst [rows, cols] BF16, contiguous (to_bf16).
+inline void rows_to_bf16(const float* src, int64_t rows, int64_t cols, int64_t ld_src, uint16_t* dst) {
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t j = 0; j < cols; ++j) dst[r * cols + j] = to_bf16(src[r * ld_src + j]);
+}
+
 // MXCSR flush-to-zero and denormals-are-zero for its scope (the amx/bf16 kernel's forward). GCC if-converts
 // exp_vectorisable's clamp (src/ops/silu.cpp) by computing the clamped branches too and blending:
 // a / (1 + e^88) in a lane with |a| < 2 is a subnormal whatever the lane keeps, and each subnormal result
