@@ -4,12 +4,25 @@
 
 namespace epmoe {
 
+namespace {
+
+// The LM head packed for oneDNN's brgemm where the CPU allows (PackedLinear); a separate lm_head's FP32 copy is then
+// dropped (nothing else reads it here; a tied head is the embedding table, which stays).
+PackedLinear pack_head(DecoderWeights& decoder, const ModelShape& shape) {
+    PackedLinear head(decoder.head(), shape.decoder.vocab_size, shape.d_model);
+    if (head.packed()) std::vector<float>().swap(decoder.lm_head);
+    return head;
+}
+
+}  // namespace
+
 WholeModel::WholeModel(const mpi::Comm& world, Job& job)
     : world_(world),
       job_(job),
       decoder_(job.source().load_decoder(world)),
-      forward_(job.model(), decoder_, job.forward()),
-      aside_(job.model(), decoder_, job.forward()),
+      head_(pack_head(decoder_, job.shape())),
+      forward_(job.model(), decoder_, job.forward(), &head_),
+      aside_(job.model(), decoder_, job.forward(), &head_),
       load_(static_cast<size_t>(job.shape().num_layers)) {}
 
 namespace {
@@ -90,9 +103,9 @@ Json WholeModel::times_json(const mpi::Comm& world, double seconds) {
         mpi::allreduce<int64_t>(world, e, mpi::Op::kSum);
         load.push_back(moe ? Json(e) : Json(nullptr));
     }
-    const double mine[2] = {
-        static_cast<double>(decoder_.bytes() + job_.model().weight_bytes() - job_.model().expert_bytes()),
-        static_cast<double>(job_.model().expert_bytes())};
+    const double mine[2] = {static_cast<double>(decoder_.bytes() + head_.packed_bytes() + job_.model().weight_bytes() -
+                                                job_.model().expert_bytes()),
+                            static_cast<double>(job_.model().expert_bytes())};
     const std::vector<double> bytes = mpi::gather_to_root<double>(world, std::span<const double>(mine, 2));
     Json replicated = Json::array(), experts = Json::array();
     for (size_t r = 0; r + 1 < bytes.size(); r += 2) {

@@ -9,6 +9,7 @@
 
 #include "app/job.hpp"
 #include "epmoe/model/decoder_forward.hpp"
+#include "epmoe/ops/packed_linear.hpp"
 
 namespace epmoe {
 
@@ -47,7 +48,8 @@ private:
 
     const mpi::Comm& world_;
     Job& job_;
-    const DecoderWeights decoder_;
+    DecoderWeights decoder_;
+    PackedLinear head_;  // the LM head as the forwards run it
     DecoderForward forward_;
     DecoderForward aside_;  // step_aside's: its times stay out of forward_'s
     int64_t last_tokens_ = 0, tokens_run_ = 0;

@@ -33,8 +33,9 @@ SequenceCache make_sequence_cache(int num_layers) {
     return cache;
 }
 
-DecoderForward::DecoderForward(const Model& model, const DecoderWeights& decoder, Forward& moe)
-    : model_(model), decoder_(decoder), moe_(moe) {
+DecoderForward::DecoderForward(const Model& model, const DecoderWeights& decoder, Forward& moe,
+                               const PackedLinear* head)
+    : model_(model), decoder_(decoder), moe_(moe), head_(head) {
     EPMOE_ASSERT(decoder.layers.size() == model.layers.size());
 }
 
@@ -96,15 +97,19 @@ void DecoderForward::lm_head(std::span<const SequenceChunk> chunks, LogitRows ro
     for (const SequenceChunk& c : chunks) {
         const size_t n = c.ids.size();
         const size_t first = rows == LogitRows::kAll ? row : row + n - 1;
-        if (n > 0) x_.insert(x_.end(), h_.begin() + static_cast<std::ptrdiff_t>(first * d),
-                             h_.begin() + static_cast<std::ptrdiff_t>((row + n) * d));
+        if (n > 0)
+            x_.insert(x_.end(), h_.begin() + static_cast<std::ptrdiff_t>(first * d),
+                      h_.begin() + static_cast<std::ptrdiff_t>((row + n) * d));
         row += n;
     }
     const int64_t m = static_cast<int64_t>(x_.size() / d);
     out_.resize(x_.size());
     rms_norm(x_, decoder_.final_norm, s.rms_norm_eps, out_);
     logits.resize(static_cast<size_t>(m) * static_cast<size_t>(vocab));
-    linear(out_, m, s.d_model, decoder_.head(), {}, vocab, logits);
+    if (head_)
+        head_->run(out_, m, logits);
+    else
+        linear(out_, m, s.d_model, decoder_.head(), {}, vocab, logits);
     last_flops_ += 2.0 * static_cast<double>(m) * s.d_model * vocab;
     times_.lm_head += mpi::wtime() - t0;
 }

@@ -6,38 +6,20 @@
 // thread (AMD EPYC Zen 4): FP32 W1|W3 107-112 GFLOP/s at 128-2048 rows against 86-110, at 16 rows 84-95 against
 // 31-50; BF16 (d_model 1024 x 7168) 192 / 194 / 204 / 213 / 217 at 16 / 32 / 64 / 128 / 256 rows against 97 / 134 /
 // 162 / 192 / 207. A row's result does not depend on the rows run with it.
-#include <omp.h>
-
 #include <algorithm>
-#include <map>
 #include <memory>
-#include <mutex>
-#include <optional>
 #include <string>
-#include <tuple>
 #include <vector>
 
 #include "bf16_swiglu.hpp"
+#include "brgemm_matmuls.hpp"
 #include "epmoe/base/error.hpp"
-#include "epmoe/ops/bf16.hpp"
 #include "epmoe/ops/mlp_kernel.hpp"
-#include "onednn_runtime.hpp"
 
 namespace epmoe {
 namespace {
 
 using Dt = dnnl::memory::data_type;
-using Desc = dnnl::memory::desc;
-
-// src [m, k] (leading dimension lda) and dst [m, n] row-major; weights W^T [k, n] in the layout the matmul chooses.
-// src and weights are of type t (f32 or bf16), dst f32.
-Desc src_desc(Dt t, int64_t m, int64_t k, int64_t lda) { return {{m, k}, t, {lda, 1}}; }
-Desc dst_desc(int64_t m, int64_t n) { return {{m, n}, Dt::f32, {n, 1}}; }
-Desc any_weights(Dt t, int64_t k, int64_t n) { return {{k, n}, t, dnnl::memory::format_tag::any}; }
-
-dnnl::matmul::primitive_desc fixed_matmul(Dt t, int64_t m, int64_t k, int64_t n, int64_t lda) {
-    return {dnnl::matmul::desc(src_desc(t, m, k, lda), any_weights(t, k, n), dst_desc(m, n)), onednn_runtime().engine};
-}
 
 // An MLP's weights in the matmuls' layout: W1|W3 as [d_model, 2 d_ff] and W2 as [d_ff, d_model], blocked.
 struct PackedWeights {
@@ -58,8 +40,8 @@ public:
     void prepare(ExpertWeights& w, int d_model, int d_ff) const override {
         EPMOE_ASSERT(w.w13.size() == 2ull * d_ff * d_model && w.w2.size() == 1ull * d_model * d_ff);
         auto p = std::make_shared<PackedWeights>();
-        p->w13_own = pack(w.w13, d_model, 2 * int64_t{d_ff});
-        p->w2_own = pack(w.w2, d_ff, d_model);
+        p->w13_own = matmuls_.pack(w.w13.data(), d_model, 2 * int64_t{d_ff});
+        p->w2_own = matmuls_.pack(w.w2.data(), d_ff, d_model);
         p->w13 = p->w13_own.data(), p->w2 = p->w2_own.data();
         p->w13_bytes = p->w13_own.size(), p->w2_bytes = p->w2_own.size();
         std::vector<float>().swap(w.w13);  // the packed copies (BF16: rounded, to_bf16) are all this kernel reads
@@ -97,7 +79,8 @@ public:
                        std::shared_ptr<const void> owner) const override {
         auto p = std::make_shared<PackedWeights>();
         p->w13 = w13, p->w2 = w2;
-        p->w13_bytes = layout(d_model, 2 * int64_t{d_ff}).get_size(), p->w2_bytes = layout(d_ff, d_model).get_size();
+        p->w13_bytes = matmuls_.packed_bytes(d_model, 2 * int64_t{d_ff});
+        p->w2_bytes = matmuls_.packed_bytes(d_ff, d_model);
         p->owner = std::move(owner);
         ExpertWeights v;
         v.prepared_bytes = p->w13_bytes + p->w2_bytes;
@@ -106,106 +89,14 @@ public:
     }
 
 private:
-    // The weight layout oneDNN's brgemm chooses for a k x n matmul (the same at every row count, measured; each
-    // primitive is made for this layout).
-    Desc layout(int64_t k, int64_t n) const {
-        std::lock_guard<std::mutex> lock(mutex_);
-        auto it = layouts_.find({k, n});
-        if (it == layouts_.end())
-            it = layouts_.emplace(std::make_pair(k, n), fixed_matmul(type_, 64, k, n, k).weights_desc()).first;
-        return it->second;
-    }
-
-    // W [n, k] row-major (as loaded, FP32) -> W^T [k, n] in the matmul's layout and type.
-    std::vector<std::byte> pack(const std::vector<float>& w, int64_t k, int64_t n) const {
-        const Desc to = layout(k, n);
-        std::vector<std::byte> out(to.get_size());
-        std::vector<uint16_t> rounded;
-        const void* from = w.data();
-        if (type_ == Dt::bf16) {
-            rounded.resize(w.size());
-            std::transform(w.begin(), w.end(), rounded.begin(), to_bf16);
-            from = rounded.data();
-        }
-        const OneDnnRuntime rt = onednn_runtime();
-        dnnl::memory src({{k, n}, type_, {1, k}}, rt.engine, const_cast<void*>(from));
-        dnnl::memory dst(to, rt.engine, out.data());
-        dnnl::reorder(src, dst).execute(rt.stream, src, dst);
-        rt.stream.wait();
-        return out;
-    }
-
-    // A matmul of fixed row count and the scratchpad it needs. The scratchpad is the caller's (scratchpad_mode
-    // user): one a primitive owned would be shared by the expert tasks running it at once (seen: rows computed
-    // wrong now and then with 2 threads, before this).
-    struct Primitive {
-        dnnl::matmul matmul;
-        Desc scratchpad;
-    };
-
-    // dst [m, n] = src [m, k] (leading dimension lda) · W.
+    // dst [m, n] = src [m, k] (leading dimension lda) · W, W packed.
     void run(int64_t m, int64_t k, int64_t n, int64_t lda, const void* src, const std::byte* w, float* dst) const {
-        const Primitive prim = primitive(m, k, n, lda);
-        const OneDnnRuntime rt = onednn_runtime();
-        thread_local std::vector<std::byte> pad;  // this thread's scratchpad, grown as needed
-        pad.resize(std::max(pad.size(), prim.scratchpad.get_size()));
-        dnnl::memory a(src_desc(type_, m, k, lda), rt.engine, const_cast<void*>(src));
-        dnnl::memory b(layout(k, n), rt.engine, const_cast<std::byte*>(w));
-        dnnl::memory c(dst_desc(m, n), rt.engine, dst);
-        dnnl::memory scratch(prim.scratchpad, rt.engine, pad.data());
-        prim.matmul.execute(
-            rt.stream, {{DNNL_ARG_SRC, a}, {DNNL_ARG_WEIGHTS, b}, {DNNL_ARG_DST, c}, {DNNL_ARG_SCRATCHPAD, scratch}});
-        rt.stream.wait();
-    }
-
-    // A brgemm matmul of m rows on the packed weights, made with `threads` threads (oneDNN reads the count then).
-    Primitive make_primitive(int64_t m, int64_t k, int64_t n, int64_t lda, int threads) const {
-        const int was = omp_get_max_threads();
-        omp_set_num_threads(threads);  // this thread's setting only
-        dnnl::primitive_attr attr;
-        attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-        std::optional<dnnl::matmul::primitive_desc> pd;
-        dnnl::matmul prim;
-        try {
-            pd.emplace(dnnl::matmul::desc(src_desc(type_, m, k, lda), layout(k, n), dst_desc(m, n)), attr,
-                       onednn_runtime().engine);
-            prim = dnnl::matmul(*pd);
-        } catch (...) {
-            omp_set_num_threads(was);
-            throw;
-        }
-        omp_set_num_threads(was);
-        if (std::string(pd->impl_info_str()).rfind("brg", 0) != 0)
-            fail("oneDNN has no brgemm matmul of ", m, " x ", k, " x ", n, " on its packed weights (it chose ",
-                 pd->impl_info_str(), "); use ", type_ == Dt::bf16 ? "compute.dtype=fp32" : "compute.backend=openblas");
-        return {prim, pd->scratchpad_desc()};
-    }
-
-    // The matmul of m rows for this thread count, made on first use (0.15-0.3 ms) and kept; the cache is emptied
-    // when it holds kMaxPrimitives (row counts vary from call to call).
-    Primitive primitive(int64_t m, int64_t k, int64_t n, int64_t lda) const {
-        static constexpr size_t kMaxPrimitives = 4096;
-        // oneDNN's brgemm fixes its threads when the primitive is made: inside an expert task (an OpenMP parallel
-        // region) one, so that a task computes what one thread computes alone (run_tasks' promise).
-        const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
-        const auto key = std::make_tuple(m, k, n, lda, threads);
-        {
-            std::lock_guard<std::mutex> lock(mutex_);
-            auto it = primitives_.find(key);
-            if (it != primitives_.end()) return it->second;
-        }
-        const Primitive prim = make_primitive(m, k, n, lda, threads);
-        std::lock_guard<std::mutex> lock(mutex_);
-        if (primitives_.size() >= kMaxPrimitives) primitives_.clear();
-        primitives_.emplace(key, prim);
-        return prim;
+        matmuls_.run(m, k, n, lda, src, w, dst);
     }
 
     Dt type_;
     std::string impl_;
-    mutable std::mutex mutex_;
-    mutable std::map<std::pair<int64_t, int64_t>, Desc> layouts_;
-    mutable std::map<std::tuple<int64_t, int64_t, int64_t, int64_t, int>, Primitive> primitives_;
+    BrgemmMatmuls matmuls_{type_};
 };
 
 }  // namespace
@@ -214,13 +105,8 @@ private:
 // brgemm on this CPU (there the runtime-M kernels of mlp_onednn.cpp run).
 std::shared_ptr<const MlpKernel> onednn_packed_kernel(const std::string& dtype) {
     const Dt type = dtype == "bf16" ? Dt::bf16 : Dt::f32;
-    try {
-        const std::string impl = fixed_matmul(type, 64, 64, 64, 64).impl_info_str();
-        if (impl.rfind("brg", 0) != 0) return nullptr;
-        return std::make_shared<PackedKernel>(type, impl);
-    } catch (const dnnl::error&) {
-        return nullptr;
-    }
+    const std::string impl = BrgemmMatmuls::brgemm_implementation(type);
+    return impl.empty() ? nullptr : std::make_shared<PackedKernel>(type, impl);
 }
 
 }  // namespace epmoe

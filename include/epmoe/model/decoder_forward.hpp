@@ -11,6 +11,7 @@
 #include "epmoe/model/decoder.hpp"
 #include "epmoe/model/forward.hpp"
 #include "epmoe/ops/attention.hpp"
+#include "epmoe/ops/packed_linear.hpp"
 
 namespace epmoe {
 
@@ -36,16 +37,17 @@ struct DecoderTimes {
 
 class DecoderForward {
 public:
-    // model: the MoE blocks (this rank's experts); decoder: the replicated parts; moe runs the blocks.
-    DecoderForward(const Model& model, const DecoderWeights& decoder, Forward& moe);
+    // model: the MoE blocks (this rank's experts); decoder: the replicated parts; moe runs the blocks; head: the LM
+    // head packed (eval, generate; it outlives this), or null: decoder.head() through linear() (training's
+    // validation, whose head changes every step).
+    DecoderForward(const Model& model, const DecoderWeights& decoder, Forward& moe, const PackedLinear* head = nullptr);
 
     // Runs every chunk through the whole model (chunks may be empty: the rank still takes part in each MoE
     // exchange), writing logits [rows, vocab_size] (rows: every token, or one per chunk, in chunk order).
     // first_token: the global index of this rank's first token of the step; step_tokens: tokens over all ranks;
     // biases: [num_layers, num_experts] or empty. Collective over comm.
-    StepResult step(const mpi::Comm& comm, std::span<const SequenceChunk> chunks, LogitRows rows,
-                    int64_t first_token, int64_t step_tokens, std::span<const float> biases,
-                    std::vector<float>& logits);
+    StepResult step(const mpi::Comm& comm, std::span<const SequenceChunk> chunks, LogitRows rows, int64_t first_token,
+                    int64_t step_tokens, std::span<const float> biases, std::vector<float>& logits);
 
     const DecoderTimes& times() const { return times_; }  // summed over steps
     // FLOPs of the attention and LM head of the last step on this rank (projections, scores, context, head).
@@ -58,6 +60,7 @@ private:
     const Model& model_;
     const DecoderWeights& decoder_;
     Forward& moe_;
+    const PackedLinear* head_;
     DecoderTimes times_;
     double last_flops_ = 0;
     std::vector<float> h_, x_, out_;  // [tokens, d_model]: hidden states, normed input, attention output
