@@ -74,7 +74,7 @@ void BrgemmMatmuls::run(int64_t m, int64_t k, int64_t n, int64_t lda, const void
     thread_local std::vector<std::byte> pad;  // this thread's scratchpad, grown as needed
     pad.resize(std::max(pad.size(), prim.scratchpad.get_size()));
     dnnl::memory a(src_desc(type_, m, k, lda), rt.engine, const_cast<void*>(src));
-    dnnl::memory b(layout(k, n), rt.engine, const_cast<std::byte*>(w));
+    dnnl::memory b(prim.weights, rt.engine, const_cast<std::byte*>(w));
     dnnl::memory c(dst_desc(m, n), rt.engine, dst);
     dnnl::memory scratch(prim.scratchpad, rt.engine, pad.data());
     prim.matmul.execute(rt.stream,
@@ -103,7 +103,7 @@ BrgemmMatmuls::Primitive BrgemmMatmuls::make_primitive(int64_t m, int64_t k, int
     if (std::string(pd->impl_info_str()).rfind("brg", 0) != 0)
         fail("oneDNN has no brgemm matmul of ", m, " x ", k, " x ", n, " on its packed weights (it chose ",
              pd->impl_info_str(), "); use ", type_ == Dt::bf16 ? "compute.dtype=fp32" : "compute.backend=openblas");
-    return {prim, pd->scratchpad_desc()};
+    return {prim, pd->weights_desc(), pd->scratchpad_desc()};
 }
 
 // The matmul of m rows for this thread count, made on first use (0.15-0.3 ms) and kept; the cache is emptied

@@ -41,7 +41,7 @@ private:
     // wrong now and then with 2 threads, before this).
     struct Primitive {
         dnnl::matmul matmul;
-        Desc scratchpad;
+        Desc weights, scratchpad;  // the packed layout it reads, and its scratchpad's size
     };
 
     Desc layout(int64_t k, int64_t n) const;

@@ -60,26 +60,14 @@ const std::shared_ptr<const MlpKernel>& default_mlp_kernel() {
 }
 
 void run_tasks(int threads, size_t count, const std::function<void(size_t, int)>& task) {
-    if (threads <= 1) {
+    if (threads <= 1 || count == 0) {
         for (size_t i = 0; i < count; ++i) task(i, 0);
         return;
     }
     const int blas_threads = openblas_get_num_threads();
     openblas_set_num_threads(1);
-    if (count == 1) {  // on the caller's thread, held to one thread as a task is
-        const int omp_threads = omp_get_max_threads();
-        omp_set_num_threads(1);
-        std::exception_ptr failure;
-        try {
-            task(0, 0);
-        } catch (...) {
-            failure = std::current_exception();
-        }
-        omp_set_num_threads(omp_threads);
-        openblas_set_num_threads(blas_threads);
-        if (failure) std::rethrow_exception(failure);
-        return;
-    }
+    // A lone task goes through the parallel region too: inside it oneDNN runs (and makes its primitives for) one
+    // thread, as for every task.
     std::exception_ptr failure;
     std::atomic<bool> failed{false};
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)

@@ -84,8 +84,8 @@ void set_compute_threads(int threads);
 // thread, in order of i as threads come free; slot in [0, threads) names the thread running it (its scratch).
 // Each task's GEMMs run on its own thread alone: OpenBLAS is held to one thread meanwhile and oneDNN's OpenMP
 // does not nest, so a task computes the same bits as with one thread in all. Rethrows the first exception a
-// task threw, after every thread has stopped. threads <= 1: a plain loop on the caller's thread; one task: on the
-// caller's thread, held to one thread.
+// task threw, after every thread has stopped. threads <= 1: a plain loop on the caller's thread (a lone task with
+// more threads still runs as a task, on one thread).
 void run_tasks(int threads, size_t count, const std::function<void(size_t task, int slot)>& task);
 
 // oneDNN's version, the instruction set it uses on this CPU and its threading runtime, for `epmoe info`.
