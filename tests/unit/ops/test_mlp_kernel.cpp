@@ -50,6 +50,15 @@ std::vector<double> reference_mlp(const std::vector<float>& w13, const std::vect
     return y;
 }
 
+// FP32 weights of a d x f MLP, as loaded: scale times a sine (W1|W3) and a cosine (W2) of the index.
+ExpertWeights wave_weights(int d, int f, float scale) {
+    ExpertWeights w;
+    w.w13.resize(2ull * f * d), w.w2.resize(1ull * d * f);
+    for (size_t i = 0; i < w.w13.size(); ++i) w.w13[i] = scale * std::sin(0.37f * i);
+    for (size_t i = 0; i < w.w2.size(); ++i) w.w2[i] = scale * std::cos(0.23f * i);
+    return w;
+}
+
 struct Case {
     const char* backend;
     const char* dtype;
@@ -139,7 +148,6 @@ INSTANTIATE_TEST_SUITE_P(Backends, KernelTest,
                          ::testing::Values(Case{"openblas", "fp32"}, Case{"onednn", "fp32"}, Case{"onednn", "bf16"}),
                          [](const auto& info) { return std::string(info.param.backend) + "_" + info.param.dtype; });
 
-// BF16 keeps one copy of the weights, in half the bytes of FP32.
 // BF16 weights take half the bytes of FP32 as loaded (at a shape of whole blocks: the packed onednn/bf16 kernel pads
 // the others to its layout's blocks), and no FP32 copy stays.
 TEST(Compute, Bf16HalvesWeightBytes) {
@@ -191,10 +199,7 @@ TEST(Compute, PackedRowsDoNotDependOnTheBatch) {
             continue;
         }
         const int d = 64, f = 96, rows = 300;
-        ExpertWeights w;
-        w.w13.resize(2 * f * d), w.w2.resize(d * f);
-        for (size_t i = 0; i < w.w13.size(); ++i) w.w13[i] = std::sin(0.37f * i);
-        for (size_t i = 0; i < w.w2.size(); ++i) w.w2[i] = std::cos(0.23f * i);
+        ExpertWeights w = wave_weights(d, f, 1.0f);
         kernel->prepare(w, d, f);
         EXPECT_TRUE(w.w13.empty() && w.w2.empty()) << dtype;
         EXPECT_GE(w.prepared_bytes, 3ull * d * f * (dtype == std::string("bf16") ? 2 : 4)) << dtype;
@@ -218,10 +223,7 @@ TEST(Compute, ConcurrentTasksGiveOneThreadsBits) {
     for (const Case c : {Case{"openblas", "fp32"}, Case{"onednn", "fp32"}, Case{"onednn", "bf16"}}) {
         set_compute_threads(1);
         const auto kernel = make_mlp_kernel(c.backend, c.dtype);
-        ExpertWeights w;
-        w.w13.resize(2 * f * d), w.w2.resize(d * f);
-        for (size_t i = 0; i < w.w13.size(); ++i) w.w13[i] = 0.2f * std::sin(0.37f * i);
-        for (size_t i = 0; i < w.w2.size(); ++i) w.w2[i] = 0.2f * std::cos(0.23f * i);
+        ExpertWeights w = wave_weights(d, f, 0.2f);
         kernel->prepare(w, d, f);
         std::vector<std::vector<float>> x(tasks), alone(tasks), together(tasks);
         std::vector<float> scratch;
