@@ -15,41 +15,55 @@ namespace epmoe {
 namespace {
 
 constexpr int kGateLanes = 8;    // partial sums a logit: element j goes to lane j mod 8
-constexpr int kGateExperts = 4;  // experts sharing each load of the row
+constexpr int kGateExperts = 4;  // experts sharing each load of a row
 
-// Eight doubles (eight floats): GCC's vector types keep the partial sums in registers in every clone (an
-// array of them went through the stack on each step).
+// Eight doubles (eight floats): GCC's vector types keep the partial sums in registers.
 typedef double Lanes __attribute__((vector_size(8 * sizeof(double))));
 typedef float Floats __attribute__((vector_size(8 * sizeof(float))));
 
-// logits[e] for experts e0 .. e0 + count of one row (count <= kGateExperts; spare sums repeat the last
-// expert). A product of two floats is exact in double, so a fused multiply-add and a multiply then add give the
-// same bits: every clone agrees.
-__attribute__((target_clones("avx512f", "avx2", "default"))) void gate_row_experts(const float* __restrict row,
-                                                                                   const float* __restrict w_gate,
-                                                                                   size_t d, int e0, int count,
-                                                                                   float* __restrict logits) {
-    const float* w[kGateExperts];
-    for (int q = 0; q < kGateExperts; ++q) w[q] = w_gate + (e0 + std::min(q, count - 1)) * d;
-    Lanes a0 = {}, a1 = {}, a2 = {}, a3 = {};
+// logits of experts e0 .. e0 + count (count <= kGateExperts; spare sums repeat the last expert) for R rows at
+// once (rows[i] for i < R, logits[i] their rows of logits), the weights already in double (wd [E, d]). A product
+// of two floats is exact in double, so a fused multiply-add and a multiply then add give the same bits, and each
+// logit is the same sum in the same order whatever R and whatever the instruction set: lane j mod 8, then a
+// fixed tree, then the tail.
+template <int R>
+[[gnu::always_inline]] inline void gate_block(const float* const* rows, const double* wd, size_t d, int e0, int count,
+                                              float* const* logits) {
+    const double* w[kGateExperts];
+    for (int q = 0; q < kGateExperts; ++q) w[q] = wd + (e0 + std::min(q, count - 1)) * d;
+    Lanes acc[R][kGateExperts] = {};
     const size_t body = d / kGateLanes * kGateLanes;
-    Floats f[1 + kGateExperts];  // no helper returns a vector: its ABI would differ between the clones (-Wpsabi)
     for (size_t j = 0; j < body; j += kGateLanes) {
-        std::memcpy(&f[0], row + j, sizeof(Floats));
-        for (int q = 0; q < kGateExperts; ++q) std::memcpy(&f[1 + q], w[q] + j, sizeof(Floats));
-        const Lanes x = __builtin_convertvector(f[0], Lanes);
-        a0 += x * __builtin_convertvector(f[1], Lanes);
-        a1 += x * __builtin_convertvector(f[2], Lanes);
-        a2 += x * __builtin_convertvector(f[3], Lanes);
-        a3 += x * __builtin_convertvector(f[4], Lanes);
+        Lanes wv[kGateExperts];
+        for (int q = 0; q < kGateExperts; ++q) std::memcpy(&wv[q], w[q] + j, sizeof(Lanes));
+        for (int i = 0; i < R; ++i) {
+            Floats f;
+            std::memcpy(&f, rows[i] + j, sizeof(Floats));
+            const Lanes x = __builtin_convertvector(f, Lanes);
+            for (int q = 0; q < kGateExperts; ++q) acc[i][q] += x * wv[q];
+        }
     }
-    const Lanes acc[kGateExperts] = {a0, a1, a2, a3};
-    for (int q = 0; q < count; ++q) {
-        const Lanes& a = acc[q];  // the lanes summed in a fixed tree: the same order in every clone
-        double sum = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
-        for (size_t j = body; j < d; ++j) sum += static_cast<double>(row[j]) * w[q][j];
-        logits[e0 + q] = static_cast<float>(sum);
-    }
+    for (int i = 0; i < R; ++i)
+        for (int q = 0; q < count; ++q) {
+            const Lanes& a = acc[i][q];
+            double sum = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+            for (size_t j = body; j < d; ++j) sum += static_cast<double>(rows[i][j]) * w[q][j];
+            logits[i][e0 + q] = static_cast<float>(sum);
+        }
+}
+
+// Four rows a block where AVX-512 holds their 16 sums in registers; one row elsewhere.
+constexpr int kAvx512Rows = 4;
+__attribute__((target("avx512f"))) void gate_block_avx512(const float* const* rows, const double* wd, size_t d, int e0,
+                                                          int count, float* const* logits) {
+    gate_block<kAvx512Rows>(rows, wd, d, e0, count, logits);
+}
+__attribute__((target("avx2,fma"))) void gate_block_avx2(const float* const* rows, const double* wd, size_t d, int e0,
+                                                         int count, float* const* logits) {
+    gate_block<1>(rows, wd, d, e0, count, logits);
+}
+void gate_block_plain(const float* const* rows, const double* wd, size_t d, int e0, int count, float* const* logits) {
+    gate_block<1>(rows, wd, d, e0, count, logits);
 }
 
 }  // namespace
@@ -58,10 +72,25 @@ void gate_logits(std::span<const float> x, std::span<const float> w_gate, int d_
                  std::span<float> logits) {
     const size_t d = d_model, n = x.size() / d;
     EPMOE_ASSERT(w_gate.size() == d * num_experts && logits.size() == n * num_experts);
-    for (size_t t = 0; t < n; ++t)
+    thread_local std::vector<double> wd;  // the weights widened once a call (256 KiB at 32 x 1024)
+    wd.assign(w_gate.begin(), w_gate.end());
+    static const bool avx512 = __builtin_cpu_supports("avx512f"),
+                      avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    const int block = avx512 ? kAvx512Rows : 1;
+    auto* run = avx512 ? gate_block_avx512 : avx2 ? gate_block_avx2 : gate_block_plain;
+    thread_local std::vector<float> spare;  // where a short last block's spare rows write
+    spare.resize(static_cast<size_t>(kAvx512Rows) * num_experts);
+    for (size_t t = 0; t < n; t += block) {
+        const float* rows[kAvx512Rows];
+        float* out[kAvx512Rows];
+        for (int i = 0; i < block; ++i) {
+            const bool real = t + i < n;
+            rows[i] = &x[std::min(t + i, n - 1) * d];  // spare rows repeat the last one
+            out[i] = real ? &logits[(t + i) * num_experts] : &spare[i * num_experts];
+        }
         for (int e = 0; e < num_experts; e += kGateExperts)
-            gate_row_experts(&x[t * d], w_gate.data(), d, e, std::min(kGateExperts, num_experts - e),
-                             &logits[t * num_experts]);
+            run(rows, wd.data(), d, e, std::min(kGateExperts, num_experts - e), out);
+    }
 }
 
 void gate_logits_backward(std::span<const float> x, std::span<const float> w_gate, int d_model, int num_experts,
