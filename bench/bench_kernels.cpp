@@ -4,7 +4,9 @@
 //                   (0/0) or its A and B tiles streamed from buffers of A and B KiB (16: L1, 1024: L2)
 //   SgemmBare/M     the two bare cblas_sgemm calls of one expert (W1|W3 fused, then W2), no SiLU
 //   SgemmUnfused/M  three bare cblas_sgemm (W1, W3, W2 apart): what fusing W1|W3 saves
-//   Kernel/<name>/M epmoe's MlpKernel (GEMMs + fused SiLU-multiply), per backend/dtype this build has
+//   Kernel/<name>/M epmoe's MlpKernel (GEMMs + fused SiLU-multiply), per backend/dtype this build has;
+//                   onednn/fp32-in-place: the FP32 kernel on the weights as loaded (training's; packed at load
+//                   is the default where oneDNN's brgemm runs)
 //   Memcpy/T        memcpy of the bytes pack + combine move, (2 + 2k) d_model 4 bytes a token
 //   Pack/T          epmoe's assign_rows and pack_rows: the copy of each row from x into its send row, which
 //                   MPI makes itself inside the token exchange where ranks block (a derived datatype)
@@ -146,11 +148,11 @@ double max_rel_error(const ExpertWeights& w, const std::vector<float>& x, const 
     return worst;
 }
 
-void Kernel(benchmark::State& state, std::string backend, std::string dtype) {
+void Kernel(benchmark::State& state, std::string backend, std::string dtype, bool in_place) {
     const int m = static_cast<int>(state.range(0));
     std::shared_ptr<const MlpKernel> kernel;
     try {
-        kernel = make_mlp_kernel(backend, dtype);
+        kernel = make_mlp_kernel(backend, dtype, in_place);
     } catch (const Error& e) {
         state.SkipWithError(e.what());
         for (auto _ : state) {
@@ -281,13 +283,19 @@ int main(int argc, char** argv) {
         ->Args({1024, 1024})
         ->Unit(benchmark::kMillisecond)
         ->UseRealTime();
-    const std::vector<int64_t> rows = {32, 64, 256, 1024};  // 1024 = 2048 tokens a rank on 2 ranks, top-2 of 8
+    // 128 = 2048 tokens on one rank, top-2 of 32 experts; 1024 = 2048 tokens a rank on 2 ranks, top-2 of 8
+    const std::vector<int64_t> rows = {32, 64, 128, 256, 1024};
     for (auto* b : {benchmark::RegisterBenchmark("SgemmBare", SgemmBare),
                     benchmark::RegisterBenchmark("SgemmUnfused", SgemmUnfused)})
         for (int64_t m : rows) b->Arg(m)->Unit(benchmark::kMillisecond)->UseRealTime();
-    for (const auto& [backend, dtype] : std::vector<std::pair<std::string, std::string>>{
-             {"openblas", "fp32"}, {"onednn", "fp32"}, {"onednn", "bf16"}, {"amx", "bf16"}}) {
-        auto* b = benchmark::RegisterBenchmark(("Kernel/" + backend + "/" + dtype).c_str(), Kernel, backend, dtype);
+    for (const auto& [backend, dtype] : std::vector<std::pair<std::string, std::string>>{{"openblas", "fp32"},
+                                                                                         {"onednn", "fp32"},
+                                                                                         {"onednn", "fp32-in-place"},
+                                                                                         {"onednn", "bf16"},
+                                                                                         {"amx", "bf16"}}) {
+        const bool in_place = dtype == "fp32-in-place";  // the runtime-M matmul training runs, weights as loaded
+        auto* b = benchmark::RegisterBenchmark(("Kernel/" + backend + "/" + dtype).c_str(), Kernel, backend,
+                                               in_place ? "fp32" : dtype, in_place);
         for (int64_t m : rows) b->Arg(m)->Unit(benchmark::kMillisecond)->UseRealTime();
     }
     for (auto fn : {Memcpy, Pack, Combine, PackCombine}) {

@@ -11,7 +11,8 @@
 #       weak     weak scaling on those tokens, 2048 a rank: 1, 2, 4, 8, 16 ranks of one thread, the token exchange
 #                through MPI (resources.exchange=mpi) and through shared memory (shm: with the ranks of the host
 #                sharing each other's row blocks, and without, shm-owner); 8 ranks of 2 threads (expert tasks),
-#                4096 tokens a rank; FP32 and BF16
+#                4096 tokens a rank; FP32 and BF16 (REAL16_RANKS, default "1 2 4 8 16 8x2", and REAL16_EXCHANGES,
+#                default "mpi shm shm-owner", narrow it)
 #       peer     the block in the machine's PyTorch at its best thread count (8 or 16, searched) on the 32768 tokens
 #                of the 16-rank runs, FP32 and BF16
 #       ceiling  the machine's own limit on weak scaling: 16 independent one-rank runs at once (no exchange at all,
@@ -69,20 +70,19 @@ exchange_args() {
 }
 
 part_weak() {
+    local layouts=${REAL16_RANKS:-1 2 4 8 16 8x2} exchanges=${REAL16_EXCHANGES:-mpi shm shm-owner} layout exchange
     for dtype in fp32 bf16; do
         local model=(--model "$out/peer/model" --set compute.dtype=$dtype)
-        for p in 1 2 4 8 16; do
-            for exchange in mpi shm shm-owner; do
+        for layout in $layouts; do
+            local p=${layout%x*} threads=1
+            [ "$layout" != "$p" ] && threads=${layout#*x}
+            for exchange in $exchanges; do
                 [ "$p" -eq 1 ] && [ "$exchange" != shm ] && continue
-                say "weak: $dtype, $p ranks, exchange $exchange"
-                run "weak-$dtype-${p}x1-$exchange" "$p" 1 "${model[@]}" $(exchange_args $exchange) \
-                    --input "$out/peer/uniform_$((2048 * p)).safetensors"
+                [ "$threads" -gt 1 ] && [ "$exchange" = shm-owner ] && continue
+                say "weak: $dtype, $p ranks x $threads threads, exchange $exchange"
+                run "weak-$dtype-${p}x$threads-$exchange" "$p" "$threads" "${model[@]}" $(exchange_args $exchange) \
+                    --input "$out/peer/uniform_$((2048 * p * threads)).safetensors"
             done
-        done
-        for exchange in mpi shm; do
-            say "weak: $dtype, 8 ranks x 2 threads, exchange $exchange"
-            run "weak-$dtype-8x2-$exchange" 8 2 "${model[@]}" $(exchange_args $exchange) \
-                --input "$out/peer/uniform_32768.safetensors"
         done
     done
 }
