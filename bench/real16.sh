@@ -20,6 +20,8 @@
 #       rankwork a 16 x 1 rank's own work (the layer's 2 experts of 2048 rows each: a synthetic layer of 2 experts,
 #                top-2, 2048 tokens) alone on one core, then 16 such runs at once: the ceiling for 16 ranks with
 #                their larger GEMMs (the 1-rank layer runs 32 experts of 128 rows), FP32 and BF16
+#       pairs    the 1 x 1 and 16 x 1 runs of weak (shm) again, in turn, REAL16_PAIRS times (default 3) for each dtype:
+#                a ratio from runs seconds apart, where the machine's load drifts over minutes
 #       skewed   weak scaling on the synthetic workload (Zipf-popular clusters: hot experts make a hot rank) at 1
 #                and 16 ranks
 #       dispatch bench_dispatch (dispatch + combine against bare MPI_Alltoallv) at 4, 8, 16 ranks
@@ -29,7 +31,7 @@
 set -euo pipefail
 bin=$1 libs=$2 out=$3
 shift 3
-parts=${*:-make weak ceiling rankwork peer skewed dispatch}
+parts=${*:-make weak pairs ceiling rankwork peer skewed dispatch}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 mkdir -p "$out"
 export LD_LIBRARY_PATH=$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
@@ -82,6 +84,19 @@ part_weak() {
                 say "weak: $dtype, $p ranks x $threads threads, exchange $exchange"
                 run "weak-$dtype-${p}x$threads-$exchange" "$p" "$threads" "${model[@]}" $(exchange_args $exchange) \
                     --input "$out/peer/uniform_$((2048 * p * threads)).safetensors"
+            done
+        done
+    done
+}
+
+part_pairs() {
+    local round
+    for round in $(seq 1 "${REAL16_PAIRS:-3}"); do
+        for dtype in fp32 bf16; do
+            for p in 1 16; do
+                say "pairs: round $round, $dtype, $p ranks"
+                run "pair$round-$dtype-${p}x1" "$p" 1 --model "$out/peer/model" --set compute.dtype=$dtype \
+                    --set resources.exchange=shm --input "$out/peer/uniform_$((2048 * p)).safetensors"
             done
         done
     done
@@ -162,8 +177,8 @@ part_dispatch() {
 "${mpirun[@]}" "${one_a_core[@]}" -n 16 "$bin/epmoe" info --json >"$out/info16.json" 2>"$out/info16.err" || true
 for part in $parts; do
     case $part in
-        make | weak | ceiling | rankwork | peer | skewed | dispatch) "part_$part" ;;
-        *) say "unknown part $part (make, weak, ceiling, rankwork, peer, skewed, dispatch)"; exit 2 ;;
+        make | weak | pairs | ceiling | rankwork | peer | skewed | dispatch) "part_$part" ;;
+        *) say "unknown part $part (make, weak, pairs, ceiling, rankwork, peer, skewed, dispatch)"; exit 2 ;;
     esac
 done
 say "done: $parts"

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Turns the raw outputs of bench/real16.sh (a folder) into bench/SCALE-REAL.md: weak scaling of one layer at
 1-16 real ranks on uniform tokens (FP32 and BF16, the MPI and the shared-memory exchange, 8 ranks x 2 threads),
-the machine's own ceiling (16 one-rank runs at once), epmoe on 16 cores against PyTorch's MixtralSparseMoeBlock
+the 1- and 16-rank runs again in turn (pairs), the machine's own ceiling (16 one-rank runs at once), epmoe on 16 cores against PyTorch's MixtralSparseMoeBlock
 on the same cores and tokens, weak scaling on the skewed synthetic workload, and dispatch + combine against bare
 MPI_Alltoallv at 4, 8 and 16 ranks.
 
@@ -70,6 +70,39 @@ def weak_section(L, folder):
             for exchange in ("mpi", "shm-owner", "shm"):
                 if os.path.exists(os.path.join(folder, f"weak-{dtype}-{split}-{exchange}.log")):
                     weak_row(L, folder, f"weak-{dtype}-{split}-{exchange}", dtype, split, EXCHANGES[exchange], base)
+    L.append("")
+
+
+def pairs_section(L, folder):
+    """The 1 x 1 and 16 x 1 runs in turn (part pairs): each round's efficiency from runs seconds apart."""
+    rounds = sorted({int(n[4:].split("-")[0]) for n in os.listdir(folder) if n.startswith("pair") and
+                     n[4:].split("-")[0].isdigit()})
+    if not rounds:
+        return
+    L.append("## Weak scaling at 16 ranks, paired\n")
+    L.append("The 1 x 1 and 16 x 1 (shm, shared work) runs of the table above again, one right after the other, "
+             "in rounds (part pairs): each round's efficiency compares runs seconds apart, where the rows of the "
+             "table above are minutes apart and the machine's load drifts in between.\n")
+    L.append("| dtype | round | 1 x 1 tokens/s | 16 x 1 tokens/s | efficiency | step: gate / dispatch / expert / "
+             "combine (ms), 1 x 1 then 16 x 1 |")
+    L.append("|---|---|---|---|---|---|")
+    for dtype in ("fp32", "bf16"):
+        effs = []
+        for r in rounds:
+            one = run_figures(os.path.join(folder, f"pair{r}-{dtype}-1x1"))
+            many = run_figures(os.path.join(folder, f"pair{r}-{dtype}-16x1"))
+            if not one or not many:
+                L.append(f"| {dtype} | {r} | n/a (a run failed: pair{r}-{dtype}-*.log) ||||")
+                continue
+            eff = med(many["layer"]) / 16 / med(one["layer"])
+            effs.append(eff)
+            br = ", ".join(" / ".join(fmt(1e3 * x["breakdown"][k]) for k in ("gate", "dispatch", "expert", "combine"))
+                           for x in (one, many))
+            L.append(f"| {dtype} | {r} | {fmt_stats(one['layer'])} | {fmt_stats(many['layer'])} | {fmt(eff)} | "
+                     f"{br} |")
+        if effs:
+            L.append(f"| {dtype} | median | | | **{fmt(sorted(effs)[len(effs) // 2])}** ({fmt(min(effs))}-"
+                     f"{fmt(max(effs))}) | |")
     L.append("")
 
 
@@ -199,6 +232,7 @@ def main():
     if args.command:
         L.append(f"Command: `{args.command}`\n")
     weak_section(L, args.folder)
+    pairs_section(L, args.folder)
     ceiling_section(L, args.folder)
     peer_section(L, args.folder)
     skewed_section(L, args.folder)
