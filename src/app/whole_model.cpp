@@ -6,9 +6,11 @@ namespace epmoe {
 
 namespace {
 
-// The LM head packed for oneDNN's brgemm where the CPU allows (PackedLinear); a separate lm_head's FP32 copy is then
-// dropped (nothing else reads it here; a tied head is the embedding table, which stays).
-PackedLinear pack_head(DecoderWeights& decoder, const ModelShape& shape) {
+// Each layer's attention projections (pack_projections) and the LM head packed for oneDNN's brgemm where the CPU
+// allows (PackedLinear); their FP32 copies are then dropped (nothing else reads them here; a tied head is the
+// embedding table, which stays). Returns the head.
+PackedLinear pack_for_inference(DecoderWeights& decoder, const ModelShape& shape) {
+    for (AttentionWeights& layer : decoder.layers) pack_projections(layer, shape.d_model, shape.decoder);
     PackedLinear head(decoder.head(), shape.decoder.vocab_size, shape.d_model);
     if (head.packed()) std::vector<float>().swap(decoder.lm_head);
     return head;
@@ -20,7 +22,7 @@ WholeModel::WholeModel(const mpi::Comm& world, Job& job)
     : world_(world),
       job_(job),
       decoder_(job.source().load_decoder(world)),
-      head_(pack_head(decoder_, job.shape())),
+      head_(pack_for_inference(decoder_, job.shape())),
       forward_(job.model(), decoder_, job.forward(), &head_),
       aside_(job.model(), decoder_, job.forward(), &head_),
       load_(static_cast<size_t>(job.shape().num_layers)) {}

@@ -21,11 +21,14 @@ void need_optional(const std::vector<float>& v, uint64_t want, const char* sourc
 
 uint64_t DecoderWeights::bytes() const {
     uint64_t n = floats(embed) + floats(final_norm) + floats(lm_head);
-    for (const AttentionWeights& a : layers)
-        for (const auto* v : {&a.input_norm, &a.wq, &a.wk, &a.wv, &a.wo, &a.bq, &a.bk, &a.bv, &a.bo, &a.q_norm,
-                              &a.k_norm})
+    uint64_t packed = 0;
+    for (const AttentionWeights& a : layers) {
+        for (const auto* v :
+             {&a.input_norm, &a.wq, &a.wk, &a.wv, &a.wo, &a.bq, &a.bk, &a.bv, &a.bo, &a.q_norm, &a.k_norm})
             n += floats(*v);
-    return n * sizeof(float);
+        if (a.packed) packed += a.packed->bytes();
+    }
+    return n * sizeof(float) + packed;
 }
 
 void check_decoder(const DecoderWeights& w, const ModelShape& shape, const char* source) {
@@ -50,9 +53,11 @@ void check_decoder(const DecoderWeights& w, const ModelShape& shape, const char*
         need_optional(a.bk, kv, source, "k bias", l);
         need_optional(a.bv, kv, source, "v bias", l);
         need_optional(a.bo, d, source, "o bias", l);
-        const uint64_t qn = s.qk_norm == QkNorm::kWhole ? q : s.head_dim, kn = s.qk_norm == QkNorm::kWhole ? kv : s.head_dim;
+        const uint64_t qn = s.qk_norm == QkNorm::kWhole ? q : s.head_dim,
+                       kn = s.qk_norm == QkNorm::kWhole ? kv : s.head_dim;
         if (s.qk_norm == QkNorm::kNone) {
-            if (!a.q_norm.empty() || !a.k_norm.empty()) fail(source, ": layer ", l, " has q/k norms its family has not");
+            if (!a.q_norm.empty() || !a.k_norm.empty())
+                fail(source, ": layer ", l, " has q/k norms its family has not");
         } else {
             need(a.q_norm, qn, source, "q_norm", l);
             need(a.k_norm, kn, source, "k_norm", l);

@@ -137,6 +137,46 @@ void attn_core(const AttentionWeights& w, const DecoderShape& shape, double eps,
     cache.length += n;
 }
 
+// q [n, q_dim], k and v [n, kv_dim] = x W^T + b: the packed stacked projection (then split, the biases added)
+// where the layer has one, else three linear() calls. qkv: scratch for the stacked rows.
+void project_qkv(const AttentionWeights& w, const AttnDims& d, int d_model, std::span<const float> x, int64_t n,
+                 std::span<float> q, std::span<float> k, std::span<float> v, std::vector<float>& qkv) {
+    if (!w.packed) {
+        linear(x, n, d_model, w.wq, w.bq, d.q_dim, q);
+        linear(x, n, d_model, w.wk, w.bk, d.kv_dim, k);
+        linear(x, n, d_model, w.wv, w.bv, d.kv_dim, v);
+        return;
+    }
+    const size_t qd = static_cast<size_t>(d.q_dim), kvd = static_cast<size_t>(d.kv_dim), row = qd + 2 * kvd;
+    qkv.resize(static_cast<size_t>(n) * row);
+    w.packed->qkv.run(x, n, qkv);
+    auto split = [&](size_t at, size_t width, std::span<float> to, const std::vector<float>& bias) {
+        for (size_t r = 0; r < static_cast<size_t>(n); ++r) {
+            const float* src = qkv.data() + r * row + at;
+            float* dst = to.data() + r * width;
+            if (bias.empty())
+                std::memcpy(dst, src, width * sizeof(float));
+            else
+                for (size_t j = 0; j < width; ++j) dst[j] = src[j] + bias[j];
+        }
+    };
+    split(0, qd, q, w.bq);
+    split(qd, kvd, k, w.bk);
+    split(qd + kvd, kvd, v, w.bv);
+}
+
+// out [n, d_model] = context W_o^T + b_o, packed where the layer is.
+void project_o(const AttentionWeights& w, const AttnDims& d, int d_model, std::span<const float> context, int64_t n,
+               std::span<float> out) {
+    if (!w.packed) {
+        linear(context, n, d.q_dim, w.wo, w.bo, d_model, out);
+        return;
+    }
+    w.packed->o.run(context, n, out);
+    if (!w.bo.empty())
+        for (size_t i = 0; i < out.size(); ++i) out[i] += w.bo[i % w.bo.size()];
+}
+
 }  // namespace
 
 // Softmax of row[first, end) in place, FP32 as HF's eager attention (max subtracted; sums of 16 lanes added in
@@ -205,11 +245,9 @@ void attention(const AttentionWeights& w, const DecoderShape& shape, int d_model
     cache.v.resize((first + rows) * kv_dim);
     const std::span<float> k_new = std::span<float>(cache.k).subspan(first * kv_dim);
     const std::span<float> v_new = std::span<float>(cache.v).subspan(first * kv_dim);
-    linear(x, n, d_model, w.wq, w.bq, d.q_dim, scratch.q);
-    linear(x, n, d_model, w.wk, w.bk, d.kv_dim, k_new);
-    linear(x, n, d_model, w.wv, w.bv, d.kv_dim, v_new);
+    project_qkv(w, d, d_model, x, n, scratch.q, k_new, v_new, scratch.qkv);
     attn_core(w, shape, eps, d, rope_inv_freq(shape.rope_theta, shape.head_dim), n, cache, scratch);
-    linear(scratch.context, n, d.q_dim, w.wo, w.bo, d_model, out);
+    project_o(w, d, d_model, scratch.context, n, out);
 }
 
 void attention_sequences(const AttentionWeights& w, const DecoderShape& shape, int d_model, double eps,
@@ -226,10 +264,8 @@ void attention_sequences(const AttentionWeights& w, const DecoderShape& shape, i
     q.resize(n * q_dim), kv.resize(2 * n * kv_dim), context.resize(n * q_dim);
     const std::span<float> k_all = std::span<float>(kv).first(n * kv_dim),
                            v_all = std::span<float>(kv).last(n * kv_dim);
-    linear(x, static_cast<int64_t>(n), d_model, w.wq, w.bq, d.q_dim, q);  // every sequence's rows in one GEMM
-    linear(x, static_cast<int64_t>(n), d_model, w.wk, w.bk, d.kv_dim, k_all);
-    linear(x, static_cast<int64_t>(n), d_model, w.wv, w.bv, d.kv_dim, v_all);
-    const std::vector<float> inv_freq = rope_inv_freq(shape.rope_theta, shape.head_dim);  // once, not per sequence
+    project_qkv(w, d, d_model, x, static_cast<int64_t>(n), q, k_all, v_all, scratch.qkv);  // all rows at once
+    const std::vector<float> inv_freq = rope_inv_freq(shape.rope_theta, shape.head_dim);   // once, not per sequence
     size_t row = 0;
     for (size_t s = 0; s < caches.size(); ++s) {
         const size_t len = static_cast<size_t>(lengths[s]);
@@ -248,7 +284,20 @@ void attention_sequences(const AttentionWeights& w, const DecoderShape& shape, i
                   context.begin() + static_cast<std::ptrdiff_t>(row * q_dim));
         row += len;
     }
-    linear(context, static_cast<int64_t>(n), d.q_dim, w.wo, w.bo, d_model, out);
+    project_o(w, d, d_model, context, static_cast<int64_t>(n), out);
+}
+
+void pack_projections(AttentionWeights& w, int d_model, const DecoderShape& shape) {
+    const AttnDims d = attn_dims(shape);
+    auto p = std::make_shared<PackedProjections>();
+    p->o = PackedLinear(w.wo, d_model, d.q_dim);
+    if (!p->o.packed()) return;  // not on this CPU: linear() on the weights as loaded
+    std::vector<float> stacked;  // [q_dim + 2 kv_dim, d_model]: W_q, W_k, W_v one under the other
+    stacked.reserve(w.wq.size() + w.wk.size() + w.wv.size());
+    for (const std::vector<float>* m : {&w.wq, &w.wk, &w.wv}) stacked.insert(stacked.end(), m->begin(), m->end());
+    p->qkv = PackedLinear(stacked, d.q_dim + 2 * d.kv_dim, d_model);
+    for (std::vector<float>* m : {&w.wq, &w.wk, &w.wv, &w.wo}) std::vector<float>().swap(*m);
+    w.packed = std::move(p);
 }
 
 }  // namespace epmoe

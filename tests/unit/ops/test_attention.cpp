@@ -179,7 +179,9 @@ double relative_error(const std::vector<float>& got, const std::vector<T>& want)
 
 // Runs case c over `calls` tokens against the reference; returns the relative error of all outputs. q_scale
 // multiplies wq: larger scores, a peakier softmax.
-double error_against_reference(const Case& c, const std::vector<int64_t>& calls, uint64_t seed, float q_scale = 1.0f) {
+// packed: the implementation runs the projections packed (pack_projections), the reference the weights as made.
+double error_against_reference(const Case& c, const std::vector<int64_t>& calls, uint64_t seed, float q_scale = 1.0f,
+                               bool packed = false) {
     int64_t n = 0;
     for (const int64_t k : calls) n += k;
     std::mt19937_64 rng(seed);
@@ -192,6 +194,7 @@ double error_against_reference(const Case& c, const std::vector<int64_t>& calls,
         const std::vector<double> o = ref_token(c, w, x.data() + t * c.d_model, ref_cache);
         want.insert(want.end(), o.begin(), o.end());
     }
+    if (packed) pack_projections(w, c.d_model, c.shape());
     KvCache cache;
     const std::vector<float> got = run_calls(c, w, x, calls, cache);
     EXPECT_EQ(cache.length, n);
@@ -234,6 +237,26 @@ TEST(Attention, LongPrefillAcrossQueryBlocksMatchesReference) {
     EXPECT_LT(error_against_reference(c, {20, 130}, 7), 2e-6);
     c.window = 0;
     EXPECT_LT(error_against_reference(c, {150}, 8), 2e-6);
+}
+
+TEST(Attention, PackedProjectionsMatchReference) {
+    // q|k|v stacked and o packed for the brgemm, biases added after (where this CPU packs; elsewhere the same path
+    // as above): shapes off the 16 x 64 blocks, biases, q/k norms, a window.
+    EXPECT_LT(error_against_reference(Case{10, 4, 2, 6, /*bias=*/true}, {5, 4}, 11, 1.0f, true), 2e-6);
+    EXPECT_LT(error_against_reference(Case{16, 4, 2, 4, false, QkNorm::kWhole}, {6, 1, 2}, 12, 1.0f, true), 2e-6);
+    EXPECT_LT(error_against_reference(Case{12, 4, 2, 8, true, QkNorm::kPerHead, 37}, {20, 130}, 13, 1.0f, true), 2e-6);
+}
+
+TEST(Attention, PackedProjectionsDropTheFp32Copies) {
+    const Case c{64, 4, 2, 16, /*bias=*/true};
+    AttentionWeights w = make_weights(c, 14);
+    const size_t stacked = w.wq.size() + w.wk.size() + w.wv.size();
+    pack_projections(w, c.d_model, c.shape());
+    if (!w.packed) GTEST_SKIP() << "PackedLinear does not pack on this CPU (no AVX-512)";
+    EXPECT_TRUE(w.wq.empty() && w.wk.empty() && w.wv.empty() && w.wo.empty());
+    EXPECT_FALSE(w.bq.empty());  // biases stay: added after the packed GEMM
+    EXPECT_GE(w.packed->qkv.packed_bytes(), stacked * sizeof(float));
+    EXPECT_GE(w.packed->o.packed_bytes(), size_t{64} * 64 * sizeof(float));
 }
 
 TEST(Attention, SlidingWindowAveragesExactlyTheLastKeys) {
