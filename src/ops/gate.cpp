@@ -22,20 +22,24 @@ typedef double Lanes __attribute__((vector_size(8 * sizeof(double))));
 typedef float Floats __attribute__((vector_size(8 * sizeof(float))));
 
 // logits of experts e0 .. e0 + count (count <= kGateExperts; spare sums repeat the last expert) for R rows at
-// once (rows[i] for i < R, logits[i] their rows of logits), the weights already in double (wd [E, d]). A product
-// of two floats is exact in double, so a fused multiply-add and a multiply then add give the same bits, and each
-// logit is the same sum in the same order whatever R and whatever the instruction set: lane j mod 8, then a
-// fixed tree, then the tail.
+// once (rows[i] for i < R, logits[i] their rows of logits): each 8 weights are widened once for the R rows. A
+// product of two floats is exact in double, so a fused multiply-add and a multiply then add give the same bits,
+// and each logit is the same sum in the same order whatever R and whatever the instruction set: lane j mod 8,
+// then a fixed tree, then the tail.
 template <int R>
-[[gnu::always_inline]] inline void gate_block(const float* const* rows, const double* wd, size_t d, int e0, int count,
-                                              float* const* logits) {
-    const double* w[kGateExperts];
-    for (int q = 0; q < kGateExperts; ++q) w[q] = wd + (e0 + std::min(q, count - 1)) * d;
+[[gnu::always_inline]] inline void gate_block(const float* const* rows, const float* w_gate, size_t d, int e0,
+                                              int count, float* const* logits) {
+    const float* w[kGateExperts];
+    for (int q = 0; q < kGateExperts; ++q) w[q] = w_gate + (e0 + std::min(q, count - 1)) * d;
     Lanes acc[R][kGateExperts] = {};
     const size_t body = d / kGateLanes * kGateLanes;
     for (size_t j = 0; j < body; j += kGateLanes) {
         Lanes wv[kGateExperts];
-        for (int q = 0; q < kGateExperts; ++q) std::memcpy(&wv[q], w[q] + j, sizeof(Lanes));
+        for (int q = 0; q < kGateExperts; ++q) {
+            Floats f;
+            std::memcpy(&f, w[q] + j, sizeof(Floats));
+            wv[q] = __builtin_convertvector(f, Lanes);
+        }
         for (int i = 0; i < R; ++i) {
             Floats f;
             std::memcpy(&f, rows[i] + j, sizeof(Floats));
@@ -52,18 +56,38 @@ template <int R>
         }
 }
 
+// Rows t .. t + B - 1's logits (B rows from t).
+template <int B>
+[[gnu::always_inline]] inline void gate_rows_from(const float* x, size_t t, const float* w_gate, size_t d,
+                                                  int num_experts, float* logits) {
+    const float* rows[B];
+    float* out[B];
+    for (int i = 0; i < B; ++i) rows[i] = x + (t + i) * d, out[i] = logits + (t + i) * num_experts;
+    for (int e = 0; e < num_experts; e += kGateExperts)
+        gate_block<B>(rows, w_gate, d, e, std::min(kGateExperts, num_experts - e), out);
+}
+
+// Every row's logits: blocks of R rows, then the rows left one at a time. (No lambdas here: GCC compiles a
+// lambda's body without its enclosing function's target attribute.)
+template <int R>
+[[gnu::always_inline]] inline void gate_rows(const float* x, size_t n, const float* w_gate, size_t d, int num_experts,
+                                             float* logits) {
+    size_t t = 0;
+    for (; t + R <= n; t += R) gate_rows_from<R>(x, t, w_gate, d, num_experts, logits);
+    for (; t < n; ++t) gate_rows_from<1>(x, t, w_gate, d, num_experts, logits);
+}
+
 // Four rows a block where AVX-512 holds their 16 sums in registers; one row elsewhere.
-constexpr int kAvx512Rows = 4;
-__attribute__((target("avx512f"))) void gate_block_avx512(const float* const* rows, const double* wd, size_t d, int e0,
-                                                          int count, float* const* logits) {
-    gate_block<kAvx512Rows>(rows, wd, d, e0, count, logits);
+__attribute__((target("avx512f"))) void gate_rows_avx512(const float* x, size_t n, const float* w, size_t d, int e,
+                                                         float* logits) {
+    gate_rows<4>(x, n, w, d, e, logits);
 }
-__attribute__((target("avx2,fma"))) void gate_block_avx2(const float* const* rows, const double* wd, size_t d, int e0,
-                                                         int count, float* const* logits) {
-    gate_block<1>(rows, wd, d, e0, count, logits);
+__attribute__((target("avx2,fma"))) void gate_rows_avx2(const float* x, size_t n, const float* w, size_t d, int e,
+                                                        float* logits) {
+    gate_rows<1>(x, n, w, d, e, logits);
 }
-void gate_block_plain(const float* const* rows, const double* wd, size_t d, int e0, int count, float* const* logits) {
-    gate_block<1>(rows, wd, d, e0, count, logits);
+void gate_rows_plain(const float* x, size_t n, const float* w, size_t d, int e, float* logits) {
+    gate_rows<1>(x, n, w, d, e, logits);
 }
 
 }  // namespace
@@ -72,25 +96,10 @@ void gate_logits(std::span<const float> x, std::span<const float> w_gate, int d_
                  std::span<float> logits) {
     const size_t d = d_model, n = x.size() / d;
     EPMOE_ASSERT(w_gate.size() == d * num_experts && logits.size() == n * num_experts);
-    thread_local std::vector<double> wd;  // the weights widened once a call (256 KiB at 32 x 1024)
-    wd.assign(w_gate.begin(), w_gate.end());
     static const bool avx512 = __builtin_cpu_supports("avx512f"),
                       avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-    const int block = avx512 ? kAvx512Rows : 1;
-    auto* run = avx512 ? gate_block_avx512 : avx2 ? gate_block_avx2 : gate_block_plain;
-    thread_local std::vector<float> spare;  // where a short last block's spare rows write
-    spare.resize(static_cast<size_t>(kAvx512Rows) * num_experts);
-    for (size_t t = 0; t < n; t += block) {
-        const float* rows[kAvx512Rows];
-        float* out[kAvx512Rows];
-        for (int i = 0; i < block; ++i) {
-            const bool real = t + i < n;
-            rows[i] = &x[std::min(t + i, n - 1) * d];  // spare rows repeat the last one
-            out[i] = real ? &logits[(t + i) * num_experts] : &spare[i * num_experts];
-        }
-        for (int e = 0; e < num_experts; e += kGateExperts)
-            run(rows, wd.data(), d, e, std::min(kGateExperts, num_experts - e), out);
-    }
+    auto* run = avx512 ? gate_rows_avx512 : avx2 ? gate_rows_avx2 : gate_rows_plain;
+    run(x.data(), n, w_gate.data(), d, num_experts, logits.data());
 }
 
 void gate_logits_backward(std::span<const float> x, std::span<const float> w_gate, int d_model, int num_experts,
