@@ -25,6 +25,7 @@
 #       skewed   weak scaling on the synthetic workload (Zipf-popular clusters: hot experts make a hot rank) at 1
 #                and 16 ranks
 #       dispatch bench_dispatch (dispatch + combine against bare MPI_Alltoallv) at 4, 8, 16 ranks
+# REAL16_SET: more epmoe options for every epmoe run (e.g. "--set compute.pack_weights=off").
 # One rank a core: mpirun --bind-to core (ranks of 2 threads: epmoe binds them, resources.bind=core). 16 steps
 # (the token files' 7 batches in turn),
 # step 0 left out. bench/real16_report.py writes SCALE-REAL.md from OUT.
@@ -50,7 +51,7 @@ run() {
     local bind=("${one_a_core[@]}")
     [ "$threads" -gt 1 ] && bind=(--bind-to none) && set -- "$@" --set resources.bind=core
     "${mpirun[@]}" "${bind[@]}" -n "$np" "$bin/epmoe" run "${quiet[@]}" --set resources.threads_per_rank="$threads" \
-        "$@" --out "/tmp/real16/$name" >"$out/$name.log" 2>&1 || say "  $name failed"
+        "$@" ${REAL16_SET:-} --out "/tmp/real16/$name" >"$out/$name.log" 2>&1 || say "  $name failed"
     mkdir -p "$out/$name"
     cp /tmp/real16/"$name"/{metrics.jsonl,summary.json} "$out/$name/" 2>/dev/null || true
     rm -rf "/tmp/real16/$name"
@@ -107,7 +108,7 @@ part_pairs() {
 singleton() {
     local name=$1 core=$2
     shift 2
-    taskset -c "$core" "$bin/epmoe" run "${quiet[@]}" "$@" --out "/tmp/real16/$name" >"$out/$name.log" 2>&1 ||
+    taskset -c "$core" "$bin/epmoe" run "${quiet[@]}" "$@" ${REAL16_SET:-} --out "/tmp/real16/$name" >"$out/$name.log" 2>&1 ||
         say "  $name failed"
     mkdir -p "$out/$name"
     cp "/tmp/real16/$name/metrics.jsonl" "$out/$name/" 2>/dev/null || true

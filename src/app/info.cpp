@@ -64,14 +64,12 @@ Json blas_json() {
 
 // The GEMM kernel `epmoe run` would use with this config (compute.backend auto resolved) and the libraries.
 Json compute_json(const Config& config) {
-    std::shared_ptr<const MlpKernel> kernel = make_mlp_kernel(config.compute.backend, config.compute.dtype);
-    return {{"backend", config.compute.backend},
-            {"dtype", config.compute.dtype},
-            {"kernel", kernel->name()},
-            {"implementation", kernel->implementation()},
-            {"onednn", onednn_description()},
-            {"threads_per_rank", config.threads_per_rank},
-            {"expert_threads", config.expert_threads}};
+    std::shared_ptr<const MlpKernel> kernel =
+        make_mlp_kernel(config.compute.backend, config.compute.dtype, false, config.compute.pack_weights != "off");
+    return {{"backend", config.compute.backend},           {"dtype", config.compute.dtype},
+            {"pack_weights", config.compute.pack_weights}, {"kernel", kernel->name()},
+            {"implementation", kernel->implementation()},  {"onednn", onednn_description()},
+            {"threads_per_rank", config.threads_per_rank}, {"expert_threads", config.expert_threads}};
 }
 
 Json energy_json(const Config& config, const std::string& host) {

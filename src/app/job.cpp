@@ -140,6 +140,7 @@ Json compute_json(const Config& config, const Model& model, const std::string& b
                   const std::string& work_sharing) {
     return {{"backend", config.compute.backend},
             {"dtype", config.compute.dtype},
+            {"pack_weights", config.compute.pack_weights},
             {"kernel", model.kernel->name()},
             {"implementation", model.kernel->implementation()},
             {"threads_per_rank", config.threads_per_rank},

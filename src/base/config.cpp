@@ -213,6 +213,7 @@ ComputeConfig compute_config(const Json& j) {
     ComputeConfig c;
     c.backend = one_of(j, "compute", "backend", {"auto", "openblas", "onednn", "amx"});
     c.dtype = one_of(j, "compute", "dtype", {"fp32", "bf16"});
+    c.pack_weights = one_of(j, "compute", "pack_weights", {"auto", "off"});
     c.overlap_chunks = static_cast<int>(int_in(j, "compute", "overlap_chunks", 1, 64));
     if (c.backend == "openblas" && c.dtype != "fp32")
         bad_value("compute.dtype", j.at("compute").at("dtype"),

@@ -18,9 +18,10 @@ const char* const kAutoFp32Backend = "onednn";
 
 }  // namespace
 
-std::shared_ptr<const MlpKernel> openblas_kernel();                                       // src/ops/mlp_openblas.cpp
-std::shared_ptr<const MlpKernel> onednn_kernel(const std::string& dtype, bool in_place);  // src/ops/mlp_onednn.cpp
-std::shared_ptr<const MlpKernel> amx_kernel(const std::string& dtype);                    // src/ops/mlp_amx.cpp
+std::shared_ptr<const MlpKernel> openblas_kernel();  // src/ops/mlp_openblas.cpp
+std::shared_ptr<const MlpKernel> onednn_kernel(const std::string& dtype, bool in_place,
+                                               bool pack);              // src/ops/mlp_onednn.cpp
+std::shared_ptr<const MlpKernel> amx_kernel(const std::string& dtype);  // src/ops/mlp_amx.cpp
 
 MlpArrays MlpKernel::arrays(const ExpertWeights&, int, int) const {
     fail("compute kernel ", name(), " cannot share its weights with other ranks (resources.work_sharing = host)");
@@ -39,7 +40,8 @@ std::string resolve_backend(const std::string& backend, const std::string& dtype
     return kAutoFp32Backend;
 }
 
-std::shared_ptr<const MlpKernel> make_mlp_kernel(const std::string& backend, const std::string& dtype, bool in_place) {
+std::shared_ptr<const MlpKernel> make_mlp_kernel(const std::string& backend, const std::string& dtype, bool in_place,
+                                                 bool pack) {
     if (dtype != "fp32" && dtype != "bf16") fail("config key compute.dtype = \"", dtype, "\": must be fp32 or bf16");
     const std::string resolved = resolve_backend(backend, dtype);
     if (resolved == "openblas") {
@@ -49,7 +51,7 @@ std::shared_ptr<const MlpKernel> make_mlp_kernel(const std::string& backend, con
         static const std::shared_ptr<const MlpKernel> kernel = openblas_kernel();
         return kernel;
     }
-    if (resolved == "onednn") return onednn_kernel(dtype, in_place);
+    if (resolved == "onednn") return onednn_kernel(dtype, in_place, pack);
     if (resolved == "amx") return amx_kernel(dtype);
     fail("config key compute.backend = \"", backend, "\": must be auto, openblas, onednn or amx");
 }

@@ -223,10 +223,10 @@ private:
 
 std::shared_ptr<const MlpKernel> onednn_packed_kernel(const std::string& dtype);  // mlp_onednn_packed.cpp
 
-// The packed kernel where oneDNN's fixed-shape matmul of the dtype is its brgemm; else the runtime-M kernels
-// here. in_place (FP32 only: training, the references): the FP32 weights read as loaded.
-std::shared_ptr<const MlpKernel> onednn_kernel(const std::string& dtype, bool in_place) {
-    if (dtype == "bf16" || !in_place)
+// The packed kernel where oneDNN's fixed-shape matmul of the dtype is its brgemm (and pack); else the runtime-M
+// kernels here. in_place (FP32 only: training, the references): the FP32 weights read as loaded.
+std::shared_ptr<const MlpKernel> onednn_kernel(const std::string& dtype, bool in_place, bool pack) {
+    if (pack && (dtype == "bf16" || !in_place))
         if (std::shared_ptr<const MlpKernel> packed = onednn_packed_kernel(dtype)) return packed;
     if (dtype == "bf16") return std::make_shared<OneDnnBf16Kernel>();
     return std::make_shared<OneDnnFp32Kernel>();

@@ -49,6 +49,24 @@ else
     expect_stderr_has "compute.backend = \"amx\": AMX cannot run here"
 fi
 
+# compute.pack_weights=off: the runtime-M matmuls (no "packed" in the implementation, summary.json says off), the
+# same outputs as packed to FP32 rounding; a bad value exits 2 naming the key.
+expect_exit 2 "$EPMOE" info --set compute.pack_weights=no
+expect_stderr_has "compute.pack_weights = \"no\": must be one of auto, off"
+expect_one_error_line
+for pack in auto off; do
+    expect_exit 0 "${mpiexec[@]}" -np 2 "$EPMOE" run "${small[@]}" --steps 2 --tokens-per-rank 8 \
+        --set compute.backend=onednn --set compute.pack_weights=$pack --out "$cli_tmp/pack-$pack" \
+        --dump-output "$cli_tmp/pack-$pack.st"
+done
+if python3 -c "import json, sys
+c = {p: json.load(open(sys.argv[1] + p + '/summary.json'))['compute'] for p in ('auto', 'off')}
+assert c['off']['pack_weights'] == 'off' and 'packed' not in c['off']['implementation'], c['off']
+assert c['auto']['pack_weights'] == 'auto', c['auto']" "$cli_tmp/pack-" &&
+    python3 "$here/st_read.py" compare "$cli_tmp/pack-off.st" "$cli_tmp/pack-auto.st" >"$cli_tmp/cmp"; then
+    pass "  compute.pack_weights=off: runtime-M kernel, outputs match packed: $(cat "$cli_tmp/cmp")"
+else fail_check "compute.pack_weights=off: $(cat "$cli_tmp/cmp" 2>/dev/null)"; fi
+
 # 3. BF16 at 1-4 ranks: the same 12 global tokens give the 1-rank result (1e-5), with capacity drops.
 for np in 1 2 3 4; do
     expect_exit 0 "${mpiexec[@]}" -np $np "$EPMOE" run "${small[@]}" --steps 2 --tokens-per-rank $((12 / np)) \

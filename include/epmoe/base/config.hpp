@@ -102,9 +102,10 @@ struct TrainConfig {
 
 // compute.*: the GEMM backend and precision of the experts (ops/mlp_kernel.hpp).
 struct ComputeConfig {
-    std::string backend;     // auto | openblas | onednn | amx (auto: resolve_backend in ops/mlp_kernel.hpp)
-    std::string dtype;       // fp32 | bf16 (weights; activations and accumulation stay FP32)
-    int overlap_chunks = 1;  // 1..64: tokens dispatched in chunks, one's Ialltoallv behind another's experts
+    std::string backend;                // auto | openblas | onednn | amx (auto: resolve_backend in ops/mlp_kernel.hpp)
+    std::string dtype;                  // fp32 | bf16 (weights; activations and accumulation stay FP32)
+    std::string pack_weights = "auto";  // auto (packed at load where oneDNN's brgemm runs) | off (runtime-M)
+    int overlap_chunks = 1;             // 1..64: tokens dispatched in chunks, one's Ialltoallv behind another's experts
 };
 
 // simulate.*: the cluster `epmoe simulate` runs the ranks on under SimGrid's SMPI (`epmoe run` ignores it).

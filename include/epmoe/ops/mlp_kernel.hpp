@@ -69,8 +69,9 @@ std::string resolve_backend(const std::string& backend, const std::string& dtype
 // the key and value for a pair this build or CPU cannot run (openblas has no bf16, amx no fp32, amx needs AMX).
 // onednn/fp32 packs the weights at prepare (and drops the loaded copies) where oneDNN's fixed-shape matmul is its
 // brgemm; in_place asks for a kernel that reads w13 and w2 as loaded instead (training: its weights change).
+// pack false (compute.pack_weights = off): neither onednn kernel packs; both run the runtime-M matmuls.
 std::shared_ptr<const MlpKernel> make_mlp_kernel(const std::string& backend, const std::string& dtype,
-                                                 bool in_place = false);
+                                                 bool in_place = false, bool pack = true);
 
 // The FP32 kernel of compute.backend = auto reading the weights as loaded (in_place): what a Model uses unless
 // told otherwise (the commands pass the kernel of their config).
