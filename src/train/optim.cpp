@@ -6,6 +6,7 @@
 #include <numbers>
 
 #include "epmoe/base/error.hpp"
+#include "epmoe/ops/norm.hpp"
 
 namespace epmoe {
 
@@ -38,29 +39,11 @@ void ParamRegistry::zero_grad() {
     for (const Param& p : params_) std::fill(p.grad.begin(), p.grad.end(), 0.0f);
 }
 
-namespace {
-
-// sum of g[i]^2 in double over 8 fixed lanes (the same bits whatever vector width the clone runs; one chain of
-// dependent adds made the norm about 4 % of a training step).
-__attribute__((target_clones("avx512f", "avx2", "default"))) double sum_squares(const float* g, size_t n) {
-    constexpr size_t kLanes = 8;
-    const size_t body = n / kLanes * kLanes;
-    double lane[kLanes] = {};
-    for (size_t i = 0; i < body; i += kLanes)
-        for (size_t l = 0; l < kLanes; ++l) lane[l] += static_cast<double>(g[i + l]) * g[i + l];
-    double sum = 0;
-    for (size_t l = 0; l < kLanes; ++l) sum += lane[l];
-    for (size_t i = body; i < n; ++i) sum += static_cast<double>(g[i]) * g[i];
-    return sum;
-}
-
-}  // namespace
-
 double grad_sq_share(const ParamRegistry& params) {
     double sum_sq = 0;  // in registration order
     for (const Param& p : params.params()) {
         if (p.replicas != nullptr && p.replicas->rank() != 0) continue;  // counted by the replicas' rank 0
-        sum_sq += sum_squares(p.grad.data(), p.grad.size());
+        sum_sq += sum_of_squares(p.grad.data(), p.grad.size());
     }
     return sum_sq;
 }

@@ -4,9 +4,14 @@
 // tied weights) come free; no gradient output may alias an input.
 #pragma once
 
+#include <cstddef>
 #include <span>
 
 namespace epmoe {
+
+// sum of x[i]^2 over n floats, in double over 8 fixed lanes (lane i mod 8, the lanes added in order, then the
+// tail): RMSNorm's mean (forward and backward) and the training gradient norm.
+double sum_of_squares(const float* x, size_t n);
 
 // out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * g.  x, out: [num_tokens, d_model]; g: [d_model].
 void rms_norm(std::span<const float> x, std::span<const float> g, double eps, std::span<float> out);
