@@ -24,28 +24,59 @@ Family family_of(const std::string& name) {
     fail("train.family ", name, ": not a family");
 }
 
-double validation_loss(const TrainGroups& groups, const Model& model, DecoderForward& forward,
-                       const std::vector<TrainSequence>& windows, std::span<const float> biases) {
-    const mpi::Comm &world = groups.world(), &ep = groups.ep();
+namespace {
+
+// One forward of `windows` (possibly none: a rank out of windows still joins the group's collective step); adds
+// the summed NLL of their targets and their number to sums.
+void validation_forward(const mpi::Comm& ep, const Model& model, DecoderForward& forward,
+                        std::span<const TrainSequence> windows, std::span<const float> biases,
+                        std::vector<float>& logits, double sums[2]) {
     std::vector<SequenceCache> caches(windows.size(), make_sequence_cache(model.shape.num_layers));
     std::vector<SequenceChunk> chunks;
-    for (size_t i = 0; i < windows.size(); ++i) chunks.push_back({windows[i].ids, &caches[i]});
-    std::vector<float> logits;
-    const int64_t n = [&] {
-        int64_t t = 0;
-        for (const auto& w : windows) t += static_cast<int64_t>(w.ids.size());
-        return t;
-    }();
+    int64_t n = 0;
+    for (size_t i = 0; i < windows.size(); ++i) {
+        chunks.push_back({windows[i].ids, &caches[i]});
+        n += static_cast<int64_t>(windows[i].ids.size());
+    }
     const int64_t first = mpi::exscan_sum<int64_t>(ep, std::span<const int64_t>(&n, 1))[0];
     forward.step(ep, chunks, LogitRows::kAll, first, mpi::allreduce_one<int64_t>(ep, n, mpi::Op::kSum), biases, logits);
-    const int vocab = model.shape.decoder.vocab_size;
-    double sums[2] = {0, 0};
+    const size_t vocab = static_cast<size_t>(model.shape.decoder.vocab_size);
     size_t row = 0;
     for (const TrainSequence& w : windows)
         for (size_t t = 0; t < w.ids.size(); ++t, ++row) {
             sums[0] += token_nll(std::span<const float>(logits).subspan(row * vocab, vocab), w.targets[t]);
             sums[1] += 1;
         }
+}
+
+}  // namespace
+
+double validation_loss(const TrainGroups& groups, const Model& model, DecoderForward& forward,
+                       const std::vector<TrainSequence>& windows, std::span<const float> biases) {
+    // Consecutive windows of at most kRows rows a forward (one window at least), so that one forward's [rows,
+    // vocab] logits stay bounded (32 windows of 512 tokens with a 151,936-entry vocabulary would be 10 GB at once).
+    constexpr int64_t kRows = 1024;
+    std::vector<size_t> bounds = {0};
+    int64_t rows = 0;
+    for (size_t i = 0; i < windows.size(); ++i) {
+        const int64_t len = static_cast<int64_t>(windows[i].ids.size());
+        if (i > bounds.back() && rows + len > kRows) bounds.push_back(i), rows = 0;
+        rows += len;
+    }
+    bounds.push_back(windows.size());
+    // Every rank of the expert-parallel group runs as many forwards as the rank with the most (the step is
+    // collective over the group); a rank out of windows runs empty ones.
+    const mpi::Comm &world = groups.world(), &ep = groups.ep();
+    const int64_t mine = windows.empty() ? 0 : static_cast<int64_t>(bounds.size()) - 1;
+    const int64_t forwards = mpi::allreduce_one<int64_t>(ep, mine, mpi::Op::kMax);
+    const std::span<const TrainSequence> all(windows);
+    std::vector<float> logits;
+    double sums[2] = {0, 0};
+    for (int64_t f = 0; f < forwards; ++f) {
+        const size_t begin = f < mine ? bounds[static_cast<size_t>(f)] : windows.size();
+        const size_t end = f < mine ? bounds[static_cast<size_t>(f) + 1] : windows.size();
+        validation_forward(ep, model, forward, all.subspan(begin, end - begin), biases, logits, sums);
+    }
     mpi::allreduce<double>(world, sums, mpi::Op::kSum);
     return sums[0] / sums[1];
 }

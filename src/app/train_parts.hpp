@@ -30,7 +30,8 @@ double aux_coef(const Config& config, Family family);
 Family family_of(const std::string& name);
 
 // The mean NLL of the validation windows (every rank's share) under the current weights, routed with biases
-// ([L, E] or empty): tokens exchanged in this rank's group, the NLL summed over the world. Collective.
+// ([L, E] or empty): tokens exchanged in this rank's group, the NLL summed over the world; a forward for each
+// 1,024 rows or so of windows. Collective.
 double validation_loss(const TrainGroups& groups, const Model& model, DecoderForward& forward,
                        const std::vector<TrainSequence>& windows, std::span<const float> biases);
 

@@ -68,10 +68,12 @@ CrossEntropySum cross_entropy_forward(std::span<const float> logits, int vocab, 
     return result;
 }
 
-void cross_entropy_backward(std::span<const float> logits, int vocab, std::span<const int32_t> targets, double scale,
-                            std::span<float> dlogits) {
+CrossEntropySum cross_entropy_forward_backward(std::span<const float> logits, int vocab,
+                                               std::span<const int32_t> targets, double scale,
+                                               std::span<float> dlogits) {
     const size_t v = loss_check(logits, vocab, targets);
     EPMOE_ASSERT(dlogits.size() == logits.size());
+    CrossEntropySum result;
     for (size_t t = 0; t < targets.size(); ++t) {
         const float* row = &logits[t * v];
         float* grad = &dlogits[t * v];  // may be row itself: each value is read before it is written
@@ -81,10 +83,13 @@ void cross_entropy_backward(std::span<const float> logits, int vocab, std::span<
         }
         const double lse = loss_log_sum_exp(row, static_cast<int64_t>(v));
         const size_t target = static_cast<size_t>(targets[t]);
+        result.sum += lse - row[target];  // the forward's term, from the same log-sum-exp
+        ++result.count;
         const double p_target = std::exp(static_cast<double>(row[target]) - lse);  // read before grad overwrites it
         loss_scaled_softmax(row, v, lse, scale, grad);
         grad[target] = static_cast<float>(scale * (p_target - 1.0));
     }
+    return result;
 }
 
 }  // namespace epmoe

@@ -11,8 +11,9 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 source "$here/lib.sh"
 : "${EPMOE:?set EPMOE to the epmoe binary}" "${MPIEXEC:?set MPIEXEC to mpiexec and its flags}"
 read -r -a mpiexec <<<"$MPIEXEC"
-# 8 experts, top-2, 2 layers of d_model 32: small enough for 4 busy-polling MPICH ranks on 2 cores.
-tiny=(--steps 20 --batch 8 --ctx 16 --eval-every 10 -q
+# 8 experts, top-2, 2 layers of d_model 32: small enough for 4 busy-polling MPICH ranks on 2 cores. 8 windows
+# of 80 tokens: world 1's 640 rows run the LM head in two chunks (512 rows at most), world 2's and 4's in one.
+tiny=(--steps 20 --batch 8 --ctx 80 --eval-every 10 -q
       --set model.d_model=32 --set model.d_ff=32 --set model.num_layers=2 --set model.num_heads=2
       --set model.num_kv_heads=1 --set model.head_dim=16 --set model.num_experts=8 --set model.top_k=2
       --set train.warmup_steps=2 --set train.val_windows=8)

@@ -27,11 +27,14 @@ struct CrossEntropySum {
 // logits: [num_tokens, vocab]; targets: [num_tokens], each in [0, vocab) or kIgnoreIndex.
 CrossEntropySum cross_entropy_forward(std::span<const float> logits, int vocab, std::span<const int32_t> targets);
 
-// dlogits[t] = scale * (softmax(logits[t]) - onehot(targets[t])), 0 for an ignored target; scale is the loss's
-// gradient per kept target, 1 / count for the mean (the global count under data parallelism). The one backward
-// that writes rather than adds: logits have no other consumer, so dlogits may be logits itself (in place, as
-// llm.c; saves a [num_tokens, vocab] buffer). logits, dlogits: [num_tokens, vocab].
-void cross_entropy_backward(std::span<const float> logits, int vocab, std::span<const int32_t> targets, double scale,
-                            std::span<float> dlogits);
+// The loss of cross_entropy_forward (the same sum, bit for bit) and, from each row's one log-sum-exp, its
+// gradient dlogits[t] = scale * (softmax(logits[t]) - onehot(targets[t])), 0 for an ignored target; scale is the
+// loss's gradient per kept target, 1 / count for the mean (the global count under data parallelism: known from
+// the targets before the logits). The one backward that writes rather than adds: logits have no other consumer,
+// so dlogits may be logits itself (in place, as llm.c's fused classifier; saves a [num_tokens, vocab] buffer).
+// logits, dlogits: [num_tokens, vocab].
+CrossEntropySum cross_entropy_forward_backward(std::span<const float> logits, int vocab,
+                                               std::span<const int32_t> targets, double scale,
+                                               std::span<float> dlogits);
 
 }  // namespace epmoe

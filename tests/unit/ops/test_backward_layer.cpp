@@ -50,9 +50,9 @@ struct LayerParams {
         const char* names[] = {"embed",  "input_norm",  "wq",         "wk",     "wv",     "wo",
                                "bq",     "bk",          "bv",         "q_norm", "k_norm", "post_norm",
                                "w_gate", "shared_gate", "final_norm", "head"};
-        std::vector<float>* ptrs[] = {
-            &table,   &attn.input_norm, &attn.wq,     &attn.wk,   &attn.wv, &attn.wo,     &attn.bq,    &attn.bk,
-            &attn.bv, &attn.q_norm,     &attn.k_norm, &post_norm, &w_gate,  &shared_gate, &final_norm, &head};
+        std::vector<float>* ptrs[] = {&table,   &attn.input_norm, &attn.wq,    &attn.wk,     &attn.wv,     &attn.wo,
+                                      &attn.bq, &attn.bk,         &attn.bv,    &attn.q_norm, &attn.k_norm, &post_norm,
+                                      &w_gate,  &shared_gate,     &final_norm, &head};
         std::vector<std::pair<std::string, std::vector<float>*>> t;
         for (size_t i = 0; i < std::size(names); ++i) t.emplace_back(names[i], ptrs[i]);
         for (size_t e = 0; e < experts.size(); ++e) {
@@ -231,7 +231,7 @@ void layer_backward(const LayerParams& p, const LayerCase& c, const DecoderShape
                     const std::vector<int32_t>& targets, const LayerActs& a, LayerParams& g) {
     const int n = static_cast<int>(tokens.size());
     std::vector<float> dlogits(a.logits.size()), dx3(n * kD, 0.0f), dh2(n * kD, 0.0f);
-    cross_entropy_backward(a.logits, kVocab, targets, 1.0 / static_cast<double>(a.ce.count), dlogits);
+    cross_entropy_forward_backward(a.logits, kVocab, targets, 1.0 / static_cast<double>(a.ce.count), dlogits);
     linear_backward(a.x3, n, kD, c.tied ? p.table : p.head, kVocab, dlogits, dx3, c.tied ? g.table : g.head, {});
     rms_norm_backward(a.h2, p.final_norm, kEps, dx3, dh2, g.final_norm);
     // h2 = h1 + moe: dh1 = dh2 + (through the MoE block), dmoe = dh2.

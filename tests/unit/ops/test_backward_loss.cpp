@@ -1,5 +1,6 @@
-// The backward of the cross-entropy loss (ops/loss.hpp), with ignored targets, in place, and through an LM head
-// tied to the embeddings (one table receiving both gradients), against central finite differences.
+// The backward of the cross-entropy loss (ops/loss.hpp: cross_entropy_forward_backward), with ignored targets, in
+// place, and through an LM head tied to the embeddings (one table receiving both gradients), against central finite
+// differences.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -30,13 +31,15 @@ TEST(CrossEntropyBackward, MatchesFiniteDifferencesWithIgnoredTargets) {
     for (int t : {0, 2, 3}) nll += token_nll(std::span<const float>(logits).subspan(t * vocab, vocab), targets[t]);
     EXPECT_NEAR(ce.sum, nll, 1e-12);
     std::vector<float> dlogits(logits.size(), 1.0f);
-    cross_entropy_backward(logits, vocab, targets, 1.0 / ce.count, dlogits);
+    const CrossEntropySum fused = cross_entropy_forward_backward(logits, vocab, targets, 1.0 / ce.count, dlogits);
+    EXPECT_EQ(fused.sum, ce.sum);  // the forward's sum, bit for bit, from the same log-sum-exp
+    EXPECT_EQ(fused.count, ce.count);
     for (int j = 0; j < vocab; ++j) EXPECT_EQ(dlogits[1 * vocab + j], 0.0f);  // ignored rows: written 0
     auto loss = [&] { return bwdtest::ref_cross_entropy(to_double(logits), vocab, targets); };
     check_grad("cross-entropy dlogits", logits, dlogits, loss);
     // In place gives the same bits.
     std::vector<float> in_place = logits;
-    cross_entropy_backward(in_place, vocab, targets, 1.0 / ce.count, in_place);
+    cross_entropy_forward_backward(in_place, vocab, targets, 1.0 / ce.count, in_place);
     EXPECT_EQ(in_place, dlogits);
 }
 
@@ -52,7 +55,7 @@ TEST(CrossEntropyBackward, TiedLmHeadAddsBothGradientsIntoTheTable) {
     const CrossEntropySum ce = cross_entropy_forward(logits, vocab, targets);
     // Backward: the LM head's weight gradient and the embedding's scatter-add go into one buffer.
     std::vector<float> dlogits(logits.size()), dh(n * d, 0.0f), dtable(vocab * d, 0.0f);
-    cross_entropy_backward(logits, vocab, targets, 1.0 / ce.count, dlogits);
+    cross_entropy_forward_backward(logits, vocab, targets, 1.0 / ce.count, dlogits);
     linear_backward(h, n, d, table, vocab, dlogits, dh, dtable, {});
     embed_tokens_backward(ids, d, dh, dtable);
     auto loss = [&] {
