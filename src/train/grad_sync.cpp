@@ -19,8 +19,9 @@ std::vector<const mpi::Comm*> reducing_comms(const ParamRegistry& params) {
     return comms;
 }
 
-// Sums the gradients of the tensors whose replicas are `comm`, taken as one stream of floats in registration
-// order, through `buffer` one full buffer at a time; a tensor may straddle two buffers.
+// Sums the gradients of the tensors whose replicas are `comm`, in registration order: a tensor of at least
+// buffer.size() floats in place, buffer.size() floats a call; the smaller ones copied into `buffer` and summed
+// one full buffer at a time (a tensor may straddle two buffers).
 void allreduce_over(const ParamRegistry& params, const mpi::Comm* comm, std::vector<float>& buffer) {
     struct Piece {
         float* grad;
@@ -40,6 +41,12 @@ void allreduce_over(const ParamRegistry& params, const mpi::Comm* comm, std::vec
     };
     for (const Param& p : params.params()) {
         if (p.replicas != comm) continue;
+        if (p.grad.size() >= buffer.size()) {
+            for (size_t done = 0; done < p.grad.size(); done += buffer.size())
+                mpi::allreduce(*comm, p.grad.subspan(done, std::min(buffer.size(), p.grad.size() - done)),
+                               mpi::Op::kSum);
+            continue;
+        }
         for (size_t done = 0; done < p.grad.size();) {
             const size_t count = std::min(p.grad.size() - done, buffer.size() - filled);
             std::copy_n(p.grad.data() + done, count, buffer.data() + filled);
