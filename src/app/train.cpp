@@ -294,12 +294,12 @@ int train(const mpi::Comm& world, const Config& given) {
     double last_print = mpi::wtime(), step_start = last_print;
     int step = 0;
     if (talk)  // a line inside a long step too (a large model, batch or context): which layer it has reached
-        trainer.set_progress([&](const char* phase, int layer, int layers) {
+        trainer.set_progress([&](const char* where, int index, int count) {
             const double now = mpi::wtime();
             if (now - last_print <= config.output.progress_interval_s) return;
             last_print = now;
-            std::fprintf(stderr, "epmoe train: step %d/%d: %s, layer %d of %d, %.0f s into the step\n", step + 1,
-                         config.train.steps, phase, layer + 1, layers, now - step_start);
+            std::fprintf(stderr, "epmoe train: step %d/%d: %s %d of %d, %.0f s into the step\n", step + 1,
+                         config.train.steps, where, index + 1, count, now - step_start);
         });
     for (int s = static_cast<int>(trainer.first_step()); s < config.train.steps; ++s) {
         step = s, step_start = mpi::wtime();

@@ -97,7 +97,8 @@ struct DecoderTrainer::Impl {
     }
 
     void forward_layer(const mpi::Comm& comm, int l, TrainTimes& times);
-    double head_forward_backward(int64_t n, double scale, std::span<float> dhead, TrainTimes& times);
+    double head_forward_backward(int64_t n, double scale, std::span<float> dhead, const Progress& progress,
+                                 TrainTimes& times);
     void backward_layer(const mpi::Comm& comm, int l, const AuxLoss& aux, ModelGrads& grads, TrainTimes& times);
 };
 
@@ -157,7 +158,8 @@ void DecoderTrainer::Impl::forward_layer(const mpi::Comm& comm, int l, TrainTime
 // step takes no longer (AMD EPYC Zen 4, one thread: 2,048 rows of the head, vocab 8,192 and 32,000, 512-row chunks
 // within 1 % of one 2,048-row pass). The head's GEMMs and the loss count as forward, its backward GEMMs as
 // backward. Returns the summed loss of this rank's kept targets.
-double DecoderTrainer::Impl::head_forward_backward(int64_t n, double scale, std::span<float> dhead, TrainTimes& times) {
+double DecoderTrainer::Impl::head_forward_backward(int64_t n, double scale, std::span<float> dhead,
+                                                   const Progress& progress, TrainTimes& times) {
     constexpr int64_t kHeadRows = 512;
     const int d_model = model.shape.d_model, vocab = model.shape.decoder.vocab_size;
     const std::span<const float> w = decoder.head();
@@ -165,6 +167,9 @@ double DecoderTrainer::Impl::head_forward_backward(int64_t n, double scale, std:
     double loss_sum = 0;
     for (int64_t r0 = 0; r0 < n; r0 += kHeadRows) {
         const int64_t rows = std::min(kHeadRows, n - r0);
+        if (progress)
+            progress("LM head, chunk", static_cast<int>(r0 / kHeadRows),
+                     static_cast<int>((n + kHeadRows - 1) / kHeadRows));
         const size_t x0 = static_cast<size_t>(r0) * d(), xn = static_cast<size_t>(rows) * d();
         const std::span<float> chunk(logits.data(), static_cast<size_t>(rows) * static_cast<size_t>(vocab));
         const std::span<const int32_t> chunk_targets(targets.data() + r0, static_cast<size_t>(rows));
@@ -232,8 +237,8 @@ TrainLosses DecoderTrainer::step(const mpi::Comm& comm, const mpi::Comm& world, 
         &world == &comm ? m.step_tokens : mpi::allreduce_one<int64_t>(world, n, mpi::Op::kSum);
     m.h.resize(static_cast<size_t>(n) * m.d());
     embed_tokens(m.decoder.embed, s.d_model, m.ids, m.h);
-    const auto report = [&](const char* phase, int l) { progress_ ? progress_(phase, l, s.num_layers) : void(); };
-    for (int l = 0; l < s.num_layers; ++l) report("forward", l), m.forward_layer(comm, l, times_);
+    const auto report = [&](const char* where, int l) { progress_ ? progress_(where, l, s.num_layers) : void(); };
+    for (int l = 0; l < s.num_layers; ++l) report("forward, layer", l), m.forward_layer(comm, l, times_);
     m.xf.resize(m.h.size());
     rms_norm(m.h, m.decoder.final_norm, s.rms_norm_eps, m.xf);
     // The loss's gradient per kept target (1 / the global count), known from the targets before the logits.
@@ -242,8 +247,8 @@ TrainLosses DecoderTrainer::step(const mpi::Comm& comm, const mpi::Comm& world, 
     m.dx.assign(m.h.size(), 0.0f);
     std::vector<float>& dhead = m.decoder.lm_head.empty() ? grads.decoder.embed : grads.decoder.lm_head;
     times_.forward += mpi::wtime() - t0;
-    double loss_sum =
-        m.head_forward_backward(n, global_kept > 0 ? 1.0 / static_cast<double>(global_kept) : 0.0, dhead, times_);
+    double loss_sum = m.head_forward_backward(n, global_kept > 0 ? 1.0 / static_cast<double>(global_kept) : 0.0, dhead,
+                                              progress_, times_);
     const double t_aux = mpi::wtime();
     mpi::allreduce<double>(world, std::span<double>(&loss_sum, 1), mpi::Op::kSum);
     std::vector<const MoeBlockSaved*> moe;
@@ -255,7 +260,8 @@ TrainLosses DecoderTrainer::step(const mpi::Comm& comm, const mpi::Comm& world, 
 
     m.dh.assign(m.h.size(), 0.0f);
     rms_norm_backward(m.h, m.decoder.final_norm, s.rms_norm_eps, m.dx, m.dh, grads.decoder.final_norm);
-    for (int l = s.num_layers - 1; l >= 0; --l) report("backward", l), m.backward_layer(comm, l, aux, grads, times_);
+    for (int l = s.num_layers - 1; l >= 0; --l)
+        report("backward, layer", l), m.backward_layer(comm, l, aux, grads, times_);
     embed_tokens_backward(m.ids, s.d_model, m.dh, grads.decoder.embed);
     times_.backward += mpi::wtime() - t1;
     TrainLosses out;

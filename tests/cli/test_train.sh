@@ -59,11 +59,13 @@ python3 -c "import json;print(''.join(c.get('text','') for c in json.load(open('
 few=(--steps 4 --batch 4 --ctx 32 --eval-every 2 --set train.warmup_steps=1 --set train.val_windows=4 -q)
 expect_exit 0 "$EPMOE" train "${few[@]}" --text "$cli_tmp/corpus.txt" --out "$cli_tmp/tx"
 expect_exit 0 "$EPMOE" train "${few[@]}" --set train.corpus="$cli_tmp/corpus.txt" --out "$cli_tmp/tc"
-# A long step shows which layer it has reached (here every layer: a progress interval of a microsecond).
+# A long step shows which layer (or LM head chunk) it has reached (here every one: a progress interval of a
+# microsecond).
 expect_exit 0 "$EPMOE" train --steps 1 --batch 2 --ctx 16 --set train.val_windows=1 \
     --set output.progress_interval_s=0.000001 --out "$cli_tmp/tp"
 expect_stderr_has "epmoe train: step 1/1: forward, layer 1 of 2, "
 expect_stderr_has "epmoe train: step 1/1: backward, layer 1 of 2, "
+expect_stderr_has "epmoe train: step 1/1: LM head, chunk 1 of 1, "
 if cmp -s <(grep -o '"lm_loss":[^,]*' "$cli_tmp/tx/train_log.jsonl") <(grep -o '"lm_loss":[^,]*' "$cli_tmp/tc/train_log.jsonl") &&
     [ "$(grep -c lm_loss "$cli_tmp/tx/train_log.jsonl")" -eq 4 ]; then pass "  --text with no --model: the losses of train.corpus on the same bytes"
 else fail_check "--text bytes vs train.corpus losses differ"; fi

@@ -84,9 +84,10 @@ public:
     TrainLosses step(const mpi::Comm& ep, const mpi::Comm& world, std::span<const TrainSequence> batch,
                      ModelGrads& grads);
     const TrainTimes& times() const { return times_; }
-    // Called before each layer of the forward and of the backward (phase "forward" or "backward", layer counted
-    // from 0, of layers), for a progress line inside a long step; this rank's alone, not collective. None: unset.
-    using Progress = std::function<void(const char* phase, int layer, int layers)>;
+    // Called before each layer of the forward and of the backward and each chunk of the LM head (where "forward,
+    // layer", "backward, layer" or "LM head, chunk"; index counted from 0, of count), for a progress line inside a
+    // long step; this rank's alone, not collective. None: unset.
+    using Progress = std::function<void(const char* where, int index, int count)>;
     void set_progress(Progress progress);
     // Selection biases [num_layers, num_experts] (the aux-free policy's) for the steps that follow; empty = none.
     // They pick the top-k only; the weights and the losses use the unbiased scores, as at inference.
