@@ -25,6 +25,7 @@
 #include "epmoe/io/results.hpp"
 #include "epmoe/model/checkpoint_write.hpp"
 #include "epmoe/model/decoder_forward.hpp"
+#include "epmoe/ops/gemm_time.hpp"
 #include "epmoe/train/groups.hpp"
 #include "epmoe/train/optim.hpp"
 
@@ -86,6 +87,7 @@ public:
         const std::vector<TrainSequence> batch = step_batch(data_, config_, s, world_.rank(), world_.size());
         registry_.zero_grad();
         const TrainTimes before = trainer_->times();
+        const double gemm_before = sgemm_seconds();
         const double t0 = mpi::wtime();
         const TrainLosses losses = trainer_->step(groups_.ep(), world_, batch, grads_);
         if (policy_) update_biases(s, losses);
@@ -122,6 +124,7 @@ public:
                        {"backward", after.backward - before.backward},
                        {"exchange", exchange},
                        {"experts", after.moe.expert - before.moe.expert},
+                       {"gemm", sgemm_seconds() - gemm_before},
                        {"allreduce", t2 - t1},
                        {"optimizer", t3 - t2},
                        {"coordinator", nullptr}}},

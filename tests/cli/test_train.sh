@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # epmoe train: the default byte-level run (the fortunes corpus) at 1 and 2 ranks gives the same losses (the
-# layout does not change the global batch's loss), the loss falls, train_log.jsonl has a line per step and
-# the validation lines, a progress line names the layer a step has reached, the saved checkpoint loads in epmoe
-# eval; --text (bytes, or a tokenizer's ids); bad input is one error line, exit 2.
+# layout does not change the global batch's loss), the loss falls, train_log.jsonl has a line per step (its
+# time inside the matmuls less than the forward and backward) and the validation lines, a progress line names
+# the layer a step has reached, the saved checkpoint loads in epmoe eval; --text (bytes, or a tokenizer's ids); bad input is one error line, exit 2.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
@@ -23,6 +23,9 @@ worst = max(abs(a["lm_loss"] / b["lm_loss"] - 1) for a, b in zip(one, two))
 assert worst < 1e-4, worst
 assert one[-1]["lm_loss"] < one[0]["lm_loss"] - 1, (one[0]["lm_loss"], one[-1]["lm_loss"])
 assert [l["step"] for l in one if "val_loss" in l] == [5, 11], one
+# time_s.gemm, timed inside the matmuls: some of the step (one thread a rank: never more than it), in every line
+parts = [(l["time_s"]["gemm"], l["time_s"]["step"], l["time_s"]["forward"] + l["time_s"]["backward"]) for l in one]
+assert all(0 < g < fb <= st for g, st, fb in parts), parts
 s = json.load(open(f"{tmp}/t2/summary.json"))
 assert s["ranks"] == 2 and s["steps"] == 12 and math.isfinite(s["final_val_loss"]) and s["bigram_val_loss"] > 0, s
 print(f"loss {one[0]['lm_loss']:.3f} -> {one[-1]['lm_loss']:.3f}, 1 vs 2 ranks {worst:.2g}")
