@@ -2,7 +2,8 @@
 # epmoe train: the default byte-level run (the fortunes corpus) at 1 and 2 ranks gives the same losses (the
 # layout does not change the global batch's loss), the loss falls, train_log.jsonl has a line per step (its
 # time inside the matmuls less than the forward and backward) and the validation lines, a progress line names
-# the layer a step has reached, the saved checkpoint loads in epmoe eval; --text (bytes, or a tokenizer's ids); bad input is one error line, exit 2.
+# the layer a step has reached, the saved checkpoint loads in epmoe eval; --text (bytes, or a tokenizer's ids);
+# bad input is one error line, exit 2.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
