@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""Checks results/README.md against results directories epmoe wrote, both ways: every field of summary.json
-and metrics.jsonl is documented in its table, every documented field (but those marked "only ...") is
+"""Checks results/README.md against results directories epmoe wrote, both ways: every field of summary.json,
+metrics.jsonl (train_log.jsonl for a train directory) is documented in its table, every documented field (but those marked "only ...") is
 written, and metrics.csv has exactly the columns the README's rule gives for the metrics lines.
 
     check_results_doc.py README.md DIR...     prints one line per difference; exit 1 if any
@@ -71,6 +71,12 @@ def main():
                 continue
             for v in values:
                 seen.setdefault(own, set()).update(paths(v))
+        try:  # epmoe train's own log, where written (a train directory has no metrics.jsonl)
+            for l in open(f"{folder}/train_log.jsonl"):
+                seen.setdefault("train_log.jsonl", set()).update(paths(json.loads(l)))
+            continue
+        except FileNotFoundError:
+            pass
         lines = [json.loads(l) for l in open(f"{folder}/metrics.jsonl")]
         for line in lines:
             seen["metrics.jsonl"] |= paths(line)
