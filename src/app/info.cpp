@@ -65,7 +65,7 @@ Json blas_json() {
 // The GEMM kernel `epmoe run` would use with this config (compute.backend auto resolved) and the libraries.
 Json compute_json(const Config& config) {
     std::shared_ptr<const MlpKernel> kernel =
-        make_mlp_kernel(config.compute.backend, config.compute.dtype, false, config.compute.pack_weights != "off");
+        make_mlp_kernel(config.compute.backend, config.compute.dtype, false, config.compute.packs_weights());
     return {{"backend", config.compute.backend},           {"dtype", config.compute.dtype},
             {"pack_weights", config.compute.pack_weights}, {"kernel", kernel->name()},
             {"implementation", kernel->implementation()},  {"onednn", onednn_description()},

@@ -83,7 +83,7 @@ Model ModelSource::load(const mpi::Comm& comm, const std::function<bool(int)>& o
     std::shared_ptr<const MlpKernel> kernel;
     mpi::all_or_none(comm, [&] {
         kernel = make_mlp_kernel(config_.compute.backend, config_.compute.dtype, in_place,
-                                 config_.compute.pack_weights != "off");  // checks the keys either way
+                                 config_.compute.packs_weights());  // checks the keys either way
         if (sim::simulated()) kernel = sim::simulated_kernel();
     });
     if (!checkpoint_)

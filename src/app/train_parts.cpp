@@ -63,11 +63,11 @@ double validation_loss(const TrainGroups& groups, const Model& model, DecoderFor
         if (i > bounds.back() && rows + len > kRows) bounds.push_back(i), rows = 0;
         rows += len;
     }
-    bounds.push_back(windows.size());
+    if (!windows.empty()) bounds.push_back(windows.size());
     // Every rank of the expert-parallel group runs as many forwards as the rank with the most (the step is
     // collective over the group); a rank out of windows runs empty ones.
     const mpi::Comm &world = groups.world(), &ep = groups.ep();
-    const int64_t mine = windows.empty() ? 0 : static_cast<int64_t>(bounds.size()) - 1;
+    const int64_t mine = static_cast<int64_t>(bounds.size()) - 1;
     const int64_t forwards = mpi::allreduce_one<int64_t>(ep, mine, mpi::Op::kMax);
     const std::span<const TrainSequence> all(windows);
     std::vector<float> logits;

@@ -106,6 +106,8 @@ struct ComputeConfig {
     std::string dtype;                  // fp32 | bf16 (weights; activations and accumulation stay FP32)
     std::string pack_weights = "auto";  // auto (packed at load where oneDNN's brgemm runs) | off (runtime-M)
     int overlap_chunks = 1;             // 1..64: tokens dispatched in chunks, one's Ialltoallv behind another's experts
+
+    bool packs_weights() const { return pack_weights != "off"; }  // make_mlp_kernel's pack
 };
 
 // simulate.*: the cluster `epmoe simulate` runs the ranks on under SimGrid's SMPI (`epmoe run` ignores it).
