@@ -27,7 +27,11 @@ def run_figures(folder):
     layer = [l["tokens"] / (l["step_time_s"] - l["time_breakdown_s"]["coordinator"]) for l in lines]
     br = {k: sum(l["time_breakdown_s"][k] for l in lines) / len(lines) for k in lines[0]["time_breakdown_s"]}
     summary = load_json(os.path.join(folder, "summary.json")) or {}
-    return {"layer": stats(layer), "breakdown": br, "steps": len(lines),
+    # Each rank's expert rows a second over the timed steps: how fast its core ran the expert phase.
+    ranks = range(len(lines[0]["per_rank"]["expert_s"]))
+    speed = [sum(l["per_rank"]["rows_run"][r] for l in lines) / sum(l["per_rank"]["expert_s"][r] for l in lines)
+             for r in ranks] if "rows_run" in lines[0]["per_rank"] else None
+    return {"layer": stats(layer), "breakdown": br, "steps": len(lines), "rank_speed": speed,
             "imbalance": percentile([l["load"]["rank_max_over_mean"] for l in lines], 50),
             "kernel": (summary.get("compute") or {}).get("kernel"),
             "gflops": summary.get("expert_gflops")}
@@ -73,6 +77,14 @@ def weak_section(L, folder):
     L.append("")
 
 
+def rank_speeds(one, many):
+    """The 16 x 1 ranks' expert speeds over the 1 x 1 rank's: 'slowest / median / fastest (sum / 16)'."""
+    if not one["rank_speed"] or not many["rank_speed"]:
+        return "n/a"
+    rel = sorted(v / one["rank_speed"][0] for v in many["rank_speed"])
+    return f"{fmt(rel[0])} / {fmt(rel[len(rel) // 2])} / {fmt(rel[-1])} ({fmt(sum(rel) / len(rel))})"
+
+
 def pairs_section(L, folder):
     """The 1 x 1 and 16 x 1 runs in turn (part pairs): each round's efficiency from runs seconds apart."""
     rounds = sorted({int(n[4:].split("-")[0]) for n in os.listdir(folder) if n.startswith("pair") and
@@ -82,10 +94,13 @@ def pairs_section(L, folder):
     L.append("## Weak scaling at 16 ranks, paired\n")
     L.append("The 1 x 1 and 16 x 1 (shm, shared work) runs of the table above again, one right after the other, "
              "in rounds (part pairs): each round's efficiency compares runs seconds apart, where the rows of the "
-             "table above are minutes apart and the machine's load drifts in between.\n")
-    L.append("| dtype | round | 1 x 1 tokens/s | 16 x 1 tokens/s | efficiency | step: gate / dispatch / expert / "
-             "combine (ms), 1 x 1 then 16 x 1 |")
-    L.append("|---|---|---|---|---|---|")
+             "table above are minutes apart and the machine's load drifts in between. Rank speed: each 16 x 1 "
+             "rank's expert rows a second (rows it ran over its time in the expert phase) over the 1 x 1 run's, "
+             "slowest / median / fastest; their sum over 16 is how fast the 16 busy cores ran the experts together "
+             "against 16 x one core alone, the part of the efficiency the machine's cores set.\n")
+    L.append("| dtype | round | 1 x 1 tokens/s | 16 x 1 tokens/s | efficiency | rank speed: slowest / median / "
+             "fastest (sum / 16) | step: gate / dispatch / expert / combine (ms), 1 x 1 then 16 x 1 |")
+    L.append("|---|---|---|---|---|---|---|")
     for dtype in ("fp32", "bf16"):
         effs = []
         for r in rounds:
@@ -99,10 +114,10 @@ def pairs_section(L, folder):
             br = ", ".join(" / ".join(fmt(1e3 * x["breakdown"][k]) for k in ("gate", "dispatch", "expert", "combine"))
                            for x in (one, many))
             L.append(f"| {dtype} | {r} | {fmt_stats(one['layer'])} | {fmt_stats(many['layer'])} | {fmt(eff)} | "
-                     f"{br} |")
+                     f"{rank_speeds(one, many)} | {br} |")
         if effs:
             L.append(f"| {dtype} | median | | | **{fmt(sorted(effs)[len(effs) // 2])}** ({fmt(min(effs))}-"
-                     f"{fmt(max(effs))}) | |")
+                     f"{fmt(max(effs))}) | | |")
     L.append("")
 
 
