@@ -47,10 +47,10 @@ struct RowBlock {
 // The row blocks an expert's rows run in, the same cut on every path (MPI or shared-memory exchange, on the owner
 // or on another rank of its host): a row's FP32 result depends on the GEMM's row count (openblas/fp32 and
 // onednn/fp32, and onednn/bf16: a row alone or among 600 differs; only amx/bf16 is batch-invariant), so one cut
-// keeps every path's bits. Each block is half the rows left, rounded up to 32, at most 1,024 and at least 128;
-// 192 rows or fewer run whole (2,048 rows: 1,024, 512, 256, 128, 128). largest_first: ordered by size, largest
-// first (ties in expert and row order), so that the last blocks anyone starts are short; else in expert and row
-// order.
+// keeps every path's bits. Each block is half the rows left, rounded up to 32, at most 1,024 and at least 128,
+// and the last one of these is cut in two (its first half rounded up to 16); 192 rows or fewer run whole (2,048
+// rows: 1,024, 512, 256, 128, 64, 64). largest_first: ordered by size, largest first (ties in expert and row
+// order), so that the last blocks anyone starts are short; else in expert and row order.
 std::vector<RowBlock> row_blocks(const ChunkRowsOfExperts& c, bool largest_first);
 
 // Runs every local expert with rows over one chunk, in row blocks (row_blocks). threads > 1: a task per block

@@ -1,11 +1,12 @@
 // Dispatch (src/moe/dispatch.cpp): expert capacity and drops in global token order, the row layout of
-// assign_rows and combine_tokens.
+// assign_rows and combine_tokens, and the row blocks the experts run in.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <climits>
 #include <numeric>
 
+#include "../../../src/moe/dispatch_internal.hpp"
 #include "epmoe/moe/dispatch.hpp"
 #include "epmoe/moe/placement.hpp"
 
@@ -103,6 +104,26 @@ TEST(AssignRows, OwnRowsStayOutOfSendAndCombineIsUnchanged) {
             EXPECT_EQ(result.expert_load, r_all.expert_load);
         }
     }
+}
+
+// Rows of three experts from two sources: 128 (one block), 2,048 (halves of what is left, the last 128 in two)
+// and 300 (160, then the last 140 in two: 80 rounded up to 16, and 60).
+TEST(RowBlocks, HalvesWhatIsLeftAndSplitsTheLastBlockOfALargeExpert) {
+    const std::vector<int> local = {0, 1, 2}, counts = {100, 1000, 150, 28, 1048, 150};  // [source][expert]
+    const ChunkRowsOfExperts c{local, counts, std::vector<SourceRows>(2), std::vector<int64_t>(6)};
+    std::vector<std::vector<int64_t>> sizes(3);
+    for (const RowBlock& b : row_blocks(c, /*largest_first=*/false)) {
+        const int64_t start = std::accumulate(sizes[b.j].begin(), sizes[b.j].end(), int64_t{0});
+        EXPECT_EQ(b.first, start) << "expert " << b.j << ": blocks in row order, none skipped";
+        sizes[b.j].push_back(b.end - b.first);
+    }
+    EXPECT_EQ(sizes[0], (std::vector<int64_t>{128}));
+    EXPECT_EQ(sizes[1], (std::vector<int64_t>{1024, 512, 256, 128, 64, 64}));
+    EXPECT_EQ(sizes[2], (std::vector<int64_t>{160, 80, 60}));
+    const std::vector<RowBlock> ordered = row_blocks(c, /*largest_first=*/true);
+    EXPECT_EQ(ordered.size(), 10u);
+    for (size_t i = 1; i < ordered.size(); ++i)
+        EXPECT_GE(ordered[i - 1].end - ordered[i - 1].first, ordered[i].end - ordered[i].first);
 }
 
 }  // namespace
