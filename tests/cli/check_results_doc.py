@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """Checks results/README.md against results directories epmoe wrote, both ways: every field of summary.json,
-metrics.jsonl (train_log.jsonl for a train directory) is documented in its table, every documented field (but those marked "only ...") is
-written, and metrics.csv has exactly the columns the README's rule gives for the metrics lines.
+metrics.jsonl (train_log.jsonl for a train directory) is documented in its table, every documented field (but
+those marked "only ...") is written, and metrics.csv has exactly the columns the README's rule gives for the
+metrics lines.
 
     check_results_doc.py README.md DIR...     prints one line per difference; exit 1 if any
 """
