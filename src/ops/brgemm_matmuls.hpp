@@ -27,7 +27,7 @@ public:
     static std::string brgemm_implementation(Dt type);
 
     // Bytes of a k x n weight matrix packed (its layout's blocks, padded).
-    size_t packed_bytes(int64_t k, int64_t n) const { return layout(k, n).get_size(); }
+    size_t packed_bytes(int64_t k, int64_t n) const { return layout(k, n).desc.get_size(); }
     // W [n, k] row-major FP32 (as loaded) -> W^T [k, n] packed, in this type (BF16: to_bf16).
     std::vector<std::byte> pack(const float* w, int64_t k, int64_t n) const;
     // dst [m, n] (FP32, contiguous) = src [m, k] (this type, leading dimension lda) · W, W packed by pack. Safe
@@ -42,15 +42,20 @@ private:
     struct Primitive {
         dnnl::matmul matmul;
         Desc weights, scratchpad;  // the packed layout it reads, and its scratchpad's size
+        int64_t rows = 0;          // the rows it was made for: the call's, or more (the call's rows padded)
     };
 
-    Desc layout(int64_t k, int64_t n) const;
+    struct Layout {
+        Desc desc;         // the packed weights' layout
+        std::string impl;  // the brgemm it was made for ("brg:avx512_core_amx_bf16"), which every primitive runs
+    };
+    Layout layout(int64_t k, int64_t n) const;
     Primitive make_primitive(int64_t m, int64_t k, int64_t n, int64_t lda, int threads) const;
     Primitive primitive(int64_t m, int64_t k, int64_t n, int64_t lda) const;
 
     Dt type_;
     mutable std::mutex mutex_;
-    mutable std::map<std::pair<int64_t, int64_t>, Desc> layouts_;
+    mutable std::map<std::pair<int64_t, int64_t>, Layout> layouts_;
     mutable std::map<std::tuple<int64_t, int64_t, int64_t, int64_t, int>, Primitive> primitives_;
 };
 
