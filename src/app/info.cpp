@@ -65,11 +65,17 @@ Json blas_json() {
 // The GEMM kernel `epmoe run` would use with this config (compute.backend auto resolved) and the libraries.
 Json compute_json(const Config& config) {
     std::shared_ptr<const MlpKernel> kernel =
-        make_mlp_kernel(config.compute.backend, config.compute.dtype, false, config.compute.packs_weights());
-    return {{"backend", config.compute.backend},           {"dtype", config.compute.dtype},
-            {"pack_weights", config.compute.pack_weights}, {"kernel", kernel->name()},
-            {"implementation", kernel->implementation()},  {"onednn", onednn_description()},
-            {"threads_per_rank", config.threads_per_rank}, {"expert_threads", config.expert_threads}};
+        make_mlp_kernel(config.compute.backend, config.compute.dtype, false, config.compute.packs_weights(),
+                        config.compute.weight_panel_kib);
+    return {{"backend", config.compute.backend},
+            {"dtype", config.compute.dtype},
+            {"pack_weights", config.compute.pack_weights},
+            {"weight_panel_kib", config.compute.weight_panel_kib},
+            {"kernel", kernel->name()},
+            {"implementation", kernel->implementation()},
+            {"onednn", onednn_description()},
+            {"threads_per_rank", config.threads_per_rank},
+            {"expert_threads", config.expert_threads}};
 }
 
 Json energy_json(const Config& config, const std::string& host) {

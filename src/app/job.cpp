@@ -141,6 +141,7 @@ Json compute_json(const Config& config, const Model& model, const std::string& b
     return {{"backend", config.compute.backend},
             {"dtype", config.compute.dtype},
             {"pack_weights", config.compute.pack_weights},
+            {"weight_panel_kib", config.compute.weight_panel_kib},
             {"kernel", model.kernel->name()},
             {"implementation", model.kernel->implementation()},
             {"threads_per_rank", config.threads_per_rank},

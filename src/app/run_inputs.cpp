@@ -82,8 +82,9 @@ Model ModelSource::load(const mpi::Comm& comm, const std::function<bool(int)>& o
     if (!sim::simulated()) check_memory(comm, owned, tokens);
     std::shared_ptr<const MlpKernel> kernel;
     mpi::all_or_none(comm, [&] {
-        kernel = make_mlp_kernel(config_.compute.backend, config_.compute.dtype, in_place,
-                                 config_.compute.packs_weights());  // checks the keys either way
+        kernel =
+            make_mlp_kernel(config_.compute.backend, config_.compute.dtype, in_place, config_.compute.packs_weights(),
+                            config_.compute.weight_panel_kib);  // checks the keys either way
         if (sim::simulated()) kernel = sim::simulated_kernel();
     });
     if (!checkpoint_)

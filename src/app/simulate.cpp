@@ -143,7 +143,8 @@ double measure_gflops(const Config& config, int rows, int concurrent) {
         set_compute_threads(config.threads_per_rank);  // as each rank of `epmoe run`; OpenMP's is per thread
         Model model = make_synthetic_model(
             shape, config.seed + static_cast<uint64_t>(i), [](int, int) { return true; },
-            make_mlp_kernel(config.compute.backend, config.compute.dtype, false, config.compute.packs_weights()));
+            make_mlp_kernel(config.compute.backend, config.compute.dtype, false, config.compute.packs_weights(),
+                            config.compute.weight_panel_kib));
         const ExpertWeights& w = model.layers[0].experts.at(0);
         std::vector<float> x(static_cast<size_t>(rows) * shape.d_model, 0.5f), y(x.size()), scratch;
         model.kernel->forward(w, shape.d_model, shape.d_ff, x, y, scratch);  // warm-up

@@ -215,6 +215,9 @@ ComputeConfig compute_config(const Json& j) {
     c.dtype = one_of(j, "compute", "dtype", {"fp32", "bf16"});
     c.pack_weights = one_of(j, "compute", "pack_weights", {"auto", "off"});
     c.overlap_chunks = static_cast<int>(int_in(j, "compute", "overlap_chunks", 1, 64));
+    c.weight_panel_kib = static_cast<int>(int_in(j, "compute", "weight_panel_kib", 0, 65536));
+    if (c.weight_panel_kib > 0 && c.weight_panel_kib < 64)
+        bad_value("compute.weight_panel_kib", j.at("compute").at("weight_panel_kib"), "must be 0 (off) or 64..65536");
     if (c.backend == "openblas" && c.dtype != "fp32")
         bad_value("compute.dtype", j.at("compute").at("dtype"),
                   "compute.backend openblas runs fp32 only (Debian's OpenBLAS has no sbgemm); use onednn or auto");

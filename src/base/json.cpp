@@ -44,7 +44,7 @@ const char* kDefaults = R"({
   "resources": {"threads_per_rank": 1, "expert_threads": "tasks", "bind": "none", "mpi_wait": "auto",
                 "exchange": "auto", "inter_host": "flat",
                 "work_sharing": "auto"},
-  "compute": {"backend": "auto", "dtype": "fp32", "pack_weights": "auto", "overlap_chunks": 1},
+  "compute": {"backend": "auto", "dtype": "fp32", "pack_weights": "auto", "weight_panel_kib": 0, "overlap_chunks": 1},
   "output": {"dir": "", "dump": "", "quiet": false, "overwrite": false, "progress_interval_s": 5.0},
   "text": {
     "tokens": "", "token_dtype": "auto", "text": "", "tokenizer": "auto", "special_tokens": true, "ctx": 512, "stride": 0, "batch": 1, "dump_logits": "",

@@ -19,8 +19,8 @@ const char* const kAutoFp32Backend = "onednn";
 }  // namespace
 
 std::shared_ptr<const MlpKernel> openblas_kernel();  // src/ops/mlp_openblas.cpp
-std::shared_ptr<const MlpKernel> onednn_kernel(const std::string& dtype, bool in_place,
-                                               bool pack);              // src/ops/mlp_onednn.cpp
+std::shared_ptr<const MlpKernel> onednn_kernel(const std::string& dtype, bool in_place, bool pack,
+                                               int panel_kib);          // src/ops/mlp_onednn.cpp
 std::shared_ptr<const MlpKernel> amx_kernel(const std::string& dtype);  // src/ops/mlp_amx.cpp
 
 MlpArrays MlpKernel::arrays(const ExpertWeights&, int, int) const {
@@ -41,9 +41,12 @@ std::string resolve_backend(const std::string& backend, const std::string& dtype
 }
 
 std::shared_ptr<const MlpKernel> make_mlp_kernel(const std::string& backend, const std::string& dtype, bool in_place,
-                                                 bool pack) {
+                                                 bool pack, int panel_kib) {
     if (dtype != "fp32" && dtype != "bf16") fail("config key compute.dtype = \"", dtype, "\": must be fp32 or bf16");
     const std::string resolved = resolve_backend(backend, dtype);
+    if (panel_kib > 0 && resolved != "onednn")
+        fail("config key compute.weight_panel_kib = ", panel_kib, ": compute.backend ", backend, " runs ", resolved,
+             " here (panels are a way of running the packed onednn/fp32 kernel)");
     if (resolved == "openblas") {
         if (dtype != "fp32")
             fail("config key compute.dtype = \"", dtype, "\": compute.backend openblas runs fp32 only (Debian's ",
@@ -51,7 +54,7 @@ std::shared_ptr<const MlpKernel> make_mlp_kernel(const std::string& backend, con
         static const std::shared_ptr<const MlpKernel> kernel = openblas_kernel();
         return kernel;
     }
-    if (resolved == "onednn") return onednn_kernel(dtype, in_place, pack);
+    if (resolved == "onednn") return onednn_kernel(dtype, in_place, pack, panel_kib);
     if (resolved == "amx") return amx_kernel(dtype);
     fail("config key compute.backend = \"", backend, "\": must be auto, openblas, onednn or amx");
 }

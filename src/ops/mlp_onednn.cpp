@@ -221,13 +221,27 @@ private:
 
 }  // namespace
 
-std::shared_ptr<const MlpKernel> onednn_packed_kernel(const std::string& dtype);  // mlp_onednn_packed.cpp
+std::shared_ptr<const MlpKernel> onednn_packed_kernel(const std::string& dtype,
+                                                      int panel_kib);  // mlp_onednn_packed.cpp
 
 // The packed kernel where oneDNN's fixed-shape matmul of the dtype is its brgemm (and pack); else the runtime-M
-// kernels here. in_place (FP32 only: training, the references): the FP32 weights read as loaded.
-std::shared_ptr<const MlpKernel> onednn_kernel(const std::string& dtype, bool in_place, bool pack) {
+// kernels here. in_place (FP32 only: training, the references): the FP32 weights read as loaded. panel_kib > 0:
+// the packed FP32 kernel in panels, or an error naming compute.weight_panel_kib where that kernel does not run.
+std::shared_ptr<const MlpKernel> onednn_kernel(const std::string& dtype, bool in_place, bool pack, int panel_kib) {
+    if (panel_kib > 0) {
+        const auto refuse = [&](const char* why) {
+            fail("config key compute.weight_panel_kib = ", panel_kib, ": ", why,
+                 " (panels are a way of running the packed onednn/fp32 kernel)");
+        };
+        if (dtype != "fp32") refuse("compute.dtype is bf16");
+        if (in_place) refuse("this command reads the weights as loaded (training updates them)");
+        if (!pack) refuse("compute.pack_weights is off");
+        std::shared_ptr<const MlpKernel> packed = onednn_packed_kernel(dtype, panel_kib);
+        if (!packed) refuse("oneDNN's FP32 matmul is not its brgemm on this CPU");
+        return packed;
+    }
     if (pack && (dtype == "bf16" || !in_place))
-        if (std::shared_ptr<const MlpKernel> packed = onednn_packed_kernel(dtype)) return packed;
+        if (std::shared_ptr<const MlpKernel> packed = onednn_packed_kernel(dtype, 0)) return packed;
     if (dtype == "bf16") return std::make_shared<OneDnnBf16Kernel>();
     return std::make_shared<OneDnnFp32Kernel>();
 }

@@ -46,13 +46,14 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void silu_mul_rows(
 }
 
 __attribute__((target_clones("avx512f", "avx2", "default"))) void silu_mul_rows_to(const float* h, float* act,
-                                                                                   int64_t num_tokens, int d_ff) {
+                                                                                   int64_t num_tokens, int d_ff,
+                                                                                   int64_t act_ld) {
     const size_t f = static_cast<size_t>(d_ff);
     const ExpClamp clamp = opaque_clamp();
     for (int64_t t = 0; t < num_tokens; ++t) {
         const float* __restrict a = h + static_cast<size_t>(t) * 2 * f;
         const float* __restrict b = a + f;
-        float* __restrict out = act + static_cast<size_t>(t) * f;
+        float* __restrict out = act + static_cast<size_t>(t * act_ld);
         for (size_t j = 0; j < f; ++j) out[j] = silu_mul(a[j], b[j], clamp);
     }
 }

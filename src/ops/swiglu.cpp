@@ -46,7 +46,7 @@ void expert_forward_train(const ExpertWeights& w, int d_model, int d_ff, std::sp
     sgemm(false, true, n, 2 * d_ff, d_model, 1.0f, x.data(), d_model, w.w13.data(), d_model, 0.0f, h13.data(),
           2 * d_ff);
     scratch.resize(rows * static_cast<size_t>(d_ff));
-    silu_mul_rows_to(h13.data(), scratch.data(), n, d_ff);
+    silu_mul_rows_to(h13.data(), scratch.data(), n, d_ff, d_ff);
     sgemm(false, true, n, d_model, d_ff, 1.0f, scratch.data(), d_ff, w.w2.data(), d_ff, 0.0f, y.data(), d_model);
 }
 

@@ -2,8 +2,8 @@
 # compute.backend / compute.dtype end to end under this build's MPI: a bad pair exits 2 naming the key,
 # the resolved kernel shows in `epmoe info` and summary.json, BF16 holds half the expert bytes, BF16 output
 # does not depend on the rank count (1-4 ranks, 1e-5), BF16 stays within 1e-2 of FP32, --bind binds, and
-# experts run as tasks on 2 threads give the bits of 1 thread, and the shared-memory token exchange gives the
-# bits of MPI's.
+# experts run as tasks on 2 threads give the bits of 1 thread, the shared-memory token exchange gives the
+# bits of MPI's, and weights in column panels (compute.weight_panel_kib) give the whole matrices' outputs.
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
@@ -66,6 +66,31 @@ assert c['auto']['pack_weights'] == 'auto', c['auto']" "$cli_tmp/pack-" &&
     python3 "$here/st_read.py" compare "$cli_tmp/pack-off.st" "$cli_tmp/pack-auto.st" >"$cli_tmp/cmp"; then
     pass "  compute.pack_weights=off: runtime-M kernel, outputs match packed: $(cat "$cli_tmp/cmp")"
 else fail_check "compute.pack_weights=off: $(cat "$cli_tmp/cmp" 2>/dev/null)"; fi
+
+# compute.weight_panel_kib: the packed FP32 kernel with its weights in column panels (64 KiB: W1|W3 of d_ff 80 in two
+# panels) gives the outputs of the whole matrices to FP32 rounding; a value under 64, BF16 or a kernel that does not
+# pack exits 2 naming the key.
+expect_exit 2 "$EPMOE" info --set compute.weight_panel_kib=32
+expect_stderr_has "compute.weight_panel_kib"
+expect_one_error_line
+expect_exit 2 "${mpiexec[@]}" -np 2 "$EPMOE" run "${small[@]}" --steps 1 --set compute.weight_panel_kib=64 \
+    --set compute.dtype=bf16 --set compute.backend=onednn --out "$cli_tmp/bad"
+expect_stderr_has "compute.weight_panel_kib = 64: compute.dtype is bf16"
+expect_exit 2 "$EPMOE" info --set compute.weight_panel_kib=64 --set compute.backend=openblas
+expect_stderr_has "compute.weight_panel_kib = 64"
+if grep -q packed "$cli_tmp/pack-auto/summary.json"; then
+    expect_exit 0 "${mpiexec[@]}" -np 2 "$EPMOE" run "${small[@]}" --steps 2 --tokens-per-rank 8 \
+        --set compute.backend=onednn --set compute.weight_panel_kib=64 --out "$cli_tmp/panels" \
+        --dump-output "$cli_tmp/panels.st"
+    if grep -q '"weight_panel_kib": 64' "$cli_tmp/panels/summary.json" &&
+        grep -q 'in panels of 64 KiB' "$cli_tmp/panels/summary.json" &&
+        python3 "$here/st_read.py" compare "$cli_tmp/panels.st" "$cli_tmp/pack-auto.st" >"$cli_tmp/cmp"; then
+        pass "  compute.weight_panel_kib=64: outputs match the whole matrices': $(cat "$cli_tmp/cmp")"
+    else fail_check "compute.weight_panel_kib=64: $(cat "$cli_tmp/cmp" 2>/dev/null)"; fi
+else
+    expect_exit 2 "$EPMOE" info --set compute.weight_panel_kib=64
+    expect_stderr_has "not its brgemm on this CPU"
+fi
 
 # 3. BF16 at 1-4 ranks: the same 12 global tokens give the 1-rank result (1e-5), with capacity drops.
 for np in 1 2 3 4; do

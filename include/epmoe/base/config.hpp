@@ -105,6 +105,7 @@ struct ComputeConfig {
     std::string backend;                // auto | openblas | onednn | amx (auto: resolve_backend in ops/mlp_kernel.hpp)
     std::string dtype;                  // fp32 | bf16 (weights; activations and accumulation stay FP32)
     std::string pack_weights = "auto";  // auto (packed at load where oneDNN's brgemm runs) | off (runtime-M)
+    int weight_panel_kib = 0;           // 0 | 64..65536: the packed FP32 kernel's weights in column panels of this size
     int overlap_chunks = 1;             // 1..64: tokens dispatched in chunks, one's Ialltoallv behind another's experts
 
     bool packs_weights() const { return pack_weights != "off"; }  // make_mlp_kernel's pack

@@ -70,8 +70,10 @@ std::string resolve_backend(const std::string& backend, const std::string& dtype
 // onednn/fp32 packs the weights at prepare (and drops the loaded copies) where oneDNN's fixed-shape matmul is its
 // brgemm; in_place asks for a kernel that reads w13 and w2 as loaded instead (training: its weights change).
 // pack false (compute.pack_weights = off): neither onednn kernel packs; both run the runtime-M matmuls.
+// panel_kib > 0 (compute.weight_panel_kib): the packed onednn/fp32 kernel with its weights in column panels of about
+// that many KiB, each run over all the rows before the next; an error naming the key where that kernel does not run.
 std::shared_ptr<const MlpKernel> make_mlp_kernel(const std::string& backend, const std::string& dtype,
-                                                 bool in_place = false, bool pack = true);
+                                                 bool in_place = false, bool pack = true, int panel_kib = 0);
 
 // The FP32 kernel of compute.backend = auto reading the weights as loaded (in_place): what a Model uses unless
 // told otherwise (the commands pass the kernel of their config).
@@ -95,8 +97,9 @@ std::string onednn_description();
 // h[t, j] = silu(h[t, j]) * h[t, d_ff + j] for j < d_ff, in place over the left half of each row.
 // h: [num_tokens, 2 * d_ff] (W1·x | W3·x); the left half becomes W2's input, leading dimension 2 * d_ff.
 void silu_mul_rows(float* h, int64_t num_tokens, int d_ff);
-// The same into act [num_tokens, d_ff], h left as it was (training keeps W1·x | W3·x for the backward).
-void silu_mul_rows_to(const float* h, float* act, int64_t num_tokens, int d_ff);
+// The same into act [num_tokens, d_ff] (rows act_ld apart; act_ld = d_ff: contiguous), h left as it was
+// (training keeps W1·x | W3·x for the backward; a panel of d_ff columns writes its columns of a wider act).
+void silu_mul_rows_to(const float* h, float* act, int64_t num_tokens, int d_ff, int64_t act_ld);
 
 // The SwiGLU's backward through silu(a) * b, a row at a time: h13 [num_tokens, 2 d_ff] holds a | b (W1·x | W3·x),
 // dh13 [num_tokens, 2 d_ff] holds dact (the gradient of silu(a) * b) in its left half and receives da | db;

@@ -276,6 +276,61 @@ TEST(Compute, BadPairsNameTheKey) {
     EXPECT_EQ(default_config()["compute"]["backend"], "auto");
 }
 
+// compute.weight_panel_kib: the packed FP32 kernel with its weights in column panels (here 64 columns each, the
+// last ones narrower: d_ff 200 = 64 + 64 + 64 + 8, d_model 160 = 64 + 64 + 32) gives the plain loop's result, a
+// row's result does not depend on the rows run with it, and the panels shared as arrays() run the same as prepared.
+TEST(Compute, PanelsMatchThePlainLoopAndTheWholeMatrices) {
+    set_compute_threads(1);
+    const auto whole = make_mlp_kernel("onednn", "fp32");
+    if (whole->implementation().find("packed") == std::string::npos) {
+        std::printf("onednn/fp32 not packed here: %s\n", whole->implementation().c_str());
+        return;
+    }
+    const auto panels = make_mlp_kernel("onednn", "fp32", false, true, 64);
+    EXPECT_NE(panels->implementation().find("in panels of 64 KiB"), std::string::npos) << panels->implementation();
+    const int d = 160, f = 200, rows = 150;
+    const ExpertWeights loaded = wave_weights(d, f, 0.05f);
+    ExpertWeights a = loaded, b = loaded;
+    whole->prepare(a, d, f);
+    panels->prepare(b, d, f);
+    std::vector<float> x(rows * d), ya(x.size()), yb(x.size()), scratch;
+    for (size_t i = 0; i < x.size(); ++i) x[i] = std::cos(0.013f * i * i);
+    expert_forward(*whole, a, d, f, x, ya, scratch);
+    expert_forward(*panels, b, d, f, x, yb, scratch);
+    const std::vector<double> want = reference_mlp(loaded.w13, loaded.w2, d, f, x, false);
+    int same_bits = 0;
+    for (int t = 0; t < rows; ++t) {
+        std::vector<float> w(want.begin() + t * d, want.begin() + (t + 1) * d);
+        EXPECT_LT(reference::row_rel_l2(&yb[t * d], w.data(), d), 1e-5) << "row " << t;
+        EXPECT_LT(reference::row_rel_l2(&yb[t * d], &ya[t * d], d), 1e-6) << "row " << t;
+        same_bits += std::memcmp(&ya[t * d], &yb[t * d], d * sizeof(float)) == 0;
+    }
+    std::printf("panels: %d of %d rows the whole matrices' bits (all of them on the Intel Xeon, brg:avx512_core)\n",
+                same_bits, rows);
+    for (int n : {1, 17, 64, 149}) {
+        std::vector<float> part(n * d);
+        expert_forward(*panels, b, d, f, std::span<const float>(x).first(n * d), part, scratch);
+        EXPECT_EQ(std::memcmp(part.data(), yb.data(), part.size() * sizeof(float)), 0) << n << " rows";
+    }
+    const MlpArrays arr = panels->arrays(b, d, f);
+    const ExpertWeights v = panels->view(arr.w13.data(), arr.w2.data(), d, f, b.prepared);
+    EXPECT_EQ(v.prepared_bytes, b.prepared_bytes);
+    std::vector<float> yv(x.size());
+    expert_forward(*panels, v, d, f, x, yv, scratch);
+    EXPECT_EQ(std::memcmp(yv.data(), yb.data(), yb.size() * sizeof(float)), 0);
+}
+
+TEST(Compute, PanelsRefusedWhereThePackedFp32KernelDoesNotRun) {
+    const std::string key = "compute.weight_panel_kib = 256";
+    expect_error_naming([] { make_mlp_kernel("openblas", "fp32", false, true, 256); }, key);
+    expect_error_naming([] { make_mlp_kernel("onednn", "bf16", false, true, 256); }, key);
+    expect_error_naming([] { make_mlp_kernel("onednn", "fp32", true, true, 256); }, key);
+    expect_error_naming([] { make_mlp_kernel("onednn", "fp32", false, false, 256); }, key);
+    Json j = default_config();
+    apply_set(j, "compute.weight_panel_kib=32");
+    expect_error_naming([&] { Config::from_json(j); }, "compute.weight_panel_kib");
+}
+
 // run_tasks: every task once, slots within the thread count, OpenBLAS's threads restored, and a task's
 // exception rethrown after the others stop.
 TEST(RunTasks, EveryTaskOnceAndTheFirstFailureRethrown) {

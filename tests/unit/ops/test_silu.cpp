@@ -36,12 +36,25 @@ TEST(Silu, MatchesDoubleLoopOverTheWholeRange) {
     silu_mul_rows(got.data(), rows, d_ff);
     std::vector<float> act(static_cast<size_t>(rows) * d_ff);  // silu_mul_rows_to: the same bits, h untouched
     const std::vector<float> h_before = h;
-    silu_mul_rows_to(h.data(), act.data(), rows, d_ff);
+    silu_mul_rows_to(h.data(), act.data(), rows, d_ff, d_ff);
     EXPECT_EQ(h, h_before);
     for (int t = 0; t < rows; ++t)
         for (int j = 0; j < d_ff; ++j)
             EXPECT_EQ(std::bit_cast<uint32_t>(act[static_cast<size_t>(t) * d_ff + j]),
                       std::bit_cast<uint32_t>(got[2ull * t * d_ff + j]));
+    // Into columns of a wider act (a panel's columns, rows act_ld apart): the same bits, the other columns untouched.
+    const int64_t ld = d_ff + 7;
+    std::vector<float> wide(static_cast<size_t>(rows * ld), -3.0f);
+    silu_mul_rows_to(h.data(), wide.data() + 5, rows, d_ff, ld);
+    for (int t = 0; t < rows; ++t)
+        for (int64_t j = 0; j < ld; ++j) {
+            const float w = wide[static_cast<size_t>(t * ld + j)];
+            if (j < 5 || j >= 5 + d_ff)
+                EXPECT_EQ(w, -3.0f) << "column " << j << " is not the panel's";
+            else
+                EXPECT_EQ(std::bit_cast<uint32_t>(w),
+                          std::bit_cast<uint32_t>(act[static_cast<size_t>(t) * d_ff + j - 5]));
+        }
     int checked = 0;
     for (size_t i = 0; i < h.size(); ++i) {
         const size_t col = i % (2ull * d_ff);
