@@ -22,6 +22,9 @@
 #                their larger GEMMs (the 1-rank layer runs 32 experts of 128 rows), FP32 and BF16
 #       pairs    the 1 x 1 and 16 x 1 runs of weak (shm) again, in turn, REAL16_PAIRS times (default 3) for each dtype:
 #                a ratio from runs seconds apart, where the machine's load drifts over minutes
+#       variants the pairs of FP32 runs (1 x 1, then 16 x 1) for each way of running onednn/fp32's packed weights, in
+#                rounds (REAL16_PAIRS): whole (whole matrices, the default), panels256 and panels1024
+#                (compute.weight_panel_kib), off (compute.pack_weights=off); REAL16_VARIANTS narrows them
 #       skewed   weak scaling on the synthetic workload (Zipf-popular clusters: hot experts make a hot rank) at 1
 #                and 16 ranks
 #       dispatch bench_dispatch (dispatch + combine against bare MPI_Alltoallv) at 4, 8, 16 ranks
@@ -103,6 +106,30 @@ part_pairs() {
     done
 }
 
+# The options of a variant name (part variants).
+variant_args() {
+    case $1 in
+        whole) ;;
+        panels*) echo --set compute.weight_panel_kib="${1#panels}" ;;
+        off) echo --set compute.pack_weights=off ;;
+        *) say "unknown variant $1 (whole, panels<KiB>, off)"; exit 2 ;;
+    esac
+}
+
+part_variants() {
+    local round variant p
+    for round in $(seq 1 "${REAL16_PAIRS:-3}"); do
+        for variant in ${REAL16_VARIANTS:-whole panels256 panels1024 off}; do
+            for p in 1 16; do
+                say "variants: round $round, fp32 $variant, $p ranks"
+                run "variant$round-$variant-${p}x1" "$p" 1 --model "$out/peer/model" --set compute.dtype=fp32 \
+                    --set compute.backend=onednn $(variant_args "$variant") --set resources.exchange=shm \
+                    --input "$out/peer/uniform_$((2048 * p)).safetensors"
+            done
+        done
+    done
+}
+
 # singleton NAME CORE ARGS...: one epmoe run of one rank (an MPI singleton) pinned to CORE; results in OUT/NAME/
 # (metrics only), log in OUT/NAME.log.
 singleton() {
@@ -178,8 +205,8 @@ part_dispatch() {
 "${mpirun[@]}" "${one_a_core[@]}" -n 16 "$bin/epmoe" info --json >"$out/info16.json" 2>"$out/info16.err" || true
 for part in $parts; do
     case $part in
-        make | weak | pairs | ceiling | rankwork | peer | skewed | dispatch) "part_$part" ;;
-        *) say "unknown part $part (make, weak, pairs, ceiling, rankwork, peer, skewed, dispatch)"; exit 2 ;;
+        make | weak | pairs | variants | ceiling | rankwork | peer | skewed | dispatch) "part_$part" ;;
+        *) say "unknown part $part (make, weak, pairs, variants, ceiling, rankwork, peer, skewed, dispatch)"; exit 2 ;;
     esac
 done
 say "done: $parts"

@@ -121,6 +121,37 @@ def pairs_section(L, folder):
     L.append("")
 
 
+def variants_section(L, folder):
+    """The FP32 pairs for each way of running the packed weights (part variants): efficiency and rank speed."""
+    names = sorted({n.split("-")[1] for n in os.listdir(folder) if n.startswith("variant") and n.endswith(".log")})
+    if not names:
+        return
+    L.append("## FP32 kernel variants at 16 ranks, paired\n")
+    L.append("Part variants: for each way of running onednn/fp32's packed weights, a 1 x 1 run and then a 16 x 1 run "
+             "(shm, shared work), in interleaved rounds. whole: whole matrices (the default); panels<N>: "
+             "`compute.weight_panel_kib=N`; off: `compute.pack_weights=off` (the runtime-row-count matmuls). "
+             "Efficiency and rank speed as in the paired table; median (min-max) over the rounds.\n")
+    L.append("| variant | rounds | 1 x 1 tokens/s | 16 x 1 tokens/s | efficiency | rank speed sum / 16 |")
+    L.append("|---|---|---|---|---|---|")
+    for name in names:
+        ones, manys, effs, sums = [], [], [], []
+        for f in sorted(os.listdir(folder)):
+            if not (f.startswith("variant") and f.endswith(f"-{name}-1x1") and os.path.isdir(os.path.join(folder, f))):
+                continue
+            one = run_figures(os.path.join(folder, f))
+            many = run_figures(os.path.join(folder, f[:-len("1x1")] + "16x1"))
+            if not one or not many:
+                continue
+            ones.append(med(one["layer"]))
+            manys.append(med(many["layer"]))
+            effs.append(manys[-1] / 16 / ones[-1])
+            if one["rank_speed"] and many["rank_speed"]:
+                sums.append(sum(v / one["rank_speed"][0] for v in many["rank_speed"]) / len(many["rank_speed"]))
+        span = lambda v: f"{fmt(sorted(v)[len(v) // 2])} ({fmt(min(v))}-{fmt(max(v))})" if v else "n/a"
+        L.append(f"| {name} | {len(effs)} | {span(ones)} | {span(manys)} | **{span(effs)}** | {span(sums)} |")
+    L.append("")
+
+
 def at_once(folder, prefix, dtype):
     """Tokens/s of the 16 runs PREFIX-0 .. PREFIX-15 (None unless all 16 ran), and epmoe 16 x 1's (shm)."""
     runs = [run_figures(os.path.join(folder, f"{prefix}-{c}")) for c in range(16)]
@@ -248,6 +279,7 @@ def main():
         L.append(f"Command: `{args.command}`\n")
     weak_section(L, args.folder)
     pairs_section(L, args.folder)
+    variants_section(L, args.folder)
     ceiling_section(L, args.folder)
     peer_section(L, args.folder)
     skewed_section(L, args.folder)
