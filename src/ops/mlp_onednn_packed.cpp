@@ -39,6 +39,7 @@ struct PackedWeights {
     const std::byte* w13 = nullptr;
     const std::byte* w2 = nullptr;
     size_t w13_bytes = 0, w2_bytes = 0;
+    Panels w13_cut, w2_cut;                  // where each matrix's panels are (cut once, at prepare or view)
     std::vector<std::byte> w13_own, w2_own;  // what w13 and w2 point to; empty in a view (MlpKernel::view)
     std::shared_ptr<const void> owner;       // a view's memory
 };
@@ -59,8 +60,9 @@ public:
     void prepare(ExpertWeights& w, int d_model, int d_ff) const override {
         EPMOE_ASSERT(w.w13.size() == 2ull * d_ff * d_model && w.w2.size() == 1ull * d_model * d_ff);
         auto p = std::make_shared<PackedWeights>();
-        p->w13_own = pack_w13(w.w13.data(), d_model, d_ff);
-        p->w2_own = pack_w2(w.w2.data(), d_model, d_ff);
+        p->w13_cut = w13_panels(d_model, d_ff), p->w2_cut = w2_panels(d_model, d_ff);
+        p->w13_own = pack_w13(w.w13.data(), d_model, d_ff, p->w13_cut);
+        p->w2_own = pack_w2(w.w2.data(), d_model, d_ff, p->w2_cut);
         p->w13 = p->w13_own.data(), p->w2 = p->w2_own.data();
         p->w13_bytes = p->w13_own.size(), p->w2_bytes = p->w2_own.size();
         std::vector<float>().swap(w.w13);  // the packed copies (BF16: rounded, to_bf16) are all this kernel reads
@@ -99,8 +101,8 @@ public:
                        std::shared_ptr<const void> owner) const override {
         auto p = std::make_shared<PackedWeights>();
         p->w13 = w13, p->w2 = w2;
-        p->w13_bytes = w13_panels(d_model, d_ff).bytes;
-        p->w2_bytes = w2_panels(d_model, d_ff).bytes;
+        p->w13_cut = w13_panels(d_model, d_ff), p->w2_cut = w2_panels(d_model, d_ff);
+        p->w13_bytes = p->w13_cut.bytes, p->w2_bytes = p->w2_cut.bytes;
         p->owner = std::move(owner);
         ExpertWeights v;
         v.prepared_bytes = p->w13_bytes + p->w2_bytes;
@@ -115,15 +117,16 @@ private:
     }
 
     // `cols` output columns of `col_bytes` weight bytes each, cut into panels of about panel_bytes_ (a multiple of
-    // 64 columns, brgemm's block) each packed as a k x (width * per_col) matmul; one panel where panels are off.
+    // 64 columns, brgemm's block) each packed as a k x (width * per_col) matmul, each 64-byte aligned; one panel
+    // where panels are off (then bytes is the whole matrix's packed size, exactly).
     Panels panels(int64_t cols, int64_t col_bytes, int64_t k, int64_t per_col) const {
         const int64_t step = panel_bytes_ ? std::max<int64_t>(64, panel_bytes_ / col_bytes / 64 * 64) : cols;
         Panels out;
         for (int64_t first = 0; first < cols; first += step) {
             out.first.push_back(first);
             out.width.push_back(std::min(step, cols - first));
-            out.offset.push_back(out.bytes);
-            out.bytes += (matmuls_.packed_bytes(k, out.width.back() * per_col) + 63) / 64 * 64;
+            out.offset.push_back((out.bytes + 63) / 64 * 64);
+            out.bytes = out.offset.back() + matmuls_.packed_bytes(k, out.width.back() * per_col);
         }
         return out;
     }
@@ -131,9 +134,8 @@ private:
     Panels w2_panels(int64_t d_model, int64_t d_ff) const { return panels(d_model, 4 * d_ff, d_ff, 1); }
 
     // w13 [2 d_ff, d_model] as loaded -> its panels: the rows of W1 and then of W3 for the panel's columns.
-    std::vector<std::byte> pack_w13(const float* w13, int64_t d_model, int64_t d_ff) const {
+    std::vector<std::byte> pack_w13(const float* w13, int64_t d_model, int64_t d_ff, const Panels& cut) const {
         if (!panel_bytes_) return matmuls_.pack(w13, d_model, 2 * d_ff);
-        const Panels cut = w13_panels(d_model, d_ff);
         std::vector<std::byte> out(cut.bytes);
         std::vector<float> rows;
         for (size_t i = 0; i < cut.first.size(); ++i) {
@@ -146,9 +148,8 @@ private:
         return out;
     }
     // w2 [d_model, d_ff] as loaded -> its panels: the rows of the panel's output columns.
-    std::vector<std::byte> pack_w2(const float* w2, int64_t d_model, int64_t d_ff) const {
+    std::vector<std::byte> pack_w2(const float* w2, int64_t d_model, int64_t d_ff, const Panels& cut) const {
         if (!panel_bytes_) return matmuls_.pack(w2, d_ff, d_model);
-        const Panels cut = w2_panels(d_model, d_ff);
         std::vector<std::byte> out(cut.bytes);
         for (size_t i = 0; i < cut.first.size(); ++i) {
             const std::vector<std::byte> packed = matmuls_.pack(w2 + cut.first[i] * d_ff, d_ff, cut.width[i]);
@@ -161,7 +162,7 @@ private:
     // through each of W2's panels (into y's columns).
     void forward_panels(const PackedWeights& p, int64_t d_model, int64_t d_ff, int64_t n, const float* x, float* y,
                         std::vector<float>& scratch) const {
-        const Panels a = w13_panels(d_model, d_ff), b = w2_panels(d_model, d_ff);
+        const Panels &a = p.w13_cut, &b = p.w2_cut;
         const int64_t widest = std::max(2 * a.width[0], b.width[0]);
         scratch.resize(static_cast<size_t>(n * (widest + d_ff)));
         float* out = scratch.data();               // [n, panel's columns]: brgemm writes no strided dst
