@@ -268,8 +268,9 @@ def main():
     model = next((l.split(":", 1)[1].strip() for l in machine.splitlines() if l.startswith("Model name")), "?")
     cpus = next((l.split(":", 1)[1].strip() for l in machine.splitlines() if l.startswith("CPU(s)")), "?")
     mpi = next((l.strip() for l in machine.splitlines() if "Open MPI" in l or "mpirun" in l), "?")
+    l3 = next((l.split(":", 1)[1].strip() for l in machine.splitlines() if l.startswith("L3 cache")), "?")
     L = ["# epmoe on 16 real ranks\n",
-         f"Written by bench/real16_report.py from bench/real16.sh's outputs. Machine: {model}, {cpus} CPUs, {mpi}; "
+         f"Written by bench/real16_report.py from bench/real16.sh's outputs. Machine: {model}, {cpus} CPUs, L3 {l3}, {mpi}; "
          "epmoe built on Debian 12 (GCC 12, Open MPI 4.1 headers, oneDNN 2.6, OpenBLAS 0.3.21) and carried with "
          "its libraries; the machine's own libmpi ran it. Each figure is a median over the timed steps with "
          "(min-max). The machine is a shared virtual one: the same run repeated in another call moved by up to 2x "
