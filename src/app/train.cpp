@@ -244,6 +244,7 @@ public:
                 {"data", data_.source},
                 {"tokens_total", tokens_},
                 {"seconds", seconds_},
+                {"weight_grad_gemm", sgemm_weight_grad_library()},
                 {"tokens_per_s", seconds_ > 0 ? Json(tokens_ / seconds_) : Json(nullptr)},
                 {"final_lm_loss", last_loss_},
                 {"final_val_loss", last_val_},

@@ -2,7 +2,12 @@
 // and backward of every MLP, the router's backward): oneDNN's dnnl_sgemm, row-major as cblas_sgemm is. On the
 // training shapes of bench/RESULTS.md it ran 3-11 % faster than Debian's OpenBLAS 0.3.21 sgemm at one thread
 // (2-vCPU AMD EPYC, Zen 4), the same or faster at attention's small shapes; the inference experts keep their
-// kernel (compute.backend). Private to src/ops.
+// kernel (compute.backend). One exception, by measurement: where OpenBLAS runs an AVX-512 core (SkylakeX,
+// CooperLake, SapphireRapids), the weight-gradient products (a transposed, not b) of more than 2^26
+// multiply-adds go to OpenBLAS's cblas_sgemm: on the 2-vCPU Intel Xeon (AMX, OpenBLAS core SkylakeX) at one
+// thread these ran at 161-178 GFLOP/s there against 155-157 in dnnl_sgemm (the bench's training step, 2 runs
+// of 3 steps); the smaller ones, and every other shape, were as fast or faster in oneDNN. The choice depends on
+// the CPU and OPENBLAS_CORETYPE alone, so a machine's runs give the same bits. Private to src/ops.
 #pragma once
 
 #include <cstdint>

@@ -47,6 +47,38 @@ TEST(MlpBackward, ExpertMatchesFiniteDifferences) {
     expert_backward(w, d, f, {}, {}, {}, {}, grad, scratch);
 }
 
+// Weight gradients of more than 2^26 multiply-adds, which run on OpenBLAS where it has an AVX-512 core
+// (ops/sgemm.hpp), against double loops over the forward's own h13: dact = dy W2, da = dact b silu'(a),
+// db = dact silu(a), dW2 = dy^T (silu(a) b), dW13 = [da | db]^T x.
+TEST(MlpBackward, LargeWeightGradientsMatchDoubleLoops) {
+    const int n = 1024, d = 256, f = 256;
+    ExpertWeights w = mlp_weights(d, f, 41);
+    std::vector<float> x = random_vec(n * d, 43, 1.0f), dy = random_vec(n * d, 44), y(n * d), h13, scratch;
+    expert_forward_train(w, d, f, x, y, h13, scratch);
+    ExpertWeights grad = mlp_zero_like(w);
+    expert_backward(w, d, f, x, h13, dy, {}, grad, scratch);
+    bwdtest::Vec act(size_t{n} * f), dh13(size_t{n} * 2 * f);
+    for (int t = 0; t < n; ++t)
+        for (int j = 0; j < f; ++j) {
+            double dact = 0;
+            for (int i = 0; i < d; ++i) dact += double{dy[t * d + i]} * w.w2[size_t{i} * f + j];
+            const double a = h13[size_t{t} * 2 * f + j], b = h13[size_t{t} * 2 * f + f + j];
+            const double sig = 1 / (1 + std::exp(-a));
+            act[size_t{t} * f + j] = a * sig * b;
+            dh13[size_t{t} * 2 * f + j] = dact * b * sig * (1 + a * (1 - sig));
+            dh13[size_t{t} * 2 * f + f + j] = dact * a * sig;
+        }
+    bwdtest::Vec dw2(size_t{d} * f, 0.0), dw13(size_t{2} * f * d, 0.0);
+    for (int t = 0; t < n; ++t) {
+        for (int i = 0; i < d; ++i)
+            for (int j = 0; j < f; ++j) dw2[size_t{i} * f + j] += dy[t * d + i] * act[size_t{t} * f + j];
+        for (int r = 0; r < 2 * f; ++r)
+            for (int i = 0; i < d; ++i) dw13[size_t{r} * d + i] += dh13[size_t{t} * 2 * f + r] * x[t * d + i];
+    }
+    EXPECT_LT(bwdtest::rel_l2(grad.w2, dw2), 1e-5);
+    EXPECT_LT(bwdtest::rel_l2(grad.w13, dw13), 1e-5);
+}
+
 TEST(MlpBackward, SharedExpertMatchesFiniteDifferences) {
     const int n = 4, d = 6, f = 5;
     DenseMlp mlp{f, mlp_weights(d, f, 31)};
