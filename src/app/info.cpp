@@ -12,6 +12,8 @@
 #include "epmoe/base/error.hpp"
 #include "epmoe/comm/topology.hpp"
 #include "epmoe/energy/energy.hpp"
+#include "epmoe/ops/gemm_time.hpp"
+#include "epmoe/ops/gemm_time.hpp"
 #include "epmoe/ops/mlp_kernel.hpp"
 
 namespace epmoe {
@@ -59,7 +61,8 @@ Json blas_json() {
             {"core", core ? core : ""},
             {"core_detected", detected.empty() ? Json(nullptr) : Json(detected)},
             {"warning", warning.empty() ? Json(nullptr) : Json(warning)},
-            {"threads", openblas_get_num_threads()}};
+            {"threads", openblas_get_num_threads()},
+            {"train_weight_grad_gemm", sgemm_weight_grad_library()}};
 }
 
 // The GEMM kernel `epmoe run` would use with this config (compute.backend auto resolved) and the libraries.
@@ -177,7 +180,9 @@ void print_text(std::ostream& os, const Json& j) {
        << (j["blas"]["core_detected"].is_string() ? " (OPENBLAS_CORETYPE set by epmoe: OpenBLAS had detected " +
                                                         j["blas"]["core_detected"].get<std::string>() + ")"
                                                   : "")
-       << ", " << j["blas"]["threads"] << " thread(s): " << j["blas"]["config"].get<std::string>() << "\n";
+       << ", " << j["blas"]["threads"] << " thread(s): " << j["blas"]["config"].get<std::string>()
+       << "; training's large weight-gradient GEMMs on " << j["blas"]["train_weight_grad_gemm"].get<std::string>()
+       << "\n";
     if (j["blas"]["warning"].is_string()) os << "  warning: " << j["blas"]["warning"].get<std::string>() << "\n";
     const Json& k = j["compute"];
     os << "compute: " << k["kernel"].get<std::string>() << " (compute.backend = " << k["backend"].get<std::string>()
