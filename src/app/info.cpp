@@ -13,7 +13,6 @@
 #include "epmoe/comm/topology.hpp"
 #include "epmoe/energy/energy.hpp"
 #include "epmoe/ops/gemm_time.hpp"
-#include "epmoe/ops/gemm_time.hpp"
 #include "epmoe/ops/mlp_kernel.hpp"
 
 namespace epmoe {
