@@ -120,15 +120,25 @@ Model shared_if_asked(const mpi::Comm& world, const Config& config, Model model,
     work_sharing = work_sharing_of(config);
     if (work_sharing != "host") return model;
     const uint64_t need = host_expert_bytes(world, model), room = shared_memory_room();
-    if (mpi::allreduce_one<int>(world, need <= room ? 1 : 0, mpi::Op::kMin) == 1) {
+    // Every rank learns the first failing host's reason, so the job ends on one agreed line (an abort races
+    // the other ranks' output).
+    std::string why;
+    try {
+        mpi::all_or_none(world, [&] {
+            if (need > room)
+                fail("the experts of host ", mpi::processor_name(), " take ", need >> 20,
+                     " MiB of shared memory and its /dev/shm has ", room >> 20, " MiB free");
+        });
+    } catch (const AgreedError& e) {
+        why = e.what();
+    }
+    if (why.empty()) {
         share_experts_on_host(world, model);
         return model;
     }
-    const std::string why = need <= room ? "another host's /dev/shm cannot hold its experts"
-                                         : cat("the experts of this host take ", need >> 20,
-                                               " MiB of shared memory and /dev/shm has ", room >> 20, " MiB free");
     if (config.work_sharing == "host")
-        fail("config key resources.work_sharing = \"host\": ", why, "; use resources.work_sharing=none");
+        throw AgreedError(
+            cat("config key resources.work_sharing = \"host\": ", why, "; use resources.work_sharing=none"));
     if (world.rank() == 0 && !config.output.quiet)
         std::fprintf(stderr, "epmoe: note: resources.work_sharing = auto runs as none: %s\n", why.c_str());
     work_sharing = "none";
