@@ -49,6 +49,8 @@ public:
         return checkpoint_ ? checkpoint_->info().eos_token_ids : std::vector<int32_t>();
     }
     int32_t pad_token_id() const { return checkpoint_ ? checkpoint_->info().pad_token_id : -1; }
+    // The checkpoint's description (null for a synthetic model).
+    const CheckpointInfo* checkpoint_info() const { return checkpoint_ ? &checkpoint_->info() : nullptr; }
     // The checkpoint's family (Mixtral for a synthetic model).
     Family family() const { return checkpoint_ ? checkpoint_->info().family : Family::kMixtral; }
     // summary.json's "model": sizes and source (synthetic, or family, path and layers of a checkpoint).

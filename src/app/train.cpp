@@ -94,7 +94,8 @@ public:
         const double t1 = mpi::wtime();
         allreduce_gradients(registry_);
         const double t2 = mpi::wtime();
-        if (s == first_step_ && !t.dump_grads.empty()) dump_gradients(world_, t.dump_grads, family(), grads_, losses);
+        if (s == first_step_ && !t.dump_grads.empty())
+            dump_gradients(world_, t.dump_grads, family(), source_.checkpoint_info(), grads_, losses);
         const double norm =
             t.grad_clip > 0 ? clip_grad_norm(registry_, world_, t.grad_clip) : global_grad_norm(registry_, world_);
         if (!std::isfinite(losses.lm) || !std::isfinite(norm))

@@ -2,6 +2,7 @@
 #include "app/train_hooks.hpp"
 
 #include <cstring>
+#include <unordered_map>
 
 #include "epmoe/base/error.hpp"
 #include "epmoe/base/json.hpp"
@@ -11,9 +12,62 @@
 #include "epmoe/ops/loss.hpp"
 
 namespace epmoe {
+namespace {
 
-void dump_gradients(const mpi::Comm& world, const std::string& path, Family family, const ModelGrads& grads,
-                    const TrainLosses& losses) {
+// The MoE module prefix the writer gave layer l ("model.layers.{l}.<module>."), found by its router, or "".
+std::string written_moe_prefix(const std::vector<TensorToWrite>& tensors, const Arch& a, int l) {
+    for (const char* module : a.moe_modules) {
+        if (module == nullptr) continue;
+        const std::string prefix = cat("model.layers.", l, ".", module, ".");
+        for (const TensorToWrite& t : tensors)
+            if (t.name == prefix + a.router) return prefix;
+    }
+    return "";
+}
+
+// Replaces the per-expert tensors under moe + "experts.{e}." by the fused pair: fused_w13 [E, 2 d_ff, d] (each
+// expert's W1 rows then its W3 rows) and fused_w2 [E, d, d_ff], as transformers 5 holds them.
+void fuse_experts(std::vector<TensorToWrite>& tensors, const std::string& moe, const Arch& a, int num_experts) {
+    std::unordered_map<std::string, size_t> index;
+    for (size_t i = 0; i < tensors.size(); ++i) index[tensors[i].name] = i;
+    auto expert = [&](int e, const char* matrix) -> TensorToWrite& {
+        const auto it = index.find(cat(moe, "experts.", e, ".", matrix));
+        EPMOE_ASSERT(it != index.end());
+        return tensors[it->second];
+    };
+    const int64_t d_ff = expert(0, a.expert.w1).shape[0], d_model = expert(0, a.expert.w1).shape[1];
+    TensorToWrite w13{
+        .name = cat(moe, "experts.", a.fused_w13), .shape = {num_experts, 2 * d_ff, d_model}, .bytes = {}};
+    TensorToWrite w2{.name = cat(moe, "experts.", a.fused_w2), .shape = {num_experts, d_model, d_ff}, .bytes = {}};
+    for (int e = 0; e < num_experts; ++e)
+        for (auto [to, matrix] : {std::pair{&w13, a.expert.w1}, {&w13, a.expert.w3}, {&w2, a.expert.w2}}) {
+            TensorToWrite& from = expert(e, matrix);
+            to->bytes.insert(to->bytes.end(), from.bytes.begin(), from.bytes.end());
+            from.name.clear();  // taken
+        }
+    std::erase_if(tensors, [](const TensorToWrite& t) { return t.name.empty(); });
+    tensors.push_back(std::move(w13));
+    tensors.push_back(std::move(w2));
+}
+
+// Names the MoE blocks' tensors as the source checkpoint does: its module (Mixtral's block_sparse_moe, or mlp
+// in transformers 5's runtime layout) and, where its experts are fused, the fused pair in place of each expert's.
+void name_as_source(std::vector<TensorToWrite>& tensors, const CheckpointInfo& source) {
+    const Arch& a = arch_of(source.family);
+    for (int l = 0; l < static_cast<int>(source.layers.size()); ++l) {
+        if (!source.layers[l].moe) continue;
+        const std::string from = written_moe_prefix(tensors, a, l), to = source.mlp_prefix(l);
+        if (from.empty()) continue;
+        if (source.layers[l].fused_experts) fuse_experts(tensors, from, a, source.shape.num_experts);
+        for (TensorToWrite& t : tensors)
+            if (t.name.starts_with(from)) t.name = to + t.name.substr(from.size());
+    }
+}
+
+}  // namespace
+
+void dump_gradients(const mpi::Comm& world, const std::string& path, Family family, const CheckpointInfo* source,
+                    const ModelGrads& grads, const TrainLosses& losses) {
     // This rank's tensors (named as a checkpoint names them), sent to rank 0 as a header and their floats.
     std::vector<TensorToWrite> mine = checkpoint_tensors(world, family, grads.model, grads.decoder);
     Json head = Json::array();
@@ -41,6 +95,7 @@ void dump_gradients(const mpi::Comm& world, const std::string& path, Family fami
                                                   std::span<const float>(all).subspan(offset, n)));
                 offset += n;
             }
+        if (source != nullptr) name_as_source(tensors, *source);
         const float lm = static_cast<float>(losses.lm), aux = static_cast<float>(losses.aux);
         tensors.push_back(tensor_from_f32("lm_loss", {1}, std::span<const float>(&lm, 1)));
         tensors.push_back(tensor_from_f32("aux_loss", {1}, std::span<const float>(&aux, 1)));

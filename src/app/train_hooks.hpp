@@ -9,15 +9,18 @@
 #include "app/train_data.hpp"
 #include "epmoe/comm/mpi.hpp"
 #include "epmoe/model/arch.hpp"
+#include "epmoe/model/checkpoint.hpp"
 #include "epmoe/train/decoder_train.hpp"
 
 namespace epmoe {
 
 // Writes `path` on rank 0: every gradient of grads (after the sum over replicas, before clipping), F32 under
 // the family's Hugging Face names (each rank's experts gathered to rank 0, each tensor once), plus the scalars
-// lm_loss and aux_loss (unscaled), F32 [1]. Collective; fails on every rank alike.
-void dump_gradients(const mpi::Comm& world, const std::string& path, Family family, const ModelGrads& grads,
-                    const TrainLosses& losses);
+// lm_loss and aux_loss (unscaled), F32 [1]. With a source checkpoint, its MoE blocks' names: its module, and
+// where its experts are fused (transformers 5's runtime layout) the fused gate_up_proj and down_proj gradients.
+// Collective; fails on every rank alike.
+void dump_gradients(const mpi::Comm& world, const std::string& path, Family family, const CheckpointInfo* source,
+                    const ModelGrads& grads, const TrainLosses& losses);
 
 // This rank's share of step `step`'s global batch: train.sampler random (sample_batch: seeded windows) or
 // sequential (sequential_batch). Pure compute.

@@ -3,7 +3,8 @@
 # fixture model (tests/fixtures/models/*/grads.safetensors, make_hf_grads.py), one step on the rows of its
 # input_ids.safetensors ([3, 10]) at 1 and 2 ranks writes lm_loss, aux_loss and the gradient of every tensor
 # under its Hugging Face name (the experts of both ranks gathered into one file); each matches HF's to 1e-4
-# relative L2 (the losses to 1e-5), the same tolerance as tests/mpi/test_train_hf_mpi.cpp.
+# relative L2 (the losses to 1e-5), the same tolerance as tests/mpi/test_train_hf_mpi.cpp. The same for
+# each model rewritten with its experts fused, as transformers 5 holds them (fuse_experts.py).
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
@@ -44,6 +45,21 @@ for model in mixtral mixtral_bf16_sharded olmoe qwen2_moe qwen3_moe; do
             fail_check "$model at $np rank(s): $(tail -n 3 "$cli_tmp/check")"
         fi
     done
+done
+
+# A checkpoint in transformers 5's runtime layout (fuse_experts.py: module mlp, experts fused): the dump names
+# the fused gate_up_proj and down_proj as the checkpoint does, and their gradients are HF's stacked alike.
+for model in mixtral olmoe qwen2_moe qwen3_moe; do
+    python3 "$here/fuse_experts.py" "$models/$model" "$cli_tmp/$model-fused" "$models/$model/grads.safetensors" \
+        "$cli_tmp/$model-fused-hf.safetensors"
+    expect_exit 0 "${mpiexec[@]}" -np 2 "$EPMOE" train -q --model "$cli_tmp/$model-fused" \
+        --data "$models/$model/input_ids.safetensors" --sampler sequential --batch 3 --ctx 10 --steps 1 \
+        --dump-grads "$cli_tmp/$model-fused.safetensors" --out "$cli_tmp/out-$model-fused"
+    if check "$cli_tmp/$model-fused.safetensors" "$cli_tmp/$model-fused-hf.safetensors" >"$cli_tmp/check" 2>&1; then
+        pass "  $model, experts fused, at 2 ranks: $(tail -n 1 "$cli_tmp/check")"
+    else
+        fail_check "$model, experts fused, at 2 ranks: $(tail -n 3 "$cli_tmp/check")"
+    fi
 done
 
 # The sequential sampler takes the rows in order: a [B, S] file whose rows are not --ctx long is refused.
