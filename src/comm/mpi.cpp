@@ -373,9 +373,7 @@ void all_or_none(const Comm& comm, const std::function<void()>& fn) {
 void abort_job(int code) {
     std::fflush(stdout);
     std::fflush(stderr);
-    // A moment for mpiexec to pass this rank's last line on: MPICH's hydra can drop what a rank wrote just
-    // before an abort tears the job down.
-    const timespec pause{0, 200 * 1000 * 1000};
+    const timespec pause{0, 200 * 1000 * 1000};  // for MPICH's hydra to pass on the lines ranks just wrote
     nanosleep(&pause, nullptr);
     MPI_Abort(MPI_COMM_WORLD, code);
     std::_Exit(code);
