@@ -226,7 +226,7 @@ Json generate_job(const mpi::Comm& world, const Config& config, bool print_summa
         },
         true);
     job.note_unchecked_budget("generate");
-    WholeModel model(world, job);
+    WholeModel model(world, job, /*shard_head=*/true);
     Generator generator(world, config, job, model, *input);
     const std::vector<int32_t> mine = generator.run();
     const std::vector<int32_t> all = mpi::gatherv_to_root<int32_t>(world, mine);

@@ -7,24 +7,35 @@ namespace epmoe {
 namespace {
 
 // Each layer's attention projections (pack_projections) and the LM head packed for oneDNN's brgemm where the CPU
-// allows (PackedLinear); their FP32 copies are then dropped (nothing else reads them here; a tied head is the
-// embedding table, which stays). Returns the head.
-PackedLinear pack_for_inference(DecoderWeights& decoder, const ModelShape& shape) {
+// allows (PackedLinear), whole, or split over the ranks by vocabulary (ShardedHead) where shard_head and the
+// world has several ranks; the head's FP32 copy is then dropped (nothing else reads it here; a tied head is the
+// embedding table, which stays).
+InferenceHead pack_for_inference(const mpi::Comm& world, DecoderWeights& decoder, const ModelShape& shape,
+                                 bool shard_head) {
     for (AttentionWeights& layer : decoder.layers) pack_projections(layer, shape.d_model, shape.decoder);
-    PackedLinear head(decoder.head(), shape.decoder.vocab_size, shape.d_model);
-    if (head.packed()) std::vector<float>().swap(decoder.lm_head);
+    InferenceHead head;
+    const int vocab = shape.decoder.vocab_size;
+    bool packed = false;
+    if (shard_head && world.size() > 1 && vocab >= world.size()) {
+        head.sharded = std::make_unique<ShardedHead>(world, decoder.head(), vocab, shape.d_model);
+        packed = head.sharded->packed_bytes() > 0;
+    } else {
+        head.whole = PackedLinear(decoder.head(), vocab, shape.d_model);
+        packed = head.whole.packed();
+    }
+    if (packed) std::vector<float>().swap(decoder.lm_head);
     return head;
 }
 
 }  // namespace
 
-WholeModel::WholeModel(const mpi::Comm& world, Job& job)
+WholeModel::WholeModel(const mpi::Comm& world, Job& job, bool shard_head)
     : world_(world),
       job_(job),
       decoder_(job.source().load_decoder(world)),
-      head_(pack_for_inference(decoder_, job.shape())),
-      forward_(job.model(), decoder_, job.forward(), &head_),
-      aside_(job.model(), decoder_, job.forward(), &head_),
+      head_(pack_for_inference(world, decoder_, job.shape(), shard_head)),
+      forward_(job.model(), decoder_, job.forward(), &head_.whole, head_.sharded.get()),
+      aside_(job.model(), decoder_, job.forward(), &head_.whole, head_.sharded.get()),
       load_(static_cast<size_t>(job.shape().num_layers)) {}
 
 namespace {

@@ -3,20 +3,30 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "app/job.hpp"
 #include "epmoe/model/decoder_forward.hpp"
+#include "epmoe/model/sharded_head.hpp"
 #include "epmoe/ops/packed_linear.hpp"
 
 namespace epmoe {
 
+// The LM head as the forwards run it: whole on every rank, or split over the ranks by vocabulary.
+struct InferenceHead {
+    PackedLinear whole;
+    std::unique_ptr<ShardedHead> sharded;  // when set, whole is empty and unused
+    size_t packed_bytes() const { return whole.packed_bytes() + (sharded ? sharded->packed_bytes() : 0); }
+};
+
 class WholeModel {
 public:
-    // Loads the decoder's replicated weights (collective).
-    WholeModel(const mpi::Comm& world, Job& job);
+    // Loads the decoder's replicated weights (collective). shard_head: the LM head split over the ranks by
+    // vocabulary (ShardedHead: generate, whose steps want a few rows' logits); else whole on every rank (eval).
+    WholeModel(const mpi::Comm& world, Job& job, bool shard_head = false);
 
     // One step over this rank's chunks (each appended to its cache; empty: the rank only takes part in the
     // exchanges). Collective.
@@ -49,7 +59,7 @@ private:
     const mpi::Comm& world_;
     Job& job_;
     DecoderWeights decoder_;
-    PackedLinear head_;  // the LM head as the forwards run it
+    InferenceHead head_;
     DecoderForward forward_;
     DecoderForward aside_;  // step_aside's: its times stay out of forward_'s
     int64_t last_tokens_ = 0, tokens_run_ = 0;

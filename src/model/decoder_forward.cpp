@@ -34,8 +34,8 @@ SequenceCache make_sequence_cache(int num_layers) {
 }
 
 DecoderForward::DecoderForward(const Model& model, const DecoderWeights& decoder, Forward& moe,
-                               const PackedLinear* head)
-    : model_(model), decoder_(decoder), moe_(moe), head_(head) {
+                               const PackedLinear* head, ShardedHead* sharded)
+    : model_(model), decoder_(decoder), moe_(moe), head_(head), sharded_(sharded) {
     EPMOE_ASSERT(decoder.layers.size() == model.layers.size());
 }
 
@@ -62,7 +62,7 @@ StepResult DecoderForward::step(const mpi::Comm& comm, std::span<const SequenceC
         auto bias = biases.empty() ? std::span<const float>() : biases.subspan(l * s.num_experts, s.num_experts);
         moe_.layer(comm, l, h_, first_token, step_tokens, bias, result);
     }
-    lm_head(chunks, rows, logits);
+    lm_head(comm, chunks, rows, logits);
     return result;
 }
 
@@ -86,7 +86,8 @@ void DecoderForward::attention_layer(int l, std::span<const SequenceChunk> chunk
     times_.attention += mpi::wtime() - t0;
 }
 
-void DecoderForward::lm_head(std::span<const SequenceChunk> chunks, LogitRows rows, std::vector<float>& logits) {
+void DecoderForward::lm_head(const mpi::Comm& comm, std::span<const SequenceChunk> chunks, LogitRows rows,
+                             std::vector<float>& logits) {
     const ModelShape& s = model_.shape;
     const size_t d = static_cast<size_t>(s.d_model);
     const int vocab = s.decoder.vocab_size;
@@ -106,7 +107,9 @@ void DecoderForward::lm_head(std::span<const SequenceChunk> chunks, LogitRows ro
     out_.resize(x_.size());
     rms_norm(x_, decoder_.final_norm, s.rms_norm_eps, out_);
     logits.resize(static_cast<size_t>(m) * static_cast<size_t>(vocab));
-    if (head_)
+    if (sharded_)
+        sharded_->run(comm, out_, m, logits);  // summed over ranks, the same FLOPs as below
+    else if (head_)
         head_->run(out_, m, logits);
     else
         linear(out_, m, s.d_model, decoder_.head(), {}, vocab, logits);

@@ -214,11 +214,13 @@ std::vector<int> chunk_sizes(int length) {
 
 // Feeds each sequence in chunks through successive steps, sequence i starting at step i % 3 (so one step mixes
 // prompts and single tokens, and ranks finish at different steps but keep taking part with no chunks).
-void check_chunked(const Case& c, LogitRows rows, const char* what) {
+// sharded: the LM head split over the ranks by vocabulary (ShardedHead, as generate runs it).
+void check_chunked(const Case& c, LogitRows rows, const char* what, bool sharded = false) {
     mpi::Comm comm(MPI_COMM_WORLD);
     const Scenario s(comm, c);
     Forward moe(s.mine, s.placement, 0.0);
-    DecoderForward forward(s.mine, s.decoder, moe);
+    ShardedHead head(comm, s.decoder.head(), kVocab, s.shape.d_model);
+    DecoderForward forward(s.mine, s.decoder, moe, nullptr, sharded ? &head : nullptr);
     const size_t num_seqs = s.ids.size();
     std::vector<std::vector<int>> sizes(num_seqs);
     std::vector<SequenceCache> caches(num_seqs, make_sequence_cache(s.shape.num_layers));
@@ -264,6 +266,10 @@ void check_chunked(const Case& c, LogitRows rows, const char* what) {
 
 TEST_P(DecoderMpi, ChunkedDecodeLastRowsMatchReference) {
     check_chunked(GetParam(), LogitRows::kLast, "chunks, last rows");
+}
+
+TEST_P(DecoderMpi, ChunkedDecodeShardedHeadMatchesReference) {
+    check_chunked(GetParam(), LogitRows::kLast, "chunks, last rows, head split by vocabulary", true);
 }
 
 TEST_P(DecoderMpi, ChunkedDecodeAllRowsMatchReference) {

@@ -10,6 +10,7 @@
 #include "epmoe/comm/mpi.hpp"
 #include "epmoe/model/decoder.hpp"
 #include "epmoe/model/forward.hpp"
+#include "epmoe/model/sharded_head.hpp"
 #include "epmoe/ops/attention.hpp"
 #include "epmoe/ops/packed_linear.hpp"
 
@@ -38,9 +39,11 @@ struct DecoderTimes {
 class DecoderForward {
 public:
     // model: the MoE blocks (this rank's experts); decoder: the replicated parts; moe runs the blocks; head: the LM
-    // head packed (eval, generate; it outlives this), or null: decoder.head() through linear() (training's
-    // validation, whose head changes every step).
-    DecoderForward(const Model& model, const DecoderWeights& decoder, Forward& moe, const PackedLinear* head = nullptr);
+    // head packed (eval; it outlives this), or null: decoder.head() through linear() (training's validation, whose
+    // head changes every step); sharded: instead of head, the head split over the ranks by vocabulary (generate at
+    // several ranks; it outlives this).
+    DecoderForward(const Model& model, const DecoderWeights& decoder, Forward& moe, const PackedLinear* head = nullptr,
+                   ShardedHead* sharded = nullptr);
 
     // Runs every chunk through the whole model (chunks may be empty: the rank still takes part in each MoE
     // exchange), writing logits [rows, vocab_size] (rows: every token, or one per chunk, in chunk order).
@@ -55,12 +58,14 @@ public:
 
 private:
     void attention_layer(int l, std::span<const SequenceChunk> chunks);
-    void lm_head(std::span<const SequenceChunk> chunks, LogitRows rows, std::vector<float>& logits);
+    void lm_head(const mpi::Comm& comm, std::span<const SequenceChunk> chunks, LogitRows rows,
+                 std::vector<float>& logits);
 
     const Model& model_;
     const DecoderWeights& decoder_;
     Forward& moe_;
     const PackedLinear* head_;
+    ShardedHead* sharded_;
     DecoderTimes times_;
     double last_flops_ = 0;
     std::vector<float> h_, x_, out_;  // [tokens, d_model]: hidden states, normed input, attention output
