@@ -34,16 +34,20 @@ PY
 }
 export here
 
+one_step() {  # one_step NAME MODEL_DIR INPUT_IDS HF_GRADS NP: the dump of one step at NP ranks against HF_GRADS
+    local name=$1 dir=$2 ids=$3 want=$4 np=$5
+    expect_exit 0 "${mpiexec[@]}" -np "$np" "$EPMOE" train -q --model "$dir" --data "$ids" --sampler sequential \
+        --batch 3 --ctx 10 --steps 1 --dump-grads "$cli_tmp/$name-$np.safetensors" --out "$cli_tmp/out-$name-$np"
+    if check "$cli_tmp/$name-$np.safetensors" "$want" >"$cli_tmp/check" 2>&1; then
+        pass "  $name at $np rank(s): $(tail -n 1 "$cli_tmp/check")"
+    else
+        fail_check "$name at $np rank(s): $(tail -n 3 "$cli_tmp/check")"
+    fi
+}
+
 for model in mixtral mixtral_bf16_sharded olmoe qwen2_moe qwen3_moe; do
     for np in 1 2; do
-        expect_exit 0 "${mpiexec[@]}" -np $np "$EPMOE" train -q --model "$models/$model" \
-            --data "$models/$model/input_ids.safetensors" --sampler sequential --batch 3 --ctx 10 --steps 1 \
-            --dump-grads "$cli_tmp/$model-$np.safetensors" --out "$cli_tmp/out-$model-$np"
-        if check "$cli_tmp/$model-$np.safetensors" "$models/$model/grads.safetensors" >"$cli_tmp/check" 2>&1; then
-            pass "  $model at $np rank(s): $(tail -n 1 "$cli_tmp/check")"
-        else
-            fail_check "$model at $np rank(s): $(tail -n 3 "$cli_tmp/check")"
-        fi
+        one_step "$model" "$models/$model" "$models/$model/input_ids.safetensors" "$models/$model/grads.safetensors" $np
     done
 done
 
@@ -52,14 +56,8 @@ done
 for model in mixtral olmoe qwen2_moe qwen3_moe; do
     python3 "$here/fuse_experts.py" "$models/$model" "$cli_tmp/$model-fused" "$models/$model/grads.safetensors" \
         "$cli_tmp/$model-fused-hf.safetensors"
-    expect_exit 0 "${mpiexec[@]}" -np 2 "$EPMOE" train -q --model "$cli_tmp/$model-fused" \
-        --data "$models/$model/input_ids.safetensors" --sampler sequential --batch 3 --ctx 10 --steps 1 \
-        --dump-grads "$cli_tmp/$model-fused.safetensors" --out "$cli_tmp/out-$model-fused"
-    if check "$cli_tmp/$model-fused.safetensors" "$cli_tmp/$model-fused-hf.safetensors" >"$cli_tmp/check" 2>&1; then
-        pass "  $model, experts fused, at 2 ranks: $(tail -n 1 "$cli_tmp/check")"
-    else
-        fail_check "$model, experts fused, at 2 ranks: $(tail -n 3 "$cli_tmp/check")"
-    fi
+    one_step "$model-fused" "$cli_tmp/$model-fused" "$models/$model/input_ids.safetensors" \
+        "$cli_tmp/$model-fused-hf.safetensors" 2
 done
 
 # The sequential sampler takes the rows in order: a [B, S] file whose rows are not --ctx long is refused.
