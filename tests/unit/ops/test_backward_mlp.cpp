@@ -61,19 +61,21 @@ TEST(MlpBackward, LargeWeightGradientsMatchDoubleLoops) {
     for (int t = 0; t < n; ++t)
         for (int j = 0; j < f; ++j) {
             double dact = 0;
-            for (int i = 0; i < d; ++i) dact += double{dy[t * d + i]} * w.w2[size_t{i} * f + j];
-            const double a = h13[size_t{t} * 2 * f + j], b = h13[size_t{t} * 2 * f + f + j];
+            for (int i = 0; i < d; ++i) dact += double{dy[t * d + i]} * w.w2[static_cast<size_t>(i) * f + j];
+            const double a = h13[static_cast<size_t>(t) * 2 * f + j], b = h13[static_cast<size_t>(t) * 2 * f + f + j];
             const double sig = 1 / (1 + std::exp(-a));
-            act[size_t{t} * f + j] = a * sig * b;
-            dh13[size_t{t} * 2 * f + j] = dact * b * sig * (1 + a * (1 - sig));
-            dh13[size_t{t} * 2 * f + f + j] = dact * a * sig;
+            act[static_cast<size_t>(t) * f + j] = a * sig * b;
+            dh13[static_cast<size_t>(t) * 2 * f + j] = dact * b * sig * (1 + a * (1 - sig));
+            dh13[static_cast<size_t>(t) * 2 * f + f + j] = dact * a * sig;
         }
     bwdtest::Vec dw2(size_t{d} * f, 0.0), dw13(size_t{2} * f * d, 0.0);
     for (int t = 0; t < n; ++t) {
         for (int i = 0; i < d; ++i)
-            for (int j = 0; j < f; ++j) dw2[size_t{i} * f + j] += dy[t * d + i] * act[size_t{t} * f + j];
+            for (int j = 0; j < f; ++j)
+                dw2[static_cast<size_t>(i) * f + j] += dy[t * d + i] * act[static_cast<size_t>(t) * f + j];
         for (int r = 0; r < 2 * f; ++r)
-            for (int i = 0; i < d; ++i) dw13[size_t{r} * d + i] += dh13[size_t{t} * 2 * f + r] * x[t * d + i];
+            for (int i = 0; i < d; ++i)
+                dw13[static_cast<size_t>(r) * d + i] += dh13[static_cast<size_t>(t) * 2 * f + r] * x[t * d + i];
     }
     EXPECT_LT(bwdtest::rel_l2(grad.w2, dw2), 1e-5);
     EXPECT_LT(bwdtest::rel_l2(grad.w13, dw13), 1e-5);
