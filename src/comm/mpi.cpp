@@ -324,24 +324,19 @@ void gatherv_raw(const Comm& comm, const void* send, int count, std::vector<char
         });
 }
 
-std::vector<std::string> allgather_strings(const Comm& comm, const std::string& mine) {
-    int len = to_int_count(mine.size(), "allgather_strings");
-    std::vector<int> lens(comm.size());
+std::vector<int> allgatherv_raw(const Comm& comm, const void* send, int count, std::vector<char>& recv,
+                                MPI_Datatype type, size_t elem_size) {
+    std::vector<int> counts(comm.size());
     collective(
-        "MPI_Allgather", [&] { return MPI_Allgather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, comm.raw()); },
-        [&](MPI_Request* r) { return MPI_Iallgather(&len, 1, MPI_INT, lens.data(), 1, MPI_INT, comm.raw(), r); });
-    std::vector<int> offsets = prefix_offsets(lens);
-    std::string all(static_cast<size_t>(offsets.back() + lens.back()), '\0');
-    const int *rc = lens.data(), *ro = offsets.data();
+        "MPI_Allgather", [&] { return MPI_Allgather(&count, 1, MPI_INT, counts.data(), 1, MPI_INT, comm.raw()); },
+        [&](MPI_Request* r) { return MPI_Iallgather(&count, 1, MPI_INT, counts.data(), 1, MPI_INT, comm.raw(), r); });
+    const std::vector<int> offsets = prefix_offsets(counts);
+    recv.resize((static_cast<size_t>(offsets.back()) + counts.back()) * elem_size);
+    const int *rc = counts.data(), *ro = offsets.data();
     collective(
-        "MPI_Allgatherv",
-        [&] { return MPI_Allgatherv(mine.data(), len, MPI_CHAR, all.data(), rc, ro, MPI_CHAR, comm.raw()); },
-        [&](MPI_Request* r) {
-            return MPI_Iallgatherv(mine.data(), len, MPI_CHAR, all.data(), rc, ro, MPI_CHAR, comm.raw(), r);
-        });
-    std::vector<std::string> out;
-    for (int r = 0; r < comm.size(); ++r) out.push_back(all.substr(offsets[r], lens[r]));
-    return out;
+        "MPI_Allgatherv", [&] { return MPI_Allgatherv(send, count, type, recv.data(), rc, ro, type, comm.raw()); },
+        [&](MPI_Request* r) { return MPI_Iallgatherv(send, count, type, recv.data(), rc, ro, type, comm.raw(), r); });
+    return counts;
 }
 
 void set_wait_mode(WaitMode mode) { g_wait_mode = mode; }

@@ -24,27 +24,17 @@ ShardedHead::ShardedHead(const mpi::Comm& comm, std::span<const float> w, int vo
 }
 
 void ShardedHead::run(const mpi::Comm& comm, std::span<const float> x, int64_t m, std::span<float> logits) {
-    const int size = comm.size(), mine = mpi::to_int_count(static_cast<size_t>(m), "LM head rows");
+    const int size = comm.size();
     EPMOE_ASSERT(x.size() == static_cast<size_t>(m) * d_ && logits.size() == static_cast<size_t>(m) * vocab_);
-    const std::vector<int> rows = mpi::alltoall(comm, std::vector<int>(static_cast<size_t>(size), mine), 1);
-    int64_t total = 0;
-    for (int r : rows) total += r;
-    // Every rank's rows, in rank order (this rank's sent to each).
-    std::vector<float> send;
+    const std::vector<int> counts = mpi::allgatherv<float>(comm, x, rows_);  // every rank's rows, in rank order
+    const int64_t total = static_cast<int64_t>(rows_.size()) / d_;
     std::vector<int> send_counts(static_cast<size_t>(size)), recv_counts(static_cast<size_t>(size));
-    for (int r = 0; r < size; ++r) {
-        send.insert(send.end(), x.begin(), x.end());
-        send_counts[r] = mpi::to_int_count(x.size(), "LM head rows");
-        recv_counts[r] = mpi::to_int_count(static_cast<size_t>(rows[r]) * d_, "LM head rows");
-    }
-    rows_.resize(static_cast<size_t>(total) * d_);
-    mpi::alltoallv_known<float>(comm, send, send_counts, rows_, recv_counts);
     // This rank's columns of all of them; each rank's rows back to it, and this rank's from every rank's columns.
     const int64_t columns = first_[comm.rank() + 1] - first_[comm.rank()];
     out_.resize(static_cast<size_t>(total * columns));
     part_.run(rows_, total, out_);
     for (int r = 0; r < size; ++r) {
-        send_counts[r] = mpi::to_int_count(static_cast<size_t>(rows[r] * columns), "LM head logits");
+        send_counts[r] = mpi::to_int_count(static_cast<size_t>(counts[r] / d_ * columns), "LM head logits");
         recv_counts[r] = mpi::to_int_count(static_cast<size_t>(m * (first_[r + 1] - first_[r])), "LM head logits");
     }
     back_.resize(static_cast<size_t>(m) * vocab_);

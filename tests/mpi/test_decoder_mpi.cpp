@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <optional>
 #include <ostream>
 #include <span>
 #include <string>
@@ -219,8 +220,9 @@ void check_chunked(const Case& c, LogitRows rows, const char* what, bool sharded
     mpi::Comm comm(MPI_COMM_WORLD);
     const Scenario s(comm, c);
     Forward moe(s.mine, s.placement, 0.0);
-    ShardedHead head(comm, s.decoder.head(), kVocab, s.shape.d_model);
-    DecoderForward forward(s.mine, s.decoder, moe, nullptr, sharded ? &head : nullptr);
+    std::optional<ShardedHead> head;
+    if (sharded) head.emplace(comm, s.decoder.head(), kVocab, s.shape.d_model);
+    DecoderForward forward(s.mine, s.decoder, moe, nullptr, head ? &*head : nullptr);
     const size_t num_seqs = s.ids.size();
     std::vector<std::vector<int>> sizes(num_seqs);
     std::vector<SequenceCache> caches(num_seqs, make_sequence_cache(s.shape.num_layers));

@@ -91,6 +91,10 @@ void gather_raw(const Comm& comm, const void* send, int count, void* recv, MPI_D
 void gatherv_raw(const Comm& comm, const void* send, int count, std::vector<char>& recv, MPI_Datatype type,
                  size_t elem_size, int root);
 
+// Every rank receives counts[r] elements from each rank r, in rank order; counts are gathered first and returned.
+std::vector<int> allgatherv_raw(const Comm& comm, const void* send, int count, std::vector<char>& recv,
+                                MPI_Datatype type, size_t elem_size);
+
 // Checks that a count fits MPI's int; names what in the error.
 int to_int_count(size_t n, const char* what);
 
@@ -190,8 +194,29 @@ std::vector<T> gatherv_to_root(const Comm& comm, std::span<const T> block, int r
     return out;
 }
 
+// Blocks of any size, concatenated in rank order into all on every rank; returns each rank's element count.
+template <typename T>
+std::vector<int> allgatherv(const Comm& comm, std::span<const T> block, std::vector<T>& all) {
+    std::vector<char> bytes;
+    std::vector<int> counts =
+        allgatherv_raw(comm, block.data(), to_int_count(block.size(), "allgatherv"), bytes, type_of<T>(), sizeof(T));
+    all.resize(bytes.size() / sizeof(T));
+    if (!bytes.empty()) std::memcpy(all.data(), bytes.data(), bytes.size());
+    return counts;
+}
+
 // Every rank's string, on every rank.
-std::vector<std::string> allgather_strings(const Comm& comm, const std::string& mine);
+inline std::vector<std::string> allgather_strings(const Comm& comm, const std::string& mine) {
+    std::vector<char> all;
+    const std::vector<int> lens = allgatherv<char>(comm, mine, all);
+    std::vector<std::string> out;
+    size_t at = 0;
+    for (int len : lens) {
+        out.emplace_back(all.data() + at, static_cast<size_t>(len));
+        at += static_cast<size_t>(len);
+    }
+    return out;
+}
 void barrier(const Comm& comm);
 
 // How this process waits for its collectives. kYield: start them non-blocking and complete them with a
