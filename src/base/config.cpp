@@ -293,6 +293,8 @@ TrainConfig train_config(const Json& j) {
     t.eval_every = static_cast<int>(int_in(j, "train", "eval_every", 0, 1 << 30));
     t.save_dir = at(j, "train", "save_dir").get<std::string>();
     t.save_every = static_cast<int>(int_in(j, "train", "save_every", 0, 1 << 30));
+    if (t.save_every > 0 && t.save_dir.empty())
+        bad_value("train.save_every", j.at("train").at("save_every"), "saves into train.save_dir: give --save DIR");
     t.corpus = at(j, "train", "corpus").get<std::string>();
     t.family = one_of(j, "train", "family", {"mixtral", "olmoe", "qwen2_moe", "qwen3_moe"});
     t.resume = at(j, "train", "resume").get<std::string>();

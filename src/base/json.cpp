@@ -69,7 +69,7 @@ const char* kDefaults = R"({
 std::string type_name(const Json& j) {
     if (j.is_boolean()) return "a boolean";
     if (j.is_number_integer()) return "an integer";
-    if (j.is_number()) return "a number";
+    if (j.is_number()) return "a finite number";
     if (j.is_string()) return "a string";
     if (j.is_object()) return "a group of keys";
     return "null";

@@ -108,6 +108,7 @@ if [ "$(cat "$cli_tmp/mine/notes.txt")" = "keep me" ] && [ "$(ls "$cli_tmp/mine"
 else fail_check "the user's folder changed"; fi
 bad "train.lr" --lr -0.001
 bad "train.lr" --lr inf
+bad "train.save_every" --save-every 2
 python3 -c "import sys; sys.path.insert(0, '$here'); import st_read
 st_read.write('$cli_tmp/short.safetensors', {'input_ids': ('I32', [2, 8], list(range(16)))})"
 bad "shorter than one window" --data "$cli_tmp/short.safetensors"
