@@ -4,7 +4,7 @@
 # input_ids.safetensors ([3, 10]) at 1 and 2 ranks writes lm_loss, aux_loss and the gradient of every tensor
 # under its Hugging Face name (the experts of both ranks gathered into one file); each matches HF's to 1e-4
 # relative L2 (the losses to 1e-5), the same tolerance as tests/mpi/test_train_hf_mpi.cpp. The same for
-# each model rewritten with its experts fused, as transformers 5 holds them (fuse_experts.py).
+# each model as transformers 5 writes it with its experts fused (tests/fixtures/models/*_fused).
 set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=lib.sh
@@ -51,13 +51,13 @@ for model in mixtral mixtral_bf16_sharded olmoe qwen2_moe qwen3_moe; do
     done
 done
 
-# A checkpoint in transformers 5's runtime layout (fuse_experts.py: module mlp, experts fused): the dump names
-# the fused gate_up_proj and down_proj as the checkpoint does, and their gradients are HF's stacked alike.
-for model in mixtral olmoe qwen2_moe qwen3_moe; do
-    python3 "$here/fuse_experts.py" "$models/$model" "$cli_tmp/$model-fused" "$models/$model/grads.safetensors" \
-        "$cli_tmp/$model-fused-hf.safetensors"
-    one_step "$model-fused" "$cli_tmp/$model-fused" "$models/$model/input_ids.safetensors" \
-        "$cli_tmp/$model-fused-hf.safetensors" 2
+# The same models written by transformers 5 in its runtime layout (make_hf_grads.py --fused: module mlp, experts
+# fused) with HF's gradients of its own parameters: the dump names the fused gate_up_proj and down_proj as the
+# checkpoint does; at 2 ranks and at 3 (4 experts: 2, 1 and 1 a rank).
+for model in mixtral_fused olmoe_fused qwen2_moe_fused qwen3_moe_fused; do
+    for np in 2 3; do
+        one_step "$model" "$models/$model" "$models/$model/input_ids.safetensors" "$models/$model/grads.safetensors" $np
+    done
 done
 
 # The sequential sampler takes the rows in order: a [B, S] file whose rows are not --ctx long is refused.
