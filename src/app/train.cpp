@@ -253,6 +253,9 @@ public:
                 {"checkpoint", config_.train.save_dir.empty() ? Json(nullptr) : Json(config_.train.save_dir)}};
     }
     double bigram() const { return bigram_; }
+    std::vector<int32_t> scored_val_tokens() const {
+        return validation_tokens(data_.val, config_.text.ctx, config_.train.val_windows);
+    }
     const TrainGroups& groups() const { return groups_; }
 
 private:
@@ -328,7 +331,7 @@ int train(const mpi::Comm& world, const Config& given) {
         std::printf("epmoe train: final loss %.4f, validation %.4f (bigram %.4f), %.0f tokens/s\n",
                     summary["final_lm_loss"].get<double>(), summary["final_val_loss"].get<double>(), trainer.bigram(),
                     summary["tokens_per_s"].is_number() ? summary["tokens_per_s"].get<double>() : 0.0);
-    log.finish(summary);
+    log.finish(summary, trainer.scored_val_tokens(), config.text.ctx);
     return 0;
 }
 

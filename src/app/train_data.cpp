@@ -123,9 +123,22 @@ std::vector<TrainSequence> sample_batch(const std::vector<int32_t>& stream, int6
     return out;
 }
 
+namespace {
+
+int64_t validation_window_count(const std::vector<int32_t>& stream, int64_t ctx, int count) {
+    return std::max<int64_t>(0, std::min<int64_t>(count, (static_cast<int64_t>(stream.size()) - 1) / ctx));
+}
+
+}  // namespace
+
+std::vector<int32_t> validation_tokens(const std::vector<int32_t>& stream, int64_t ctx, int count) {
+    const int64_t n = validation_window_count(stream, ctx, count);
+    return n == 0 ? std::vector<int32_t>{} : std::vector<int32_t>(stream.begin(), stream.begin() + n * ctx + 1);
+}
+
 std::vector<TrainSequence> validation_windows(const std::vector<int32_t>& stream, int64_t ctx, int count, int rank,
                                               int num_ranks) {
-    const int64_t n = std::min<int64_t>(count, (static_cast<int64_t>(stream.size()) - 1) / ctx);
+    const int64_t n = validation_window_count(stream, ctx, count);
     const IndexRange mine = split_over_ranks(n, rank, num_ranks);
     std::vector<TrainSequence> out;
     for (int64_t w = mine.begin; w < mine.end; ++w) out.push_back(window(stream, w * ctx, ctx));

@@ -28,6 +28,10 @@ TrainData load_train_data(const Config& config, int vocab_size);
 std::vector<TrainSequence> sample_batch(const std::vector<int32_t>& stream, int64_t ctx, int batch, uint64_t seed,
                                         int64_t step, int rank, int num_ranks);
 
+// The tokens the first `count` disjoint windows of ctx + 1 tokens of the stream read (window w starts at w ctx;
+// fewer windows if short): its first n ctx + 1 tokens, empty when not one window fits.
+std::vector<int32_t> validation_tokens(const std::vector<int32_t>& stream, int64_t ctx, int count);
+
 // This rank's share of the first `count` disjoint windows of ctx + 1 tokens of the stream (fewer if short).
 std::vector<TrainSequence> validation_windows(const std::vector<int32_t>& stream, int64_t ctx, int count, int rank,
                                               int num_ranks);

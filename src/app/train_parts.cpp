@@ -1,9 +1,11 @@
 #include "app/train_parts.hpp"
 
 #include <cstdio>
+#include <filesystem>
 
 #include "app/version.hpp"
 #include "epmoe/base/error.hpp"
+#include "epmoe/io/safetensors.hpp"
 #include "epmoe/ops/loss.hpp"
 
 namespace epmoe {
@@ -86,6 +88,18 @@ double train_flops_per_token(const ModelShape& s) {
     const double attention = static_cast<double>(s.d_model) * d.head_dim * 2.0 * (d.num_heads + d.num_kv_heads);
     const double moe = static_cast<double>(s.d_model) * s.num_experts + s.top_k * 3.0 * s.d_model * s.d_ff;
     return 6.0 * (s.num_layers * (attention + moe) + static_cast<double>(d.vocab_size) * s.d_model);
+}
+
+void TrainLog::write_val_tokens(Json& summary, const std::vector<int32_t>& tokens, int64_t ctx) {
+    write_safetensors(writer_->stage("val_tokens.safetensors"),
+                      {tensor_from_i32("input_ids", {static_cast<int64_t>(tokens.size())}, tokens)},
+                      {{"format", "epmoe train's validation windows: ctx + 1 tokens from every multiple of ctx"}});
+    const std::string path = (std::filesystem::path(dir_) / "val_tokens.safetensors").string();
+    summary["val_tokens"] = path;
+    summary["eval_check"] = config_.train.save_dir.empty()
+                                ? Json(nullptr)
+                                : Json(cat("epmoe eval --model ", config_.train.save_dir, " --tokens ", path, " --ctx ",
+                                           ctx + 1, " --stride ", ctx));
 }
 
 Json load_rows(const std::vector<double>& load, int num_experts) {

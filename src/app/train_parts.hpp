@@ -57,16 +57,24 @@ public:
     void line(const Json& j) {
         if (rank0_) log_ << j.dump() << "\n" << std::flush;
     }
-    void finish(Json summary) {
+    // summary.json, and val_tokens.safetensors: the validation windows' tokens (input_ids I32 [N]), which `epmoe
+    // eval --ctx C+1 --stride C` scores as train's validation did; summary's eval_check says that command.
+    void finish(Json summary, const std::vector<int32_t>& val_tokens, int64_t ctx) {
         if (!rank0_) return;
         log_.close();
+        if (!val_tokens.empty()) write_val_tokens(summary, val_tokens, ctx);
         summary["run"] = {
             {"epmoe_version", version()}, {"command_line", config_.command_line}, {"finished_utc", utc_now()}};
         writer_->finish(*config_.json, summary);
+        if (!config_.output.quiet && summary.value("eval_check", Json()).is_string())
+            std::printf("epmoe train: the last validation loss again: %s\n",
+                        summary["eval_check"].get<std::string>().c_str());
         std::printf("results: %s\n", dir_.c_str());
     }
 
 private:
+    void write_val_tokens(Json& summary, const std::vector<int32_t>& tokens, int64_t ctx);
+
     bool rank0_;
     const Config& config_;
     std::string dir_;
