@@ -4,6 +4,9 @@
 // rank has written. Each step that may fail locally runs inside mpi::all_or_none.
 #include "epmoe/model/checkpoint_write.hpp"
 
+#include <fcntl.h>
+
+#include <cerrno>
 #include <climits>
 #include <cstdio>
 #include <filesystem>
@@ -103,6 +106,14 @@ void write_text(const fs::path& path, const std::string& text) {
 
 // Rank 0, before any shard: refuses a `dir` that is neither absent, empty nor an epmoe checkpoint; clears a
 // temporary directory a killed run left; makes the temporary directory with its marker.
+// Removes an epmoe checkpoint directory, its marker last: a removal cut short (a killed job) leaves a directory
+// still marked, which the next prepare removes in turn.
+void remove_checkpoint(const fs::path& dir) {
+    for (const fs::directory_entry& entry : fs::directory_iterator(dir))
+        if (entry.path().filename() != kCheckpointMarker) fs::remove_all(entry.path());
+    fs::remove_all(dir);
+}
+
 void prepare(const fs::path& dir, const fs::path& tmp, Family family, int ranks) {
     if (fs::exists(dir) && !(fs::is_directory(dir) && (fs::is_empty(dir) || has_marker(dir))))
         fail(dir.string(), ": exists and is not an epmoe checkpoint (no ", kCheckpointMarker,
@@ -110,15 +121,35 @@ void prepare(const fs::path& dir, const fs::path& tmp, Family family, int ranks)
     if (fs::exists(tmp)) {
         if (!fs::is_directory(tmp) || !(fs::is_empty(tmp) || has_marker(tmp)))
             fail(tmp.string(), ": exists and is not an unfinished epmoe checkpoint: refusing to remove it");
-        fs::remove_all(tmp);
+        remove_checkpoint(tmp);
     }
     fs::create_directories(tmp);
     const Json marker = {{"writer", "epmoe"}, {"family", family_name(family)}, {"ranks", ranks}};
     write_text(tmp / kCheckpointMarker, marker.dump(2) + "\n");
 }
 
-// Rank 0, after every shard: config.json, the index, then the rename (an old checkpoint at dir moves aside to
-// dir.old first and is removed last).
+// tmp takes dir's place, where dir holds an older checkpoint: in one atomic step (renameat2's RENAME_EXCHANGE, then
+// the old one, now at tmp, removed), so that dir holds a whole checkpoint at every instant; where the filesystem
+// has no exchange (EINVAL), the old one moves aside to dir.old first and is removed last.
+void replace(const fs::path& dir, const fs::path& tmp) {
+    if (renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, dir.c_str(), RENAME_EXCHANGE) == 0) {
+        remove_checkpoint(tmp);
+        return;
+    }
+    if (errno != EINVAL && errno != ENOSYS)
+        throw fs::filesystem_error("cannot exchange it with " + tmp.string(), dir,
+                                   std::error_code(errno, std::generic_category()));
+    const fs::path old = dir.string() + ".old";
+    if (fs::exists(old)) {
+        if (!has_marker(old)) fail(old.string(), ": exists and is not an epmoe checkpoint: refusing to remove it");
+        remove_checkpoint(old);
+    }
+    fs::rename(dir, old);
+    fs::rename(tmp, dir);
+    remove_checkpoint(old);
+}
+
+// Rank 0, after every shard: config.json, the index, then tmp renamed to dir (replace, where dir exists).
 void publish(const fs::path& dir, const fs::path& tmp, const CheckpointInfo& info,
              const CheckpointWriteOptions& options, const std::vector<std::string>& names_by_rank,
              const std::vector<std::string>& files_by_rank, uint64_t total_bytes) {
@@ -133,16 +164,10 @@ void publish(const fs::path& dir, const fs::path& tmp, const CheckpointInfo& inf
         }
     }
     write_text(tmp / "model.safetensors.index.json", index.dump(2) + "\n");
-    const fs::path old = dir.string() + ".old";
-    if (fs::exists(dir)) {
-        if (fs::exists(old)) {
-            if (!has_marker(old)) fail(old.string(), ": exists and is not an epmoe checkpoint: refusing to remove it");
-            fs::remove_all(old);
-        }
-        fs::rename(dir, old);
-    }
-    fs::rename(tmp, dir);
-    fs::remove_all(old);
+    if (fs::exists(dir))
+        replace(dir, tmp);
+    else
+        fs::rename(tmp, dir);
 }
 
 // Runs fn on every rank as mpi::all_or_none does, turning a filesystem_error into an Error naming its path.
