@@ -36,21 +36,25 @@ else fail_check "train log"; fi
 expect_exit 0 "${mpiexec[@]}" -np 2 "$EPMOE" eval -q --model "$cli_tmp/ck2" --energy-source none --out "$cli_tmp/ev"
 expect_stdout_lacks "error"
 
+same_val_loss() {  # same_val_loss TRAIN_OUT EVAL_OUT WHAT: eval's mean NLL over 8 windows is train's last validation loss
+    if python3 - "$1" "$2" <<'PY'
+import json, sys
+val = json.load(open(f"{sys.argv[1]}/summary.json"))["final_val_loss"]
+ev = json.load(open(f"{sys.argv[2]}/eval.json"))
+assert ev["tokens_scored"] == 8 * 32, ev["tokens_scored"]
+assert abs(ev["mean_nll"] / val - 1) < 1e-5, (ev["mean_nll"], val)
+print(f"train's last validation loss {val:.7f}, eval's {ev['mean_nll']:.7f}")
+PY
+    then pass "  $3 reproduces the last validation loss"
+    else fail_check "$3 against the validation loss"; fi
+}
+
 # The default run's held-out bytes: summary.json's eval_check (epmoe eval of the checkpoint on val_tokens.safetensors,
 # the validation windows' tokens) gives the last validation loss again, at 1 rank where training ran at 2.
 read -r -a check < <(python3 -c "import json, sys; print(json.load(open(sys.argv[1]))['eval_check'])" \
     "$cli_tmp/t2/summary.json")
 expect_exit 0 "${mpiexec[@]}" -np 1 "$EPMOE" "${check[@]:1}" -q --energy-source none --out "$cli_tmp/evcheck"
-if python3 - "$cli_tmp" <<'PY'
-import json, sys
-val = json.load(open(f"{sys.argv[1]}/t2/summary.json"))["final_val_loss"]
-ev = json.load(open(f"{sys.argv[1]}/evcheck/eval.json"))
-assert ev["tokens_scored"] == 8 * 32, ev["tokens_scored"]
-assert abs(ev["mean_nll"] / val - 1) < 1e-5, (ev["mean_nll"], val)
-print(f"train's {val:.7f}, eval_check's {ev['mean_nll']:.7f}")
-PY
-then pass "  eval_check reproduces the last validation loss"
-else fail_check "eval_check against the validation loss"; fi
+same_val_loss "$cli_tmp/t2" "$cli_tmp/evcheck" "eval_check"
 
 # epmoe eval of the saved checkpoint reproduces the last validation loss: the validation windows (ctx + 1 tokens
 # starting at multiples of ctx) are the Hugging Face guide's windows of ctx + 1 tokens advancing by ctx.
@@ -60,16 +64,7 @@ expect_exit 0 "${mpiexec[@]}" -np 2 "$EPMOE" train "${small[@]}" --val-data "$cl
     --save "$cli_tmp/ck3"
 expect_exit 0 "${mpiexec[@]}" -np 2 "$EPMOE" eval -q --model "$cli_tmp/ck3" --tokens "$cli_tmp/val.bin" --ctx 33 \
     --stride 32 --energy-source none --out "$cli_tmp/ev3"
-if python3 - "$cli_tmp" <<'PY'
-import json, sys
-val = json.load(open(f"{sys.argv[1]}/t3/summary.json"))["final_val_loss"]
-ev = json.load(open(f"{sys.argv[1]}/ev3/eval.json"))
-assert ev["tokens_scored"] == 8 * 32, ev["tokens_scored"]
-assert abs(ev["mean_nll"] / val - 1) < 1e-5, (ev["mean_nll"], val)
-print(f"train's last validation loss {val:.7f}, eval of its checkpoint {ev['mean_nll']:.7f}")
-PY
-then pass "  eval of the checkpoint reproduces the last validation loss"
-else fail_check "eval of the checkpoint against the validation loss"; fi
+same_val_loss "$cli_tmp/t3" "$cli_tmp/ev3" "eval of the checkpoint on --val-data"
 
 # train --text: with no --model the text's bytes are the tokens (the same run as train.corpus on that file); with
 # a tokenizer, its ids (the fixture qwen2's, a synthetic vocabulary of 1024 >= its 798).
