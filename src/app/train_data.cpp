@@ -106,8 +106,12 @@ TrainData load_train_data(const Config& config, int vocab_size) {
         d.train.resize(d.train.size() - held);
     }
     check_length(d.train, config.text.ctx, "the training stream of " + d.source);
+    const bool held_out = t.val_data.empty() && t.val_text.empty() && t.sampler != "sequential";
     const std::string val_source = !t.val_data.empty() ? t.val_data : !t.val_text.empty() ? t.val_text : d.source;
-    check_length(d.val, config.text.ctx, "the validation stream (" + val_source + ")");
+    check_length(d.val, config.text.ctx,
+                 held_out ? cat("the validation stream (the last ", t.val_fraction, " of ", d.source,
+                                ", train.val_fraction; or give --val-data FILE)")
+                          : "the validation stream (" + val_source + ")");
     return d;
 }
 
