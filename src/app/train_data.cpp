@@ -94,24 +94,24 @@ TrainData load_train_data(const Config& config, int vocab_size) {
         d.train = read_tokens(t.data, vocab_size, config.text.token_dtype).ids;
         d.source = t.data;
     }
+    std::string val_source = d.source;  // where the validation stream came from, for its length check
     if (!t.val_data.empty()) {
         d.val = read_tokens(t.val_data, vocab_size, config.text.token_dtype).ids;
+        val_source = t.val_data;
     } else if (!t.val_text.empty()) {
         d.val = text_ids(config, t.val_text, vocab_size, "train.val_text");
+        val_source = t.val_text;
     } else if (t.sampler == "sequential") {
         d.val = d.train;  // a checking hook's rows: nothing held out, validated on the same tokens
     } else {
         const size_t held = static_cast<size_t>(static_cast<double>(d.train.size()) * t.val_fraction);
         d.val.assign(d.train.end() - static_cast<std::ptrdiff_t>(held), d.train.end());
         d.train.resize(d.train.size() - held);
+        val_source =
+            cat("the last ", t.val_fraction, " of ", d.source, ", train.val_fraction; or give --val-data FILE");
     }
     check_length(d.train, config.text.ctx, "the training stream of " + d.source);
-    const bool held_out = t.val_data.empty() && t.val_text.empty() && t.sampler != "sequential";
-    const std::string val_source = !t.val_data.empty() ? t.val_data : !t.val_text.empty() ? t.val_text : d.source;
-    check_length(d.val, config.text.ctx,
-                 held_out ? cat("the validation stream (the last ", t.val_fraction, " of ", d.source,
-                                ", train.val_fraction; or give --val-data FILE)")
-                          : "the validation stream (" + val_source + ")");
+    check_length(d.val, config.text.ctx, "the validation stream (" + val_source + ")");
     return d;
 }
 

@@ -104,8 +104,6 @@ void write_text(const fs::path& path, const std::string& text) {
     fs::rename(tmp, path);
 }
 
-// Rank 0, before any shard: refuses a `dir` that is neither absent, empty nor an epmoe checkpoint; clears a
-// temporary directory a killed run left; makes the temporary directory with its marker.
 // Removes an epmoe checkpoint directory, its marker last: a removal cut short (a killed job) leaves a directory
 // still marked, which the next prepare removes in turn.
 void remove_checkpoint(const fs::path& dir) {
@@ -114,6 +112,8 @@ void remove_checkpoint(const fs::path& dir) {
     fs::remove_all(dir);
 }
 
+// Rank 0, before any shard: refuses a `dir` that is neither absent, empty nor an epmoe checkpoint; clears a
+// temporary directory a killed run left; makes the temporary directory with its marker.
 void prepare(const fs::path& dir, const fs::path& tmp, Family family, int ranks) {
     if (fs::exists(dir) && !(fs::is_directory(dir) && (fs::is_empty(dir) || has_marker(dir))))
         fail(dir.string(), ": exists and is not an epmoe checkpoint (no ", kCheckpointMarker,
